@@ -1,0 +1,53 @@
+/*
+ * hdb_err.h - return codes and error detail buffers shared by every HilbertDB module.
+ *
+ * Functions return int: 0 (HDB_OK) on success, a small negative HDB_E* code on failure. The
+ * human-readable detail goes into a caller-supplied buffer (char *err, size_t errlen; NULL
+ * allowed), never into a global. The server maps codes to gRPC statuses in exactly one place
+ * (hdb_server_status_from_rc in hdb_server.c).
+ */
+#ifndef HDB_ERR_H
+#define HDB_ERR_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    HDB_OK = 0,
+    HDB_EINVAL = -1,     /* bad input from a client or a config file */
+    HDB_ENOMEM = -2,     /* allocation failed inside a library that reports it */
+    HDB_ENOTFOUND = -3,  /* a named object does not exist */
+    HDB_EEXIST = -4,     /* the object already exists */
+    HDB_EPRECOND = -5,   /* the system is not in a state that allows the operation */
+    HDB_ELIMIT = -6,     /* a configured limit was exceeded */
+    HDB_ETIMEOUT = -7,   /* the deadline passed */
+    HDB_EIO = -8,        /* storage or file system failure */
+    HDB_ECORRUPT = -9,   /* stored data could not be decoded */
+    HDB_EUNAVAIL = -10,  /* shutting down, or not ready yet */
+    HDB_EUNIMPL = -11,   /* the operation is not implemented */
+    HDB_EINTERNAL = -12, /* a bug or a failure inside a library */
+    HDB_ECANCELLED = -13 /* the client went away */
+};
+
+/* Returns a static, human-readable name for rc, e.g. "invalid argument". Never NULL. */
+const char *hdb_strerror(int rc);
+
+/* Formats a message into err (at most errlen bytes, always NUL-terminated when errlen > 0).
+ * Does nothing when err is NULL or errlen is 0. Returns rc unchanged, so callers can write
+ * `return hdb_errf(err, errlen, HDB_EINVAL, "k: must be > 0");`. */
+int hdb_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Prepends "prefix" to the message already in err, e.g. turning "must be > 0" into
+ * "points[3].vector: must be > 0". Keeps the result within errlen. Returns rc unchanged. */
+int hdb_err_prefix(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HDB_ERR_H */

@@ -1,0 +1,67 @@
+/*
+ * hdb_flat.h - the exact ("flat") search engine: every query is compared with every vector.
+ *
+ * Vectors live in one contiguous row-major matrix with a label per row; a hash map finds the
+ * row of a label, so upsert and remove are O(1) per vector (remove moves the last row into the
+ * hole). Single queries use the SIMD kernels of hdb_distance; batches of queries use blocked
+ * cblas_sgemm (OpenBLAS), as FAISS's IndexFlat does.
+ *
+ * Scores are "smaller is better" (hdb_topk): L2 gives the squared distance, INNER_PRODUCT gives
+ * -<q,x>, COSINE gives 1 - <q/|q|, x/|x|> (vectors are normalised on insert, queries on
+ * search; zero vectors stay zero).
+ *
+ * Thread-safety: none inside. Searches may run concurrently with each other; upsert and remove
+ * need exclusive access (the index layer holds a rwlock per split).
+ */
+#ifndef HDB_FLAT_H
+#define HDB_FLAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hdb_topk.h"
+#include "hdb_types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hdb_flat hdb_flat;
+
+/* Creates an empty engine for vectors of dimension dim (>= 1) under metric. Returns HDB_OK and
+ * *out, or HDB_EINVAL with a message. Free with hdb_flat_free. */
+int hdb_flat_create(hdb_flat **out, uint32_t dim, hdb_metric metric, char *err, size_t errlen);
+
+/* Releases the engine. NULL is allowed. */
+void hdb_flat_free(hdb_flat *f);
+
+/* Inserts n vectors (row-major, n x dim, copied) under labels (>= 0). A label that is already
+ * present has its vector replaced. Labels within one call must be distinct. Returns HDB_OK. */
+int hdb_flat_upsert(hdb_flat *f, size_t n, const int64_t *labels, const float *vecs);
+
+/* Removes the vectors with these labels; absent labels are ignored. Returns how many were
+ * removed. */
+size_t hdb_flat_remove(hdb_flat *f, size_t n, const int64_t *labels);
+
+/* Number of vectors held. */
+size_t hdb_flat_size(const hdb_flat *f);
+
+/* Dimension and metric given at creation. */
+uint32_t hdb_flat_dim(const hdb_flat *f);
+hdb_metric hdb_flat_metric(const hdb_flat *f);
+
+/* Returns 1 and copies the stored (for COSINE: normalised) vector of label into out (dim
+ * floats) if present, else returns 0. */
+int hdb_flat_get(const hdb_flat *f, int64_t label, float *out);
+
+/* Searches nq queries (row-major, nq x dim; not modified). For query i, out[i*k .. i*k+k) gets
+ * the k best hits sorted best first, padded with {+INFINITY, -1} when fewer than k vectors
+ * exist. k >= 1. Scratch memory is allocated internally and freed before returning. Returns
+ * HDB_OK. */
+int hdb_flat_search(const hdb_flat *f, size_t nq, const float *queries, size_t k, hdb_hit *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HDB_FLAT_H */
