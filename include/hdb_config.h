@@ -45,6 +45,7 @@ typedef struct hdb_config {
     uint32_t max_points_per_upload; /* points per Upload and ids per Get; default 10000 */
     uint32_t max_query_vectors;     /* query vectors per Search; default 10000 */
     uint32_t max_k;                 /* largest k; default 10000 */
+    uint32_t max_results;           /* query vectors x k in one Search; default 1000000 */
     uint32_t max_attributes;        /* attributes per point (and permanent per source); default 64 */
     uint32_t max_value_bytes;       /* bytes in one string or bytes value; default 65536 */
 

@@ -60,6 +60,12 @@ int hdb_flat_get(const hdb_flat *f, int64_t label, float *out);
  * HDB_OK. */
 int hdb_flat_search(const hdb_flat *f, size_t nq, const float *queries, size_t k, hdb_hit *out);
 
+/* Makes searches of nq or more queries use the GEMM path (1: always; SIZE_MAX: never; 0: the
+ * automatic choice, which is the default: GEMM from 8 queries, or from 2 once the matrix is
+ * larger than a typical last-level cache). Meant for tests and benchmarks. Not thread-safe:
+ * must not run concurrently with a search on f. */
+void hdb_flat_set_gemm_min_nq(hdb_flat *f, size_t nq);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,157 @@
+/*
+ * hdb_catalog.h - the registry of data sources and indices: validation of their definitions,
+ * durable storage of those definitions in the "catalog" column family, creation and removal of
+ * the per-source column families, and the rebuild of indices at start.
+ *
+ * Data sources and indices are reference-counted objects. Lookups return a new reference that
+ * the caller releases with hdb_source_unref / hdb_ixent_unref; a dropped object disappears from
+ * lookups at once and is destroyed (its column families dropped, its engines freed) when the
+ * last reference goes.
+ *
+ * Definitions arrive as the API's protobuf-c spec messages, from the Catalog service or from
+ * the config file, and both go through the same validation.
+ */
+#ifndef HDB_CATALOG_H
+#define HDB_CATALOG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hdb_types.h"
+#include "hilbert/v1/catalog.pb-c.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hdb_arena hdb_arena;
+typedef struct hdb_catalog hdb_catalog;
+typedef struct hdb_cf hdb_cf;
+typedef struct hdb_commit hdb_commit;
+typedef struct hdb_config hdb_config;
+typedef struct hdb_index hdb_index;
+typedef struct hdb_store hdb_store;
+typedef struct hdb_ixent hdb_ixent;
+
+/* A declared attribute. */
+typedef struct {
+    char *name;
+    hdb_attr_type type;
+} hdb_attr_spec;
+
+/* The validated schema of a data source. Immutable once the source exists. */
+typedef struct {
+    uint32_t dim;
+    size_t nperm;
+    hdb_attr_spec *perm; /* permanent attributes, sorted by name */
+    size_t nid;
+    const hdb_attr_spec **id; /* id attributes in declared order; point into perm */
+} hdb_schema;
+
+/* A data source. Fields marked (immutable) never change after creation; the rest are guarded
+ * as noted. */
+typedef struct hdb_source {
+    uint64_t id;          /* (immutable) internal id; names its column families */
+    char *label;          /* (immutable) "name@version" */
+    char *name, *version; /* (immutable) */
+    hdb_schema schema;    /* (immutable) */
+    unsigned char *spec_bytes; /* (immutable) the normalised DataSourceSpec, packed */
+    size_t spec_len;
+    hdb_store *store;        /* (immutable) borrowed */
+    hdb_cf *points_cf;       /* (immutable) */
+    hdb_cf *timeline_cf;     /* (immutable) */
+    hdb_commit *commit;      /* (immutable) the group-commit queue of every write */
+    /* Indices reading this source. Changed only by a holder of the commit queue that also
+     * holds the catalog lock for writing; readable by either. Each entry holds no extra ref. */
+    hdb_ixent **indices;
+    size_t nindices;
+    _Atomic int64_t point_count; /* live points; changed by the commit queue's applied hooks */
+    _Atomic bool dropped;
+    _Atomic int refs;
+} hdb_source;
+
+/* An index as the catalog sees it: its definition and its engines. */
+struct hdb_ixent {
+    uint64_t id;          /* (immutable) */
+    char *label;          /* (immutable) "name@version" */
+    char *name, *version; /* (immutable) */
+    unsigned char *spec_bytes; /* (immutable) the normalised IndexSpec, packed */
+    size_t spec_len;
+    hdb_metric metric;    /* (immutable) */
+    hdb_source *source;   /* (immutable) holds a reference */
+    hdb_index *index;     /* (immutable) the split engines; internally synchronised */
+    _Atomic bool dropped;
+    _Atomic int refs;
+};
+
+/* Opens the catalog stored in store: loads every definition, reopens the column families,
+ * recovers each source's last seq and point count, rebuilds every index from its source's
+ * points, and drops column families that no definition references (left by a crash during a
+ * create or drop). cfg provides the limits and must outlive the catalog. */
+int hdb_catalog_open(hdb_catalog **out, hdb_store *store, const hdb_config *cfg, char *err,
+                     size_t errlen);
+
+/* Closes the catalog and releases its references. Every reference handed out must have been
+ * released. NULL is allowed. */
+void hdb_catalog_close(hdb_catalog *cat);
+
+/* Creates the data sources and indices declared in cfg that do not exist yet. A declared object
+ * that exists with a different definition is an error (HDB_EPRECOND) naming it. */
+int hdb_catalog_ensure(hdb_catalog *cat, const hdb_config *cfg, char *err, size_t errlen);
+
+/* Creates a data source from spec. HDB_EEXIST if name@version exists; HDB_EINVAL naming the
+ * field (prefixed "spec.") for a bad definition. *out (optional) receives a reference. */
+int hdb_catalog_create_source(hdb_catalog *cat, const Hilbert__V1__DataSourceSpec *spec,
+                              hdb_source **out, char *err, size_t errlen);
+
+/* Looks up a data source; HDB_ENOTFOUND if absent. On success *out holds a reference. */
+int hdb_catalog_get_source(hdb_catalog *cat, const char *name, const char *version,
+                           hdb_source **out, char *err, size_t errlen);
+
+/* Drops a data source and its points. HDB_EPRECOND while an index reads it. */
+int hdb_catalog_drop_source(hdb_catalog *cat, const char *name, const char *version, char *err,
+                            size_t errlen);
+
+/* Returns references to every data source, sorted by name then version, in an array allocated
+ * from arena. The caller unrefs each element. */
+size_t hdb_catalog_list_sources(hdb_catalog *cat, hdb_arena *arena, hdb_source ***out);
+
+/* Creates an index from spec and builds it from the points already in its data source. */
+int hdb_catalog_create_index(hdb_catalog *cat, const Hilbert__V1__IndexSpec *spec,
+                             hdb_ixent **out, char *err, size_t errlen);
+
+/* Looks up an index; HDB_ENOTFOUND if absent. On success *out holds a reference. */
+int hdb_catalog_get_index(hdb_catalog *cat, const char *name, const char *version,
+                          hdb_ixent **out, char *err, size_t errlen);
+
+/* Drops an index; its data source stays. */
+int hdb_catalog_drop_index(hdb_catalog *cat, const char *name, const char *version, char *err,
+                           size_t errlen);
+
+/* As hdb_catalog_list_sources, for indices. */
+size_t hdb_catalog_list_indices(hdb_catalog *cat, hdb_arena *arena, hdb_ixent ***out);
+
+/* Labels ("name@version") of the indices reading src, copied into arena. */
+size_t hdb_source_index_labels(hdb_catalog *cat, hdb_source *src, hdb_arena *arena,
+                               char ***out);
+
+/* Reference counting. Unref of the last reference destroys the object. NULL is allowed. */
+void hdb_source_ref(hdb_source *src);
+void hdb_source_unref(hdb_source *src);
+void hdb_ixent_ref(hdb_ixent *ix);
+void hdb_ixent_unref(hdb_ixent *ix);
+
+/* Finds a permanent attribute of the schema by name, or NULL. */
+const hdb_attr_spec *hdb_schema_find(const hdb_schema *s, const char *name);
+
+/* Unpacks a stored spec into arena memory (for responses). Returns NULL only on corruption. */
+Hilbert__V1__DataSourceSpec *hdb_source_spec(const hdb_source *src, hdb_arena *arena);
+Hilbert__V1__IndexSpec *hdb_ixent_spec(const hdb_ixent *ix, hdb_arena *arena);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HDB_CATALOG_H */

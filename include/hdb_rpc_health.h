@@ -1,0 +1,22 @@
+/*
+ * hdb_rpc_health.h - handlers of the grpc.health.v1.Health service: Check (Watch answers UNIMPLEMENTED).
+ */
+#ifndef HDB_RPC_HEALTH_H
+#define HDB_RPC_HEALTH_H
+
+#include <stddef.h>
+
+#include "hdb_server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Returns the static table of this service's methods and stores its length in *n. */
+const hdb_rpc_method *hdb_rpc_health_methods(size_t *n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HDB_RPC_HEALTH_H */

@@ -1,0 +1,256 @@
+/*
+ * hdb_rpc_catalog.c - the Catalog service: thin handlers over hdb_catalog, plus the assembly
+ * of DataSourceInfo and IndexInfo (with index status) responses.
+ */
+#include "hdb_rpc_catalog.h"
+
+#include "hdb_arena.h"
+#include "hdb_catalog.h"
+#include "hdb_codec.h"
+#include "hdb_commit.h"
+#include "hdb_err.h"
+#include "hdb_index.h"
+#include "hdb_record.h"
+#include "hdb_store.h"
+
+#include <string.h>
+#include <time.h>
+
+/* ---------------------------------------------------------------- response builders */
+
+static void split_label(hdb_arena *a, const char *label, char **name, char **version) {
+    const char *at = strchr(label, '@');
+    size_t n = at ? (size_t)(at - label) : strlen(label);
+    *name = hdb_arena_strndup(a, label, n);
+    *version = hdb_arena_strndup(a, at ? at + 1 : "", at ? strlen(at + 1) : 0);
+}
+
+static Hilbert__V1__DataSourceInfo *source_info(hdb_rpc *rpc, hdb_source *src) {
+    hdb_arena *a = rpc->arena;
+    Hilbert__V1__DataSourceInfo *info = hdb_arena_alloc(a, sizeof *info);
+    hilbert__v1__data_source_info__init(info);
+    info->spec = hdb_source_spec(src, a);
+    info->last_seq = hdb_commit_last_seq(src->commit);
+    int64_t count = atomic_load(&src->point_count);
+    info->point_count = count > 0 ? (uint64_t)count : 0;
+    char **labels;
+    size_t n = hdb_source_index_labels(rpc->catalog, src, a, &labels);
+    info->n_indices = n;
+    info->indices = hdb_arena_alloc(a, (n ? n : 1) * sizeof *info->indices);
+    for (size_t i = 0; i < n; i++) {
+        Hilbert__V1__IndexRef *r = hdb_arena_alloc(a, sizeof *r);
+        hilbert__v1__index_ref__init(r);
+        split_label(a, labels[i], &r->name, &r->version);
+        info->indices[i] = r;
+    }
+    return info;
+}
+
+typedef struct {
+    hdb_arena *arena;
+    Hilbert__V1__IndexSpec *spec;
+    Hilbert__V1__SplitInfo **out;
+    size_t n, cap;
+} splits_ctx;
+
+static void add_split(const hdb_value *values, size_t n, uint64_t size, void *arg) {
+    splits_ctx *c = arg;
+    hdb_arena *a = c->arena;
+    if (c->n == c->cap) return; /* splits created after the listing was sized */
+    Hilbert__V1__SplitInfo *si = hdb_arena_alloc(a, sizeof *si);
+    hilbert__v1__split_info__init(si);
+    si->size = size;
+    /* Copy the values: the index owns them only for the duration of this callback. */
+    hdb_attr *attrs = hdb_arena_alloc(a, (n ? n : 1) * sizeof *attrs);
+    for (size_t i = 0; i < n; i++) {
+        attrs[i].name = c->spec->split_attributes[i];
+        attrs[i].value = values[i];
+        if (values[i].type == HDB_ATTR_STRING || values[i].type == HDB_ATTR_BYTES)
+            attrs[i].value.u.s.p = hdb_arena_strndup(a, values[i].u.s.p, values[i].u.s.n);
+    }
+    HDB_ATTRS_OUT(a, attrs, n, Hilbert__V1__SplitInfo__SplitValuesEntry,
+                  hilbert__v1__split_info__split_values_entry__init, si->split_values);
+    si->n_split_values = n;
+    c->out[c->n++] = si;
+}
+
+/* Age in seconds of the oldest timeline entry the index has not applied yet (0 if none). */
+static double lag_seconds(hdb_rpc *rpc, hdb_ixent *ix, uint64_t applied, uint64_t last) {
+    if (applied >= last) return 0.0;
+    unsigned char key[HDB_SEQ_KEY_LEN], *val;
+    size_t vlen;
+    hdb_seq_key(key, applied + 1);
+    if (hdb_store_get(ix->source->store, ix->source->timeline_cf, NULL, key, sizeof key,
+                      rpc->arena, &val, &vlen, NULL, 0) != HDB_OK)
+        return 0.0;
+    int64_t t;
+    if (hdb_timeline_peek(val, vlen, NULL, NULL, &t) != HDB_OK) return 0.0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    double age = now - (double)t / 1e6;
+    return age > 0 ? age : 0.0;
+}
+
+static Hilbert__V1__IndexInfo *index_info(hdb_rpc *rpc, hdb_ixent *ix) {
+    hdb_arena *a = rpc->arena;
+    Hilbert__V1__IndexInfo *info = hdb_arena_alloc(a, sizeof *info);
+    hilbert__v1__index_info__init(info);
+    info->spec = hdb_ixent_spec(ix, a);
+    Hilbert__V1__IndexStatus *st = hdb_arena_alloc(a, sizeof *st);
+    hilbert__v1__index_status__init(st);
+    st->state = HILBERT__V1__INDEX_STATE__INDEX_STATE_READY;
+    st->applied_seq = hdb_index_applied(ix->index);
+    st->source_last_seq = hdb_commit_last_seq(ix->source->commit);
+    st->lag_entries = st->source_last_seq > st->applied_seq
+                          ? st->source_last_seq - st->applied_seq
+                          : 0;
+    st->lag_seconds = lag_seconds(rpc, ix, st->applied_seq, st->source_last_seq);
+    st->size = hdb_index_size(ix->index);
+    /* Splits may appear between counting and listing; those are left for the next call. */
+    size_t cap = hdb_index_nsplits(ix->index);
+    splits_ctx c = {a, info->spec, hdb_arena_alloc(a, (cap ? cap : 1) * sizeof *c.out), 0, cap};
+    hdb_index_foreach_split(ix->index, add_split, &c);
+    st->splits = c.out;
+    st->n_splits = c.n;
+    info->status = st;
+    return info;
+}
+
+/* ---------------------------------------------------------------- handlers */
+
+static int ref_fields(const char *what, const Hilbert__V1__DataSourceRef *r, char *err,
+                      size_t errlen) {
+    if (r == NULL) return hdb_errf(err, errlen, HDB_EINVAL, "%s: is required", what);
+    return HDB_OK;
+}
+
+static int create_data_source(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                              char *err, size_t errlen) {
+    const Hilbert__V1__CreateDataSourceRequest *req = (const void *)m;
+    hdb_source *src;
+    int rc = hdb_catalog_create_source(rpc->catalog, req->spec, &src, err, errlen);
+    if (rc != HDB_OK) return rc;
+    *resp = &source_info(rpc, src)->base;
+    hdb_source_unref(src);
+    return HDB_OK;
+}
+
+static int get_data_source(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                           char *err, size_t errlen) {
+    const Hilbert__V1__GetDataSourceRequest *req = (const void *)m;
+    int rc = ref_fields("data_source", req->data_source, err, errlen);
+    if (rc != HDB_OK) return rc;
+    hdb_source *src;
+    rc = hdb_catalog_get_source(rpc->catalog, req->data_source->name, req->data_source->version,
+                                &src, err, errlen);
+    if (rc != HDB_OK) return rc;
+    *resp = &source_info(rpc, src)->base;
+    hdb_source_unref(src);
+    return HDB_OK;
+}
+
+static int list_data_sources(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                             char *err, size_t errlen) {
+    (void)m, (void)err, (void)errlen;
+    hdb_source **list;
+    size_t n = hdb_catalog_list_sources(rpc->catalog, rpc->arena, &list);
+    Hilbert__V1__ListDataSourcesResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
+    hilbert__v1__list_data_sources_response__init(r);
+    r->data_sources = hdb_arena_alloc(rpc->arena, (n ? n : 1) * sizeof *r->data_sources);
+    r->n_data_sources = n;
+    for (size_t i = 0; i < n; i++) {
+        r->data_sources[i] = source_info(rpc, list[i]);
+        hdb_source_unref(list[i]);
+    }
+    *resp = &r->base;
+    return HDB_OK;
+}
+
+static int drop_data_source(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                            char *err, size_t errlen) {
+    const Hilbert__V1__DropDataSourceRequest *req = (const void *)m;
+    int rc = ref_fields("data_source", req->data_source, err, errlen);
+    if (rc != HDB_OK) return rc;
+    rc = hdb_catalog_drop_source(rpc->catalog, req->data_source->name, req->data_source->version,
+                                 err, errlen);
+    if (rc != HDB_OK) return rc;
+    Hilbert__V1__DropDataSourceResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
+    hilbert__v1__drop_data_source_response__init(r);
+    *resp = &r->base;
+    return HDB_OK;
+}
+
+static int create_index(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                        char *err, size_t errlen) {
+    const Hilbert__V1__CreateIndexRequest *req = (const void *)m;
+    hdb_ixent *ix;
+    int rc = hdb_catalog_create_index(rpc->catalog, req->spec, &ix, err, errlen);
+    if (rc != HDB_OK) return rc;
+    *resp = &index_info(rpc, ix)->base;
+    hdb_ixent_unref(ix);
+    return HDB_OK;
+}
+
+static int get_index(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp, char *err,
+                     size_t errlen) {
+    const Hilbert__V1__GetIndexRequest *req = (const void *)m;
+    if (req->index == NULL) return hdb_errf(err, errlen, HDB_EINVAL, "index: is required");
+    hdb_ixent *ix;
+    int rc = hdb_catalog_get_index(rpc->catalog, req->index->name, req->index->version, &ix, err,
+                                   errlen);
+    if (rc != HDB_OK) return rc;
+    *resp = &index_info(rpc, ix)->base;
+    hdb_ixent_unref(ix);
+    return HDB_OK;
+}
+
+static int list_indices(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                        char *err, size_t errlen) {
+    (void)m, (void)err, (void)errlen;
+    hdb_ixent **list;
+    size_t n = hdb_catalog_list_indices(rpc->catalog, rpc->arena, &list);
+    Hilbert__V1__ListIndicesResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
+    hilbert__v1__list_indices_response__init(r);
+    r->indices = hdb_arena_alloc(rpc->arena, (n ? n : 1) * sizeof *r->indices);
+    r->n_indices = n;
+    for (size_t i = 0; i < n; i++) {
+        r->indices[i] = index_info(rpc, list[i]);
+        hdb_ixent_unref(list[i]);
+    }
+    *resp = &r->base;
+    return HDB_OK;
+}
+
+static int drop_index(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                      char *err, size_t errlen) {
+    const Hilbert__V1__DropIndexRequest *req = (const void *)m;
+    if (req->index == NULL) return hdb_errf(err, errlen, HDB_EINVAL, "index: is required");
+    int rc = hdb_catalog_drop_index(rpc->catalog, req->index->name, req->index->version, err,
+                                    errlen);
+    if (rc != HDB_OK) return rc;
+    Hilbert__V1__DropIndexResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
+    hilbert__v1__drop_index_response__init(r);
+    *resp = &r->base;
+    return HDB_OK;
+}
+
+#define SVC "hilbert.v1.Catalog"
+
+static const hdb_rpc_method methods[] = {
+    {SVC, "CreateDataSource", &hilbert__v1__create_data_source_request__descriptor,
+     create_data_source},
+    {SVC, "GetDataSource", &hilbert__v1__get_data_source_request__descriptor, get_data_source},
+    {SVC, "ListDataSources", &hilbert__v1__list_data_sources_request__descriptor,
+     list_data_sources},
+    {SVC, "DropDataSource", &hilbert__v1__drop_data_source_request__descriptor, drop_data_source},
+    {SVC, "CreateIndex", &hilbert__v1__create_index_request__descriptor, create_index},
+    {SVC, "GetIndex", &hilbert__v1__get_index_request__descriptor, get_index},
+    {SVC, "ListIndices", &hilbert__v1__list_indices_request__descriptor, list_indices},
+    {SVC, "DropIndex", &hilbert__v1__drop_index_request__descriptor, drop_index},
+};
+
+const hdb_rpc_method *hdb_rpc_catalog_methods(size_t *n) {
+    *n = sizeof methods / sizeof methods[0];
+    return methods;
+}

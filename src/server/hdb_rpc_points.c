@@ -1,0 +1,124 @@
+/*
+ * hdb_rpc_points.c - the Points service: decode points and ids, call ingest, encode results.
+ */
+#include "hdb_rpc_points.h"
+
+#include "hdb_arena.h"
+#include "hdb_catalog.h"
+#include "hdb_codec.h"
+#include "hdb_config.h"
+#include "hdb_err.h"
+#include "hdb_ingest.h"
+
+#include <stdio.h>
+
+static int lookup_source(hdb_rpc *rpc, const Hilbert__V1__DataSourceRef *ref, hdb_source **out,
+                         char *err, size_t errlen) {
+    if (ref == NULL) return hdb_errf(err, errlen, HDB_EINVAL, "data_source: is required");
+    return hdb_catalog_get_source(rpc->catalog, ref->name, ref->version, out, err, errlen);
+}
+
+static int upload(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp, char *err,
+                  size_t errlen) {
+    const Hilbert__V1__UploadRequest *req = (const void *)m;
+    const hdb_config *cfg = rpc->config;
+    hdb_source *src;
+    int rc = lookup_source(rpc, req->data_source, &src, err, errlen);
+    if (rc != HDB_OK) return rc;
+    if (req->n_points > cfg->max_points_per_upload) {
+        rc = hdb_errf(err, errlen, HDB_ELIMIT,
+                      "points: %zu points exceed limits.max_points_per_upload (%u); split the "
+                      "batch",
+                      req->n_points, cfg->max_points_per_upload);
+        goto done;
+    }
+    hdb_point *points = hdb_arena_alloc(rpc->arena, (req->n_points ? req->n_points : 1) *
+                                                        sizeof *points);
+    for (size_t i = 0; i < req->n_points; i++) {
+        rc = hdb_codec_point_in(req->points[i], cfg->max_attributes, cfg->max_value_bytes, i,
+                                rpc->arena, &points[i], err, errlen);
+        if (rc != HDB_OK) goto done;
+    }
+    uint64_t first, last;
+    rc = hdb_ingest_upload(src, cfg, points, req->n_points, rpc->arena, &first, &last, err,
+                           errlen);
+    if (rc != HDB_OK) goto done;
+    Hilbert__V1__UploadResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
+    hilbert__v1__upload_response__init(r);
+    r->first_seq = first;
+    r->last_seq = last;
+    *resp = &r->base;
+done:
+    hdb_source_unref(src);
+    return rc;
+}
+
+static int get(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp, char *err,
+               size_t errlen) {
+    const Hilbert__V1__GetPointsRequest *req = (const void *)m;
+    const hdb_config *cfg = rpc->config;
+    hdb_arena *a = rpc->arena;
+    hdb_source *src;
+    int rc = lookup_source(rpc, req->data_source, &src, err, errlen);
+    if (rc != HDB_OK) return rc;
+    size_t n = req->n_ids;
+    hdb_attr **ids = hdb_arena_alloc(a, (n ? n : 1) * sizeof *ids);
+    uint32_t *nids = hdb_arena_alloc(a, (n ? n : 1) * sizeof *nids);
+    hdb_get_result *res = hdb_arena_alloc(a, (n ? n : 1) * sizeof *res);
+    if (n > cfg->max_points_per_upload) {
+        rc = hdb_errf(err, errlen, HDB_ELIMIT,
+                      "ids: %zu ids exceed limits.max_points_per_upload (%u)", n,
+                      cfg->max_points_per_upload);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "ids[%zu].id_attributes", i);
+        const Hilbert__V1__PointId *pid = req->ids[i];
+        hdb_kv *kv;
+        HDB_KV_VIEW(a, pid->id_attributes, pid->n_id_attributes, kv);
+        rc = hdb_codec_attrs_in(kv, pid->n_id_attributes, cfg->max_attributes,
+                                cfg->max_value_bytes, what, a, &ids[i], &nids[i], err, errlen);
+        if (rc != HDB_OK) goto done;
+    }
+    rc = hdb_ingest_get(src, cfg, ids, nids, n, a, res, err, errlen);
+    if (rc != HDB_OK) goto done;
+
+    Hilbert__V1__GetPointsResponse *r = hdb_arena_alloc(a, sizeof *r);
+    hilbert__v1__get_points_response__init(r);
+    r->n_results = n;
+    r->results = hdb_arena_alloc(a, (n ? n : 1) * sizeof *r->results);
+    for (size_t i = 0; i < n; i++) {
+        Hilbert__V1__GetPointsResult *g = hdb_arena_alloc(a, sizeof *g);
+        hilbert__v1__get_points_result__init(g);
+        g->found = res[i].found;
+        if (res[i].found) {
+            const hdb_point *p = &res[i].rec.point;
+            Hilbert__V1__DataPoint *dp = hdb_arena_alloc(a, sizeof *dp);
+            hilbert__v1__data_point__init(dp);
+            dp->vector = hdb_codec_vector_out(p->vec, p->dim, a);
+            HDB_ATTRS_OUT(a, p->attrs, p->nattrs, Hilbert__V1__DataPoint__AttributesEntry,
+                          hilbert__v1__data_point__attributes_entry__init, dp->attributes);
+            dp->n_attributes = p->nattrs;
+            g->point = dp;
+            g->seq = res[i].rec.seq;
+        }
+        r->results[i] = g;
+    }
+    *resp = &r->base;
+done:
+    hdb_source_unref(src);
+    return rc;
+}
+
+#define SVC "hilbert.v1.Points"
+
+static const hdb_rpc_method methods[] = {
+    {SVC, "Upload", &hilbert__v1__upload_request__descriptor, upload},
+    {SVC, "Get", &hilbert__v1__get_points_request__descriptor, get},
+};
+
+const hdb_rpc_method *hdb_rpc_points_methods(size_t *n) {
+    *n = sizeof methods / sizeof methods[0];
+    return methods;
+}

@@ -1,0 +1,85 @@
+/*
+ * hdb_rpc_search.c - the Search service: decode queries and the split filter, run the query,
+ * encode hits with their attributes (and vectors on request).
+ */
+#include "hdb_rpc_search.h"
+
+#include "hdb_arena.h"
+#include "hdb_catalog.h"
+#include "hdb_codec.h"
+#include "hdb_config.h"
+#include "hdb_err.h"
+#include "hdb_query.h"
+
+static int search(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp, char *err,
+                  size_t errlen) {
+    const Hilbert__V1__SearchRequest *req = (const void *)m;
+    const hdb_config *cfg = rpc->config;
+    hdb_arena *a = rpc->arena;
+    if (req->index == NULL) return hdb_errf(err, errlen, HDB_EINVAL, "index: is required");
+    hdb_ixent *ix;
+    int rc = hdb_catalog_get_index(rpc->catalog, req->index->name, req->index->version, &ix, err,
+                                   errlen);
+    if (rc != HDB_OK) return rc;
+
+    size_t nq = req->n_query_vectors;
+    hdb_query_vec *qv = hdb_arena_alloc(a, (nq ? nq : 1) * sizeof *qv);
+    for (size_t i = 0; i < nq; i++) {
+        const Hilbert__V1__Vector *v = req->query_vectors[i];
+        qv[i].vec = NULL;
+        qv[i].dim = 0;
+        if (v && v->kind_case == HILBERT__V1__VECTOR__KIND_DENSE && v->dense) {
+            qv[i].vec = v->dense->values;
+            qv[i].dim = v->dense->n_values;
+        }
+    }
+    hdb_kv *kv;
+    hdb_attr *filter;
+    uint32_t nfilter;
+    HDB_KV_VIEW(a, req->split_filter, req->n_split_filter, kv);
+    rc = hdb_codec_attrs_in(kv, req->n_split_filter, cfg->max_attributes, cfg->max_value_bytes,
+                            "split_filter", a, &filter, &nfilter, err, errlen);
+    if (rc != HDB_OK) goto done;
+
+    hdb_query_result *results = hdb_arena_alloc(a, (nq ? nq : 1) * sizeof *results);
+    rc = hdb_query_search(ix, cfg, qv, nq, req->k, filter, nfilter, a, results, err, errlen);
+    if (rc != HDB_OK) goto done;
+
+    Hilbert__V1__SearchResponse *r = hdb_arena_alloc(a, sizeof *r);
+    hilbert__v1__search_response__init(r);
+    r->n_results = nq;
+    r->results = hdb_arena_alloc(a, nq * sizeof *r->results);
+    for (size_t q = 0; q < nq; q++) {
+        Hilbert__V1__SearchResult *sr = hdb_arena_alloc(a, sizeof *sr);
+        hilbert__v1__search_result__init(sr);
+        sr->n_hits = results[q].n;
+        sr->hits = hdb_arena_alloc(a, (results[q].n ? results[q].n : 1) * sizeof *sr->hits);
+        for (size_t j = 0; j < results[q].n; j++) {
+            const hdb_query_hit *h = &results[q].hits[j];
+            Hilbert__V1__SearchHit *hit = hdb_arena_alloc(a, sizeof *hit);
+            hilbert__v1__search_hit__init(hit);
+            hit->distance = h->distance;
+            HDB_ATTRS_OUT(a, h->rec.point.attrs, h->rec.point.nattrs,
+                          Hilbert__V1__SearchHit__AttributesEntry,
+                          hilbert__v1__search_hit__attributes_entry__init, hit->attributes);
+            hit->n_attributes = h->rec.point.nattrs;
+            if (req->retrieve_vectors)
+                hit->vector = hdb_codec_vector_out(h->rec.point.vec, h->rec.point.dim, a);
+            sr->hits[j] = hit;
+        }
+        r->results[q] = sr;
+    }
+    *resp = &r->base;
+done:
+    hdb_ixent_unref(ix);
+    return rc;
+}
+
+static const hdb_rpc_method methods[] = {
+    {"hilbert.v1.Search", "Search", &hilbert__v1__search_request__descriptor, search},
+};
+
+const hdb_rpc_method *hdb_rpc_search_methods(size_t *n) {
+    *n = sizeof methods / sizeof methods[0];
+    return methods;
+}

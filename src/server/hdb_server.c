@@ -1,0 +1,433 @@
+/*
+ * hdb_server.c - completion-queue workers, the method table, call lifecycle and shutdown.
+ *
+ * Call lifecycle (one heap call_ctx per requested call, tag = the ctx):
+ *   REQUESTED  the slot waits for a call; on arrival the worker re-arms a new slot, handles
+ *              the call inline and starts the final batch (send initial metadata, message,
+ *              status; receive close).
+ *   FINISHING  the final batch completed: release the call and its arena.
+ * `inflight` counts calls between arrival and the end of FINISHING; shutdown waits for it to
+ * reach zero before the completion queues are shut down (a batch started on a shut-down queue
+ * aborts inside gRPC).
+ */
+#include "hdb_server.h"
+
+#include "hdb_arena.h"
+#include "hdb_config.h"
+#include "hdb_err.h"
+#include "hdb_log.h"
+#include "hdb_mem.h"
+#include "hdb_rpc_catalog.h"
+#include "hdb_rpc_health.h"
+#include "hdb_rpc_points.h"
+#include "hdb_rpc_search.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SLOTS_PER_METHOD 4 /* requests armed per method per worker */
+#define ERRLEN 1024
+
+enum { CALL_UNARY = 1, CALL_UNKNOWN = 2 };
+enum { ST_REQUESTED = 1, ST_FINISHING = 2 };
+
+typedef struct worker worker;
+
+typedef struct call_ctx {
+    int kind;
+    int state;
+    worker *w;
+    size_t method; /* index into server->methods for CALL_UNARY */
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_byte_buffer *payload;
+    grpc_call_details details; /* CALL_UNKNOWN only */
+    grpc_byte_buffer *resp_bb;
+    grpc_slice status_details;
+    bool have_status_details;
+    int cancelled;
+    int64_t start_ns;
+    hdb_arena *arena;
+} call_ctx;
+
+struct worker {
+    hdb_server *s;
+    int idx;
+    grpc_completion_queue *cq;
+    pthread_t thread;
+};
+
+struct hdb_server {
+    const hdb_config *cfg;
+    hdb_catalog *catalog;
+    grpc_server *srv;
+    grpc_completion_queue *ctl;
+    worker *workers;
+    int nworkers;
+    hdb_rpc_method *methods;
+    void **handles;
+    size_t nmethods;
+    _Atomic bool stopping;
+    _Atomic int inflight;
+};
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int hdb_server_status_from_rc(int rc) {
+    switch (rc) {
+    case HDB_OK: return GRPC_STATUS_OK;
+    case HDB_EINVAL: return GRPC_STATUS_INVALID_ARGUMENT;
+    case HDB_ENOTFOUND: return GRPC_STATUS_NOT_FOUND;
+    case HDB_EEXIST: return GRPC_STATUS_ALREADY_EXISTS;
+    case HDB_EPRECOND: return GRPC_STATUS_FAILED_PRECONDITION;
+    case HDB_ELIMIT: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case HDB_ENOMEM: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case HDB_ETIMEOUT: return GRPC_STATUS_DEADLINE_EXCEEDED;
+    case HDB_EUNAVAIL: return GRPC_STATUS_UNAVAILABLE;
+    case HDB_EUNIMPL: return GRPC_STATUS_UNIMPLEMENTED;
+    case HDB_ECANCELLED: return GRPC_STATUS_CANCELLED;
+    case HDB_EIO: return GRPC_STATUS_INTERNAL;
+    case HDB_ECORRUPT: return GRPC_STATUS_DATA_LOSS;
+    default: return GRPC_STATUS_INTERNAL;
+    }
+}
+
+bool hdb_rpc_expired(const hdb_rpc *rpc) {
+    return rpc->deadline_ns != INT64_MAX && mono_ns() > rpc->deadline_ns;
+}
+
+bool hdb_server_serving(const hdb_server *s) {
+    return !atomic_load(&((hdb_server *)s)->stopping);
+}
+
+/* ---------------------------------------------------------------- call slots */
+
+static call_ctx *ctx_new(worker *w, int kind, size_t method) {
+    call_ctx *c = hdb_calloc(1, sizeof *c);
+    c->kind = kind;
+    c->state = ST_REQUESTED;
+    c->w = w;
+    c->method = method;
+    grpc_metadata_array_init(&c->md);
+    if (kind == CALL_UNKNOWN) grpc_call_details_init(&c->details);
+    return c;
+}
+
+static void ctx_free(call_ctx *c) {
+    if (c->resp_bb) grpc_byte_buffer_destroy(c->resp_bb);
+    if (c->payload) grpc_byte_buffer_destroy(c->payload);
+    if (c->have_status_details) grpc_slice_unref(c->status_details);
+    grpc_metadata_array_destroy(&c->md);
+    if (c->kind == CALL_UNKNOWN) grpc_call_details_destroy(&c->details);
+    if (c->call) grpc_call_unref(c->call);
+    hdb_arena_free(c->arena);
+    hdb_free(c);
+}
+
+static void post_request(worker *w, int kind, size_t method) {
+    hdb_server *s = w->s;
+    call_ctx *c = ctx_new(w, kind, method);
+    grpc_call_error e;
+    if (kind == CALL_UNARY)
+        e = grpc_server_request_registered_call(s->srv, s->handles[method], &c->call, &c->deadline,
+                                                &c->md, &c->payload, w->cq, w->cq, c);
+    else
+        e = grpc_server_request_call(s->srv, &c->call, &c->details, &c->md, w->cq, w->cq, c);
+    if (e != GRPC_CALL_OK) {
+        /* Only happens once the server is shutting down. */
+        HDB_DEBUG("server", "request slot not armed: error %d", (int)e);
+        ctx_free(c);
+    }
+}
+
+/* Sends the response (when code is OK) and the status, and moves the call to FINISHING. */
+static void finish(call_ctx *c, int code, const ProtobufCMessage *resp, const char *msg) {
+    hdb_server *s = c->w->s;
+    char buf[256];
+    if (code == GRPC_STATUS_OK && resp != NULL) {
+        size_t size = protobuf_c_message_get_packed_size(resp);
+        if (size > s->cfg->max_send_message_bytes) {
+            snprintf(buf, sizeof buf,
+                     "response: %zu bytes exceed server.max_send_message_bytes (%zu); ask for "
+                     "fewer results or raise the limit",
+                     size, s->cfg->max_send_message_bytes);
+            code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+            msg = buf;
+        } else {
+            grpc_slice sl = grpc_slice_malloc(size);
+            protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(sl));
+            c->resp_bb = grpc_raw_byte_buffer_create(&sl, 1);
+            grpc_slice_unref(sl);
+        }
+    }
+    c->status_details = grpc_slice_from_copied_string(msg ? msg : "");
+    c->have_status_details = true;
+
+    grpc_op ops[4];
+    size_t n = 0;
+    memset(ops, 0, sizeof ops);
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[n].data.send_initial_metadata.count = 0;
+    n++;
+    if (c->resp_bb) {
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = c->resp_bb;
+        n++;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)code;
+    ops[n].data.send_status_from_server.status_details = &c->status_details;
+    ops[n].data.send_status_from_server.trailing_metadata_count = 0;
+    n++;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
+    n++;
+    c->state = ST_FINISHING;
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
+    if (e != GRPC_CALL_OK) {
+        HDB_ERROR("server", "cannot finish call: grpc_call_start_batch error %d", (int)e);
+        ctx_free(c);
+        atomic_fetch_sub(&s->inflight, 1);
+    }
+}
+
+static void handle_unary(call_ctx *c) {
+    hdb_server *s = c->w->s;
+    const hdb_rpc_method *m = &s->methods[c->method];
+    char err[ERRLEN];
+    err[0] = '\0';
+    int rc;
+    ProtobufCMessage *resp = NULL;
+
+    gpr_timespec now = gpr_now(c->deadline.clock_type);
+    if (gpr_time_cmp(now, c->deadline) > 0) {
+        finish(c, GRPC_STATUS_DEADLINE_EXCEEDED, NULL, "deadline passed before the call started");
+        return;
+    }
+    int64_t deadline_ns = INT64_MAX;
+    if (c->deadline.tv_sec != INT64_MAX) {
+        gpr_timespec left = gpr_time_sub(c->deadline, now);
+        deadline_ns = mono_ns() + (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
+    }
+
+    grpc_byte_buffer_reader reader;
+    if (c->payload == NULL || !grpc_byte_buffer_reader_init(&reader, c->payload)) {
+        finish(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, "request: no message was sent");
+        return;
+    }
+    grpc_slice sl = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    c->arena = hdb_arena_create(GRPC_SLICE_LENGTH(sl) + 16384);
+    ProtobufCMessage *req = protobuf_c_message_unpack(m->input, hdb_arena_protobuf(c->arena),
+                                                      GRPC_SLICE_LENGTH(sl),
+                                                      GRPC_SLICE_START_PTR(sl));
+    grpc_slice_unref(sl);
+    if (req == NULL) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "request: the bytes are not a valid %s message",
+                 m->input->name);
+        finish(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, msg);
+        return;
+    }
+
+    hdb_rpc rpc = {.catalog = s->catalog,
+                   .config = s->cfg,
+                   .arena = c->arena,
+                   .deadline_ns = deadline_ns,
+                   .server = s};
+    rc = m->fn(&rpc, req, &resp, err, sizeof err);
+    int code = hdb_server_status_from_rc(rc);
+    if (rc == HDB_OK && hdb_rpc_expired(&rpc)) {
+        /* The client has given up; still finish cleanly. */
+        code = GRPC_STATUS_DEADLINE_EXCEEDED;
+        snprintf(err, sizeof err, "deadline passed while the call ran");
+    }
+    if (code == GRPC_STATUS_INTERNAL || code == GRPC_STATUS_DATA_LOSS)
+        HDB_ERROR("rpc", "%s/%s: %s", m->service, m->method, err);
+    else
+        HDB_DEBUG("rpc", "%s/%s -> %d %s (%.3f ms)", m->service, m->method, code, err,
+                  (double)(mono_ns() - c->start_ns) / 1e6);
+    finish(c, code, code == GRPC_STATUS_OK ? resp : NULL, code == GRPC_STATUS_OK ? "" : err);
+}
+
+static void handle_unknown(call_ctx *c) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "method %.*s is not implemented by hilbertd",
+             (int)GRPC_SLICE_LENGTH(c->details.method),
+             (const char *)GRPC_SLICE_START_PTR(c->details.method));
+    HDB_DEBUG("rpc", "%s", msg);
+    finish(c, GRPC_STATUS_UNIMPLEMENTED, NULL, msg);
+}
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    hdb_server *s = w->s;
+    for (size_t m = 0; m < s->nmethods; m++)
+        for (int i = 0; i < SLOTS_PER_METHOD; i++) post_request(w, CALL_UNARY, m);
+    for (int i = 0; i < SLOTS_PER_METHOD; i++) post_request(w, CALL_UNKNOWN, 0);
+
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+        if (ev.type != GRPC_OP_COMPLETE) continue;
+        call_ctx *c = ev.tag;
+        if (c->state == ST_REQUESTED) {
+            if (!ev.success) { /* the server is shutting down */
+                ctx_free(c);
+                continue;
+            }
+            atomic_fetch_add(&s->inflight, 1);
+            c->start_ns = mono_ns();
+            if (!atomic_load(&s->stopping)) post_request(w, c->kind, c->method);
+            if (c->kind == CALL_UNARY) handle_unary(c);
+            else handle_unknown(c);
+        } else {
+            ctx_free(c);
+            atomic_fetch_sub(&s->inflight, 1);
+        }
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- start / stop */
+
+static void add_methods(hdb_server *s, const hdb_rpc_method *m, size_t n) {
+    s->methods = hdb_realloc(s->methods, (s->nmethods + n) * sizeof *s->methods);
+    memcpy(s->methods + s->nmethods, m, n * sizeof *m);
+    s->nmethods += n;
+}
+
+int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catalog, int *port,
+                     char *err, size_t errlen) {
+    hdb_server *s = hdb_calloc(1, sizeof *s);
+    s->cfg = cfg;
+    s->catalog = catalog;
+    size_t n;
+    const hdb_rpc_method *m;
+    m = hdb_rpc_catalog_methods(&n);
+    add_methods(s, m, n);
+    m = hdb_rpc_points_methods(&n);
+    add_methods(s, m, n);
+    m = hdb_rpc_search_methods(&n);
+    add_methods(s, m, n);
+    m = hdb_rpc_health_methods(&n);
+    add_methods(s, m, n);
+
+    grpc_arg args[3];
+    memset(args, 0, sizeof args);
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = cfg->max_receive_message_bytes > INT_MAX
+                                ? INT_MAX
+                                : (int)cfg->max_receive_message_bytes;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    args[1].value.integer =
+        cfg->max_send_message_bytes > INT_MAX ? INT_MAX : (int)cfg->max_send_message_bytes;
+    /* Without this, a second server on the same port would start silently (SO_REUSEPORT). */
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
+    args[2].value.integer = 0;
+    grpc_channel_args chargs = {.num_args = 3, .args = args};
+    s->srv = grpc_server_create(&chargs, NULL);
+
+    s->handles = hdb_calloc(s->nmethods, sizeof *s->handles);
+    for (size_t i = 0; i < s->nmethods; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "/%s/%s", s->methods[i].service, s->methods[i].method);
+        s->handles[i] = grpc_server_register_method(s->srv, path, NULL,
+                                                    GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+        HDB_ASSERT(s->handles[i] != NULL);
+    }
+    s->nworkers = cfg->threads;
+    s->workers = hdb_calloc((size_t)s->nworkers, sizeof *s->workers);
+    for (int i = 0; i < s->nworkers; i++) {
+        s->workers[i].s = s;
+        s->workers[i].idx = i;
+        s->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
+        grpc_server_register_completion_queue(s->srv, s->workers[i].cq, NULL);
+    }
+    s->ctl = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->srv, s->ctl, NULL);
+
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int bound = grpc_server_add_http2_port(s->srv, cfg->listen, creds);
+    grpc_server_credentials_release(creds);
+    if (bound == 0) {
+        hdb_errf(err, errlen, HDB_EIO,
+                 "server.listen: cannot listen on %s (address in use, or invalid)", cfg->listen);
+        grpc_server_destroy(s->srv);
+        for (int i = 0; i < s->nworkers; i++) {
+            grpc_completion_queue_shutdown(s->workers[i].cq);
+            while (grpc_completion_queue_next(s->workers[i].cq,
+                                              gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+                       .type != GRPC_QUEUE_SHUTDOWN) {
+            }
+            grpc_completion_queue_destroy(s->workers[i].cq);
+        }
+        grpc_completion_queue_shutdown(s->ctl);
+        while (grpc_completion_queue_next(s->ctl, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN) {
+        }
+        grpc_completion_queue_destroy(s->ctl);
+        hdb_free(s->workers);
+        hdb_free(s->handles);
+        hdb_free(s->methods);
+        hdb_free(s);
+        return HDB_EIO;
+    }
+    grpc_server_start(s->srv);
+    for (int i = 0; i < s->nworkers; i++)
+        pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+    *port = bound;
+    *out = s;
+    return HDB_OK;
+}
+
+void hdb_server_stop(hdb_server *s) {
+    if (s == NULL) return;
+    static int shutdown_tag;
+    atomic_store(&s->stopping, true);
+    grpc_server_shutdown_and_notify(s->srv, s->ctl, &shutdown_tag);
+    gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                      gpr_time_from_millis(s->cfg->shutdown_grace_ms, GPR_TIMESPAN));
+    grpc_event ev = grpc_completion_queue_next(s->ctl, grace, NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        HDB_WARN("server", "calls still running after %d ms; cancelling them",
+                 s->cfg->shutdown_grace_ms);
+        grpc_server_cancel_all_calls(s->srv);
+        ev = grpc_completion_queue_next(s->ctl, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    }
+    HDB_ASSERT(ev.type == GRPC_OP_COMPLETE && ev.tag == &shutdown_tag);
+    while (atomic_load(&s->inflight) > 0) usleep(1000);
+    grpc_server_destroy(s->srv);
+    for (int i = 0; i < s->nworkers; i++) {
+        grpc_completion_queue_shutdown(s->workers[i].cq);
+        pthread_join(s->workers[i].thread, NULL);
+        grpc_completion_queue_destroy(s->workers[i].cq);
+    }
+    grpc_completion_queue_shutdown(s->ctl);
+    while (grpc_completion_queue_next(s->ctl, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(s->ctl);
+    hdb_free(s->workers);
+    hdb_free(s->handles);
+    hdb_free(s->methods);
+    hdb_free(s);
+}

@@ -1,0 +1,131 @@
+/*
+ * hdb_commit.c - leader/follower group commit over an indexed write batch (see hdb_commit.h).
+ */
+#include "hdb_commit.h"
+
+#include "hdb_err.h"
+#include "hdb_log.h"
+#include "hdb_mem.h"
+#include "hdb_store.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+struct hdb_commit {
+    hdb_store *store;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool busy;                      /* a leader or an exclusive section holds the queue */
+    hdb_commit_job *head, *tail;    /* waiting jobs, in arrival order */
+    _Atomic uint64_t last_seq;      /* written only by the holder of `busy` */
+};
+
+hdb_commit *hdb_commit_create(hdb_store *store, uint64_t last_seq) {
+    hdb_commit *q = hdb_calloc(1, sizeof *q);
+    q->store = store;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    atomic_store(&q->last_seq, last_seq);
+    return q;
+}
+
+void hdb_commit_free(hdb_commit *q) {
+    if (q == NULL) return;
+    HDB_ASSERT(q->head == NULL && !q->busy);
+    pthread_cond_destroy(&q->cv);
+    pthread_mutex_destroy(&q->mu);
+    hdb_free(q);
+}
+
+uint64_t hdb_commit_last_seq(hdb_commit *q) {
+    return atomic_load(&q->last_seq);
+}
+
+/* Runs one group as leader. Called without q->mu held. */
+static void run_group(hdb_commit *q, hdb_commit_job *group) {
+    hdb_batch *batch = hdb_batch_create();
+    uint64_t seq = atomic_load(&q->last_seq) + 1;
+    size_t accepted = 0;
+    for (hdb_commit_job *j = group; j; j = j->_next) {
+        uint64_t n = 0;
+        j->err[0] = '\0';
+        hdb_batch_savepoint(batch);
+        j->rc = j->prepare(j, batch, seq, &n, j->err, sizeof j->err);
+        if (j->rc != HDB_OK) {
+            hdb_batch_rollback(batch);
+            j->nseq = 0;
+            continue;
+        }
+        j->first_seq = seq;
+        j->nseq = n;
+        seq += n;
+        accepted++;
+    }
+    if (accepted > 0) {
+        char err[HDB_COMMIT_ERRLEN];
+        int rc = hdb_store_write(q->store, batch, err, sizeof err);
+        if (rc != HDB_OK) {
+            HDB_ERROR("commit", "group write failed, %zu jobs rejected: %s", accepted, err);
+            for (hdb_commit_job *j = group; j; j = j->_next) {
+                if (j->rc != HDB_OK) continue;
+                j->rc = rc;
+                snprintf(j->err, sizeof j->err, "storage: %.400s", err);
+                j->nseq = 0;
+            }
+        } else {
+            atomic_store(&q->last_seq, seq - 1);
+            for (hdb_commit_job *j = group; j; j = j->_next)
+                if (j->rc == HDB_OK && j->applied) j->applied(j);
+        }
+    }
+    hdb_batch_free(batch);
+}
+
+int hdb_commit_submit(hdb_commit *q, hdb_commit_job *job) {
+    job->_done = false;
+    job->_next = NULL;
+    pthread_mutex_lock(&q->mu);
+    if (q->tail) q->tail->_next = job;
+    else q->head = job;
+    q->tail = job;
+    while (!job->_done && q->busy) pthread_cond_wait(&q->cv, &q->mu);
+    if (job->_done) {
+        pthread_mutex_unlock(&q->mu);
+        return job->rc;
+    }
+    /* Lead: take everything queued so far, our own job included. */
+    hdb_commit_job *group = q->head;
+    q->head = q->tail = NULL;
+    q->busy = true;
+    pthread_mutex_unlock(&q->mu);
+
+    run_group(q, group);
+
+    pthread_mutex_lock(&q->mu);
+    for (hdb_commit_job *j = group, *next; j; j = next) {
+        next = j->_next; /* read before _done: the owner may free the job right after */
+        j->_next = NULL;
+        j->_done = true;
+    }
+    q->busy = false;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    return job->rc;
+}
+
+int hdb_commit_exclusive(hdb_commit *q, int (*fn)(void *arg), void *arg) {
+    pthread_mutex_lock(&q->mu);
+    while (q->busy) pthread_cond_wait(&q->cv, &q->mu);
+    q->busy = true;
+    pthread_mutex_unlock(&q->mu);
+
+    int rc = fn(arg);
+
+    pthread_mutex_lock(&q->mu);
+    q->busy = false;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}

@@ -1,0 +1,318 @@
+/*
+ * test_catalog.c - unit tests of the catalog and the ingest path on real RocksDB files:
+ * definitions are validated, stored and reloaded; indices are rebuilt from points on reopen;
+ * drops release storage; orphaned column families are cleaned up; uploads are atomic (a
+ * rejected batch writes nothing) and keep permanent attributes unchanged.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "hdb_arena.h"
+#include "hdb_catalog.h"
+#include "hdb_commit.h"
+#include "hdb_config.h"
+#include "hdb_err.h"
+#include "hdb_index.h"
+#include "hdb_ingest.h"
+#include "hdb_log.h"
+#include "hdb_store.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct {
+    char dir[512];
+    hdb_config cfg;
+    hdb_store *store;
+    hdb_catalog *cat;
+    hdb_arena *arena;
+} fixture;
+
+static void open_all(fixture *f) {
+    char err[512];
+    hdb_store_options o = {.path = f->dir, .sync = false, .block_cache_bytes = 8 << 20,
+                           .write_buffer_bytes = 4 << 20};
+    assert_int_equal(hdb_store_open(&f->store, &o, err, sizeof err), HDB_OK);
+    int rc = hdb_catalog_open(&f->cat, f->store, &f->cfg, err, sizeof err);
+    if (rc != HDB_OK) fprintf(stderr, "catalog: %s\n", err);
+    assert_int_equal(rc, HDB_OK);
+}
+
+static void close_all(fixture *f) {
+    hdb_catalog_close(f->cat);
+    hdb_store_close(f->store);
+    f->cat = NULL;
+    f->store = NULL;
+}
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    const char *base = getenv("HDB_TEST_TMP") ? getenv("HDB_TEST_TMP") : "/tmp";
+    mkdir(base, 0755);
+    snprintf(f->dir, sizeof f->dir, "%s/test_catalog.XXXXXX", base);
+    if (mkdtemp(f->dir) == NULL) return -1;
+    hdb_config_init(&f->cfg);
+    f->arena = hdb_arena_create(0);
+    *state = f;
+    open_all(f);
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    close_all(f);
+    hdb_config_free(&f->cfg);
+    hdb_arena_free(f->arena);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    int rc = system(cmd);
+    (void)rc;
+    free(f);
+    return 0;
+}
+
+/* A source "items@1": dim 3, id (int64, id attribute), kind (string). */
+static Hilbert__V1__DataSourceSpec *items_spec(hdb_arena *a) {
+    Hilbert__V1__DataSourceSpec *s = hdb_arena_alloc(a, sizeof *s);
+    hilbert__v1__data_source_spec__init(s);
+    s->name = "items";
+    s->version = "1";
+    s->dimension = 3;
+    Hilbert__V1__AttributeSpec **attrs = hdb_arena_alloc(a, 2 * sizeof *attrs);
+    for (int i = 0; i < 2; i++) {
+        attrs[i] = hdb_arena_alloc(a, sizeof **attrs);
+        hilbert__v1__attribute_spec__init(attrs[i]);
+    }
+    attrs[0]->name = "kind";
+    attrs[0]->type = HILBERT__V1__ATTRIBUTE_TYPE__ATTRIBUTE_TYPE_STRING;
+    attrs[1]->name = "id";
+    attrs[1]->type = HILBERT__V1__ATTRIBUTE_TYPE__ATTRIBUTE_TYPE_INT64;
+    s->permanent_attributes = attrs;
+    s->n_permanent_attributes = 2;
+    char **ids = hdb_arena_alloc(a, sizeof *ids);
+    ids[0] = "id";
+    s->id_attributes = ids;
+    s->n_id_attributes = 1;
+    return s;
+}
+
+static Hilbert__V1__IndexSpec *index_spec(hdb_arena *a, const char *name, char *split) {
+    Hilbert__V1__IndexSpec *s = hdb_arena_alloc(a, sizeof *s);
+    hilbert__v1__index_spec__init(s);
+    s->name = (char *)name;
+    s->version = "1";
+    Hilbert__V1__DataSourceRef *ref = hdb_arena_alloc(a, sizeof *ref);
+    hilbert__v1__data_source_ref__init(ref);
+    ref->name = "items";
+    ref->version = "1";
+    s->data_source = ref;
+    Hilbert__V1__IndexAlgorithm *alg = hdb_arena_alloc(a, sizeof *alg);
+    hilbert__v1__index_algorithm__init(alg);
+    Hilbert__V1__FlatAlgorithm *flat = hdb_arena_alloc(a, sizeof *flat);
+    hilbert__v1__flat_algorithm__init(flat);
+    alg->kind_case = HILBERT__V1__INDEX_ALGORITHM__KIND_FLAT;
+    alg->flat = flat;
+    s->algorithm = alg;
+    s->metric = HILBERT__V1__METRIC__METRIC_L2;
+    if (split) {
+        char **sp = hdb_arena_alloc(a, sizeof *sp);
+        sp[0] = split;
+        s->split_attributes = sp;
+        s->n_split_attributes = 1;
+    }
+    return s;
+}
+
+static hdb_point make_point(hdb_arena *a, int64_t id, const char *kind, float x, bool deleted) {
+    hdb_attr *attrs = hdb_arena_alloc(a, 2 * sizeof *attrs);
+    attrs[0] = (hdb_attr){"id", {.type = HDB_ATTR_INT64, .u.i = id}};
+    attrs[1] = (hdb_attr){"kind", {.type = HDB_ATTR_STRING, .u.s = {kind, strlen(kind)}}};
+    float *v = hdb_arena_alloc(a, 3 * sizeof *v);
+    v[0] = x;
+    v[1] = 0;
+    v[2] = 0;
+    return (hdb_point){.vec = deleted ? NULL : v, .dim = deleted ? 0 : 3, .attrs = attrs,
+                       .nattrs = deleted ? 1 : 2, .deleted = deleted};
+}
+
+static void test_source_validation(void **state) {
+    fixture *f = *state;
+    char err[512];
+    Hilbert__V1__DataSourceSpec *s = items_spec(f->arena);
+    s->dimension = 0;
+    assert_int_equal(hdb_catalog_create_source(f->cat, s, NULL, err, sizeof err), HDB_EINVAL);
+    assert_non_null(strstr(err, "spec.dimension"));
+    s->dimension = f->cfg.max_dimension + 1;
+    assert_int_equal(hdb_catalog_create_source(f->cat, s, NULL, err, sizeof err), HDB_EINVAL);
+    assert_non_null(strstr(err, "limits.max_dimension"));
+    s->dimension = 3;
+    s->id_attributes[0] = "nope";
+    assert_int_equal(hdb_catalog_create_source(f->cat, s, NULL, err, sizeof err), HDB_EINVAL);
+    assert_non_null(strstr(err, "spec.id_attributes[0]"));
+    s->id_attributes[0] = "id";
+    s->permanent_attributes[0]->name = "id";
+    assert_int_equal(hdb_catalog_create_source(f->cat, s, NULL, err, sizeof err), HDB_EINVAL);
+    assert_non_null(strstr(err, "declared twice"));
+    s->permanent_attributes[0]->name = "kind";
+    s->permanent_attributes[0]->type = 0;
+    assert_int_equal(hdb_catalog_create_source(f->cat, s, NULL, err, sizeof err), HDB_EINVAL);
+    assert_non_null(strstr(err, "spec.permanent_attributes[0].type"));
+    s->permanent_attributes[0]->type = HILBERT__V1__ATTRIBUTE_TYPE__ATTRIBUTE_TYPE_FLOAT64;
+    s->id_attributes[0] = "kind";
+    assert_int_equal(hdb_catalog_create_source(f->cat, s, NULL, err, sizeof err), HDB_EINVAL);
+    assert_non_null(strstr(err, "float64"));
+    s->name = "bad name";
+    assert_int_equal(hdb_catalog_create_source(f->cat, s, NULL, err, sizeof err), HDB_EINVAL);
+    assert_non_null(strstr(err, "spec.name"));
+    hdb_source **list;
+    assert_int_equal(hdb_catalog_list_sources(f->cat, f->arena, &list), 0);
+}
+
+static void test_lifecycle_and_reopen(void **state) {
+    fixture *f = *state;
+    char err[512];
+    hdb_source *src;
+    assert_int_equal(hdb_catalog_create_source(f->cat, items_spec(f->arena), &src, err, sizeof err),
+                     HDB_OK);
+    assert_int_equal(hdb_catalog_create_source(f->cat, items_spec(f->arena), NULL, err, sizeof err),
+                     HDB_EEXIST);
+    hdb_point pts[4];
+    for (int i = 0; i < 4; i++) pts[i] = make_point(f->arena, i, i % 2 ? "odd" : "even", (float)i, false);
+    uint64_t first, last;
+    assert_int_equal(hdb_ingest_upload(src, &f->cfg, pts, 4, f->arena, &first, &last, err,
+                                       sizeof err),
+                     HDB_OK);
+    assert_int_equal(first, 1);
+    assert_int_equal(last, 4);
+    /* An index created on a non-empty source is built from its points. */
+    hdb_ixent *ix;
+    assert_int_equal(hdb_catalog_create_index(f->cat, index_spec(f->arena, "by-kind", "kind"), &ix,
+                                              err, sizeof err),
+                     HDB_OK);
+    assert_int_equal(hdb_index_size(ix->index), 4);
+    assert_int_equal(hdb_index_nsplits(ix->index), 2);
+    assert_int_equal(hdb_index_applied(ix->index), 4);
+    hdb_ixent_unref(ix);
+    assert_int_equal(hdb_catalog_drop_source(f->cat, "items", "1", err, sizeof err), HDB_EPRECOND);
+    assert_non_null(strstr(err, "by-kind@1"));
+    hdb_source_unref(src);
+
+    close_all(f);
+    open_all(f);
+    assert_int_equal(hdb_catalog_get_source(f->cat, "items", "1", &src, err, sizeof err), HDB_OK);
+    assert_int_equal(hdb_commit_last_seq(src->commit), 4);
+    assert_int_equal(atomic_load(&src->point_count), 4);
+    assert_int_equal(hdb_catalog_get_index(f->cat, "by-kind", "1", &ix, err, sizeof err), HDB_OK);
+    assert_int_equal(hdb_index_size(ix->index), 4);
+    assert_int_equal(hdb_index_applied(ix->index), 4);
+    hdb_ixent_unref(ix);
+    /* Seqs continue after a reopen. */
+    hdb_point more = make_point(f->arena, 10, "even", 10, false);
+    assert_int_equal(hdb_ingest_upload(src, &f->cfg, &more, 1, f->arena, &first, &last, err,
+                                       sizeof err),
+                     HDB_OK);
+    assert_int_equal(first, 5);
+    hdb_source_unref(src);
+
+    assert_int_equal(hdb_catalog_drop_index(f->cat, "by-kind", "1", err, sizeof err), HDB_OK);
+    assert_int_equal(hdb_catalog_drop_index(f->cat, "by-kind", "1", err, sizeof err),
+                     HDB_ENOTFOUND);
+    assert_int_equal(hdb_catalog_drop_source(f->cat, "items", "1", err, sizeof err), HDB_OK);
+    assert_null(hdb_store_cf(f->store, "points.1"));
+    close_all(f);
+    open_all(f);
+    assert_int_equal(hdb_catalog_get_source(f->cat, "items", "1", &src, err, sizeof err),
+                     HDB_ENOTFOUND);
+    hdb_ixent **ixs;
+    assert_int_equal(hdb_catalog_list_indices(f->cat, f->arena, &ixs), 0);
+}
+
+/* Column families that no definition references (a crash between steps) are dropped at open. */
+static void test_orphans_dropped(void **state) {
+    fixture *f = *state;
+    char err[256];
+    hdb_cf *cf;
+    assert_int_equal(hdb_store_cf_create(f->store, "points.99", &cf, err, sizeof err), HDB_OK);
+    close_all(f);
+    open_all(f);
+    assert_null(hdb_store_cf(f->store, "points.99"));
+    assert_non_null(hdb_store_cf(f->store, "catalog"));
+}
+
+static void test_upload_atomic(void **state) {
+    fixture *f = *state;
+    char err[512];
+    hdb_source *src;
+    assert_int_equal(hdb_catalog_create_source(f->cat, items_spec(f->arena), &src, err, sizeof err),
+                     HDB_OK);
+    hdb_ixent *ix;
+    assert_int_equal(hdb_catalog_create_index(f->cat, index_spec(f->arena, "all", NULL), &ix, err,
+                                              sizeof err),
+                     HDB_OK);
+    uint64_t first, last;
+    hdb_point p0 = make_point(f->arena, 1, "a", 1, false);
+    assert_int_equal(hdb_ingest_upload(src, &f->cfg, &p0, 1, f->arena, &first, &last, err,
+                                       sizeof err),
+                     HDB_OK);
+    /* Point 1 of this batch changes a permanent attribute: the whole batch is refused. */
+    hdb_point batch[3] = {make_point(f->arena, 2, "b", 2, false),
+                          make_point(f->arena, 1, "CHANGED", 1, false),
+                          make_point(f->arena, 3, "c", 3, false)};
+    assert_int_equal(hdb_ingest_upload(src, &f->cfg, batch, 3, f->arena, &first, &last, err,
+                                       sizeof err),
+                     HDB_EINVAL);
+    assert_string_equal(err, "points[1].attributes[\"kind\"]: permanent attribute cannot change "
+                             "(stored \"a\", got \"CHANGED\")");
+    assert_int_equal(hdb_commit_last_seq(src->commit), 1);
+    assert_int_equal(atomic_load(&src->point_count), 1);
+    assert_int_equal(hdb_index_size(ix->index), 1);
+    hdb_attr id2 = {"id", {.type = HDB_ATTR_INT64, .u.i = 2}};
+    hdb_attr *ids[1] = {&id2};
+    uint32_t nids[1] = {1};
+    hdb_get_result res[1];
+    assert_int_equal(hdb_ingest_get(src, &f->cfg, ids, nids, 1, f->arena, res, err, sizeof err),
+                     HDB_OK);
+    assert_false(res[0].found);
+
+    /* Dimension and NaN checks name the point and the component. */
+    hdb_point bad = make_point(f->arena, 5, "x", NAN, false);
+    assert_int_equal(hdb_ingest_upload(src, &f->cfg, &bad, 1, f->arena, &first, &last, err,
+                                       sizeof err),
+                     HDB_EINVAL);
+    assert_string_equal(err, "points[0].vector: component 0 is NaN; vectors must be finite");
+    bad.dim = 2;
+    assert_int_equal(hdb_ingest_upload(src, &f->cfg, &bad, 1, f->arena, &first, &last, err,
+                                       sizeof err),
+                     HDB_EINVAL);
+    assert_non_null(strstr(err, "dimension 2"));
+
+    /* Delete, then the tombstone of an absent point: both take a seq. */
+    hdb_point del[2] = {make_point(f->arena, 1, "a", 0, true), make_point(f->arena, 7, "a", 0, true)};
+    assert_int_equal(hdb_ingest_upload(src, &f->cfg, del, 2, f->arena, &first, &last, err,
+                                       sizeof err),
+                     HDB_OK);
+    assert_int_equal(first, 2);
+    assert_int_equal(last, 3);
+    assert_int_equal(atomic_load(&src->point_count), 0);
+    assert_int_equal(hdb_index_size(ix->index), 0);
+    assert_int_equal(hdb_index_applied(ix->index), 3);
+    hdb_ixent_unref(ix);
+    hdb_source_unref(src);
+}
+
+int main(void) {
+    hdb_log_set_level(HDB_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_source_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lifecycle_and_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphans_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_atomic, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
