@@ -14,7 +14,7 @@ BUILD=(cmake make gcc g++ pkg-config
        libgrpc-dev libprotobuf-dev libprotobuf-c-dev librocksdb-dev libyaml-dev libopenblas-dev)
 TEST=(libcmocka-dev python3 python3-grpcio python3-protobuf python3-numpy python3-pytest
       dataset-fashion-mnist)
-BENCH=(python3-matplotlib)
+BENCH=(python3-matplotlib python3-faiss)
 
 case "${1:-build}" in
   build) want=("${BUILD[@]}") ;;
