@@ -36,7 +36,8 @@ int hdb_flat_create(hdb_flat **out, uint32_t dim, hdb_metric metric, char *err, 
 void hdb_flat_free(hdb_flat *f);
 
 /* Inserts n vectors (row-major, n x dim, copied) under labels (>= 0). A label that is already
- * present has its vector replaced. Labels within one call must be distinct. Returns HDB_OK. */
+ * present has its vector replaced. Labels within one call must be distinct. Returns HDB_OK, or
+ * HDB_EINVAL without changing anything when a label is negative or a pointer is NULL (n > 0). */
 int hdb_flat_upsert(hdb_flat *f, size_t n, const int64_t *labels, const float *vecs);
 
 /* Removes the vectors with these labels; absent labels are ignored. Returns how many were
@@ -57,11 +58,11 @@ int hdb_flat_get(const hdb_flat *f, int64_t label, float *out);
 /* Searches nq queries (row-major, nq x dim; not modified). For query i, out[i*k .. i*k+k) gets
  * the k best hits sorted best first, padded with {+INFINITY, -1} when fewer than k vectors
  * exist. k >= 1. Scratch memory is allocated internally and freed before returning. Returns
- * HDB_OK. */
+ * HDB_OK, or HDB_EINVAL when k is 0 or a pointer is NULL (nq > 0). */
 int hdb_flat_search(const hdb_flat *f, size_t nq, const float *queries, size_t k, hdb_hit *out);
 
 /* Makes searches of nq or more queries use the GEMM path (1: always; SIZE_MAX: never; 0: the
- * automatic choice, which is the default: GEMM from 8 queries, or from 2 once the matrix is
+ * automatic choice, which is the default: GEMM from 8 queries, or from 4 once the matrix is
  * larger than a typical last-level cache). Meant for tests and benchmarks. Not thread-safe:
  * must not run concurrently with a search on f. */
 void hdb_flat_set_gemm_min_nq(hdb_flat *f, size_t nq);

@@ -34,7 +34,9 @@ void hdb_topk_init(hdb_topk *t, hdb_hit *storage, size_t k);
 /* Offers one hit. Kept when fewer than k are held or when it beats the worst one held. */
 void hdb_topk_push(hdb_topk *t, float score, int64_t label);
 
-/* The score a new hit must beat to enter (the worst held), or +INFINITY while not full. */
+/* The score a new hit must beat to enter (the worst held), or +INFINITY while not full. A hit
+ * whose score equals it still enters when its label is smaller than the worst one's, so a
+ * caller that filters before pushing must keep scores <= the threshold. */
 float hdb_topk_threshold(const hdb_topk *t);
 
 /* Sorts the held hits best first into t->h[0..n), pads t->h[n..k) with {+INFINITY, -1}, and

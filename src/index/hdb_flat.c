@@ -35,26 +35,26 @@
 #include <math.h>
 #include <string.h>
 
-#define INIT_CAP 16      /* rows, and map slots */
-#define SCAN_BLOCK 1024  /* rows per distance block on the single-query path (4 KiB buffer) */
-#define GEMM_QB 512      /* queries per GEMM block */
-#define GEMM_YB 1024     /* base rows per GEMM block: GEMM_QB * GEMM_YB floats = 2 MiB */
-#define GEMM_MIN_NQ 8    /* automatic path choice: GEMM from this many queries, */
-#define GEMM_MIN_NQ_BIG 2 /* or from this many once the matrix exceeds GEMM_BIG_BYTES */
+#define INIT_CAP 16       /* rows, and map slots */
+#define SCAN_BLOCK 1024   /* rows per distance block on the single-query path (4 KiB buffer) */
+#define GEMM_QB 512       /* queries per GEMM block */
+#define GEMM_YB 1024      /* base rows per GEMM block: GEMM_QB * GEMM_YB floats = 2 MiB */
+#define GEMM_MIN_NQ 8     /* automatic path choice: GEMM from this many queries, */
+#define GEMM_MIN_NQ_BIG 4 /* or from this many once the matrix exceeds GEMM_BIG_BYTES */
 #define GEMM_BIG_BYTES ((size_t)32 << 20)
 #define MAP_EMPTY (-1)
 
 struct hdb_flat {
     uint32_t dim;
     hdb_metric metric;
-    size_t n;        /* live rows */
-    size_t cap;      /* allocated rows */
-    float *x;        /* cap * dim, row-major */
-    float *norms;    /* cap: squared norm of each stored (normalised for COSINE) row */
-    int64_t *labels; /* cap */
-    int64_t *mkeys;  /* mcap slots; MAP_EMPTY marks a free slot */
-    size_t *mrows;   /* mcap slots: row of mkeys[i] */
-    size_t mcap;     /* power of two; holds n entries */
+    size_t n;           /* live rows */
+    size_t cap;         /* allocated rows */
+    float *x;           /* cap * dim, row-major */
+    float *norms;       /* cap: squared norm of each stored (normalised for COSINE) row */
+    int64_t *labels;    /* cap */
+    int64_t *mkeys;     /* mcap slots; MAP_EMPTY marks a free slot */
+    size_t *mrows;      /* mcap slots: row of mkeys[i] */
+    size_t mcap;        /* power of two; holds n entries */
     size_t gemm_min_nq; /* 0: automatic (gemm_threshold) */
 };
 
@@ -82,7 +82,8 @@ static size_t map_find(const hdb_flat *f, int64_t label) {
 /* Places label (absent, table not full) without growing. */
 static void map_place(int64_t *keys, size_t *rows, size_t mcap, int64_t label, size_t row) {
     size_t i = map_home(label, mcap);
-    while (keys[i] != MAP_EMPTY) i = (i + 1) & (mcap - 1);
+    while (keys[i] != MAP_EMPTY)
+        i = (i + 1) & (mcap - 1);
     keys[i] = label;
     rows[i] = row;
 }
@@ -90,7 +91,8 @@ static void map_place(int64_t *keys, size_t *rows, size_t mcap, int64_t label, s
 static void map_rehash(hdb_flat *f, size_t mcap) {
     int64_t *keys = hdb_malloc(mcap * sizeof *keys);
     size_t *rows = hdb_malloc(mcap * sizeof *rows);
-    for (size_t i = 0; i < mcap; i++) keys[i] = MAP_EMPTY;
+    for (size_t i = 0; i < mcap; i++)
+        keys[i] = MAP_EMPTY;
     for (size_t i = 0; i < f->mcap; i++)
         if (f->mkeys[i] != MAP_EMPTY) map_place(keys, rows, mcap, f->mkeys[i], f->mrows[i]);
     hdb_free(f->mkeys);
@@ -165,7 +167,8 @@ int hdb_flat_create(hdb_flat **out, uint32_t dim, hdb_metric metric, char *err, 
     f->mcap = INIT_CAP;
     f->mkeys = hdb_malloc(f->mcap * sizeof *f->mkeys);
     f->mrows = hdb_malloc(f->mcap * sizeof *f->mrows);
-    for (size_t i = 0; i < f->mcap; i++) f->mkeys[i] = MAP_EMPTY;
+    for (size_t i = 0; i < f->mcap; i++)
+        f->mkeys[i] = MAP_EMPTY;
     *out = f;
     return HDB_OK;
 
@@ -231,10 +234,12 @@ size_t hdb_flat_remove(hdb_flat *f, size_t n, const int64_t *labels) {
     }
     if (removed) {
         size_t cap = f->cap;
-        while (cap > INIT_CAP && f->n <= cap / 4) cap /= 2;
+        while (cap > INIT_CAP && f->n <= cap / 4)
+            cap /= 2;
         if (cap != f->cap) set_cap(f, cap);
         size_t mcap = f->mcap;
-        while (mcap > INIT_CAP && f->n * 8 < mcap) mcap /= 2;
+        while (mcap > INIT_CAP && f->n * 8 < mcap)
+            mcap /= 2;
         if (mcap != f->mcap) map_rehash(f, mcap);
     }
     return removed;
@@ -266,12 +271,12 @@ void hdb_flat_set_gemm_min_nq(hdb_flat *f, size_t nq) {
 
 /* ---- search ------------------------------------------------------------------------------- */
 
-/* Smallest batch for the GEMM path. Measured on AVX-512 with OpenBLAS 0.3.21: for a matrix that
- * stays in cache (2000 x 784) one SIMD scan per query costs 0.08 ms and GEMM overtakes it from
- * about 8 queries (packing and the call cost dominate below); for a matrix streamed from DRAM
- * (60000 x 784, 188 MB) a scan is memory-bound at ~11.5 ms per query while GEMM reads the
- * matrix once per block of queries, so it already wins at 2 queries (20 ms vs 23 ms with one
- * BLAS thread). */
+/* Smallest batch for the GEMM path. Measured on AVX-512 with OpenBLAS 0.3.21, one BLAS thread:
+ * for a matrix that stays in cache (2000 x 784) one SIMD scan per query costs 0.1 ms and GEMM
+ * overtakes it from about 8 queries (packing and call overhead dominate below); for a matrix
+ * streamed from DRAM (60000 x 784, 188 MB) a scan is memory-bound at ~7.2 ms per query, while
+ * GEMM reads the matrix once per block of queries: 3 queries cost 22 ms either way, 4 queries
+ * 21 ms with GEMM against 29 ms with scans. */
 static size_t gemm_threshold(const hdb_flat *f) {
     if (f->gemm_min_nq) return f->gemm_min_nq;
     size_t bytes = f->n * f->dim * sizeof(float);
@@ -351,7 +356,8 @@ static void search_gemm(const hdb_flat *f, size_t nq, const float *queries, size
         const float *qs = queries + q0 * d;
         if (qbuf) {
             memcpy(qbuf, qs, mq * d * sizeof *qbuf);
-            for (size_t i = 0; i < mq; i++) hdb_normalize(qbuf + i * d, d);
+            for (size_t i = 0; i < mq; i++)
+                hdb_normalize(qbuf + i * d, d);
             qs = qbuf;
         }
         for (size_t i = 0; i < mq; i++) {
@@ -363,8 +369,8 @@ static void search_gemm(const hdb_flat *f, size_t nq, const float *queries, size
             const float *xn = f->norms + y0;
             const int64_t *lb = f->labels + y0;
             /* ip[i*my + j] = <q_i, x_j> */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mq, (int)my, (int)d, 1.0f,
-                        qs, (int)d, f->x + y0 * d, (int)d, 0.0f, ip, (int)my);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mq, (int)my, (int)d, 1.0f, qs,
+                        (int)d, f->x + y0 * d, (int)d, 0.0f, ip, (int)my);
             for (size_t i = 0; i < mq; i++) {
                 const float *row = ip + i * my;
                 hdb_topk *t = &heaps[i];
@@ -391,7 +397,8 @@ static void search_gemm(const hdb_flat *f, size_t nq, const float *queries, size
                 }
             }
         }
-        for (size_t i = 0; i < mq; i++) hdb_topk_finish(&heaps[i]);
+        for (size_t i = 0; i < mq; i++)
+            hdb_topk_finish(&heaps[i]);
     }
     hdb_free(qbuf);
     hdb_free(heaps);

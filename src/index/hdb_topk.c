@@ -150,21 +150,25 @@ size_t hdb_topk_merge(const hdb_hit *const *lists, const size_t *len, size_t m, 
     if (k == 0) return 0;
 
     size_t set_cap = 16; /* > 2k slots keep the probe chains short */
-    while (set_cap < 2 * k + 1) set_cap *= 2;
+    while (set_cap < 2 * k + 1)
+        set_cap *= 2;
     if (set_cap > SMALL_SET) set = hdb_malloc(set_cap * sizeof *set);
-    for (size_t i = 0; i < set_cap; i++) set[i] = -1;
+    for (size_t i = 0; i < set_cap; i++)
+        set[i] = -1;
     if (m > SMALL_CURSORS) cur = hdb_malloc(m * sizeof *cur);
 
     for (size_t i = 0; i < m; i++) {
         /* Each list is sorted with its padding (label -1) last: the real hits are a prefix. */
         size_t real = 0;
-        while (real < len[i] && lists[i][real].label >= 0) real++;
+        while (real < len[i] && lists[i][real].label >= 0)
+            real++;
         if (real == 0) continue;
         cur[nc].p = lists[i];
         cur[nc].end = lists[i] + real;
         nc++;
     }
-    for (size_t i = nc / 2; i-- > 0;) cur_sift_down(cur, nc, i);
+    for (size_t i = nc / 2; i-- > 0;)
+        cur_sift_down(cur, nc, i);
 
     while (nc > 0 && n < k) {
         const hdb_hit *h = cur[0].p;

@@ -118,6 +118,7 @@ int hdb_store_open(hdb_store **out, const hdb_store_options *o, char *err, size_
         /* A new database has no CURRENT file yet; anything else is a real error. */
         rocksdb_free(rerr);
         rerr = NULL;
+        if (names) rocksdb_list_column_families_destroy(names, nnames);
         names = NULL;
         nnames = 0;
     }

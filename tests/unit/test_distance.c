@@ -35,8 +35,8 @@ static float rng_float(void) {
     return (float)((double)(rng_next() >> 40) / 16777216.0 * 2.0 - 1.0);
 }
 
-static const size_t dims[] = {0,  1,  2,  3,  4,   5,   7,   8,   9,   15,  16,  17,   31,  32,
-                              33, 47, 48, 63, 64,  65,  100, 127, 128, 129, 255, 784, 1000, 1023};
+static const size_t dims[] = {0,  1,  2,  3,  4,  5,  7,   8,   9,   15,  16,  17,  31,   32,
+                              33, 47, 48, 63, 64, 65, 100, 127, 128, 129, 255, 784, 1000, 1023};
 #define NDIMS (sizeof dims / sizeof dims[0])
 
 static const char *const isas[] = {"scalar", "avx2", "avx512"};
@@ -82,9 +82,11 @@ static guarded guarded_new(size_t d, size_t off) {
     guarded g;
     g.buf = malloc((d + off + 16) * sizeof(float));
     assert_non_null(g.buf);
-    for (size_t i = 0; i < d + off + 16; i++) g.buf[i] = NAN;
+    for (size_t i = 0; i < d + off + 16; i++)
+        g.buf[i] = NAN;
     g.v = g.buf + off;
-    for (size_t i = 0; i < d; i++) g.v[i] = rng_float();
+    for (size_t i = 0; i < d; i++)
+        g.v[i] = rng_float();
     return g;
 }
 
@@ -192,14 +194,17 @@ static void test_families_agree_on_large_input(void **state) {
     float *x = malloc(n * d * sizeof(float));
     float *ref = malloc(n * sizeof(float));
     float *out = malloc(n * sizeof(float));
-    for (size_t i = 0; i < d; i++) q[i] = rng_float() * 100.0f;
-    for (size_t i = 0; i < n * d; i++) x[i] = rng_float() * 100.0f;
+    for (size_t i = 0; i < d; i++)
+        q[i] = rng_float() * 100.0f;
+    for (size_t i = 0; i < n * d; i++)
+        x[i] = rng_float() * 100.0f;
     assert_int_equal(hdb_distance_force_isa("scalar"), 0);
     hdb_l2sq_ny(q, x, n, d, ref);
     for (size_t s = 1; s < sizeof isas / sizeof isas[0]; s++) {
         if (hdb_distance_force_isa(isas[s]) != 0) continue;
         hdb_l2sq_ny(q, x, n, d, out);
-        for (size_t j = 0; j < n; j++) assert_true(fabsf(out[j] - ref[j]) <= 1e-5f * ref[j]);
+        for (size_t j = 0; j < n; j++)
+            assert_true(fabsf(out[j] - ref[j]) <= 1e-5f * ref[j]);
     }
     assert_int_equal(hdb_distance_force_isa(orig), 0);
     free(q);
@@ -224,7 +229,8 @@ static void test_normalize(void **state) {
             assert_true(fabs(got - nref) <= 1e-5 * nref);
             double n2 = ref_ip(a.v, a.v, d, &as);
             assert_true(fabs(n2 - 1.0) <= 1e-5);
-            for (size_t i = 0; i < d; i++) assert_true(fabs(a.v[i] - copy[i] / nref) <= 1e-6);
+            for (size_t i = 0; i < d; i++)
+                assert_true(fabs(a.v[i] - copy[i] / nref) <= 1e-6);
             assert_true(isnan(a.v[d])); /* nothing written past the end */
             free(copy);
             free(a.buf);
@@ -235,7 +241,8 @@ static void test_normalize(void **state) {
     /* zero vectors stay zero and report norm 0 */
     float z[17] = {0};
     assert_true(hdb_normalize(z, 17) == 0.0f);
-    for (int i = 0; i < 17; i++) assert_true(z[i] == 0.0f && !signbit(z[i]));
+    for (int i = 0; i < 17; i++)
+        assert_true(z[i] == 0.0f && !signbit(z[i]));
     assert_true(hdb_normalize(z, 0) == 0.0f);
 
     /* ranges where a float sum of squares under- or overflows still normalise correctly */
@@ -259,7 +266,8 @@ static void test_all_finite(void **state) {
     for (size_t di = 1; di < NDIMS; di++) {
         size_t d = dims[di];
         float *a = malloc(d * sizeof(float));
-        for (size_t i = 0; i < d; i++) a[i] = rng_float() * 1e30f;
+        for (size_t i = 0; i < d; i++)
+            a[i] = rng_float() * 1e30f;
         a[0] = FLT_MAX;
         a[d - 1] = -FLT_MAX;
         if (d > 2) a[1] = FLT_MIN / 4; /* subnormal: finite */
@@ -301,8 +309,10 @@ static void test_concurrent_first_use(void **state) {
     (void)state;
     pthread_t th[8];
     void *res[8];
-    for (int i = 0; i < 8; i++) assert_int_equal(pthread_create(&th[i], NULL, isa_reader, NULL), 0);
-    for (int i = 0; i < 8; i++) assert_int_equal(pthread_join(th[i], &res[i]), 0);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, isa_reader, NULL), 0);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(pthread_join(th[i], &res[i]), 0);
     for (int i = 0; i < 8; i++) {
         assert_non_null(res[i]);
         assert_string_equal((const char *)res[i], hdb_distance_isa());

@@ -43,7 +43,8 @@ static float rng_float(void) {
 static float *rand_matrix(size_t n, size_t d) {
     float *x = malloc((n * d > 0 ? n * d : 1) * sizeof(float));
     assert_non_null(x);
-    for (size_t i = 0; i < n * d; i++) x[i] = rng_float();
+    for (size_t i = 0; i < n * d; i++)
+        x[i] = rng_float();
     return x;
 }
 
@@ -62,9 +63,12 @@ static double exact_score(hdb_metric metric, const float *q, const float *x, siz
         xx += b * b;
     }
     switch (metric) {
-    case HDB_METRIC_L2: return l2;
-    case HDB_METRIC_IP: return -ip;
-    default: return (qq > 0 && xx > 0) ? 1.0 - ip / (sqrt(qq) * sqrt(xx)) : 1.0;
+    case HDB_METRIC_L2:
+        return l2;
+    case HDB_METRIC_IP:
+        return -ip;
+    default:
+        return (qq > 0 && xx > 0) ? 1.0 - ip / (sqrt(qq) * sqrt(xx)) : 1.0;
     }
 }
 
@@ -84,7 +88,8 @@ static int ref_cmp(const void *pa, const void *pb) {
  * proportion to the norms, so the scale includes them. */
 static double score_tol(hdb_metric metric, const float *q, size_t d) {
     double qq = 0;
-    for (size_t i = 0; i < d; i++) qq += (double)q[i] * q[i];
+    for (size_t i = 0; i < d; i++)
+        qq += (double)q[i] * q[i];
     double xx = (double)d / 3.0; /* E||x||^2 for uniform [-1,1) */
     if (metric == HDB_METRIC_COSINE) return 1e-4;
     if (metric == HDB_METRIC_IP) return 1e-4 * (1.0 + sqrt(qq * xx)); /* Cauchy-Schwarz scale */
@@ -113,7 +118,8 @@ static void check_query(hdb_metric metric, const float *q, size_t d, const int64
     for (size_t i = 0; i < want; i++) {
         if (got[i].label < 0) fail_msg("slot %zu of %zu is empty", i, want);
         if (i > 0 && got[i].score < got[i - 1].score) fail_msg("slot %zu not sorted", i);
-        for (size_t j = 0; j < i; j++) assert_true(got[j].label != got[i].label);
+        for (size_t j = 0; j < i; j++)
+            assert_true(got[j].label != got[i].label);
         /* find the label among the stored vectors */
         size_t row = SIZE_MAX;
         for (size_t j = 0; j < n; j++)
@@ -124,10 +130,10 @@ static void check_query(hdb_metric metric, const float *q, size_t d, const int64
             fail_msg("slot %zu label %lld: score %.7g, exact %.7g (tol %.3g)", i,
                      (long long)got[i].label, (double)got[i].score, exact, tol);
         if (!(fabs(got[i].score - ref[i].score) <= tol))
-            fail_msg("slot %zu: score %.7g, reference %.7g", i, (double)got[i].score,
-                     ref[i].score);
+            fail_msg("slot %zu: score %.7g, reference %.7g", i, (double)got[i].score, ref[i].score);
         int in_ref = 0;
-        for (size_t j = 0; j < want; j++) in_ref |= ref[j].label == got[i].label;
+        for (size_t j = 0; j < want; j++)
+            in_ref |= ref[j].label == got[i].label;
         if (!in_ref && !(fabs(exact - ref[want - 1].score) <= 2 * tol))
             fail_msg("label %lld (score %.7g) is not among the true top %zu (k-th %.7g)",
                      (long long)got[i].label, exact, want, ref[want - 1].score);
@@ -150,8 +156,8 @@ static hdb_flat *make_flat(uint32_t d, hdb_metric metric, size_t n, const int64_
 }
 
 /* Searches nq queries with the path forced by gemm_min_nq and checks every query. */
-static void search_and_check(hdb_flat *f, size_t gemm_min_nq, const float *qs, size_t nq,
-                             size_t k, const int64_t *labels, const float *vecs, size_t n) {
+static void search_and_check(hdb_flat *f, size_t gemm_min_nq, const float *qs, size_t nq, size_t k,
+                             const int64_t *labels, const float *vecs, size_t n) {
     size_t d = hdb_flat_dim(f);
     hdb_hit *out = malloc(nq * k * sizeof *out);
     hdb_flat_set_gemm_min_nq(f, gemm_min_nq);
@@ -192,7 +198,8 @@ static void test_upsert_replace_remove_get(void **state) {
     const size_t d = 5, n = 100;
     float *x = rand_matrix(n, d);
     int64_t labels[100];
-    for (size_t i = 0; i < n; i++) labels[i] = (int64_t)(1000 + i * 3);
+    for (size_t i = 0; i < n; i++)
+        labels[i] = (int64_t)(1000 + i * 3);
     hdb_flat *f = make_flat((uint32_t)d, HDB_METRIC_L2, n, labels, x);
     float v[5];
 
@@ -206,7 +213,8 @@ static void test_upsert_replace_remove_get(void **state) {
     /* replace 10 in place: the size stays, the vectors change */
     float *y = rand_matrix(10, d);
     int64_t rl[10];
-    for (size_t i = 0; i < 10; i++) rl[i] = labels[i * 7];
+    for (size_t i = 0; i < 10; i++)
+        rl[i] = labels[i * 7];
     assert_int_equal(hdb_flat_upsert(f, 10, rl, y), HDB_OK);
     assert_int_equal(hdb_flat_size(f), n);
     for (size_t i = 0; i < 10; i++) {
@@ -263,7 +271,8 @@ static void test_churn_against_model(void **state) {
             int64_t label = (int64_t)u * spreads[sp];
             if (rng_below(100) < (grow ? 70u : 10u)) {
                 float v[9];
-                for (size_t i = 0; i < d; i++) v[i] = rng_float();
+                for (size_t i = 0; i < d; i++)
+                    v[i] = rng_float();
                 assert_int_equal(hdb_flat_upsert(f, 1, &label, v), HDB_OK);
                 memcpy(model + u * d, v, sizeof v);
                 if (!present[u]) count++;
@@ -304,7 +313,8 @@ static void test_churn_against_model(void **state) {
         assert_int_equal(hdb_flat_size(f), 0);
         hdb_hit out[3];
         assert_int_equal(hdb_flat_search(f, 1, qs, 3, out), HDB_OK);
-        for (int i = 0; i < 3; i++) assert_int_equal(out[i].label, -1);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(out[i].label, -1);
 
         free(qs);
         free(labels);
@@ -320,7 +330,8 @@ static void test_churn_against_model(void **state) {
 static void search_case(hdb_metric metric, size_t n, size_t d, size_t nq, size_t k) {
     float *x = rand_matrix(n, d);
     int64_t *labels = malloc((n ? n : 1) * sizeof *labels);
-    for (size_t i = 0; i < n; i++) labels[i] = (int64_t)(n - i) * 5; /* not in row order */
+    for (size_t i = 0; i < n; i++)
+        labels[i] = (int64_t)(n - i) * 5; /* not in row order */
     float *qs = rand_matrix(nq, d);
     /* one query is a stored vector: its own label must come first (distance 0 / cos 1); not
      * for d == 1 under COSINE, where half of all vectors share the same direction */
@@ -329,8 +340,8 @@ static void search_case(hdb_metric metric, size_t n, size_t d, size_t nq, size_t
     hdb_flat *f = make_flat((uint32_t)d, metric, n, labels, x);
 
     if (d < 100) search_and_check(f, 0, qs, nq, k, labels, x, n); /* automatic choice */
-    search_and_check(f, SIZE_MAX, qs, nq, k, labels, x, n); /* SIMD scan */
-    search_and_check(f, 1, qs, nq, k, labels, x, n);        /* GEMM */
+    search_and_check(f, SIZE_MAX, qs, nq, k, labels, x, n);       /* SIMD scan */
+    search_and_check(f, 1, qs, nq, k, labels, x, n);              /* GEMM */
 
     if (self) {
         hdb_hit *out = malloc(k * sizeof *out);
@@ -351,12 +362,14 @@ static void search_case(hdb_metric metric, size_t n, size_t d, size_t nq, size_t
 
 static void test_search_single_query_784(void **state) {
     (void)state;
-    for (size_t m = 0; m < 3; m++) search_case(metrics[m], 2000, 784, 1, 10);
+    for (size_t m = 0; m < 3; m++)
+        search_case(metrics[m], 2000, 784, 1, 10);
 }
 
 static void test_search_batch_784(void **state) {
     (void)state;
-    for (size_t m = 0; m < 3; m++) search_case(metrics[m], 2000, 784, 100, 10);
+    for (size_t m = 0; m < 3; m++)
+        search_case(metrics[m], 2000, 784, 100, 10);
 }
 
 static void test_search_small_dims(void **state) {
@@ -390,9 +403,9 @@ static void test_search_every_isa(void **state) {
 static void test_search_padding_and_empty(void **state) {
     (void)state;
     for (size_t m = 0; m < 3; m++) {
-        search_case(metrics[m], 5, 8, 1, 10);   /* k > size */
-        search_case(metrics[m], 5, 8, 30, 10);  /* k > size, batched */
-        search_case(metrics[m], 0, 8, 1, 4);    /* empty engine */
+        search_case(metrics[m], 5, 8, 1, 10);  /* k > size */
+        search_case(metrics[m], 5, 8, 30, 10); /* k > size, batched */
+        search_case(metrics[m], 0, 8, 1, 4);   /* empty engine */
         search_case(metrics[m], 0, 8, 30, 4);
         search_case(metrics[m], 1, 1, 2, 1);
     }
@@ -425,13 +438,15 @@ static void test_search_ties_by_label(void **state) {
     for (size_t m = 0; m < 3; m++) {
         hdb_flat *f = make_flat((uint32_t)d, metrics[m], n, labels, x);
         float q[6 * 20] = {0};
-        for (int i = 0; i < 20; i++) q[i * 6 + 1] = 2.0f;
+        for (int i = 0; i < 20; i++)
+            q[i * 6 + 1] = 2.0f;
         hdb_hit out[20 * 8];
         static const size_t paths[] = {SIZE_MAX, 1};
         for (int p = 0; p < 2; p++) {
             hdb_flat_set_gemm_min_nq(f, paths[p]);
             assert_int_equal(hdb_flat_search(f, 20, q, 8, out), HDB_OK);
-            for (size_t i = 0; i < 20 * 8; i++) assert_int_equal(out[i].label, sorted[i % 8]);
+            for (size_t i = 0; i < 20 * 8; i++)
+                assert_int_equal(out[i].label, sorted[i % 8]);
         }
         hdb_flat_free(f);
     }
@@ -446,14 +461,15 @@ static void test_cosine_zero_vectors(void **state) {
     float x[4 * 5] = {0};
     x[1 * 5 + 0] = 3.0f; /* label 11: (3,4,0,0,0) */
     x[1 * 5 + 1] = 4.0f;
-    x[2 * 5 + 2] = -2.0f; /* label 12: (0,0,-2,0,0) */
-    x[3 * 5 + 0] = -1.0f; /* label 13: (-1,0,...) */
+    x[2 * 5 + 2] = -2.0f;                 /* label 12: (0,0,-2,0,0) */
+    x[3 * 5 + 0] = -1.0f;                 /* label 13: (-1,0,...) */
     int64_t labels[4] = {10, 11, 12, 13}; /* label 10: the zero vector */
     hdb_flat *f = make_flat((uint32_t)d, HDB_METRIC_COSINE, 4, labels, x);
 
     float v[5];
     assert_int_equal(hdb_flat_get(f, 10, v), 1);
-    for (size_t i = 0; i < d; i++) assert_true(v[i] == 0.0f);
+    for (size_t i = 0; i < d; i++)
+        assert_true(v[i] == 0.0f);
     assert_int_equal(hdb_flat_get(f, 11, v), 1); /* stored normalised */
     assert_true(fabsf(v[0] - 0.6f) < 1e-6f && fabsf(v[1] - 0.8f) < 1e-6f);
 
@@ -489,12 +505,45 @@ static void test_cosine_zero_vectors(void **state) {
     hdb_flat_free(f);
 }
 
+/* Querying stored vectors on the GEMM path: ||q||^2 + ||x||^2 - 2<q,x> rounds to tiny values of
+ * either sign for the vector itself, and the engine must clamp them, never return a negative
+ * squared distance. */
+static void test_l2_gemm_self_match_not_negative(void **state) {
+    (void)state;
+    const size_t n = 400, d = 784, nq = 200;
+    float *x = rand_matrix(n, d);
+    for (size_t i = 0; i < n * d; i++)
+        x[i] = x[i] * 100.0f + 3.0f;
+    int64_t *labels = malloc(n * sizeof *labels);
+    for (size_t i = 0; i < n; i++)
+        labels[i] = (int64_t)i;
+    hdb_flat *f = make_flat((uint32_t)d, HDB_METRIC_L2, n, labels, x);
+    hdb_hit *out = malloc(nq * 3 * sizeof *out);
+    hdb_flat_set_gemm_min_nq(f, 1);
+    assert_int_equal(hdb_flat_search(f, nq, x, 3, out), HDB_OK); /* queries = rows 0..nq-1 */
+    for (size_t i = 0; i < nq; i++) {
+        assert_int_equal(out[i * 3].label, (int64_t)i);
+        for (size_t j = 0; j < 3; j++)
+            assert_true(out[i * 3 + j].score >= 0.0f);
+        /* within the rounding of the GEMM form (scale 2||x||^2); other rows are ~5e6 away */
+        double xx = 0;
+        for (size_t j = 0; j < d; j++)
+            xx += (double)x[i * d + j] * x[i * d + j];
+        assert_true(out[i * 3].score <= 1e-5 * 2 * xx);
+    }
+    hdb_flat_free(f);
+    free(out);
+    free(labels);
+    free(x);
+}
+
 static void test_remove_all_then_reuse(void **state) {
     (void)state;
     const size_t n = 5000, d = 3;
     float *x = rand_matrix(n, d);
     int64_t *labels = malloc(n * sizeof *labels);
-    for (size_t i = 0; i < n; i++) labels[i] = (int64_t)i;
+    for (size_t i = 0; i < n; i++)
+        labels[i] = (int64_t)i;
     for (size_t m = 0; m < 3; m++) {
         hdb_flat *f = make_flat((uint32_t)d, metrics[m], n, labels, x);
         /* remove in a scrambled order so that many rows move */
@@ -509,7 +558,8 @@ static void test_remove_all_then_reuse(void **state) {
         for (int p = 0; p < 2; p++) {
             hdb_flat_set_gemm_min_nq(f, p ? 1 : SIZE_MAX);
             assert_int_equal(hdb_flat_search(f, 1, x, 4, out), HDB_OK);
-            for (int i = 0; i < 4; i++) assert_int_equal(out[i].label, -1);
+            for (int i = 0; i < 4; i++)
+                assert_int_equal(out[i].label, -1);
         }
         hdb_flat_set_gemm_min_nq(f, 0);
         assert_int_equal(hdb_flat_upsert(f, 100, labels, x), HDB_OK);
@@ -533,6 +583,7 @@ int main(void) {
         cmocka_unit_test(test_search_padding_and_empty),
         cmocka_unit_test(test_search_ties_by_label),
         cmocka_unit_test(test_cosine_zero_vectors),
+        cmocka_unit_test(test_l2_gemm_self_match_not_negative),
         cmocka_unit_test(test_remove_all_then_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

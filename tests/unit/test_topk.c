@@ -161,7 +161,8 @@ static void merge_case(size_t m, size_t k, size_t pool, size_t maxlen) {
     hdb_hit **lists = calloc(m ? m : 1, sizeof *lists);
     size_t *len = calloc(m ? m : 1, sizeof *len);
     float *best = malloc(pool * sizeof *best);
-    for (size_t l = 0; l < pool; l++) best[l] = INFINITY;
+    for (size_t l = 0; l < pool; l++)
+        best[l] = INFINITY;
     size_t total = 0;
 
     for (size_t i = 0; i < m; i++) {
@@ -202,7 +203,8 @@ static void merge_case(size_t m, size_t k, size_t pool, size_t maxlen) {
     assert_hits_equal(out, ref, want);
     assert_padded(out, want, k);
 
-    for (size_t i = 0; i < m; i++) free(lists[i]);
+    for (size_t i = 0; i < m; i++)
+        free(lists[i]);
     free(lists);
     free(len);
     free(best);
@@ -218,7 +220,8 @@ static void test_merge_random(void **state) {
     for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
         for (size_t b = 0; b < sizeof ks / sizeof ks[0]; b++)
             for (size_t c = 0; c < sizeof pools / sizeof pools[0]; c++)
-                for (int rep = 0; rep < 3; rep++) merge_case(ms[a], ks[b], pools[c], 2 * ks[b]);
+                for (int rep = 0; rep < 3; rep++)
+                    merge_case(ms[a], ks[b], pools[c], 2 * ks[b]);
 }
 
 static void test_merge_duplicates_and_padding(void **state) {
