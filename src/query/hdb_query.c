@@ -13,6 +13,8 @@
 #include "hdb_mem.h"
 #include "hdb_topk.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int check_queries(const hdb_ixent *ix, const hdb_query_vec *q, size_t nq, uint32_t dim,
@@ -35,6 +37,67 @@ static int check_queries(const hdb_ixent *ix, const hdb_query_vec *q, size_t nq,
                             "query_vectors[%zu]: a zero vector has no direction under the cosine "
                             "metric",
                             i);
+    }
+    return HDB_OK;
+}
+
+/* How many extra candidates a search may ask the engine for to replace points that were
+ * deleted while it ran. */
+#define MAX_REFILL 4096
+
+/* The score ("smaller is better") of stored vector v for query q, exactly. */
+static float rescore(hdb_metric metric, const float *q, float qnorm, const float *v, size_t dim) {
+    switch (metric) {
+    case HDB_METRIC_L2: return hdb_l2sq(q, v, dim);
+    case HDB_METRIC_IP: return -hdb_ip(q, v, dim);
+    default: {
+        float vn = sqrtf(hdb_norm_sq(v, dim));
+        if (vn == 0.0f) return 1.0f; /* a stored zero vector: cosine 0 by convention */
+        return 1.0f - hdb_ip(q, v, dim) / (qnorm * vn);
+    }
+    }
+}
+
+static int hit_cmp(const void *a, const void *b) {
+    const hdb_query_hit *x = a, *y = b;
+    if (x->distance != y->distance) return x->distance < y->distance ? -1 : 1;
+    return x->pid < y->pid ? -1 : (x->pid > y->pid);
+}
+
+/* Reads the records of the engine's hits (nq x fetch), re-scores them, drops points that are
+ * gone, and keeps the best kk per query, sorted, in results. */
+static int attach(hdb_ixent *ix, const float *mat, size_t nq, size_t dim, const hdb_hit *hits,
+                  size_t fetch, size_t kk, hdb_arena *arena, hdb_query_result *results,
+                  char *err, size_t errlen) {
+    size_t total = 0;
+    for (size_t i = 0; i < nq * fetch; i++) total += hits[i].label >= 0;
+    uint64_t *pids = hdb_arena_alloc(arena, (total ? total : 1) * sizeof *pids);
+    hdb_get_result *recs = hdb_arena_alloc(arena, (total ? total : 1) * sizeof *recs);
+    size_t t = 0;
+    for (size_t i = 0; i < nq * fetch; i++)
+        if (hits[i].label >= 0) pids[t++] = (uint64_t)hits[i].label;
+    int rc = hdb_ingest_get_pids(ix->source, pids, total, arena, recs, err, errlen);
+    if (rc != HDB_OK) return rc;
+    t = 0;
+    for (size_t q = 0; q < nq; q++) {
+        const float *qv = mat + q * dim;
+        float qnorm = ix->metric == HDB_METRIC_COSINE ? sqrtf(hdb_norm_sq(qv, dim)) : 0.0f;
+        hdb_query_result *r = &results[q];
+        r->hits = hdb_arena_alloc(arena, fetch * sizeof *r->hits);
+        r->n = 0;
+        for (size_t j = 0; j < fetch; j++) {
+            if (hits[q * fetch + j].label < 0) continue;
+            const hdb_get_result *g = &recs[t++];
+            if (!g->found || g->rec.point.dim != dim) continue; /* deleted meanwhile */
+            hdb_query_hit *h = &r->hits[r->n++];
+            h->distance = rescore(ix->metric, qv, qnorm, g->rec.point.vec, dim);
+            h->pid = g->pid;
+            h->rec = g->rec;
+        }
+        qsort(r->hits, r->n, sizeof *r->hits, hit_cmp);
+        if (r->n > kk) r->n = kk;
+        for (size_t j = 0; j < r->n; j++)
+            r->hits[j].distance = hdb_index_distance(ix->metric, r->hits[j].distance);
     }
     return HDB_OK;
 }
@@ -68,39 +131,31 @@ int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *
     size_t kk = (size_t)k;
     float *mat = hdb_malloc(nq * dim * sizeof *mat);
     for (size_t i = 0; i < nq; i++) memcpy(mat + i * dim, queries[i].vec, dim * sizeof *mat);
-    hdb_hit *hits = hdb_malloc(nq * kk * sizeof *hits);
-    rc = hdb_index_search(ix->index, nq, mat, kk, filter, nfilter, hits, err, errlen);
-    hdb_free(mat);
-    if (rc != HDB_OK) goto done;
 
-    /* One MultiGet for every hit of every query. */
-    size_t total = 0;
-    for (size_t i = 0; i < nq * kk; i++) total += hits[i].label >= 0;
-    uint64_t *pids = hdb_arena_alloc(arena, (total ? total : 1) * sizeof *pids);
-    hdb_get_result *recs = hdb_arena_alloc(arena, (total ? total : 1) * sizeof *recs);
-    size_t t = 0;
-    for (size_t i = 0; i < nq * kk; i++)
-        if (hits[i].label >= 0) pids[t++] = (uint64_t)hits[i].label;
-    rc = hdb_ingest_get_pids(ix->source, pids, total, arena, recs, err, errlen);
-    if (rc != HDB_OK) goto done;
-
-    t = 0;
-    for (size_t q = 0; q < nq; q++) {
-        hdb_query_result *r = &results[q];
-        r->hits = hdb_arena_alloc(arena, kk * sizeof *r->hits);
-        r->n = 0;
-        for (size_t j = 0; j < kk; j++) {
-            const hdb_hit *h = &hits[q * kk + j];
-            if (h->label < 0) continue;
-            const hdb_get_result *g = &recs[t++];
-            if (!g->found) continue; /* deleted after the engine saw it */
-            hdb_query_hit *out = &r->hits[r->n++];
-            out->distance = hdb_index_distance(ix->metric, h->score);
-            out->pid = g->pid;
-            out->rec = g->rec;
-        }
+    /* The engine's hits are candidates: each is re-scored against the vector of the record
+     * that is returned with it, so a distance always matches its point even when the point was
+     * replaced after the engine saw it (and approximate engine distances become exact). A point
+     * deleted in the meantime is dropped; when that leaves a query short, the engine is asked
+     * again for more candidates. */
+    size_t fetch = kk;
+    hdb_hit *hits = NULL;
+    for (int attempt = 0;; attempt++) {
+        hdb_free(hits);
+        hits = hdb_malloc(nq * fetch * sizeof *hits);
+        rc = hdb_index_search(ix->index, nq, mat, fetch, filter, nfilter, hits, err, errlen);
+        if (rc != HDB_OK) break;
+        rc = attach(ix, mat, nq, dim, hits, fetch, kk, arena, results, err, errlen);
+        if (rc != HDB_OK) break;
+        bool short_and_more = false;
+        for (size_t q = 0; q < nq && !short_and_more; q++)
+            short_and_more = results[q].n < kk && hits[q * fetch + fetch - 1].label >= 0;
+        size_t next = fetch * 2 < kk + MAX_REFILL ? fetch * 2 : kk + MAX_REFILL;
+        if (!short_and_more || attempt == 3 || next == fetch ||
+            (uint64_t)nq * next > 2 * (uint64_t)cfg->max_results)
+            break;
+        fetch = next;
     }
-done:
     hdb_free(hits);
+    hdb_free(mat);
     return rc;
 }

@@ -21,6 +21,7 @@
 #include "hdb_rpc_health.h"
 #include "hdb_rpc_points.h"
 #include "hdb_rpc_search.h"
+#include "hdb_wire.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -211,7 +212,7 @@ static void handle_unary(call_ctx *c) {
     const hdb_rpc_method *m = &s->methods[c->method];
     char err[ERRLEN];
     err[0] = '\0';
-    int rc;
+    int rc = HDB_OK;
     ProtobufCMessage *resp = NULL;
 
     gpr_timespec now = gpr_now(c->deadline.clock_type);
@@ -236,12 +237,19 @@ static void handle_unary(call_ctx *c) {
     ProtobufCMessage *req = protobuf_c_message_unpack(m->input, hdb_arena_protobuf(c->arena),
                                                       GRPC_SLICE_LENGTH(sl),
                                                       GRPC_SLICE_START_PTR(sl));
+    /* protobuf-c neither validates UTF-8 nor keeps string lengths; check the raw bytes. */
+    if (req != NULL)
+        rc = hdb_wire_check_strings(m->input, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), err,
+                                    sizeof err);
     grpc_slice_unref(sl);
     if (req == NULL) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "request: the bytes are not a valid %s message",
+        snprintf(err, sizeof err, "request: the bytes are not a valid %s message",
                  m->input->name);
-        finish(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, msg);
+        finish(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, err);
+        return;
+    }
+    if (rc != HDB_OK) {
+        finish(c, hdb_server_status_from_rc(rc), NULL, err);
         return;
     }
 
