@@ -1,0 +1,61 @@
+"""Clean shutdown: SIGTERM and SIGINT let calls in flight finish with their real result, then
+hilbertd exits 0; new calls are refused once it has stopped."""
+import signal
+import time
+
+import grpc
+import numpy as np
+import pytest
+from hilbert.v1 import catalog_pb2 as C, points_pb2 as P, search_pb2 as S, types_pb2 as T
+
+DIM = 784
+
+
+def load(server, n):
+    server.catalog.CreateDataSource(C.CreateDataSourceRequest(spec=C.DataSourceSpec(
+        name="s", version="1", dimension=DIM,
+        permanent_attributes=[C.AttributeSpec(name="id", type=T.ATTRIBUTE_TYPE_INT64)],
+        id_attributes=["id"])), timeout=60)
+    server.catalog.CreateIndex(C.CreateIndexRequest(spec=C.IndexSpec(
+        name="i", version="1", data_source=T.DataSourceRef(name="s", version="1"),
+        algorithm=C.IndexAlgorithm(flat=C.FlatAlgorithm()), metric=C.METRIC_L2)), timeout=60)
+    rng = np.random.default_rng(7)
+    for start in range(0, n, 2500):
+        pts = []
+        for i in range(start, min(n, start + 2500)):
+            p = T.DataPoint(vector=T.Vector(dense=T.DenseVector(
+                values=rng.random(DIM, dtype=np.float32))))
+            p.attributes["id"].int64_value = i
+            pts.append(p)
+        server.points.Upload(P.UploadRequest(data_source=T.DataSourceRef(name="s", version="1"),
+                                             points=pts), timeout=120)
+    return rng
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_inflight_search_finishes(server, sig):
+    # A batched search that takes on the order of a second: 3000 queries over 20000 points.
+    rng = load(server, 20000)
+    queries = rng.random((3000, DIM), dtype=np.float32)
+    req = S.SearchRequest(index=T.IndexRef(name="i", version="1"), k=10, query_vectors=[
+        T.Vector(dense=T.DenseVector(values=q)) for q in queries])
+    future = server.search.Search.future(req, timeout=300)
+    time.sleep(0.4)  # let the call reach the server and start
+    assert not future.done(), "the search finished before the signal; make it bigger"
+    proc = server.proc
+    proc.send_signal(sig)
+    resp = future.result()  # raises if the call was cut off
+    assert len(resp.results) == 3000
+    assert all(len(r.hits) == 10 for r in resp.results)
+    assert proc.wait(timeout=120) == 0
+    log = server.log_since_start()
+    assert ("SIGTERM" if sig == signal.SIGTERM else "SIGINT") + " received" in log
+    assert "stopped cleanly" in log
+    server.proc = None
+    # Nothing listens any more.
+    ch = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    with pytest.raises(grpc.RpcError) as e:
+        from hdb_grpc_health.v1 import health_pb2, health_pb2_grpc
+        health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=2)
+    assert e.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    ch.close()
