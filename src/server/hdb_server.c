@@ -320,6 +320,22 @@ static void add_methods(hdb_server *s, const hdb_rpc_method *m, size_t n) {
     s->nmethods += n;
 }
 
+/* Shuts down a queue that no thread polls, drains it and destroys it. */
+static void drain_and_destroy(grpc_completion_queue *cq) {
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(cq);
+}
+
+static void server_free(hdb_server *s) {
+    hdb_free(s->workers);
+    hdb_free(s->handles);
+    hdb_free(s->methods);
+    hdb_free(s);
+}
+
 int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catalog, int *port,
                      char *err, size_t errlen) {
     hdb_server *s = hdb_calloc(1, sizeof *s);
@@ -380,23 +396,9 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
         hdb_errf(err, errlen, HDB_EIO,
                  "server.listen: cannot listen on %s (address in use, or invalid)", cfg->listen);
         grpc_server_destroy(s->srv);
-        for (int i = 0; i < s->nworkers; i++) {
-            grpc_completion_queue_shutdown(s->workers[i].cq);
-            while (grpc_completion_queue_next(s->workers[i].cq,
-                                              gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
-                       .type != GRPC_QUEUE_SHUTDOWN) {
-            }
-            grpc_completion_queue_destroy(s->workers[i].cq);
-        }
-        grpc_completion_queue_shutdown(s->ctl);
-        while (grpc_completion_queue_next(s->ctl, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-               GRPC_QUEUE_SHUTDOWN) {
-        }
-        grpc_completion_queue_destroy(s->ctl);
-        hdb_free(s->workers);
-        hdb_free(s->handles);
-        hdb_free(s->methods);
-        hdb_free(s);
+        for (int i = 0; i < s->nworkers; i++) drain_and_destroy(s->workers[i].cq);
+        drain_and_destroy(s->ctl);
+        server_free(s);
         return HDB_EIO;
     }
     grpc_server_start(s->srv);
@@ -425,17 +427,11 @@ void hdb_server_stop(hdb_server *s) {
     while (atomic_load(&s->inflight) > 0) usleep(1000);
     grpc_server_destroy(s->srv);
     for (int i = 0; i < s->nworkers; i++) {
+        /* The worker drains its queue and exits on GRPC_QUEUE_SHUTDOWN. */
         grpc_completion_queue_shutdown(s->workers[i].cq);
         pthread_join(s->workers[i].thread, NULL);
         grpc_completion_queue_destroy(s->workers[i].cq);
     }
-    grpc_completion_queue_shutdown(s->ctl);
-    while (grpc_completion_queue_next(s->ctl, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN) {
-    }
-    grpc_completion_queue_destroy(s->ctl);
-    hdb_free(s->workers);
-    hdb_free(s->handles);
-    hdb_free(s->methods);
-    hdb_free(s);
+    drain_and_destroy(s->ctl);
+    server_free(s);
 }

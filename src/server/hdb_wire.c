@@ -66,6 +66,25 @@ static int read_varint(reader *r, uint64_t *out) {
     return -1;
 }
 
+/* Skips a varint, fixed64 or fixed32 value: returns 1 when skipped, 0 for a length-delimited
+ * field (left for the caller), -1 for a malformed or unsupported (group) encoding. */
+static int skip_scalar(reader *r, int wire_type) {
+    uint64_t v;
+    switch (wire_type) {
+    case 0: return read_varint(r, &v) == 0 ? 1 : -1;
+    case 1:
+        if (r->end - r->p < 8) return -1;
+        r->p += 8;
+        return 1;
+    case 5:
+        if (r->end - r->p < 4) return -1;
+        r->p += 4;
+        return 1;
+    case 2: return 0;
+    default: return -1;
+    }
+}
+
 static const ProtobufCFieldDescriptor *field_of(const ProtobufCMessageDescriptor *d,
                                                 uint32_t number) {
     for (unsigned i = 0; i < d->n_fields; i++)
@@ -87,29 +106,16 @@ static bool entry_key(const uint8_t *data, size_t len, const uint8_t **key, size
     while (r.p < r.end) {
         uint64_t tag, n;
         if (read_varint(&r, &tag) != 0) return false;
-        switch (tag & 7) {
-        case 0:
-            if (read_varint(&r, &n) != 0) return false;
-            continue;
-        case 1:
-            if (r.end - r.p < 8) return false;
-            r.p += 8;
-            continue;
-        case 5:
-            if (r.end - r.p < 4) return false;
-            r.p += 4;
-            continue;
-        case 2:
-            if (read_varint(&r, &n) != 0 || n > (uint64_t)(r.end - r.p)) return false;
-            if ((tag >> 3) == 1) {
-                *key = r.p;
-                *klen = (size_t)n;
-                found = true;
-            }
-            r.p += n;
-            continue;
-        default: return false;
+        int ws = skip_scalar(&r, (int)(tag & 7));
+        if (ws < 0) return false;
+        if (ws > 0) continue;
+        if (read_varint(&r, &n) != 0 || n > (uint64_t)(r.end - r.p)) return false;
+        if ((tag >> 3) == 1) {
+            *key = r.p;
+            *klen = (size_t)n;
+            found = true;
         }
+        r.p += n;
     }
     return found;
 }
@@ -128,21 +134,9 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t
         uint64_t tag, n;
         if (read_varint(&r, &tag) != 0) goto malformed;
         uint32_t number = (uint32_t)(tag >> 3);
-        switch (tag & 7) {
-        case 0:
-            if (read_varint(&r, &n) != 0) goto malformed;
-            continue;
-        case 1:
-            if (r.end - r.p < 8) goto malformed;
-            r.p += 8;
-            continue;
-        case 5:
-            if (r.end - r.p < 4) goto malformed;
-            r.p += 4;
-            continue;
-        case 2: break;
-        default: goto malformed;
-        }
+        int ws = skip_scalar(&r, (int)(tag & 7));
+        if (ws < 0) goto malformed;
+        if (ws > 0) continue;
         if (read_varint(&r, &n) != 0 || n > (uint64_t)(r.end - r.p)) goto malformed;
         const uint8_t *body = r.p;
         r.p += n;
