@@ -29,8 +29,22 @@ typedef enum {
 
 #define HDB_ATTR_TYPE_MAX 6
 
-/* Metrics. The numbers equal hilbert.v1.Metric and are stored on disk. */
-typedef enum { HDB_METRIC_L2 = 1, HDB_METRIC_IP = 2, HDB_METRIC_COSINE = 3 } hdb_metric;
+/* Metrics. The numbers equal hilbert.v1.Metric and are stored on disk. JACCARD is for sparse
+ * vectors only and treats them as sets of indices (values ignored). */
+typedef enum {
+    HDB_METRIC_L2 = 1,
+    HDB_METRIC_IP = 2,
+    HDB_METRIC_COSINE = 3,
+    HDB_METRIC_JACCARD = 4
+} hdb_metric;
+
+/* A sparse vector: n (index, value) pairs, indices strictly increasing and below the data
+ * source's dimension, values finite. The arrays are borrowed. */
+typedef struct {
+    const uint32_t *idx;
+    const float *val;
+    uint32_t n;
+} hdb_sparse_vec;
 
 /* A typed value. STRING and BYTES use `s` (not NUL-terminated in general); INT64 and TIMESTAMP
  * use `i`; FLOAT64 uses `f`; BOOL uses `b`. */
@@ -69,10 +83,11 @@ const char *hdb_attr_type_name(int type);
  * "timestamp"; case-insensitive) into *out. Returns 0, or -1 when unknown. */
 int hdb_attr_type_parse(const char *name, hdb_attr_type *out);
 
-/* Returns "l2", "inner_product", "cosine", or "unknown". Never NULL. */
+/* Returns "l2", "inner_product", "cosine", "jaccard", or "unknown". Never NULL. */
 const char *hdb_metric_name(int metric);
 
-/* Parses "l2", "inner_product" (or "ip"), "cosine" into *out. Returns 0, or -1 when unknown. */
+/* Parses "l2", "inner_product" (or "ip"), "cosine", "jaccard" into *out. Returns 0, or -1
+ * when unknown. */
 int hdb_metric_parse(const char *name, hdb_metric *out);
 
 /* Total order on values: first by type, then by value (bytes compared with memcmp, then by

@@ -11,7 +11,8 @@ set -euo pipefail
 
 BUILD=(cmake make gcc g++ pkg-config
        protobuf-compiler protobuf-c-compiler protobuf-compiler-grpc
-       libgrpc-dev libprotobuf-dev libprotobuf-c-dev librocksdb-dev libyaml-dev libopenblas-dev)
+       libgrpc-dev libprotobuf-dev libprotobuf-c-dev librocksdb-dev libyaml-dev libopenblas-dev
+       libfaiss-dev libhnswlib-dev)
 TEST=(libcmocka-dev python3 python3-grpcio python3-protobuf python3-numpy python3-pytest
       dataset-fashion-mnist)
 BENCH=(python3-matplotlib python3-faiss)

@@ -34,6 +34,7 @@ const char *hdb_metric_name(int metric) {
     case HDB_METRIC_L2: return "l2";
     case HDB_METRIC_IP: return "inner_product";
     case HDB_METRIC_COSINE: return "cosine";
+    case HDB_METRIC_JACCARD: return "jaccard";
     default: return "unknown";
     }
 }
@@ -46,6 +47,8 @@ int hdb_metric_parse(const char *name, hdb_metric *out) {
         *out = HDB_METRIC_IP;
     } else if (strcasecmp(name, "cosine") == 0) {
         *out = HDB_METRIC_COSINE;
+    } else if (strcasecmp(name, "jaccard") == 0) {
+        *out = HDB_METRIC_JACCARD;
     } else {
         return -1;
     }

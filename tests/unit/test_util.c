@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "hdb_arena.h"
+#include "hdb_crc.h"
 #include "hdb_err.h"
 #include "hdb_hmap.h"
 #include "hdb_types.h"
@@ -138,12 +139,30 @@ static void test_types(void **state) {
     assert_ptr_equal(hdb_attr_find(attrs, 3, "c", false), &attrs[2]);
 }
 
+static void test_crc32c(void **state) {
+    (void)state;
+    /* The standard check value of CRC-32C. */
+    assert_int_equal(hdb_crc32c(0, "123456789", 9), 0xe3069283u);
+    assert_int_equal(hdb_crc32c(0, "", 0), 0);
+    /* Incremental equals one-shot, at every split point and odd lengths. */
+    const char *s = "HilbertDB snapshot files end with a CRC-32C trailer.";
+    size_t n = strlen(s);
+    uint32_t whole = hdb_crc32c(0, s, n);
+    for (size_t cut = 0; cut <= n; cut++)
+        assert_int_equal(hdb_crc32c(hdb_crc32c(0, s, cut), s + cut, n - cut), whole);
+    char flipped[64];
+    memcpy(flipped, s, n);
+    flipped[7] ^= 1;
+    assert_int_not_equal(hdb_crc32c(0, flipped, n), whole);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arena),
         cmocka_unit_test(test_hmap),
         cmocka_unit_test(test_err_helpers),
         cmocka_unit_test(test_types),
+        cmocka_unit_test(test_crc32c),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,87 @@
+/*
+ * hdb_faiss.h - a FAISS index as a HilbertDB engine: the C face of hdb_faiss_bridge.cpp.
+ *
+ * Any index_factory string is accepted ("IVF1024,Flat", "IVF256,PQ16", "HNSW32,Flat", "LSH",
+ * "Flat", ...). Labels are our int64 point ids. Indexes that need training (IVF, PQ) buffer
+ * their vectors and answer exact searches until they hold `train_size` vectors; then they are
+ * trained once on what they hold and serve from the FAISS index from then on. Upsert of an
+ * existing label replaces its vector. Indexes that cannot remove vectors (FAISS's HNSW) hide
+ * removed labels from results and are rebuilt from their live vectors when too many are hidden.
+ *
+ * Scores follow hdb_topk: smaller is better. L2: squared distance; INNER_PRODUCT: -<q,x>;
+ * COSINE: 1 - cos, done as inner product over normalised vectors.
+ *
+ * Thread-safety: every function may be called from any thread. Searches run concurrently;
+ * upsert/remove/save take an exclusive lock inside. No C++ exception crosses this interface:
+ * FAISS errors come back as HDB_EINTERNAL (or HDB_EINVAL for bad parameters) with FAISS's
+ * message, without a backtrace.
+ */
+#ifndef HDB_FAISS_H
+#define HDB_FAISS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hdb_topk.h"
+#include "hdb_types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hdb_faiss hdb_faiss;
+
+typedef struct {
+    uint32_t dim;
+    hdb_metric metric;   /* L2, IP or COSINE */
+    const char *factory; /* FAISS index_factory string; copied */
+    uint32_t nprobe;     /* default nprobe of IVF indexes; 0 = FAISS's default */
+    uint64_t train_size; /* train once this many vectors are held; 0 = automatic for the index */
+} hdb_faiss_params;
+
+/* Checks that the factory string builds an index for dim and metric, without keeping it.
+ * Returns HDB_OK or HDB_EINVAL with FAISS's reason. */
+int hdb_faiss_validate(const hdb_faiss_params *p, char *err, size_t errlen);
+
+/* Creates an empty engine. Free with hdb_faiss_free. */
+int hdb_faiss_create(hdb_faiss **out, const hdb_faiss_params *p, char *err, size_t errlen);
+
+/* Releases the engine. NULL is allowed. */
+void hdb_faiss_free(hdb_faiss *f);
+
+/* Inserts or replaces n vectors (n x dim, copied) under labels (>= 0, distinct within the
+ * call). May train the index when it reaches train_size. */
+int hdb_faiss_upsert(hdb_faiss *f, size_t n, const int64_t *labels, const float *vecs, char *err,
+                     size_t errlen);
+
+/* Removes these labels (absent ones are ignored); returns how many were removed. */
+size_t hdb_faiss_remove(hdb_faiss *f, size_t n, const int64_t *labels);
+
+/* Searches nq queries (nq x dim, not modified): out[i*k .. i*k+k) gets the k best hits of query
+ * i, best first, padded with {+INFINITY, -1}. nprobe 0 uses the engine's default. */
+int hdb_faiss_search(hdb_faiss *f, size_t nq, const float *queries, size_t k, uint32_t nprobe,
+                     hdb_hit *out, char *err, size_t errlen);
+
+/* Live vectors held. */
+size_t hdb_faiss_size(hdb_faiss *f);
+
+/* 1 once searches are served by the trained FAISS index, 0 while still exact (untrained). */
+int hdb_faiss_is_trained(hdb_faiss *f);
+
+/* Writes the whole engine (FAISS index, labels, buffered vectors, hidden labels) to path, with a
+ * magic/version header and a CRC-32C trailer. The caller fsyncs and renames. */
+int hdb_faiss_save(hdb_faiss *f, const char *path, char *err, size_t errlen);
+
+/* Loads an engine saved by hdb_faiss_save. p must match the saved dim, metric and factory
+ * (else HDB_EINVAL); a damaged file gives HDB_ECORRUPT, never a crash. */
+int hdb_faiss_load(hdb_faiss **out, const hdb_faiss_params *p, const char *path, char *err,
+                   size_t errlen);
+
+/* Sets the number of OpenMP threads FAISS uses (process-wide). Call once at startup. */
+void hdb_faiss_set_threads(int n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HDB_FAISS_H */

@@ -1,0 +1,74 @@
+/*
+ * hdb_hnsw.h - an HNSW graph as a HilbertDB engine: the C face of hdb_hnsw_bridge.cpp, built on
+ * the header-only hnswlib (Debian's libhnswlib-dev) with HilbertDB's own distance kernels, so the
+ * host's SIMD (AVX-512, AVX2 or scalar) is chosen at run time.
+ *
+ * Upsert of an existing label updates its vector in place (and its graph links); remove marks it
+ * deleted, so it never appears in results; a later upsert of that label revives the slot. Slots
+ * of deleted labels are reused for new labels, so a churning workload does not grow the graph
+ * without bound. The capacity grows as needed.
+ *
+ * Scores follow hdb_topk: smaller is better. L2: squared distance; INNER_PRODUCT: -<q,x>;
+ * COSINE: 1 - cos over normalised vectors.
+ *
+ * Thread-safety: any number of concurrent searches, concurrently with one writer (upsert or
+ * remove); writers are serialised inside. No C++ exception crosses this interface.
+ */
+#ifndef HDB_HNSW_H
+#define HDB_HNSW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hdb_topk.h"
+#include "hdb_types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hdb_hnsw hdb_hnsw;
+
+typedef struct {
+    uint32_t dim;
+    hdb_metric metric;        /* L2, IP or COSINE */
+    uint32_t m;               /* links per node; 0 = 16 */
+    uint32_t ef_construction; /* 0 = 200 */
+    uint32_t ef_search;       /* default ef at search time; 0 = 64 */
+    uint64_t seed;            /* level generator seed; 0 = 100 */
+} hdb_hnsw_params;
+
+/* Creates an empty graph. Returns HDB_EINVAL for bad parameters. Free with hdb_hnsw_free. */
+int hdb_hnsw_create(hdb_hnsw **out, const hdb_hnsw_params *p, char *err, size_t errlen);
+
+/* Releases the graph. NULL is allowed. */
+void hdb_hnsw_free(hdb_hnsw *h);
+
+/* Inserts or updates n vectors (n x dim, copied) under labels (>= 0, distinct in the call). */
+int hdb_hnsw_upsert(hdb_hnsw *h, size_t n, const int64_t *labels, const float *vecs, char *err,
+                    size_t errlen);
+
+/* Marks these labels deleted (absent ones ignored); returns how many were live. */
+size_t hdb_hnsw_remove(hdb_hnsw *h, size_t n, const int64_t *labels);
+
+/* Searches nq queries; out gets k hits per query, best first, padded with {+INFINITY, -1}.
+ * ef_search 0 uses the engine's default; the effective ef is at least k. */
+int hdb_hnsw_search(hdb_hnsw *h, size_t nq, const float *queries, size_t k, uint32_t ef_search,
+                    hdb_hit *out, char *err, size_t errlen);
+
+/* Live (not deleted) vectors. */
+size_t hdb_hnsw_size(hdb_hnsw *h);
+
+/* Writes the graph with its parameters, a magic/version header and a CRC-32C trailer. */
+int hdb_hnsw_save(hdb_hnsw *h, const char *path, char *err, size_t errlen);
+
+/* Loads a graph saved by hdb_hnsw_save; p must match dim and metric (else HDB_EINVAL); a
+ * damaged file gives HDB_ECORRUPT, never a crash. m and ef_construction come from the file. */
+int hdb_hnsw_load(hdb_hnsw **out, const hdb_hnsw_params *p, const char *path, char *err,
+                  size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HDB_HNSW_H */
