@@ -31,6 +31,7 @@ typedef struct hdb_catalog hdb_catalog;
 typedef struct hdb_cf hdb_cf;
 typedef struct hdb_commit hdb_commit;
 typedef struct hdb_config hdb_config;
+typedef struct hdb_applier hdb_applier;
 typedef struct hdb_index hdb_index;
 typedef struct hdb_store hdb_store;
 typedef struct hdb_ixent hdb_ixent;
@@ -43,7 +44,8 @@ typedef struct {
 
 /* The validated schema of a data source. Immutable once the source exists. */
 typedef struct {
-    uint32_t dim;
+    uint32_t dim; /* dense: vector length; sparse: bound of the indices */
+    bool sparse;
     size_t nperm;
     hdb_attr_spec *perm; /* permanent attributes, sorted by name */
     size_t nid;
@@ -81,20 +83,23 @@ struct hdb_ixent {
     size_t spec_len;
     hdb_metric metric;    /* (immutable) */
     hdb_source *source;   /* (immutable) holds a reference */
-    hdb_index *index;     /* (immutable) the split engines; internally synchronised */
+    hdb_applier *applier; /* (immutable) keeps the split engines in step; owns the index */
+    char *dir;            /* (immutable) snapshot directory */
     _Atomic bool dropped;
     _Atomic int refs;
 };
 
 /* Opens the catalog stored in store: loads every definition, reopens the column families,
- * recovers each source's last seq and point count, rebuilds every index from its source's
- * points, and drops column families that no definition references (left by a crash during a
- * create or drop). cfg provides the limits and must outlive the catalog. */
+ * recovers each source's last seq and point count, starts one applier per index (which loads
+ * the index's snapshot from cfg->data_dir/indices/<id>, or rebuilds it, in the background), and
+ * removes column families and snapshot directories that no definition references (left by a
+ * crash during a create or drop). cfg provides the limits and must outlive the catalog. */
 int hdb_catalog_open(hdb_catalog **out, hdb_store *store, const hdb_config *cfg, char *err,
                      size_t errlen);
 
-/* Closes the catalog and releases its references. Every reference handed out must have been
- * released. NULL is allowed. */
+/* Stops every applier (each catches up and saves a final snapshot), closes the catalog and
+ * releases its references. Every reference handed out must have been released. NULL is
+ * allowed. */
 void hdb_catalog_close(hdb_catalog *cat);
 
 /* Creates the data sources and indices declared in cfg that do not exist yet. A declared object
@@ -118,7 +123,8 @@ int hdb_catalog_drop_source(hdb_catalog *cat, const char *name, const char *vers
  * from arena. The caller unrefs each element. */
 size_t hdb_catalog_list_sources(hdb_catalog *cat, hdb_arena *arena, hdb_source ***out);
 
-/* Creates an index from spec and builds it from the points already in its data source. */
+/* Creates an index from spec. Its applier builds it from the points already in its data source
+ * in the background (state BUILDING) while uploads go on. */
 int hdb_catalog_create_index(hdb_catalog *cat, const Hilbert__V1__IndexSpec *spec,
                              hdb_ixent **out, char *err, size_t errlen);
 
@@ -126,7 +132,7 @@ int hdb_catalog_create_index(hdb_catalog *cat, const Hilbert__V1__IndexSpec *spe
 int hdb_catalog_get_index(hdb_catalog *cat, const char *name, const char *version,
                           hdb_ixent **out, char *err, size_t errlen);
 
-/* Drops an index; its data source stays. */
+/* Drops an index: stops its applier and removes its snapshot files. Its data source stays. */
 int hdb_catalog_drop_index(hdb_catalog *cat, const char *name, const char *version, char *err,
                            size_t errlen);
 

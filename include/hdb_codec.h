@@ -55,6 +55,12 @@ int hdb_codec_attrs_in(const hdb_kv *kv, size_t n, uint32_t max_attrs, uint32_t 
                        const char *what, hdb_arena *arena, hdb_attr **out, uint32_t *nout,
                        char *err, size_t errlen);
 
+/* Reads the vector of a point or query (dense or sparse) into out (vec/dim, or sparse/sp),
+ * borrowing the message's arrays. A sparse vector needs as many values as indices. Messages
+ * name it as <what>[index].vector. */
+int hdb_codec_vector_in(const Hilbert__V1__Vector *v, const char *what, size_t index,
+                        hdb_point *out, char *err, size_t errlen);
+
 /* Converts a DataPoint into domain form (attributes sorted; the vector points into the
  * message). Schema checks (dimension, permanent attributes) come later, in ingest. */
 int hdb_codec_point_in(const Hilbert__V1__DataPoint *in, uint32_t max_attrs,
@@ -78,6 +84,9 @@ Hilbert__V1__AttributeValue *hdb_codec_value_out(const hdb_value *v, hdb_arena *
         }                                                                                          \
         (out) = hdb_e_;                                                                            \
     } while (0)
+
+/* Builds the Vector message of a point (dense or sparse), borrowing its arrays. */
+Hilbert__V1__Vector *hdb_codec_point_vector_out(const hdb_point *p, hdb_arena *arena);
 
 /* Builds a dense Vector message borrowing vec (dim floats). */
 Hilbert__V1__Vector *hdb_codec_vector_out(const float *vec, uint32_t dim, hdb_arena *arena);

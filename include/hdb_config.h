@@ -49,8 +49,16 @@ typedef struct hdb_config {
     uint32_t max_attributes;        /* attributes per point (and permanent per source); default 64 */
     uint32_t max_value_bytes;       /* bytes in one string or bytes value; default 65536 */
 
+    uint32_t max_wait_ms;           /* longest min_seq wait of a Search; default 30000 */
+
     /* search: */
-    int blas_threads; /* OpenBLAS threads used by one exact search; default 1 */
+    int blas_threads;  /* OpenBLAS threads used by one exact search; default 1 */
+    int faiss_threads; /* OpenMP threads FAISS uses (process-wide); default 1 */
+
+    /* index: */
+    uint32_t snapshot_interval_seconds; /* periodic snapshots at most this often; 0: never */
+    uint32_t snapshot_min_entries;      /* ...and only after this many new entries */
+    uint32_t apply_batch;               /* timeline entries an applier applies per step */
 
     /* Declared catalog objects, ensured at start. Owned by `arena`. */
     size_t n_data_sources;

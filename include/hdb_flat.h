@@ -67,6 +67,15 @@ int hdb_flat_search(const hdb_flat *f, size_t nq, const float *queries, size_t k
  * must not run concurrently with a search on f. */
 void hdb_flat_set_gemm_min_nq(hdb_flat *f, size_t nq);
 
+/* Writes the engine to path: "HDBFLAT1", version, dim, metric, count, labels, rows, and a
+ * CRC-32C trailer (hdb_file). The file is fsynced; the caller renames it into place. */
+int hdb_flat_save(const hdb_flat *f, const char *path, char *err, size_t errlen);
+
+/* Loads an engine saved by hdb_flat_save. dim and metric must match the file (HDB_EINVAL
+ * otherwise); a damaged file gives HDB_ECORRUPT; an unreadable one HDB_EIO. */
+int hdb_flat_load(hdb_flat **out, uint32_t dim, hdb_metric metric, const char *path, char *err,
+                  size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

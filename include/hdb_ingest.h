@@ -35,6 +35,11 @@ int hdb_ingest_upload(hdb_source *src, const hdb_config *cfg, const hdb_point *p
                       hdb_arena *arena, uint64_t *first_seq, uint64_t *last_seq, char *err,
                       size_t errlen);
 
+/* Checks a sparse vector: indices strictly increasing and below dim, values finite. Messages
+ * name it as <what>[i].vector.sparse.indices[j] (or .values[j]). */
+int hdb_ingest_check_sparse(const hdb_sparse_vec *v, uint32_t dim, const char *what, size_t i,
+                            char *err, size_t errlen);
+
 /* The result of reading one point. */
 typedef struct {
     bool found;

@@ -13,13 +13,15 @@
  * seq from 1 to the source's last_seq has an entry.
  *
  * Point record (all integers little-endian):
- *   u8 format (=1) | u8 flags (0) | u16 reserved | u32 dim | u64 seq | dim x f32 |
+ *   u8 format (=1) | u8 flags | u16 reserved | u32 count | u64 seq | vector |
  *   u32 nattrs | nattrs x { u16 name_len | name | u8 type | value }
+ *   flags bit 0 set: sparse vector, count entries: count x u32 index, then count x f32 value.
+ *   flags 0: dense vector of count x f32; count 0 means no vector (tombstone records).
  *   value: STRING/BYTES u32 len + bytes; INT64/TIMESTAMP i64; FLOAT64 f64; BOOL u8.
  *   Attributes are stored sorted by name.
  * Timeline entry:
  *   u8 format (=1) | u8 op | u16 reserved | u32 reserved | u64 pid | i64 time_us | record
- *   op UPSERT: the record is the point as written. op DELETE: the record has dim 0 and holds
+ *   op UPSERT: the record is the point as written. op DELETE: the record has no vector and holds
  *   the permanent attributes of the deleted point (so appliers can find its split); pid 0 means
  *   the tombstone matched no live point.
  *
@@ -78,8 +80,8 @@ void hdb_pid_key(unsigned char *key, uint64_t pid);
 /* Fills key (HDB_SEQ_KEY_LEN bytes) with the big-endian seq. */
 void hdb_seq_key(unsigned char *key, uint64_t seq);
 
-/* Appends a point record for p (attrs must already be sorted by name) written at seq. A
- * tombstone (p->vec NULL) is written with dim 0. */
+/* Appends a point record for p (attrs must already be sorted by name) written at seq. A point
+ * without a vector (a tombstone) is written with count 0 and no sparse flag. */
 void hdb_record_encode(hdb_buf *b, const hdb_point *p, uint64_t seq);
 
 /* A decoded record: the point's fields point into the record bytes (strings, names) and into
@@ -89,13 +91,13 @@ typedef struct {
     uint64_t seq;
 } hdb_record;
 
-/* Decodes a record of len bytes. Allocates the attribute array and a copy of the vector in
- * arena; strings keep pointing into data, so data must outlive *out. Checks every length
- * against len. Returns HDB_OK or HDB_ECORRUPT. */
+/* Decodes a record of len bytes. Allocates the attribute array and copies of the vector (dense,
+ * or sparse indices and values) in arena; strings keep pointing into data, so data must
+ * outlive *out. Checks every length against len. Returns HDB_OK or HDB_ECORRUPT. */
 int hdb_record_decode(const unsigned char *data, size_t len, hdb_arena *arena, hdb_record *out);
 
-/* Appends a timeline entry. rec_point is the point as written (UPSERT), or a dim-0 point with
- * the deleted point's permanent attributes (DELETE). */
+/* Appends a timeline entry. rec_point is the point as written (UPSERT), or a point without a
+ * vector holding the deleted point's permanent attributes (DELETE). */
 void hdb_timeline_encode(hdb_buf *b, int op, uint64_t pid, int64_t time_us,
                          const hdb_point *rec_point, uint64_t seq);
 

@@ -67,11 +67,15 @@ typedef struct {
     hdb_value value;
 } hdb_attr;
 
-/* A data point in domain form. For a tombstone, vec is NULL and attrs hold the id attributes. */
+/* A data point in domain form. A dense point has vec (dim floats); a sparse point has
+ * sparse == true and its entries in sp (possibly none). A tombstone has neither (vec NULL,
+ * sparse false) and attrs hold its id attributes. */
 typedef struct {
-    const float *vec; /* dim floats, or NULL */
+    const float *vec; /* dense: dim floats; NULL otherwise */
     uint32_t dim;
-    hdb_attr *attrs; /* sorted by name (strcmp) once validated */
+    bool sparse;
+    hdb_sparse_vec sp; /* when sparse */
+    hdb_attr *attrs;   /* sorted by name (strcmp) once validated */
     uint32_t nattrs;
     bool deleted;
 } hdb_point;

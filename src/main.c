@@ -9,6 +9,7 @@
 #include "hdb_config.h"
 #include "hdb_distance.h"
 #include "hdb_err.h"
+#include "hdb_faiss.h"
 #include "hdb_log.h"
 #include "hdb_server.h"
 #include "hdb_store.h"
@@ -60,6 +61,7 @@ int main(int argc, char **argv) {
     HDB_INFO("main", "%s starting (data dir %s, %d threads, kernels %s)", hdb_version_string(),
              cfg.data_dir, cfg.threads, (hdb_distance_init(), hdb_distance_isa()));
     openblas_set_num_threads(cfg.blas_threads);
+    hdb_faiss_set_threads(cfg.faiss_threads);
     grpc_init();
 
     char path[4096];

@@ -12,16 +12,21 @@
  */
 #include "hdb_catalog.h"
 
+#include "hdb_applier.h"
 #include "hdb_arena.h"
 #include "hdb_commit.h"
 #include "hdb_config.h"
+#include "hdb_engine.h"
 #include "hdb_err.h"
+#include "hdb_file.h"
 #include "hdb_index.h"
 #include "hdb_log.h"
 #include "hdb_mem.h"
 #include "hdb_record.h"
 #include "hdb_store.h"
 
+#include <dirent.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,13 +153,15 @@ static int source_spec_check(const Hilbert__V1__DataSourceSpec *spec, const hdb_
     if ((rc = hdb_name_check("spec.name", spec->name, err, errlen)) != HDB_OK) return rc;
     if ((rc = hdb_name_check("spec.version", spec->version, err, errlen)) != HDB_OK) return rc;
     if (spec->vector_kind != HILBERT__V1__VECTOR_KIND__VECTOR_KIND_UNSPECIFIED &&
-        spec->vector_kind != HILBERT__V1__VECTOR_KIND__VECTOR_KIND_DENSE)
+        spec->vector_kind != HILBERT__V1__VECTOR_KIND__VECTOR_KIND_DENSE &&
+        spec->vector_kind != HILBERT__V1__VECTOR_KIND__VECTOR_KIND_SPARSE)
         return hdb_errf(err, errlen, HDB_EINVAL,
-                        "spec.vector_kind: unsupported value %d (only DENSE)",
+                        "spec.vector_kind: unknown value %d (DENSE or SPARSE)",
                         (int)spec->vector_kind);
+    bool sparse = spec->vector_kind == HILBERT__V1__VECTOR_KIND__VECTOR_KIND_SPARSE;
     if (spec->dimension == 0)
         return hdb_errf(err, errlen, HDB_EINVAL, "spec.dimension: must be >= 1");
-    if (limits && spec->dimension > limits->max_dimension)
+    if (limits && !sparse && spec->dimension > limits->max_dimension)
         return hdb_errf(err, errlen, HDB_EINVAL,
                         "spec.dimension: %u exceeds limits.max_dimension (%u)", spec->dimension,
                         limits->max_dimension);
@@ -168,6 +175,7 @@ static int source_spec_check(const Hilbert__V1__DataSourceSpec *spec, const hdb_
                         "spec.id_attributes: at least one id attribute is required");
 
     schema->dim = spec->dimension;
+    schema->sparse = sparse;
     schema->nperm = spec->n_permanent_attributes;
     schema->perm = hdb_calloc(schema->nperm ? schema->nperm : 1, sizeof *schema->perm);
     for (size_t i = 0; i < spec->n_permanent_attributes; i++) {
@@ -226,30 +234,66 @@ fail:
     return rc;
 }
 
-/* Copies spec with defaults filled in (vector_kind DENSE) into arena memory. */
+/* Copies spec with defaults filled in (an unspecified vector_kind becomes DENSE) into arena
+ * memory. */
 static Hilbert__V1__DataSourceSpec *source_spec_normalise(const Hilbert__V1__DataSourceSpec *spec,
                                                           hdb_arena *arena) {
     Hilbert__V1__DataSourceSpec *n = hdb_arena_alloc(arena, sizeof *n);
     *n = *spec;
     n->base.unknown_fields = NULL;
     n->base.n_unknown_fields = 0;
-    n->vector_kind = HILBERT__V1__VECTOR_KIND__VECTOR_KIND_DENSE;
+    if (n->vector_kind == HILBERT__V1__VECTOR_KIND__VECTOR_KIND_UNSPECIFIED)
+        n->vector_kind = HILBERT__V1__VECTOR_KIND__VECTOR_KIND_DENSE;
     return n;
 }
 
-/* Validates an index spec against its source. Messages name the field under "spec.". */
+/* Validates an index spec against its source and derives the engine spec. Messages name the
+ * field under "spec.". */
 static int index_spec_check(const Hilbert__V1__IndexSpec *spec, const hdb_source *src,
-                            char *err, size_t errlen) {
+                            hdb_engine_spec *es, char *err, size_t errlen) {
     const hdb_schema *s = &src->schema;
-    if (spec->algorithm == NULL ||
-        spec->algorithm->kind_case == HILBERT__V1__INDEX_ALGORITHM__KIND__NOT_SET)
-        return hdb_errf(err, errlen, HDB_EINVAL, "spec.algorithm: is required (flat)");
-    if (spec->algorithm->kind_case != HILBERT__V1__INDEX_ALGORITHM__KIND_FLAT)
-        return hdb_errf(err, errlen, HDB_EINVAL, "spec.algorithm: unsupported algorithm %d",
-                        (int)spec->algorithm->kind_case);
-    if ((int)spec->metric < HDB_METRIC_L2 || (int)spec->metric > HDB_METRIC_COSINE)
+    const Hilbert__V1__IndexAlgorithm *alg = spec->algorithm;
+    memset(es, 0, sizeof *es);
+    if (alg == NULL || alg->kind_case == HILBERT__V1__INDEX_ALGORITHM__KIND__NOT_SET)
         return hdb_errf(err, errlen, HDB_EINVAL,
-                        "spec.metric: is required (L2, INNER_PRODUCT or COSINE)");
+                        "spec.algorithm: is required (flat, faiss, hnsw or sparse)");
+    switch (alg->kind_case) {
+    case HILBERT__V1__INDEX_ALGORITHM__KIND_FLAT: es->algo = HDB_ALGO_FLAT; break;
+    case HILBERT__V1__INDEX_ALGORITHM__KIND_FAISS:
+        es->algo = HDB_ALGO_FAISS;
+        if (alg->faiss->factory == NULL || strlen(alg->faiss->factory) >= sizeof es->factory)
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "spec.algorithm.faiss.factory: must be 1 to %zu characters",
+                            sizeof es->factory - 1);
+        snprintf(es->factory, sizeof es->factory, "%s", alg->faiss->factory);
+        es->nprobe = alg->faiss->nprobe;
+        es->train_size = alg->faiss->train_size;
+        break;
+    case HILBERT__V1__INDEX_ALGORITHM__KIND_HNSW:
+        es->algo = HDB_ALGO_HNSW;
+        es->m = alg->hnsw->m;
+        es->ef_construction = alg->hnsw->ef_construction;
+        es->ef_search = alg->hnsw->ef_search;
+        break;
+    case HILBERT__V1__INDEX_ALGORITHM__KIND_SPARSE: es->algo = HDB_ALGO_SPARSE; break;
+    default:
+        return hdb_errf(err, errlen, HDB_EINVAL, "spec.algorithm: unknown algorithm %d",
+                        (int)alg->kind_case);
+    }
+    if (s->sparse != (es->algo == HDB_ALGO_SPARSE))
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        s->sparse ? "spec.algorithm: data source %s holds sparse vectors; use "
+                                    "the sparse algorithm"
+                                  : "spec.algorithm: the sparse algorithm needs a sparse data "
+                                    "source; %s is dense",
+                        src->label);
+    if ((int)spec->metric < HDB_METRIC_L2 || (int)spec->metric > HDB_METRIC_JACCARD)
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "spec.metric: is required (L2, INNER_PRODUCT, COSINE or JACCARD)");
+    es->metric = (hdb_metric)spec->metric;
+    es->dim = s->dim;
+    int rc = hdb_engine_check(es, err, errlen);
+    if (rc != HDB_OK) return rc;
     for (size_t i = 0; i < spec->n_split_attributes; i++) {
         const char *name = spec->split_attributes[i];
         const hdb_attr_spec *a = hdb_schema_find(s, name);
@@ -312,7 +356,9 @@ void hdb_source_unref(hdb_source *src) {
 
 static void ixent_destroy(hdb_ixent *ix) {
     if (ix->dropped) HDB_INFO("catalog", "index %s dropped, memory released", ix->label);
-    hdb_index_free(ix->index);
+    hdb_applier_stop(ix->applier, false); /* already stopped unless startup failed midway */
+    hdb_applier_free(ix->applier);
+    hdb_free(ix->dir);
     hdb_source_unref(ix->source);
     hdb_free(ix->spec_bytes);
     hdb_free(ix->label);
@@ -400,46 +446,9 @@ static hdb_source *source_new(hdb_catalog *cat, uint64_t id, const char *name,
     return src;
 }
 
-/* Fills ix->index with every point of its source. The caller holds the source's commit queue
- * (or runs before serving), so no write interleaves. */
-static int index_build(hdb_catalog *cat, hdb_ixent *ix, char *err, size_t errlen) {
-    hdb_source *src = ix->source;
-    hdb_arena *arena = hdb_arena_create(1 << 16);
-    hdb_iter *it = hdb_iter_create(cat->store, src->points_cf, NULL);
-    uint64_t n = 0;
-    int rc = HDB_OK;
-    for (hdb_iter_seek(it, "P", 1); hdb_iter_valid(it); hdb_iter_next(it)) {
-        size_t klen, vlen;
-        const unsigned char *k = hdb_iter_key(it, &klen);
-        if (klen == 0 || k[0] != 'P') break;
-        if (klen != HDB_PID_KEY_LEN) {
-            rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: point key of %zu bytes", src->label,
-                          klen);
-            break;
-        }
-        uint64_t pid = hdb_get_be64(k + 1);
-        const unsigned char *v = hdb_iter_value(it, &vlen);
-        hdb_record rec;
-        if (hdb_record_decode(v, vlen, arena, &rec) != HDB_OK || rec.point.dim != src->schema.dim) {
-            rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: point %llu cannot be decoded",
-                          src->label, (unsigned long long)pid);
-            break;
-        }
-        rc = hdb_index_upsert(ix->index, (int64_t)pid, rec.point.vec, rec.point.attrs,
-                              rec.point.nattrs, err, errlen);
-        if (rc != HDB_OK) break;
-        if (++n % 1024 == 0) hdb_arena_reset(arena);
-    }
-    if (rc == HDB_OK) rc = hdb_iter_status(it, err, errlen);
-    hdb_iter_free(it);
-    hdb_arena_free(arena);
-    if (rc == HDB_OK) hdb_index_set_applied(ix->index, hdb_commit_last_seq(src->commit));
-    return rc;
-}
-
-/* Creates the index object (engines empty) for a validated spec. */
-static hdb_ixent *ixent_new(uint64_t id, const Hilbert__V1__IndexSpec *spec, hdb_source *src,
-                            unsigned char *spec_bytes, size_t spec_len) {
+/* Creates the index object for a validated spec; its applier is started separately. */
+static hdb_ixent *ixent_new(hdb_catalog *cat, uint64_t id, const Hilbert__V1__IndexSpec *spec,
+                            hdb_source *src, unsigned char *spec_bytes, size_t spec_len) {
     hdb_ixent *ix = hdb_calloc(1, sizeof *ix);
     ix->id = id;
     ix->name = hdb_strdup(spec->name);
@@ -450,19 +459,38 @@ static hdb_ixent *ixent_new(uint64_t id, const Hilbert__V1__IndexSpec *spec, hdb
     ix->metric = (hdb_metric)spec->metric;
     hdb_source_ref(src);
     ix->source = src;
-    size_t ns = spec->n_split_attributes;
-    hdb_attr_type types[ns ? ns : 1];
-    for (size_t i = 0; i < ns; i++) types[i] = hdb_schema_find(&src->schema, spec->split_attributes[i])->type;
-    hdb_index_params p = {.dim = src->schema.dim,
-                          .metric = ix->metric,
-                          .nsplit = ns,
-                          .split_names = (const char *const *)spec->split_attributes,
-                          .split_types = types};
-    char err[256];
-    int rc = hdb_index_create(&ix->index, &p, err, sizeof err);
-    HDB_ASSERT(rc == HDB_OK); /* the spec was validated */
+    ix->dir = hdb_malloc(strlen(cat->cfg->data_dir) + 48);
+    sprintf(ix->dir, "%s/indices/%" PRIu64, cat->cfg->data_dir, id);
     atomic_store(&ix->refs, 1);
     return ix;
+}
+
+/* Starts the applier of ix (spec validated, es derived from it). */
+static int ixent_start(hdb_catalog *cat, hdb_ixent *ix, const Hilbert__V1__IndexSpec *spec,
+                       const hdb_engine_spec *es, bool load_snapshot, char *err, size_t errlen) {
+    hdb_source *src = ix->source;
+    size_t ns = spec->n_split_attributes;
+    hdb_attr_type types[ns ? ns : 1];
+    for (size_t i = 0; i < ns; i++)
+        types[i] = hdb_schema_find(&src->schema, spec->split_attributes[i])->type;
+    const hdb_config *cfg = cat->cfg;
+    hdb_applier_config ac = {
+        .label = ix->label,
+        .store = cat->store,
+        .points_cf = src->points_cf,
+        .timeline_cf = src->timeline_cf,
+        .commit = src->commit,
+        .params = {.engine = *es,
+                   .nsplit = ns,
+                   .split_names = (const char *const *)spec->split_attributes,
+                   .split_types = types},
+        .snapshot_dir = ix->dir,
+        .load_snapshot = load_snapshot,
+        .batch = cfg->apply_batch,
+        .snapshot_interval_ms = (int64_t)cfg->snapshot_interval_seconds * 1000,
+        .snapshot_min_entries = cfg->snapshot_min_entries,
+    };
+    return hdb_applier_start(&ix->applier, &ac, err, errlen);
 }
 
 static void source_attach_index(hdb_source *src, hdb_ixent *ix) {
@@ -607,22 +635,44 @@ static int load_index(hdb_catalog *cat, const unsigned char *v, size_t vlen, hdb
         return hdb_errf(err, errlen, HDB_ECORRUPT, "index %s@%s reads missing data source %s@%s",
                         spec->name, spec->version, spec->data_source->name,
                         spec->data_source->version);
-    int rc = index_spec_check(spec, src, err, errlen);
+    hdb_engine_spec es;
+    int rc = index_spec_check(spec, src, &es, err, errlen);
     if (rc != HDB_OK) return rc;
     unsigned char *bytes = hdb_malloc(vlen - 8);
     memcpy(bytes, v + 8, vlen - 8);
-    hdb_ixent *ix = ixent_new(id, spec, src, bytes, vlen - 8);
-    double t0 = (double)clock() / CLOCKS_PER_SEC;
-    if ((rc = index_build(cat, ix, err, errlen)) != HDB_OK) {
+    hdb_ixent *ix = ixent_new(cat, id, spec, src, bytes, vlen - 8);
+    if ((rc = ixent_start(cat, ix, spec, &es, true, err, errlen)) != HDB_OK) {
         hdb_ixent_unref(ix);
         return rc;
     }
     source_attach_index(src, ix);
     registry_add_index(cat, ix);
-    HDB_INFO("catalog", "index %s on %s: rebuilt %llu points in %zu splits (%.2f s cpu)",
-             ix->label, src->label, (unsigned long long)hdb_index_size(ix->index),
-             hdb_index_nsplits(ix->index), (double)clock() / CLOCKS_PER_SEC - t0);
     return HDB_OK;
+}
+
+/* Removes snapshot directories under data_dir/indices that belong to no index. */
+static void drop_orphan_dirs(hdb_catalog *cat) {
+    char root[4096];
+    snprintf(root, sizeof root, "%s/indices", cat->cfg->data_dir);
+    DIR *d = opendir(root);
+    if (d == NULL) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char *endp;
+        unsigned long long id = strtoull(e->d_name, &endp, 10);
+        bool live = false;
+        for (size_t i = 0; *endp == '\0' && i < cat->nindices && !live; i++)
+            live = cat->indices[i]->id == id;
+        if (live) continue;
+        char path[4096 + 256];
+        snprintf(path, sizeof path, "%s/%s", root, e->d_name);
+        char err[256];
+        if (hdb_rmtree(path, err, sizeof err) == HDB_OK)
+            HDB_WARN("catalog", "removed %s, which belongs to no index (left by an interrupted "
+                                "drop)", path);
+    }
+    closedir(d);
 }
 
 int hdb_catalog_open(hdb_catalog **out, hdb_store *store, const hdb_config *cfg, char *err,
@@ -669,6 +719,7 @@ int hdb_catalog_open(hdb_catalog **out, hdb_store *store, const hdb_config *cfg,
 
     orphan_ctx o = {cat, 0};
     hdb_store_cf_foreach(store, drop_orphan, &o);
+    drop_orphan_dirs(cat);
     HDB_INFO("catalog", "%zu data sources, %zu indices", cat->nsources, cat->nindices);
     *out = cat;
     cat = NULL;
@@ -684,6 +735,8 @@ fail:
 
 void hdb_catalog_close(hdb_catalog *cat) {
     if (cat == NULL) return;
+    /* No calls are running any more: each applier catches up and saves a final snapshot. */
+    for (size_t i = 0; i < cat->nindices; i++) hdb_applier_stop(cat->indices[i]->applier, true);
     for (size_t i = 0; i < cat->nindices; i++) hdb_ixent_unref(cat->indices[i]);
     for (size_t i = 0; i < cat->nsources; i++) hdb_source_unref(cat->sources[i]);
     hdb_free(cat->indices);
@@ -865,11 +918,9 @@ static int create_index_excl(void *arg) {
     if (atomic_load(&ix->source->dropped))
         return hdb_errf(c->err, c->errlen, HDB_ENOTFOUND, "spec.data_source: %s does not exist",
                         ix->source->label);
-    int rc = index_build(cat, ix, c->err, c->errlen);
-    if (rc != HDB_OK) return rc;
     cat->next_id = ix->id + 1;
-    rc = persist_entry(cat, 'X', ix->label, ix->id, ix->spec_bytes, ix->spec_len, true, c->err,
-                       c->errlen);
+    int rc = persist_entry(cat, 'X', ix->label, ix->id, ix->spec_bytes, ix->spec_len, true, c->err,
+                           c->errlen);
     if (rc != HDB_OK) {
         cat->next_id = ix->id;
         return rc;
@@ -897,7 +948,8 @@ static int create_index_locked(hdb_catalog *cat, const Hilbert__V1__IndexSpec *s
         hdb_err_prefix(err, errlen, rc, "spec.");
         return rc;
     }
-    if ((rc = index_spec_check(spec, src, err, errlen)) != HDB_OK) {
+    hdb_engine_spec es;
+    if ((rc = index_spec_check(spec, src, &es, err, errlen)) != HDB_OK) {
         hdb_source_unref(src);
         return rc;
     }
@@ -907,16 +959,24 @@ static int create_index_locked(hdb_catalog *cat, const Hilbert__V1__IndexSpec *s
     norm.base.n_unknown_fields = 0;
     size_t len;
     unsigned char *bytes = pack_message(&norm.base, &len);
-    hdb_ixent *ix = ixent_new(cat->next_id, spec, src, bytes, len);
+    hdb_ixent *ix = ixent_new(cat, cat->next_id, spec, src, bytes, len);
     hdb_source_unref(src); /* ix holds its own reference */
+    /* A directory with this id can only be a leftover; start clean. */
+    hdb_rmtree(ix->dir, NULL, 0);
+    if ((rc = ixent_start(cat, ix, spec, &es, false, err, errlen)) != HDB_OK) {
+        hdb_ixent_unref(ix);
+        return rc;
+    }
     index_excl_ctx c = {cat, ix, err, errlen};
     rc = hdb_commit_exclusive(ix->source->commit, create_index_excl, &c);
     if (rc != HDB_OK) {
         hdb_ixent_unref(ix);
         return rc;
     }
-    HDB_INFO("catalog", "created index %s on %s (%s, %llu points)", ix->label, ix->source->label,
-             hdb_metric_name(ix->metric), (unsigned long long)hdb_index_size(ix->index));
+    /* Entries committed before the index was attached are read by its build. */
+    hdb_applier_notify(ix->applier);
+    HDB_INFO("catalog", "created index %s on %s (%s, %s); building in the background", ix->label,
+             ix->source->label, hdb_algo_name(es.algo), hdb_metric_name(ix->metric));
     if (out) {
         hdb_ixent_ref(ix);
         *out = ix;
@@ -992,6 +1052,10 @@ int hdb_catalog_drop_index(hdb_catalog *cat, const char *name, const char *versi
         index_excl_ctx c = {cat, ix, err, errlen};
         rc = hdb_commit_exclusive(ix->source->commit, drop_index_excl, &c);
         if (rc == HDB_OK) {
+            hdb_applier_stop(ix->applier, false);
+            char rmerr[256];
+            if (hdb_rmtree(ix->dir, rmerr, sizeof rmerr) != HDB_OK)
+                HDB_WARN("catalog", "index %s: %s (removed at the next start)", ix->label, rmerr);
             HDB_INFO("catalog", "dropped index %s", ix->label);
             hdb_ixent_unref(ix); /* the registry's reference */
         }

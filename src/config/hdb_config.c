@@ -101,13 +101,20 @@ static const key_spec key_table[] = {
     {"limits.max_attributes", SYN_INTEGER, ST_U32, OFF(max_attributes), 1, 1024, NULL},
     {"limits.max_value_bytes", SYN_BYTES, ST_U32, OFF(max_value_bytes), 1, 64 * MIB, NULL},
     {"search.blas_threads", SYN_INTEGER, ST_INT, OFF(blas_threads), 1, 256, NULL},
+    {"search.faiss_threads", SYN_INTEGER, ST_INT, OFF(faiss_threads), 1, 256, NULL},
+    {"limits.max_wait_ms", SYN_INTEGER, ST_U32, OFF(max_wait_ms), 0, 3600000, NULL},
+    {"index.snapshot_interval_seconds", SYN_INTEGER, ST_U32, OFF(snapshot_interval_seconds), 0,
+     86400, NULL},
+    {"index.snapshot_min_entries", SYN_INTEGER, ST_U32, OFF(snapshot_min_entries), 1, 1000000000,
+     NULL},
+    {"index.apply_batch", SYN_INTEGER, ST_U32, OFF(apply_batch), 1, 1000000, NULL},
 };
 
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
 /* Top-level keys: the sections of key_table, then the two lists of catalog objects. */
-static const char *const top_keys[] = {"server", "log",          "storage", "limits",
-                                       "search", "data_sources", "indices"};
+static const char *const top_keys[] = {"server", "log",          "storage", "limits", "search",
+                                       "index",  "data_sources", "indices"};
 #define N_TOP (sizeof top_keys / sizeof top_keys[0])
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
@@ -134,6 +141,11 @@ static void fill_defaults(hdb_config *c) {
     c->max_attributes = 64;
     c->max_value_bytes = 65536;
     c->blas_threads = 1;
+    c->faiss_threads = 1;
+    c->max_wait_ms = 30000;
+    c->snapshot_interval_seconds = 60;
+    c->snapshot_min_entries = 1000;
+    c->apply_batch = 4096;
 }
 
 static const key_spec *find_key(const char *key) {
@@ -657,8 +669,11 @@ static int load_data_source(const loader *L, const yaml_node_t *n, const char *p
         char *kind;
         join(key, sizeof key, path, "vector_kind", 11);
         if ((rc = get_string(L, v, key, &kind)) != HDB_OK) return rc;
-        if (strcasecmp(kind, "dense") != 0)
-            return fail(L, v, key, "unknown vector kind \"%.60s\" (expected dense)", kind);
+        if (strcasecmp(kind, "sparse") == 0)
+            ds->vector_kind = HILBERT__V1__VECTOR_KIND__VECTOR_KIND_SPARSE;
+        else if (strcasecmp(kind, "dense") != 0)
+            return fail(L, v, key, "unknown vector kind \"%.60s\" (expected dense or sparse)",
+                        kind);
     }
 
     if ((rc = require(L, n, path, "dimension", &v)) != HDB_OK) return rc;
@@ -686,10 +701,91 @@ static int load_data_source(const loader *L, const yaml_node_t *n, const char *p
     return HDB_OK;
 }
 
+/* algorithm: flat | faiss | hnsw | sparse, with the optional parameter mappings
+ *   faiss: {factory: "IVF256,Flat", nprobe: 8, train_size: 0}   (factory required)
+ *   hnsw: {m: 16, ef_construction: 200, ef_search: 64}
+ * of the chosen algorithm next to it. */
+static int load_algorithm(const loader *L, const yaml_node_t *n, const yaml_node_t *v,
+                          const char *path, const char *name, Hilbert__V1__IndexAlgorithm **out) {
+    static const char *const faiss_keys[] = {"factory", "nprobe", "train_size"};
+    static const char *const hnsw_keys[] = {"m", "ef_construction", "ef_search"};
+    char key[256], sub[256];
+    yaml_node_t *p, *w;
+    int rc;
+    hdb_arena *a = L->c->arena;
+    Hilbert__V1__IndexAlgorithm *alg = hdb_arena_alloc(a, sizeof *alg);
+    hilbert__v1__index_algorithm__init(alg);
+    yaml_node_t *faiss = lookup(L, n, "faiss"), *hnsw = lookup(L, n, "hnsw");
+    if (strcasecmp(name, "flat") == 0 || strcasecmp(name, "sparse") == 0) {
+        if (faiss || hnsw)
+            return fail(L, faiss ? faiss : hnsw, join(key, sizeof key, path, faiss ? "faiss" : "hnsw",
+                                                      faiss ? 5 : 4),
+                        "parameters of another algorithm (algorithm is %s)", name);
+        if (strcasecmp(name, "flat") == 0) {
+            alg->kind_case = HILBERT__V1__INDEX_ALGORITHM__KIND_FLAT;
+            alg->flat = hdb_arena_alloc(a, sizeof *alg->flat);
+            hilbert__v1__flat_algorithm__init(alg->flat);
+        } else {
+            alg->kind_case = HILBERT__V1__INDEX_ALGORITHM__KIND_SPARSE;
+            alg->sparse = hdb_arena_alloc(a, sizeof *alg->sparse);
+            hilbert__v1__sparse_algorithm__init(alg->sparse);
+        }
+    } else if (strcasecmp(name, "faiss") == 0) {
+        if (hnsw) return fail(L, hnsw, join(key, sizeof key, path, "hnsw", 4),
+                              "parameters of another algorithm (algorithm is faiss)");
+        alg->kind_case = HILBERT__V1__INDEX_ALGORITHM__KIND_FAISS;
+        alg->faiss = hdb_arena_alloc(a, sizeof *alg->faiss);
+        hilbert__v1__faiss_algorithm__init(alg->faiss);
+        join(key, sizeof key, path, "faiss", 5);
+        if (faiss == NULL) return fail(L, n, key, "is required with algorithm faiss (factory: ...)");
+        if (faiss->type != YAML_MAPPING_NODE)
+            return fail(L, faiss, key, "must be a mapping, not %s", kind_name(faiss));
+        if ((rc = check_mapping(L, faiss, key, faiss_keys, 3)) != HDB_OK) return rc;
+        if ((rc = require(L, faiss, key, "factory", &p)) != HDB_OK) return rc;
+        if ((rc = get_string(L, p, join(sub, sizeof sub, key, "factory", 7), &alg->faiss->factory)))
+            return rc;
+        if ((w = lookup(L, faiss, "nprobe")) != NULL &&
+            (rc = get_u32(L, w, join(sub, sizeof sub, key, "nprobe", 6), 0, 1000000,
+                          &alg->faiss->nprobe)) != HDB_OK)
+            return rc;
+        uint32_t ts = 0;
+        if ((w = lookup(L, faiss, "train_size")) != NULL &&
+            (rc = get_u32(L, w, join(sub, sizeof sub, key, "train_size", 10), 0, UINT32_MAX,
+                          &ts)) != HDB_OK)
+            return rc;
+        alg->faiss->train_size = ts;
+    } else if (strcasecmp(name, "hnsw") == 0) {
+        if (faiss) return fail(L, faiss, join(key, sizeof key, path, "faiss", 5),
+                               "parameters of another algorithm (algorithm is hnsw)");
+        alg->kind_case = HILBERT__V1__INDEX_ALGORITHM__KIND_HNSW;
+        alg->hnsw = hdb_arena_alloc(a, sizeof *alg->hnsw);
+        hilbert__v1__hnsw_algorithm__init(alg->hnsw);
+        if (hnsw != NULL) {
+            join(key, sizeof key, path, "hnsw", 4);
+            if (hnsw->type != YAML_MAPPING_NODE)
+                return fail(L, hnsw, key, "must be a mapping, not %s", kind_name(hnsw));
+            if ((rc = check_mapping(L, hnsw, key, hnsw_keys, 3)) != HDB_OK) return rc;
+            uint32_t *dst[3] = {&alg->hnsw->m, &alg->hnsw->ef_construction,
+                                &alg->hnsw->ef_search};
+            for (int i = 0; i < 3; i++) {
+                if ((w = lookup(L, hnsw, hnsw_keys[i])) == NULL) continue;
+                rc = get_u32(L, w, join(sub, sizeof sub, key, hnsw_keys[i], strlen(hnsw_keys[i])),
+                             0, 1000000, dst[i]);
+                if (rc != HDB_OK) return rc;
+            }
+        }
+    } else {
+        return fail(L, v, join(key, sizeof key, path, "algorithm", 9),
+                    "unknown algorithm \"%.60s\" (expected flat, faiss, hnsw or sparse)", name);
+    }
+    *out = alg;
+    return HDB_OK;
+}
+
 static int load_index(const loader *L, const yaml_node_t *n, const char *path,
                       Hilbert__V1__IndexSpec **out) {
-    static const char *const keys[] = {"name",      "version", "data_source",
-                                       "algorithm", "metric",  "split_attributes"};
+    static const char *const keys[] = {"name",   "version",          "data_source", "algorithm",
+                                       "metric", "split_attributes", "faiss",       "hnsw"};
     static const char *const ref_keys[] = {"name", "version"};
     char key[256], sub[256];
     yaml_node_t *v, *w;
@@ -728,20 +824,14 @@ static int load_index(const loader *L, const yaml_node_t *n, const char *path,
     if ((rc = require(L, n, path, "algorithm", &v)) != HDB_OK) return rc;
     join(key, sizeof key, path, "algorithm", 9);
     if ((rc = get_string(L, v, key, &s)) != HDB_OK) return rc;
-    if (strcasecmp(s, "flat") != 0)
-        return fail(L, v, key, "unknown algorithm \"%.60s\" (expected flat)", s);
-    ix->algorithm = hdb_arena_alloc(L->c->arena, sizeof *ix->algorithm);
-    hilbert__v1__index_algorithm__init(ix->algorithm);
-    ix->algorithm->kind_case = HILBERT__V1__INDEX_ALGORITHM__KIND_FLAT;
-    ix->algorithm->flat = hdb_arena_alloc(L->c->arena, sizeof *ix->algorithm->flat);
-    hilbert__v1__flat_algorithm__init(ix->algorithm->flat);
+    if ((rc = load_algorithm(L, n, v, path, s, &ix->algorithm)) != HDB_OK) return rc;
 
     if ((rc = require(L, n, path, "metric", &v)) != HDB_OK) return rc;
     join(key, sizeof key, path, "metric", 6);
     if ((rc = get_string(L, v, key, &s)) != HDB_OK) return rc;
     if (hdb_metric_parse(s, &metric) != 0)
-        return fail(L, v, key, "unknown metric \"%.60s\" (expected l2, inner_product or cosine)",
-                    s);
+        return fail(L, v, key,
+                    "unknown metric \"%.60s\" (expected l2, inner_product, cosine or jaccard)", s);
     ix->metric = (Hilbert__V1__Metric)metric; /* the numbers are equal by design */
 
     if ((v = lookup(L, n, "split_attributes")) != NULL) {

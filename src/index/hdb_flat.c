@@ -27,6 +27,7 @@
 
 #include "hdb_distance.h"
 #include "hdb_err.h"
+#include "hdb_file.h"
 #include "hdb_log.h"
 #include "hdb_mem.h"
 
@@ -419,4 +420,86 @@ int hdb_flat_search(const hdb_flat *f, size_t nq, const float *queries, size_t k
     else
         search_gemm(f, nq, queries, k, out);
     return HDB_OK;
+}
+
+/* ---- snapshots ---------------------------------------------------------------------------- */
+
+#define FLAT_MAGIC "HDBFLAT1"
+#define FLAT_VERSION 1u
+
+int hdb_flat_save(const hdb_flat *f, const char *path, char *err, size_t errlen) {
+    hdb_fwriter w;
+    int rc = hdb_fwriter_open(&w, path, err, errlen);
+    if (rc != HDB_OK) return rc;
+    uint32_t hdr[3] = {FLAT_VERSION, f->dim, (uint32_t)f->metric};
+    uint64_t n = f->n;
+    hdb_fwriter_put(&w, FLAT_MAGIC, 8);
+    hdb_fwriter_put(&w, hdr, sizeof hdr);
+    hdb_fwriter_put(&w, &n, sizeof n);
+    hdb_fwriter_put(&w, f->labels, f->n * sizeof *f->labels);
+    /* Rows as stored (normalised for COSINE); loading normalises again, which keeps them. */
+    hdb_fwriter_put(&w, f->x, f->n * f->dim * sizeof(float));
+    return hdb_fwriter_close(&w, err, errlen);
+}
+
+int hdb_flat_load(hdb_flat **out, uint32_t dim, hdb_metric metric, const char *path, char *err,
+                  size_t errlen) {
+    unsigned char *data = NULL;
+    size_t len;
+    hdb_flat *f = NULL;
+    int rc = hdb_file_read_checked(path, &data, &len, err, errlen);
+    if (rc != HDB_OK) return rc;
+    uint32_t hdr[3];
+    uint64_t n;
+    const size_t head = 8 + sizeof hdr + sizeof n;
+    if (len < head || memcmp(data, FLAT_MAGIC, 8) != 0) {
+        rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: not a flat engine file", path);
+        goto out;
+    }
+    memcpy(hdr, data + 8, sizeof hdr);
+    memcpy(&n, data + 8 + sizeof hdr, sizeof n);
+    if (hdr[0] != FLAT_VERSION) {
+        rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: unknown version %u", path, hdr[0]);
+        goto out;
+    }
+    if (hdr[1] != dim || hdr[2] != (uint32_t)metric) {
+        rc = hdb_errf(err, errlen, HDB_EINVAL, "%s: saved for dim %u metric %u, not %u/%d", path,
+                      hdr[1], hdr[2], dim, (int)metric);
+        goto out;
+    }
+    size_t row = (size_t)dim * sizeof(float) + sizeof(int64_t);
+    if (n > (len - head) / row || (len - head) != n * row) {
+        rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: length does not match %llu vectors", path,
+                      (unsigned long long)n);
+        goto out;
+    }
+    if ((rc = hdb_flat_create(&f, dim, metric, err, errlen)) != HDB_OK) goto out;
+    const unsigned char *labels = data + head;
+    const unsigned char *rows = labels + n * sizeof(int64_t);
+    /* Copy out of the byte buffer: it has no alignment guarantee for the labels and rows. */
+    enum { CHUNK = 1024 };
+    int64_t lab[CHUNK];
+    float *vec = hdb_malloc((size_t)CHUNK * dim * sizeof(float));
+    for (uint64_t i = 0; i < n && rc == HDB_OK; i += CHUNK) {
+        size_t m = n - i < CHUNK ? (size_t)(n - i) : CHUNK;
+        memcpy(lab, labels + i * sizeof(int64_t), m * sizeof(int64_t));
+        memcpy(vec, rows + i * dim * sizeof(float), m * dim * sizeof(float));
+        for (size_t j = 0; j < m; j++) {
+            if (lab[j] < 0 || map_find(f, lab[j]) != SIZE_MAX) {
+                rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: bad or repeated label %lld", path,
+                              (long long)lab[j]);
+                break;
+            }
+            hdb_flat_upsert(f, 1, &lab[j], vec + j * dim);
+        }
+    }
+    hdb_free(vec);
+    if (rc == HDB_OK) {
+        *out = f;
+        f = NULL;
+    }
+out:
+    hdb_flat_free(f);
+    hdb_free(data);
+    return rc;
 }

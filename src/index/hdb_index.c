@@ -1,16 +1,29 @@
 /*
- * hdb_index.c - splits of an index, each with a flat engine, and the merge of their results.
+ * hdb_index.c - splits of an index, each with an engine; batched application of changes; the
+ * merge of per-split results; snapshots of all splits with a manifest.
+ *
+ * Snapshot directory layout:
+ *   MANIFEST            text, CRC-32C trailer (hdb_file): which seq, engine spec, split files
+ *   s<seq>-<n>.eng      one engine file per split (the engine's own checked format)
+ * MANIFEST lines:
+ *   hilbertdb-index-snapshot 1
+ *   seq <seq> time_us <t>
+ *   engine <algo> dim <dim> metric <metric>
+ *   splits <n>
+ *   <split key in hex, or -> <file name>            (n lines)
  */
 #include "hdb_index.h"
 
 #include "hdb_arena.h"
 #include "hdb_err.h"
-#include "hdb_flat.h"
+#include "hdb_file.h"
 #include "hdb_hmap.h"
 #include "hdb_log.h"
 #include "hdb_mem.h"
 #include "hdb_record.h"
 
+#include <dirent.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -18,34 +31,33 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct split {
-    pthread_rwlock_t lock; /* shared for search, exclusive for upsert/remove */
-    hdb_flat *engine;
-    hdb_value *values; /* the split's values, deep-copied */
-    size_t nvalues;
+    hdb_engine *engine;
+    hdb_value *values;  /* the split's values, deep-copied */
+    unsigned char *key; /* tuple encoding of values */
+    size_t klen;
 } split;
 
 struct hdb_index {
-    uint32_t dim;
-    hdb_metric metric;
+    hdb_engine_spec engine;
     size_t nsplit;
     char **split_names;
     hdb_attr_type *split_types;
-    pthread_rwlock_t lock; /* guards `splits` and `list` */
+    pthread_rwlock_t lock; /* guards `splits` and `list` (not the engines) */
     hdb_hmap *splits;      /* split key -> split */
-    split **list;
+    split **list;          /* in creation order */
     size_t nlist, caplist;
     _Atomic uint64_t applied_seq;
 };
 
 int hdb_index_create(hdb_index **out, const hdb_index_params *p, char *err, size_t errlen) {
-    if (p->dim == 0) return hdb_errf(err, errlen, HDB_EINVAL, "index: dimension must be >= 1");
-    if (p->metric < HDB_METRIC_L2 || p->metric > HDB_METRIC_COSINE)
-        return hdb_errf(err, errlen, HDB_EINVAL, "index: unknown metric %d", (int)p->metric);
+    int rc = hdb_engine_check(&p->engine, err, errlen);
+    if (rc != HDB_OK) return rc;
     hdb_index *ix = hdb_calloc(1, sizeof *ix);
-    ix->dim = p->dim;
-    ix->metric = p->metric;
+    ix->engine = p->engine;
     ix->nsplit = p->nsplit;
     if (p->nsplit) {
         ix->split_names = hdb_calloc(p->nsplit, sizeof *ix->split_names);
@@ -62,13 +74,10 @@ int hdb_index_create(hdb_index **out, const hdb_index_params *p, char *err, size
 }
 
 static void split_free(split *s) {
-    hdb_flat_free(s->engine);
-    for (size_t i = 0; i < s->nvalues; i++) {
-        hdb_attr_type t = s->values[i].type;
-        if (t == HDB_ATTR_STRING || t == HDB_ATTR_BYTES) hdb_free((void *)s->values[i].u.s.p);
-    }
-    hdb_free(s->values);
-    pthread_rwlock_destroy(&s->lock);
+    if (s == NULL) return;
+    hdb_engine_free(s->engine);
+    hdb_free(s->values); /* the values point into key */
+    hdb_free(s->key);
     hdb_free(s);
 }
 
@@ -84,11 +93,15 @@ void hdb_index_free(hdb_index *ix) {
     hdb_free(ix);
 }
 
+const hdb_engine_spec *hdb_index_engine_spec(const hdb_index *ix) {
+    return &ix->engine;
+}
+
 /* Gathers the split values of a point (attrs sorted by name) in declared order. */
-static int split_values(const hdb_index *ix, const hdb_attr *attrs, size_t nattrs,
-                        hdb_value *vals, char *err, size_t errlen) {
+static int split_values(const hdb_index *ix, const hdb_point *p, hdb_value *vals, char *err,
+                        size_t errlen) {
     for (size_t i = 0; i < ix->nsplit; i++) {
-        const hdb_attr *a = hdb_attr_find(attrs, nattrs, ix->split_names[i], true);
+        const hdb_attr *a = hdb_attr_find(p->attrs, p->nattrs, ix->split_names[i], true);
         if (a == NULL || a->value.type != ix->split_types[i])
             return hdb_errf(err, errlen, HDB_ECORRUPT, "point lacks split attribute %s of type %s",
                             ix->split_names[i], hdb_attr_type_name(ix->split_types[i]));
@@ -97,80 +110,173 @@ static int split_values(const hdb_index *ix, const hdb_attr *attrs, size_t nattr
     return HDB_OK;
 }
 
-/* Encodes split values into a key; small keys use the stack buffer via the arena. */
-static void split_key(const hdb_index *ix, const hdb_value *vals, hdb_arena *arena, hdb_buf *key) {
-    hdb_buf_init(key, arena, 64);
-    hdb_tuple_encode(key, vals, ix->nsplit);
-}
-
-static split *split_new(hdb_index *ix, const hdb_value *vals) {
+/* Makes a split for a key whose values are decoded from (or point into) key itself. */
+static split *split_new(const hdb_index *ix, const unsigned char *key, size_t klen,
+                        hdb_engine *engine) {
     split *s = hdb_calloc(1, sizeof *s);
-    pthread_rwlock_init(&s->lock, NULL);
-    char err[256];
-    int rc = hdb_flat_create(&s->engine, ix->dim, ix->metric, err, sizeof err);
-    HDB_ASSERT(rc == HDB_OK); /* dim and metric were checked at index creation */
-    s->nvalues = ix->nsplit;
-    if (ix->nsplit) {
-        s->values = hdb_calloc(ix->nsplit, sizeof *s->values);
-        for (size_t i = 0; i < ix->nsplit; i++) {
-            s->values[i] = vals[i];
-            if (vals[i].type == HDB_ATTR_STRING || vals[i].type == HDB_ATTR_BYTES)
-                s->values[i].u.s.p = hdb_strndup(vals[i].u.s.p, vals[i].u.s.n);
-        }
-    }
+    s->key = hdb_malloc(klen ? klen : 1);
+    if (klen) memcpy(s->key, key, klen);
+    s->klen = klen;
+    s->values = hdb_calloc(ix->nsplit ? ix->nsplit : 1, sizeof *s->values);
+    /* Values point into the split's own copy of the key, so they live as long as it does. */
+    int rc = hdb_tuple_decode(s->key, s->klen, s->values, ix->nsplit);
+    HDB_ASSERT(rc == HDB_OK);
+    s->engine = engine;
     return s;
 }
 
-/* Finds the split of these values; creates it when create is set. */
-static split *split_get(hdb_index *ix, const hdb_value *vals, bool create) {
-    hdb_arena *arena = hdb_arena_create(256);
-    hdb_buf key;
-    split_key(ix, vals, arena, &key);
+static void split_add(hdb_index *ix, split *s) {
+    hdb_hmap_put(ix->splits, s->key, s->klen, s);
+    if (ix->nlist == ix->caplist) {
+        ix->caplist = ix->caplist ? ix->caplist * 2 : 4;
+        ix->list = hdb_realloc(ix->list, ix->caplist * sizeof *ix->list);
+    }
+    ix->list[ix->nlist++] = s;
+}
+
+/* Finds the split of a key; creates it (with an empty engine) when create is set. */
+static int split_get(hdb_index *ix, const unsigned char *key, size_t klen, bool create,
+                     split **out, char *err, size_t errlen) {
     pthread_rwlock_rdlock(&ix->lock);
-    split *s = hdb_hmap_get(ix->splits, key.p, key.len);
+    split *s = hdb_hmap_get(ix->splits, key, klen);
     pthread_rwlock_unlock(&ix->lock);
     if (s == NULL && create) {
         pthread_rwlock_wrlock(&ix->lock);
-        s = hdb_hmap_get(ix->splits, key.p, key.len);
+        s = hdb_hmap_get(ix->splits, key, klen);
         if (s == NULL) {
-            s = split_new(ix, vals);
-            hdb_hmap_put(ix->splits, key.p, key.len, s);
-            if (ix->nlist == ix->caplist) {
-                ix->caplist = ix->caplist ? ix->caplist * 2 : 4;
-                ix->list = hdb_realloc(ix->list, ix->caplist * sizeof *ix->list);
+            hdb_engine *e;
+            int rc = hdb_engine_create(&e, &ix->engine, err, errlen);
+            if (rc != HDB_OK) {
+                pthread_rwlock_unlock(&ix->lock);
+                return rc;
             }
-            ix->list[ix->nlist++] = s;
+            s = split_new(ix, key, klen, e);
+            split_add(ix, s);
         }
         pthread_rwlock_unlock(&ix->lock);
     }
-    hdb_arena_free(arena);
-    return s;
+    *out = s;
+    return HDB_OK;
 }
 
-int hdb_index_upsert(hdb_index *ix, int64_t label, const float *vec, const hdb_attr *attrs,
-                     size_t nattrs, char *err, size_t errlen) {
+/* ---------------------------------------------------------------- apply */
+
+typedef struct {
+    unsigned char *key;
+    size_t klen;
+    size_t nup, nrm;
+    int64_t *up_labels, *rm_labels;
+    const hdb_point **up_points;
+} group;
+
+static bool is_sparse_engine(const hdb_index *ix) {
+    return ix->engine.algo == HDB_ALGO_SPARSE;
+}
+
+static int apply_group(hdb_index *ix, group *g, hdb_arena *a, char *err, size_t errlen) {
+    split *s;
+    int rc = split_get(ix, g->key, g->klen, g->nup > 0, &s, err, errlen);
+    if (rc != HDB_OK || s == NULL) return rc;
+    if (g->nrm) hdb_engine_remove(s->engine, g->nrm, g->rm_labels);
+    if (g->nup == 0) return HDB_OK;
+    hdb_vecs v = {0};
+    if (is_sparse_engine(ix)) {
+        hdb_sparse_vec *sv = hdb_arena_alloc(a, g->nup * sizeof *sv);
+        for (size_t i = 0; i < g->nup; i++) {
+            if (!g->up_points[i]->sparse)
+                return hdb_errf(err, errlen, HDB_ECORRUPT, "label %lld: dense vector for a "
+                                "sparse index", (long long)g->up_labels[i]);
+            sv[i] = g->up_points[i]->sp;
+        }
+        v.sparse = sv;
+    } else {
+        size_t dim = ix->engine.dim;
+        float *rows = hdb_arena_alloc(a, g->nup * dim * sizeof *rows);
+        for (size_t i = 0; i < g->nup; i++) {
+            const hdb_point *p = g->up_points[i];
+            if (p->vec == NULL || p->dim != dim)
+                return hdb_errf(err, errlen, HDB_ECORRUPT,
+                                "label %lld: vector does not fit the index (dimension %u)",
+                                (long long)g->up_labels[i], ix->engine.dim);
+            memcpy(rows + i * dim, p->vec, dim * sizeof *rows);
+        }
+        v.dense = rows;
+    }
+    return hdb_engine_upsert(s->engine, g->nup, g->up_labels, &v, err, errlen);
+}
+
+int hdb_index_apply(hdb_index *ix, size_t n, const hdb_index_op *ops, char *err, size_t errlen) {
+    if (n == 0) return HDB_OK;
+    int rc = HDB_OK;
+    hdb_arena *a = hdb_arena_create(64 * 1024);
+    hdb_hmap *last = hdb_hmap_create(); /* label -> 1 + index of its last op */
+    hdb_hmap *gmap = hdb_hmap_create(); /* split key -> 1 + group index */
+    for (size_t i = 0; i < n; i++)
+        hdb_hmap_put(last, &ops[i].label, sizeof ops[i].label, (void *)(uintptr_t)(i + 1));
+
+    group *groups = hdb_arena_calloc(a, n, sizeof *groups);
+    size_t ngroups = 0;
+    size_t *gidx = hdb_arena_alloc(a, n * sizeof *gidx);
     hdb_value vals[ix->nsplit ? ix->nsplit : 1];
-    int rc = split_values(ix, attrs, nattrs, vals, err, errlen);
-    if (rc != HDB_OK) return rc;
-    split *s = split_get(ix, vals, true);
-    pthread_rwlock_wrlock(&s->lock);
-    rc = hdb_flat_upsert(s->engine, 1, &label, vec);
-    pthread_rwlock_unlock(&s->lock);
+    for (size_t i = 0; i < n; i++) {
+        gidx[i] = SIZE_MAX;
+        if ((uintptr_t)hdb_hmap_get(last, &ops[i].label, sizeof ops[i].label) != i + 1)
+            continue; /* a later op for this label supersedes this one */
+        if ((rc = split_values(ix, ops[i].point, vals, err, errlen)) != HDB_OK) {
+            hdb_err_prefix(err, errlen, rc, "label %lld: ", (long long)ops[i].label);
+            goto out;
+        }
+        hdb_buf key;
+        hdb_buf_init(&key, a, 32);
+        hdb_tuple_encode(&key, vals, ix->nsplit);
+        size_t gi = (uintptr_t)hdb_hmap_get(gmap, key.p, key.len);
+        if (gi == 0) {
+            groups[ngroups].key = key.p;
+            groups[ngroups].klen = key.len;
+            hdb_hmap_put(gmap, key.p, key.len, (void *)(uintptr_t)(++ngroups));
+            gi = ngroups;
+        }
+        gidx[i] = gi - 1;
+        if (ops[i].remove) groups[gi - 1].nrm++;
+        else groups[gi - 1].nup++;
+    }
+    for (size_t g = 0; g < ngroups; g++) {
+        groups[g].up_labels = hdb_arena_alloc(a, (groups[g].nup + 1) * sizeof(int64_t));
+        groups[g].up_points = hdb_arena_alloc(a, (groups[g].nup + 1) * sizeof(hdb_point *));
+        groups[g].rm_labels = hdb_arena_alloc(a, (groups[g].nrm + 1) * sizeof(int64_t));
+        groups[g].nup = groups[g].nrm = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (gidx[i] == SIZE_MAX) continue;
+        group *g = &groups[gidx[i]];
+        if (ops[i].remove) {
+            g->rm_labels[g->nrm++] = ops[i].label;
+        } else {
+            g->up_labels[g->nup] = ops[i].label;
+            g->up_points[g->nup++] = ops[i].point;
+        }
+    }
+    for (size_t g = 0; g < ngroups && rc == HDB_OK; g++) rc = apply_group(ix, &groups[g], a, err, errlen);
+out:
+    hdb_hmap_free(gmap);
+    hdb_hmap_free(last);
+    hdb_arena_free(a);
     return rc;
 }
 
-int hdb_index_remove(hdb_index *ix, int64_t label, const hdb_attr *attrs, size_t nattrs,
-                     char *err, size_t errlen) {
-    hdb_value vals[ix->nsplit ? ix->nsplit : 1];
-    int rc = split_values(ix, attrs, nattrs, vals, err, errlen);
-    if (rc != HDB_OK) return rc;
-    split *s = split_get(ix, vals, false);
-    if (s == NULL) return HDB_OK;
-    pthread_rwlock_wrlock(&s->lock);
-    hdb_flat_remove(s->engine, 1, &label);
-    pthread_rwlock_unlock(&s->lock);
-    return HDB_OK;
+int hdb_index_upsert(hdb_index *ix, int64_t label, const hdb_point *point, char *err,
+                     size_t errlen) {
+    hdb_index_op op = {.label = label, .remove = false, .point = point};
+    return hdb_index_apply(ix, 1, &op, err, errlen);
 }
+
+int hdb_index_remove(hdb_index *ix, int64_t label, const hdb_point *point, char *err,
+                     size_t errlen) {
+    hdb_index_op op = {.label = label, .remove = true, .point = point};
+    return hdb_index_apply(ix, 1, &op, err, errlen);
+}
+
+/* ---------------------------------------------------------------- search */
 
 static ssize_t split_attr_pos(const hdb_index *ix, const char *name) {
     for (size_t i = 0; i < ix->nsplit; i++)
@@ -220,25 +326,25 @@ static bool split_matches(const hdb_index *ix, const split *s, const hdb_attr *f
     return true;
 }
 
-/* Searches one split into tmp and merges tmp into acc (both nq x k). */
-static void search_split(split *s, size_t nq, const float *queries, size_t k, hdb_hit *acc,
-                         hdb_hit *tmp, bool first) {
-    pthread_rwlock_rdlock(&s->lock);
-    hdb_flat_search(s->engine, nq, queries, k, first ? acc : tmp);
-    pthread_rwlock_unlock(&s->lock);
-    if (first) return;
+/* Searches one split into tmp (or straight into acc for the first) and merges into acc. */
+static int search_split(split *s, size_t nq, const hdb_vecs *q, size_t k,
+                        const hdb_search_opts *opts, hdb_hit *acc, hdb_hit *tmp, bool first,
+                        char *err, size_t errlen) {
+    int rc = hdb_engine_search(s->engine, nq, q, k, opts, first ? acc : tmp, err, errlen);
+    if (rc != HDB_OK || first) return rc;
     hdb_hit *merged = tmp + nq * k; /* tmp has room for 2 x nq x k */
-    for (size_t q = 0; q < nq; q++) {
-        const hdb_hit *lists[2] = {acc + q * k, tmp + q * k};
+    for (size_t i = 0; i < nq; i++) {
+        const hdb_hit *lists[2] = {acc + i * k, tmp + i * k};
         size_t lens[2] = {k, k};
         hdb_topk_merge(lists, lens, 2, k, merged);
-        memcpy(acc + q * k, merged, k * sizeof *merged);
+        memcpy(acc + i * k, merged, k * sizeof *merged);
     }
+    return HDB_OK;
 }
 
-int hdb_index_search(hdb_index *ix, size_t nq, const float *queries, size_t k,
-                     const hdb_attr *filter, size_t nfilter, hdb_hit *out, char *err,
-                     size_t errlen) {
+int hdb_index_search(hdb_index *ix, size_t nq, const hdb_vecs *queries, size_t k,
+                     const hdb_search_opts *opts, const hdb_attr *filter, size_t nfilter,
+                     hdb_hit *out, char *err, size_t errlen) {
     int rc = hdb_index_check_filter(ix, filter, nfilter, err, errlen);
     if (rc != HDB_OK) return rc;
     for (size_t i = 0; i < nq * k; i++) out[i] = (hdb_hit){INFINITY, -1};
@@ -246,30 +352,43 @@ int hdb_index_search(hdb_index *ix, size_t nq, const float *queries, size_t k,
     if (ix->nsplit > 0 && nfilter == ix->nsplit) {
         /* A full filter names exactly one split. */
         hdb_value vals[ix->nsplit];
-        for (size_t i = 0; i < nfilter; i++) vals[split_attr_pos(ix, filter[i].name)] = filter[i].value;
-        split *s = split_get(ix, vals, false);
-        if (s != NULL) search_split(s, nq, queries, k, out, NULL, true);
-        return HDB_OK;
+        for (size_t i = 0; i < nfilter; i++)
+            vals[split_attr_pos(ix, filter[i].name)] = filter[i].value;
+        hdb_arena *a = hdb_arena_create(256);
+        hdb_buf key;
+        hdb_buf_init(&key, a, 64);
+        hdb_tuple_encode(&key, vals, ix->nsplit);
+        split *s;
+        split_get(ix, key.p, key.len, false, &s, NULL, 0);
+        hdb_arena_free(a);
+        if (s != NULL) rc = search_split(s, nq, queries, k, opts, out, NULL, true, err, errlen);
+        return rc;
     }
 
+    /* Splits are never removed, so a snapshot of the list stays valid without the lock. */
+    pthread_rwlock_rdlock(&ix->lock);
+    size_t n = ix->nlist;
+    split **list = hdb_malloc((n ? n : 1) * sizeof *list);
+    memcpy(list, ix->list, n * sizeof *list);
+    pthread_rwlock_unlock(&ix->lock);
     hdb_hit *tmp = NULL;
     bool first = true;
-    pthread_rwlock_rdlock(&ix->lock);
-    for (size_t i = 0; i < ix->nlist; i++) {
-        split *s = ix->list[i];
-        if (!split_matches(ix, s, filter, nfilter)) continue;
+    for (size_t i = 0; i < n && rc == HDB_OK; i++) {
+        if (!split_matches(ix, list[i], filter, nfilter)) continue;
         if (!first && tmp == NULL) tmp = hdb_malloc(2 * nq * k * sizeof *tmp);
-        search_split(s, nq, queries, k, out, tmp, first);
+        rc = search_split(list[i], nq, queries, k, opts, out, tmp, first, err, errlen);
         first = false;
     }
-    pthread_rwlock_unlock(&ix->lock);
     hdb_free(tmp);
-    return HDB_OK;
+    hdb_free(list);
+    return rc;
 }
 
 float hdb_index_distance(hdb_metric metric, float score) {
     return metric == HDB_METRIC_IP ? -score : score;
 }
+
+/* ---------------------------------------------------------------- status */
 
 void hdb_index_set_applied(hdb_index *ix, uint64_t seq) {
     atomic_store(&ix->applied_seq, seq);
@@ -279,16 +398,23 @@ uint64_t hdb_index_applied(const hdb_index *ix) {
     return atomic_load(&((hdb_index *)ix)->applied_seq);
 }
 
-uint64_t hdb_index_size(hdb_index *ix) {
-    uint64_t n = 0;
+/* Copies the split list under the lock; engines are then used without it. */
+static split **list_copy(hdb_index *ix, size_t *n) {
     pthread_rwlock_rdlock(&ix->lock);
-    for (size_t i = 0; i < ix->nlist; i++) {
-        pthread_rwlock_rdlock(&ix->list[i]->lock);
-        n += hdb_flat_size(ix->list[i]->engine);
-        pthread_rwlock_unlock(&ix->list[i]->lock);
-    }
+    *n = ix->nlist;
+    split **list = hdb_malloc((*n ? *n : 1) * sizeof *list);
+    memcpy(list, ix->list, *n * sizeof *list);
     pthread_rwlock_unlock(&ix->lock);
-    return n;
+    return list;
+}
+
+uint64_t hdb_index_size(hdb_index *ix) {
+    size_t n;
+    split **list = list_copy(ix, &n);
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) total += hdb_engine_size(list[i]->engine);
+    hdb_free(list);
+    return total;
 }
 
 size_t hdb_index_nsplits(hdb_index *ix) {
@@ -302,13 +428,225 @@ void hdb_index_foreach_split(hdb_index *ix,
                              void (*fn)(const hdb_value *values, size_t n, uint64_t size,
                                         void *arg),
                              void *arg) {
-    pthread_rwlock_rdlock(&ix->lock);
-    for (size_t i = 0; i < ix->nlist; i++) {
-        split *s = ix->list[i];
-        pthread_rwlock_rdlock(&s->lock);
-        uint64_t size = hdb_flat_size(s->engine);
-        pthread_rwlock_unlock(&s->lock);
-        fn(s->values, s->nvalues, size, arg);
+    size_t n;
+    split **list = list_copy(ix, &n);
+    for (size_t i = 0; i < n; i++)
+        fn(list[i]->values, ix->nsplit, hdb_engine_size(list[i]->engine), arg);
+    hdb_free(list);
+}
+
+void hdb_index_describe(hdb_index *ix, char *buf, size_t buflen) {
+    size_t n, noted = 0;
+    char first[256] = "";
+    split **list = list_copy(ix, &n);
+    for (size_t i = 0; i < n; i++) {
+        char d[256];
+        hdb_engine_describe(list[i]->engine, d, sizeof d);
+        if (d[0] && noted++ == 0) snprintf(first, sizeof first, "%s", d);
     }
-    pthread_rwlock_unlock(&ix->lock);
+    hdb_free(list);
+    if (noted == 0) snprintf(buf, buflen, "%s", "");
+    else snprintf(buf, buflen, "%zu of %zu splits %s", noted, n, first);
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+#define MANIFEST "MANIFEST"
+#define MANIFEST_MAGIC "hilbertdb-index-snapshot 1"
+
+static void hex(const unsigned char *p, size_t n, char *out) {
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int unhex(const char *s, size_t len, unsigned char *out) {
+    if (len % 2) return -1;
+    for (size_t i = 0; i < len / 2; i++) {
+        int v = 0;
+        for (int j = 0; j < 2; j++) {
+            char c = s[2 * i + j];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (d < 0) return -1;
+            v = v * 16 + d;
+        }
+        out[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+/* Removes files in dir that are neither MANIFEST nor named in keep (n names). */
+static void remove_stale(const char *dir, char **keep, size_t n) {
+    DIR *d = opendir(dir);
+    if (d == NULL) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || strcmp(e->d_name, MANIFEST) == 0) continue;
+        bool kept = false;
+        for (size_t i = 0; i < n && !kept; i++) kept = strcmp(keep[i], e->d_name) == 0;
+        if (kept) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
+int hdb_index_save(hdb_index *ix, const char *dir, uint64_t seq, char *err, size_t errlen) {
+    int rc = hdb_mkdir_p(dir, err, errlen);
+    if (rc != HDB_OK) return rc;
+    size_t n;
+    split **list = list_copy(ix, &n);
+    char **names = hdb_calloc(n ? n : 1, sizeof *names);
+    char path[4096], tmp[4096];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+
+    for (size_t i = 0; i < n && rc == HDB_OK; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "s%" PRIu64 "-%zu.eng", seq, i);
+        names[i] = hdb_strdup(name);
+        snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        rc = hdb_engine_save(list[i]->engine, tmp, err, errlen);
+        if (rc == HDB_OK) rc = hdb_file_fsync(tmp, err, errlen);
+        if (rc == HDB_OK) rc = hdb_file_rename(tmp, path, err, errlen);
+        if (rc != HDB_OK) unlink(tmp);
+    }
+    if (rc == HDB_OK) {
+        hdb_fwriter w;
+        snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, MANIFEST);
+        snprintf(path, sizeof path, "%s/%s", dir, MANIFEST);
+        rc = hdb_fwriter_open(&w, tmp, err, errlen);
+        if (rc == HDB_OK) {
+            char line[8192];
+            int m = snprintf(line, sizeof line,
+                             "%s\nseq %" PRIu64 " time_us %" PRId64 "\nengine %s dim %u metric %d\n"
+                             "splits %zu\n",
+                             MANIFEST_MAGIC, seq, now_us, hdb_algo_name(ix->engine.algo),
+                             ix->engine.dim, (int)ix->engine.metric, n);
+            hdb_fwriter_put(&w, line, (size_t)m);
+            for (size_t i = 0; i < n; i++) {
+                char *hk = hdb_malloc(2 * list[i]->klen + 2);
+                if (list[i]->klen) hex(list[i]->key, list[i]->klen, hk);
+                else strcpy(hk, "-");
+                hdb_fwriter_put(&w, hk, strlen(hk));
+                hdb_fwriter_put(&w, " ", 1);
+                hdb_fwriter_put(&w, names[i], strlen(names[i]));
+                hdb_fwriter_put(&w, "\n", 1);
+                hdb_free(hk);
+            }
+            rc = hdb_fwriter_close(&w, err, errlen);
+            if (rc == HDB_OK) rc = hdb_file_rename(tmp, path, err, errlen);
+        }
+    }
+    if (rc == HDB_OK) remove_stale(dir, names, n);
+    for (size_t i = 0; i < n; i++) hdb_free(names[i]);
+    hdb_free(names);
+    hdb_free(list);
+    return rc;
+}
+
+/* Returns the next line of [*p, end) (NUL-terminating it in place) or NULL. */
+static char *next_line(char **p, char *end) {
+    if (*p >= end) return NULL;
+    char *line = *p, *nl = memchr(line, '\n', (size_t)(end - line));
+    if (nl == NULL) return NULL;
+    *nl = '\0';
+    *p = nl + 1;
+    return line;
+}
+
+int hdb_index_load(hdb_index **out, const hdb_index_params *p, const char *dir, uint64_t *seq,
+                   int64_t *time_us, char *err, size_t errlen) {
+    char path[4096];
+    unsigned char *data = NULL;
+    size_t len;
+    hdb_index *ix = NULL;
+    snprintf(path, sizeof path, "%s/%s", dir, MANIFEST);
+    if (access(path, F_OK) != 0)
+        return hdb_errf(err, errlen, HDB_ENOTFOUND, "no snapshot in %s", dir);
+    int rc = hdb_file_read_checked(path, &data, &len, err, errlen);
+    if (rc != HDB_OK) return rc == HDB_EIO ? rc : HDB_ECORRUPT;
+    char *cur = (char *)data, *end = (char *)data + len;
+    char *line = next_line(&cur, end);
+    char algo[32];
+    unsigned dim;
+    int metric;
+    size_t nsplits;
+    uint64_t s;
+    int64_t t;
+    if (line == NULL || strcmp(line, MANIFEST_MAGIC) != 0 ||
+        (line = next_line(&cur, end)) == NULL ||
+        sscanf(line, "seq %" SCNu64 " time_us %" SCNd64, &s, &t) != 2 ||
+        (line = next_line(&cur, end)) == NULL ||
+        sscanf(line, "engine %31s dim %u metric %d", algo, &dim, &metric) != 3 ||
+        (line = next_line(&cur, end)) == NULL || sscanf(line, "splits %zu", &nsplits) != 1) {
+        rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: malformed manifest", path);
+        goto out;
+    }
+    if (strcmp(algo, hdb_algo_name(p->engine.algo)) != 0 || dim != p->engine.dim ||
+        metric != (int)p->engine.metric) {
+        rc = hdb_errf(err, errlen, HDB_ECORRUPT,
+                      "%s: snapshot of a %s/%u/%d engine, the index is %s/%u/%d", path, algo, dim,
+                      metric, hdb_algo_name(p->engine.algo), p->engine.dim, (int)p->engine.metric);
+        goto out;
+    }
+    if ((rc = hdb_index_create(&ix, p, err, errlen)) != HDB_OK) goto out;
+    for (size_t i = 0; i < nsplits; i++) {
+        char *sp;
+        if ((line = next_line(&cur, end)) == NULL || (sp = strchr(line, ' ')) == NULL ||
+            strchr(sp + 1, '/') != NULL || sp[1] == '\0') {
+            rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: malformed split line %zu", path, i);
+            goto out;
+        }
+        *sp = '\0';
+        size_t hlen = strlen(line);
+        unsigned char *key = hdb_malloc(hlen / 2 + 1);
+        size_t klen = strcmp(line, "-") == 0 ? 0 : hlen / 2;
+        hdb_value vals[ix->nsplit ? ix->nsplit : 1];
+        if ((klen && unhex(line, hlen, key) != 0) ||
+            hdb_tuple_decode(key, klen, vals, ix->nsplit) != HDB_OK) {
+            hdb_free(key);
+            rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: bad split key on line %zu", path, i);
+            goto out;
+        }
+        for (size_t j = 0; j < ix->nsplit; j++) {
+            if (vals[j].type != ix->split_types[j]) {
+                hdb_free(key);
+                rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: split key of the wrong type", path);
+                goto out;
+            }
+        }
+        char epath[4096];
+        snprintf(epath, sizeof epath, "%s/%s", dir, sp + 1);
+        hdb_engine *e;
+        rc = hdb_engine_load(&e, &p->engine, epath, err, errlen);
+        if (rc != HDB_OK) {
+            hdb_free(key);
+            if (rc != HDB_EIO) rc = HDB_ECORRUPT;
+            goto out;
+        }
+        split *spl = split_new(ix, key, klen, e);
+        hdb_free(key);
+        if (hdb_hmap_get(ix->splits, spl->key, spl->klen) != NULL) {
+            split_free(spl);
+            rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: split listed twice", path);
+            goto out;
+        }
+        split_add(ix, spl);
+    }
+    hdb_index_set_applied(ix, s);
+    *seq = s;
+    *time_us = t;
+    *out = ix;
+    ix = NULL;
+out:
+    hdb_index_free(ix);
+    hdb_free(data);
+    return rc;
 }

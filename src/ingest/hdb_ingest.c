@@ -3,13 +3,13 @@
  */
 #include "hdb_ingest.h"
 
+#include "hdb_applier.h"
 #include "hdb_arena.h"
 #include "hdb_catalog.h"
 #include "hdb_commit.h"
 #include "hdb_config.h"
 #include "hdb_distance.h"
 #include "hdb_err.h"
-#include "hdb_index.h"
 #include "hdb_log.h"
 #include "hdb_store.h"
 
@@ -62,9 +62,45 @@ static int id_values(const hdb_schema *s, const hdb_attr *attrs, uint32_t nattrs
     return HDB_OK;
 }
 
+int hdb_ingest_check_sparse(const hdb_sparse_vec *v, uint32_t dim, const char *what, size_t i,
+                            char *err, size_t errlen) {
+    for (uint32_t j = 0; j < v->n; j++) {
+        if (v->idx[j] >= dim)
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "%s[%zu].vector.sparse.indices[%u]: %u is not below the dimension %u",
+                            what, i, j, v->idx[j], dim);
+        if (j > 0 && v->idx[j] <= v->idx[j - 1])
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "%s[%zu].vector.sparse.indices[%u]: %u %s; indices must be strictly "
+                            "increasing",
+                            what, i, j, v->idx[j],
+                            v->idx[j] == v->idx[j - 1] ? "is repeated" : "is out of order");
+    }
+    size_t bad;
+    if (!hdb_all_finite(v->val, v->n, &bad))
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "%s[%zu].vector.sparse.values[%zu]: is %s; values must be finite", what, i,
+                        bad, v->val[bad] != v->val[bad] ? "NaN" : "infinite");
+    return HDB_OK;
+}
+
 static int check_point(const hdb_schema *s, const hdb_point *p, size_t i, char *err,
                        size_t errlen) {
     if (p->deleted) return HDB_OK; /* id attributes are checked when the key is built */
+    if (s->sparse) {
+        if (!p->sparse)
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "points[%zu].vector: the data source holds sparse vectors; set "
+                            "vector.sparse",
+                            i);
+        int rc = hdb_ingest_check_sparse(&p->sp, s->dim, "points", i, err, errlen);
+        return rc != HDB_OK ? rc : check_permanent(s, p, i, err, errlen);
+    }
+    if (p->sparse)
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "points[%zu].vector: the data source holds dense vectors; set "
+                        "vector.dense",
+                        i);
     if (p->vec == NULL)
         return hdb_errf(err, errlen, HDB_EINVAL,
                         "points[%zu].vector: is required unless is_deleted is set", i);
@@ -224,29 +260,13 @@ static int upload_prepare(hdb_commit_job *job, hdb_batch *batch, uint64_t first_
     return HDB_OK;
 }
 
-/* Runs in seq order once the batch is durable: feeds every index of the source. */
+/* Runs in seq order once the batch is durable: counts points and wakes the source's appliers,
+ * which read the new entries from the timeline. */
 static void upload_applied(hdb_commit_job *job) {
     upload_job *u = (upload_job *)job;
     hdb_source *src = u->src;
-    char err[256];
-    for (size_t x = 0; x < src->nindices; x++) {
-        hdb_index *ix = src->indices[x]->index;
-        for (size_t i = 0; i < u->n; i++) {
-            const hdb_point *p = &u->points[i];
-            int rc = HDB_OK;
-            if (!p->deleted)
-                rc = hdb_index_upsert(ix, (int64_t)u->pids[i], p->vec, p->attrs, p->nattrs, err,
-                                      sizeof err);
-            else if (u->pids[i] != 0)
-                rc = hdb_index_remove(ix, (int64_t)u->pids[i], u->removed[i].attrs,
-                                      u->removed[i].nattrs, err, sizeof err);
-            if (HDB_NEVER(rc != HDB_OK))
-                HDB_ERROR("ingest", "index %s: seq %llu not applied: %s",
-                          src->indices[x]->label, (unsigned long long)(job->first_seq + i), err);
-        }
-        hdb_index_set_applied(ix, job->first_seq + job->nseq - 1);
-    }
     atomic_fetch_add(&src->point_count, u->delta);
+    for (size_t x = 0; x < src->nindices; x++) hdb_applier_notify(src->indices[x]->applier);
 }
 
 int hdb_ingest_upload(hdb_source *src, const hdb_config *cfg, const hdb_point *points, size_t n,

@@ -1,10 +1,13 @@
 /*
- * hdb_query.c - request checks, index search and attribute attachment for Search.
+ * hdb_query.c - request checks, the min_seq wait, index search, exact re-scoring and the
+ * attachment of attributes for Search.
  */
 #include "hdb_query.h"
 
+#include "hdb_applier.h"
 #include "hdb_arena.h"
 #include "hdb_catalog.h"
+#include "hdb_commit.h"
 #include "hdb_config.h"
 #include "hdb_distance.h"
 #include "hdb_err.h"
@@ -16,23 +19,47 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-static int check_queries(const hdb_ixent *ix, const hdb_query_vec *q, size_t nq, uint32_t dim,
-                         char *err, size_t errlen) {
+/* How many extra candidates a search may ask the engine for to replace points that were
+ * deleted while it ran. */
+#define MAX_REFILL 4096
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int check_queries(const hdb_ixent *ix, const hdb_query_vec *q, size_t nq, char *err,
+                         size_t errlen) {
+    const hdb_schema *s = &ix->source->schema;
     for (size_t i = 0; i < nq; i++) {
-        if (q[i].vec == NULL)
-            return hdb_errf(err, errlen, HDB_EINVAL,
-                            "query_vectors[%zu]: a dense vector is required", i);
-        if (q[i].dim != dim)
+        if (!q[i].present || q[i].sparse != s->sparse)
+            return hdb_errf(err, errlen, HDB_EINVAL, "query_vectors[%zu]: a %s vector is required",
+                            i, s->sparse ? "sparse" : "dense");
+        if (s->sparse) {
+            int rc = hdb_ingest_check_sparse(&q[i].sp, s->dim, "query_vectors", i, err, errlen);
+            if (rc != HDB_OK) return rc;
+            bool nonzero = false;
+            for (uint32_t j = 0; j < q[i].sp.n && !nonzero; j++) nonzero = q[i].sp.val[j] != 0.0f;
+            if (q[i].sp.n == 0 || (ix->metric == HDB_METRIC_COSINE && !nonzero))
+                return hdb_errf(err, errlen, HDB_EINVAL,
+                                "query_vectors[%zu]: an empty query matches nothing under the %s "
+                                "metric",
+                                i, hdb_metric_name(ix->metric));
+            continue;
+        }
+        if (q[i].dim != s->dim)
             return hdb_errf(err, errlen, HDB_EINVAL,
                             "query_vectors[%zu]: has dimension %zu, index %s expects %u", i,
-                            q[i].dim, ix->label, dim);
+                            q[i].dim, ix->label, s->dim);
         size_t bad;
-        if (!hdb_all_finite(q[i].vec, dim, &bad))
+        if (!hdb_all_finite(q[i].vec, s->dim, &bad))
             return hdb_errf(err, errlen, HDB_EINVAL,
                             "query_vectors[%zu]: component %zu is %s; vectors must be finite", i,
                             bad, q[i].vec[bad] != q[i].vec[bad] ? "NaN" : "infinite");
-        if (ix->metric == HDB_METRIC_COSINE && hdb_norm_sq(q[i].vec, dim) == 0.0f)
+        if (ix->metric == HDB_METRIC_COSINE && hdb_norm_sq(q[i].vec, s->dim) == 0.0f)
             return hdb_errf(err, errlen, HDB_EINVAL,
                             "query_vectors[%zu]: a zero vector has no direction under the cosine "
                             "metric",
@@ -41,19 +68,50 @@ static int check_queries(const hdb_ixent *ix, const hdb_query_vec *q, size_t nq,
     return HDB_OK;
 }
 
-/* How many extra candidates a search may ask the engine for to replace points that were
- * deleted while it ran. */
-#define MAX_REFILL 4096
+/* ---------------------------------------------------------------- exact scores */
 
-/* The score ("smaller is better") of stored vector v for query q, exactly. */
-static float rescore(hdb_metric metric, const float *q, float qnorm, const float *v, size_t dim) {
+static float sparse_score(hdb_metric metric, const hdb_sparse_vec *q, const hdb_sparse_vec *x) {
+    double dot = 0, qq = 0, xx = 0;
+    uint32_t inter = 0, i = 0, j = 0;
+    while (i < q->n && j < x->n) {
+        if (q->idx[i] == x->idx[j]) {
+            dot += (double)q->val[i] * x->val[j];
+            inter++;
+            i++;
+            j++;
+        } else if (q->idx[i] < x->idx[j]) {
+            i++;
+        } else {
+            j++;
+        }
+    }
+    if (metric == HDB_METRIC_JACCARD) {
+        uint32_t uni = q->n + x->n - inter;
+        return uni == 0 ? 1.0f : 1.0f - (float)inter / (float)uni;
+    }
+    for (uint32_t k = 0; k < q->n; k++) qq += (double)q->val[k] * q->val[k];
+    for (uint32_t k = 0; k < x->n; k++) xx += (double)x->val[k] * x->val[k];
+    if (qq == 0 || xx == 0) return 1.0f;
+    return (float)(1.0 - dot / (sqrt(qq) * sqrt(xx)));
+}
+
+/* The score ("smaller is better") of a stored point for query qi, exactly; *ok is false when
+ * the stored vector does not fit the index (which cannot happen for valid data). */
+static float rescore(hdb_metric metric, const hdb_query_vec *q, float qnorm, const hdb_point *p,
+                     size_t dim, bool *ok) {
+    *ok = true;
+    if (q->sparse) {
+        if (!p->sparse) return *ok = false, 0.0f;
+        return sparse_score(metric, &q->sp, &p->sp);
+    }
+    if (p->vec == NULL || p->dim != dim) return *ok = false, 0.0f;
     switch (metric) {
-    case HDB_METRIC_L2: return hdb_l2sq(q, v, dim);
-    case HDB_METRIC_IP: return -hdb_ip(q, v, dim);
+    case HDB_METRIC_L2: return hdb_l2sq(q->vec, p->vec, dim);
+    case HDB_METRIC_IP: return -hdb_ip(q->vec, p->vec, dim);
     default: {
-        float vn = sqrtf(hdb_norm_sq(v, dim));
+        float vn = sqrtf(hdb_norm_sq(p->vec, dim));
         if (vn == 0.0f) return 1.0f; /* a stored zero vector: cosine 0 by convention */
-        return 1.0f - hdb_ip(q, v, dim) / (qnorm * vn);
+        return 1.0f - hdb_ip(q->vec, p->vec, dim) / (qnorm * vn);
     }
     }
 }
@@ -66,9 +124,9 @@ static int hit_cmp(const void *a, const void *b) {
 
 /* Reads the records of the engine's hits (nq x fetch), re-scores them, drops points that are
  * gone, and keeps the best kk per query, sorted, in results. */
-static int attach(hdb_ixent *ix, const float *mat, size_t nq, size_t dim, const hdb_hit *hits,
-                  size_t fetch, size_t kk, hdb_arena *arena, hdb_query_result *results,
-                  char *err, size_t errlen) {
+static int attach(hdb_ixent *ix, const hdb_query_vec *queries, size_t nq, size_t dim,
+                  const hdb_hit *hits, size_t fetch, size_t kk, hdb_arena *arena,
+                  hdb_query_result *results, char *err, size_t errlen) {
     size_t total = 0;
     for (size_t i = 0; i < nq * fetch; i++) total += hits[i].label >= 0;
     uint64_t *pids = hdb_arena_alloc(arena, (total ? total : 1) * sizeof *pids);
@@ -80,17 +138,22 @@ static int attach(hdb_ixent *ix, const float *mat, size_t nq, size_t dim, const 
     if (rc != HDB_OK) return rc;
     t = 0;
     for (size_t q = 0; q < nq; q++) {
-        const float *qv = mat + q * dim;
-        float qnorm = ix->metric == HDB_METRIC_COSINE ? sqrtf(hdb_norm_sq(qv, dim)) : 0.0f;
+        const hdb_query_vec *qv = &queries[q];
+        float qnorm = !qv->sparse && ix->metric == HDB_METRIC_COSINE
+                          ? sqrtf(hdb_norm_sq(qv->vec, dim))
+                          : 0.0f;
         hdb_query_result *r = &results[q];
         r->hits = hdb_arena_alloc(arena, fetch * sizeof *r->hits);
         r->n = 0;
         for (size_t j = 0; j < fetch; j++) {
             if (hits[q * fetch + j].label < 0) continue;
             const hdb_get_result *g = &recs[t++];
-            if (!g->found || g->rec.point.dim != dim) continue; /* deleted meanwhile */
+            if (!g->found) continue; /* deleted meanwhile */
+            bool ok;
+            float score = rescore(ix->metric, qv, qnorm, &g->rec.point, dim, &ok);
+            if (!ok) continue;
             hdb_query_hit *h = &r->hits[r->n++];
-            h->distance = rescore(ix->metric, qv, qnorm, g->rec.point.vec, dim);
+            h->distance = score;
             h->pid = g->pid;
             h->rec = g->rec;
         }
@@ -102,10 +165,13 @@ static int attach(hdb_ixent *ix, const float *mat, size_t nq, size_t dim, const 
     return HDB_OK;
 }
 
+/* ---------------------------------------------------------------- search */
+
 int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *queries,
-                     size_t nq, int64_t k, const hdb_attr *filter, size_t nfilter,
-                     hdb_arena *arena, hdb_query_result *results, char *err, size_t errlen) {
-    uint32_t dim = ix->source->schema.dim;
+                     size_t nq, const hdb_query_params *qp, hdb_arena *arena,
+                     hdb_query_result *results, uint64_t *applied_seq, char *err, size_t errlen) {
+    const hdb_schema *s = &ix->source->schema;
+    int64_t k = qp->k;
     if (nq == 0)
         return hdb_errf(err, errlen, HDB_EINVAL,
                         "query_vectors: at least one query vector is required");
@@ -123,28 +189,50 @@ int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *
                         "(%u); send fewer queries per request or a smaller k",
                         nq, (long long)k, (unsigned long long)nq * (unsigned long long)k,
                         cfg->max_results);
-    int rc = check_queries(ix, queries, nq, dim, err, errlen);
-    if (rc == HDB_OK) rc = hdb_index_check_filter(ix->index, filter, nfilter, err, errlen);
+    int rc = check_queries(ix, queries, nq, err, errlen);
     if (rc != HDB_OK) return rc;
+    uint64_t last = hdb_commit_last_seq(ix->source->commit);
+    if (qp->min_seq > last)
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "min_seq: %llu is past the last seq of data source %s (%llu)",
+                        (unsigned long long)qp->min_seq, ix->source->label,
+                        (unsigned long long)last);
 
-    /* Gather the queries into one row-major matrix for the engines. */
-    size_t kk = (size_t)k;
-    float *mat = hdb_malloc(nq * dim * sizeof *mat);
-    for (size_t i = 0; i < nq; i++) memcpy(mat + i * dim, queries[i].vec, dim * sizeof *mat);
+    if (qp->min_seq > 0) {
+        int64_t deadline = mono_ns() + (int64_t)cfg->max_wait_ms * 1000000;
+        if (qp->deadline_ns < deadline) deadline = qp->deadline_ns;
+        if ((rc = hdb_applier_wait(ix->applier, qp->min_seq, deadline, err, errlen)) != HDB_OK)
+            return rc;
+    }
+    hdb_index *index;
+    if ((rc = hdb_applier_index(ix->applier, &index, err, errlen)) != HDB_OK) return rc;
+    if ((rc = hdb_index_check_filter(index, qp->filter, qp->nfilter, err, errlen)) != HDB_OK)
+        return rc;
+    *applied_seq = hdb_index_applied(index);
 
-    /* The engine's hits are candidates: each is re-scored against the vector of the record
-     * that is returned with it, so a distance always matches its point even when the point was
-     * replaced after the engine saw it (and approximate engine distances become exact). A point
-     * deleted in the meantime is dropped; when that leaves a query short, the engine is asked
-     * again for more candidates. */
+    /* Gather the queries in the engines' layout. */
+    size_t kk = (size_t)k, dim = s->dim;
+    hdb_vecs vecs = {0};
+    float *mat = NULL;
+    if (s->sparse) {
+        hdb_sparse_vec *sv = hdb_arena_alloc(arena, nq * sizeof *sv);
+        for (size_t i = 0; i < nq; i++) sv[i] = queries[i].sp;
+        vecs.sparse = sv;
+    } else {
+        mat = hdb_malloc(nq * dim * sizeof *mat);
+        for (size_t i = 0; i < nq; i++) memcpy(mat + i * dim, queries[i].vec, dim * sizeof *mat);
+        vecs.dense = mat;
+    }
+
     size_t fetch = kk;
     hdb_hit *hits = NULL;
     for (int attempt = 0;; attempt++) {
         hdb_free(hits);
         hits = hdb_malloc(nq * fetch * sizeof *hits);
-        rc = hdb_index_search(ix->index, nq, mat, fetch, filter, nfilter, hits, err, errlen);
+        rc = hdb_index_search(index, nq, &vecs, fetch, &qp->opts, qp->filter, qp->nfilter, hits,
+                              err, errlen);
         if (rc != HDB_OK) break;
-        rc = attach(ix, mat, nq, dim, hits, fetch, kk, arena, results, err, errlen);
+        rc = attach(ix, queries, nq, dim, hits, fetch, kk, arena, results, err, errlen);
         if (rc != HDB_OK) break;
         bool short_and_more = false;
         for (size_t q = 0; q < nq && !short_and_more; q++)

@@ -99,6 +99,29 @@ int hdb_codec_attrs_in(const hdb_kv *kv, size_t n, uint32_t max_attrs, uint32_t 
     return HDB_OK;
 }
 
+int hdb_codec_vector_in(const Hilbert__V1__Vector *v, const char *what, size_t index,
+                        hdb_point *out, char *err, size_t errlen) {
+    if (v && v->kind_case == HILBERT__V1__VECTOR__KIND_DENSE && v->dense) {
+        out->vec = v->dense->values;
+        out->dim = (uint32_t)(v->dense->n_values > UINT32_MAX ? UINT32_MAX : v->dense->n_values);
+        return HDB_OK;
+    }
+    if (v && v->kind_case == HILBERT__V1__VECTOR__KIND_SPARSE && v->sparse) {
+        const Hilbert__V1__SparseVector *sv = v->sparse;
+        if (sv->n_indices != sv->n_values)
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "%s[%zu].vector.sparse: %zu indices but %zu values", what, index,
+                            sv->n_indices, sv->n_values);
+        if (sv->n_indices > UINT32_MAX)
+            return hdb_errf(err, errlen, HDB_EINVAL, "%s[%zu].vector.sparse: too many entries",
+                            what, index);
+        out->sparse = true;
+        out->sp = (hdb_sparse_vec){sv->indices, sv->values, (uint32_t)sv->n_indices};
+        return HDB_OK;
+    }
+    return hdb_errf(err, errlen, HDB_EINVAL, "%s[%zu].vector: no vector is set", what, index);
+}
+
 int hdb_codec_point_in(const Hilbert__V1__DataPoint *in, uint32_t max_attrs,
                        uint32_t max_value_bytes, size_t index, hdb_arena *arena, hdb_point *out,
                        char *err, size_t errlen) {
@@ -111,11 +134,8 @@ int hdb_codec_point_in(const Hilbert__V1__DataPoint *in, uint32_t max_attrs,
         if (v == NULL || v->kind_case == HILBERT__V1__VECTOR__KIND__NOT_SET)
             return hdb_errf(err, errlen, HDB_EINVAL,
                             "points[%zu].vector: is required unless is_deleted is set", index);
-        if (v->kind_case != HILBERT__V1__VECTOR__KIND_DENSE || v->dense == NULL)
-            return hdb_errf(err, errlen, HDB_EINVAL,
-                            "points[%zu].vector: only dense vectors are supported", index);
-        out->vec = v->dense->values;
-        out->dim = (uint32_t)(v->dense->n_values > UINT32_MAX ? UINT32_MAX : v->dense->n_values);
+        int rc = hdb_codec_vector_in(v, "points", index, out, err, errlen);
+        if (rc != HDB_OK) return rc;
     }
     hdb_kv *kv;
     HDB_KV_VIEW(arena, in->attributes, in->n_attributes, kv);
@@ -156,6 +176,20 @@ Hilbert__V1__AttributeValue *hdb_codec_value_out(const hdb_value *v, hdb_arena *
         break;
     }
     return m;
+}
+
+Hilbert__V1__Vector *hdb_codec_point_vector_out(const hdb_point *p, hdb_arena *arena) {
+    if (!p->sparse) return hdb_codec_vector_out(p->vec, p->dim, arena);
+    Hilbert__V1__Vector *v = hdb_arena_alloc(arena, sizeof *v);
+    hilbert__v1__vector__init(v);
+    Hilbert__V1__SparseVector *sv = hdb_arena_alloc(arena, sizeof *sv);
+    hilbert__v1__sparse_vector__init(sv);
+    sv->n_indices = sv->n_values = p->sp.n;
+    sv->indices = (uint32_t *)p->sp.idx;
+    sv->values = (float *)p->sp.val;
+    v->kind_case = HILBERT__V1__VECTOR__KIND_SPARSE;
+    v->sparse = sv;
+    return v;
 }
 
 Hilbert__V1__Vector *hdb_codec_vector_out(const float *vec, uint32_t dim, hdb_arena *arena) {

@@ -4,6 +4,7 @@
  */
 #include "hdb_rpc_catalog.h"
 
+#include "hdb_applier.h"
 #include "hdb_arena.h"
 #include "hdb_catalog.h"
 #include "hdb_codec.h"
@@ -99,20 +100,29 @@ static Hilbert__V1__IndexInfo *index_info(hdb_rpc *rpc, hdb_ixent *ix) {
     info->spec = hdb_ixent_spec(ix, a);
     Hilbert__V1__IndexStatus *st = hdb_arena_alloc(a, sizeof *st);
     hilbert__v1__index_status__init(st);
-    st->state = HILBERT__V1__INDEX_STATE__INDEX_STATE_READY;
-    st->applied_seq = hdb_index_applied(ix->index);
+    hdb_applier_status as;
+    hdb_applier_status_get(ix->applier, &as);
+    st->state = (Hilbert__V1__IndexState)as.state; /* the numbers are equal by design */
     st->source_last_seq = hdb_commit_last_seq(ix->source->commit);
+    st->applied_seq = as.applied_seq;
     st->lag_entries = st->source_last_seq > st->applied_seq
                           ? st->source_last_seq - st->applied_seq
                           : 0;
     st->lag_seconds = lag_seconds(rpc, ix, st->applied_seq, st->source_last_seq);
-    st->size = hdb_index_size(ix->index);
-    /* Splits may appear between counting and listing; those are left for the next call. */
-    size_t cap = hdb_index_nsplits(ix->index);
-    splits_ctx c = {a, info->spec, hdb_arena_alloc(a, (cap ? cap : 1) * sizeof *c.out), 0, cap};
-    hdb_index_foreach_split(ix->index, add_split, &c);
-    st->splits = c.out;
-    st->n_splits = c.n;
+    st->snapshot_seq = as.snapshot_seq;
+    st->snapshot_time_micros = as.snapshot_time_us;
+    st->detail = hdb_arena_strndup(a, as.detail, strlen(as.detail));
+    hdb_index *index;
+    if (hdb_applier_index(ix->applier, &index, NULL, 0) == HDB_OK) {
+        st->size = hdb_index_size(index);
+        /* Splits may appear between counting and listing; those are left for the next call. */
+        size_t cap = hdb_index_nsplits(index);
+        splits_ctx c = {a, info->spec, hdb_arena_alloc(a, (cap ? cap : 1) * sizeof *c.out), 0,
+                        cap};
+        hdb_index_foreach_split(index, add_split, &c);
+        st->splits = c.out;
+        st->n_splits = c.n;
+    }
     info->status = st;
     return info;
 }

@@ -96,7 +96,7 @@ static int get(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
             const hdb_point *p = &res[i].rec.point;
             Hilbert__V1__DataPoint *dp = hdb_arena_alloc(a, sizeof *dp);
             hilbert__v1__data_point__init(dp);
-            dp->vector = hdb_codec_vector_out(p->vec, p->dim, a);
+            dp->vector = hdb_codec_point_vector_out(p, a);
             HDB_ATTRS_OUT(a, p->attrs, p->nattrs, Hilbert__V1__DataPoint__AttributesEntry,
                           hilbert__v1__data_point__attributes_entry__init, dp->attributes);
             dp->n_attributes = p->nattrs;

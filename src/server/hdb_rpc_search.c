@@ -21,32 +21,40 @@ static int search(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **re
     int rc = hdb_catalog_get_index(rpc->catalog, req->index->name, req->index->version, &ix, err,
                                    errlen);
     if (rc != HDB_OK) return rc;
-
-    size_t nq = req->n_query_vectors;
-    hdb_query_vec *qv = hdb_arena_alloc(a, (nq ? nq : 1) * sizeof *qv);
-    for (size_t i = 0; i < nq; i++) {
-        const Hilbert__V1__Vector *v = req->query_vectors[i];
-        qv[i].vec = NULL;
-        qv[i].dim = 0;
-        if (v && v->kind_case == HILBERT__V1__VECTOR__KIND_DENSE && v->dense) {
-            qv[i].vec = v->dense->values;
-            qv[i].dim = v->dense->n_values;
-        }
-    }
     hdb_kv *kv;
     hdb_attr *filter;
     uint32_t nfilter;
+
+    size_t nq = req->n_query_vectors;
+    hdb_query_vec *qv = hdb_arena_calloc(a, nq ? nq : 1, sizeof *qv);
+    for (size_t i = 0; i < nq; i++) {
+        hdb_point p = {0};
+        const Hilbert__V1__Vector *v = req->query_vectors[i];
+        if (v == NULL || v->kind_case == HILBERT__V1__VECTOR__KIND__NOT_SET) continue;
+        if ((rc = hdb_codec_vector_in(v, "query_vectors", i, &p, err, errlen)) != HDB_OK) goto done;
+        qv[i] = (hdb_query_vec){.present = true, .sparse = p.sparse, .vec = p.vec, .dim = p.dim,
+                                .sp = p.sp};
+    }
     HDB_KV_VIEW(a, req->split_filter, req->n_split_filter, kv);
     rc = hdb_codec_attrs_in(kv, req->n_split_filter, cfg->max_attributes, cfg->max_value_bytes,
                             "split_filter", a, &filter, &nfilter, err, errlen);
     if (rc != HDB_OK) goto done;
 
     hdb_query_result *results = hdb_arena_alloc(a, (nq ? nq : 1) * sizeof *results);
-    rc = hdb_query_search(ix, cfg, qv, nq, req->k, filter, nfilter, a, results, err, errlen);
+    hdb_query_params qp = {.k = req->k,
+                           .min_seq = req->min_seq,
+                           .opts = {req->params ? req->params->ef_search : 0,
+                                    req->params ? req->params->nprobe : 0},
+                           .filter = filter,
+                           .nfilter = nfilter,
+                           .deadline_ns = rpc->deadline_ns};
+    uint64_t applied;
+    rc = hdb_query_search(ix, cfg, qv, nq, &qp, a, results, &applied, err, errlen);
     if (rc != HDB_OK) goto done;
 
     Hilbert__V1__SearchResponse *r = hdb_arena_alloc(a, sizeof *r);
     hilbert__v1__search_response__init(r);
+    r->applied_seq = applied;
     r->n_results = nq;
     r->results = hdb_arena_alloc(a, nq * sizeof *r->results);
     for (size_t q = 0; q < nq; q++) {
@@ -64,7 +72,7 @@ static int search(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **re
                           hilbert__v1__search_hit__attributes_entry__init, hit->attributes);
             hit->n_attributes = h->rec.point.nattrs;
             if (req->retrieve_vectors)
-                hit->vector = hdb_codec_vector_out(h->rec.point.vec, h->rec.point.dim, a);
+                hit->vector = hdb_codec_point_vector_out(&h->rec.point, a);
             sr->hits[j] = hit;
         }
         r->results[q] = sr;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #define RECORD_FORMAT 1
+#define RECORD_SPARSE 0x01 /* flags: the vector is sparse */
 #define TIMELINE_FORMAT 1
 #define RECORD_HEADER 16   /* format, flags, reserved, dim, seq */
 #define TIMELINE_HEADER 24 /* format, op, reserved x2, pid, time_us */
@@ -186,15 +187,22 @@ static void put_value(hdb_buf *b, const hdb_value *v) {
 }
 
 void hdb_record_encode(hdb_buf *b, const hdb_point *p, uint64_t seq) {
-    uint32_t dim = p->vec ? p->dim : 0;
-    buf_reserve(b, RECORD_HEADER + (size_t)dim * 4 + 4 + (size_t)p->nattrs * 16);
+    /* The header's count is the dimension of a dense vector or the entries of a sparse one. */
+    uint32_t count = p->sparse ? p->sp.n : (p->vec ? p->dim : 0);
+    size_t vbytes = (size_t)count * (p->sparse ? 8 : 4);
+    buf_reserve(b, RECORD_HEADER + vbytes + 4 + (size_t)p->nattrs * 16);
     put_u8(b, RECORD_FORMAT);
-    put_u8(b, 0);
+    put_u8(b, p->sparse ? RECORD_SPARSE : 0);
     put_le16(b, 0);
-    put_le32(b, dim);
+    put_le32(b, count);
     put_le64(b, seq);
-    /* Floats are stored in host order; HilbertDB supports little-endian hosts only. */
-    if (dim) hdb_buf_put(b, p->vec, (size_t)dim * sizeof(float));
+    /* Numbers are stored in host order; HilbertDB supports little-endian hosts only. */
+    if (count && p->sparse) {
+        hdb_buf_put(b, p->sp.idx, (size_t)count * sizeof(uint32_t));
+        hdb_buf_put(b, p->sp.val, (size_t)count * sizeof(float));
+    } else if (count) {
+        hdb_buf_put(b, p->vec, (size_t)count * sizeof(float));
+    }
     put_le32(b, p->nattrs);
     for (uint32_t i = 0; i < p->nattrs; i++) {
         const hdb_attr *a = &p->attrs[i];
@@ -242,16 +250,29 @@ static int get_value(cursor *c, hdb_value *v) {
 static int record_decode(cursor *c, hdb_arena *arena, hdb_record *out) {
     const unsigned char *q;
     memset(out, 0, sizeof *out);
-    if (!take(c, RECORD_HEADER, &q) || q[0] != RECORD_FORMAT) return HDB_ECORRUPT;
-    uint32_t dim = (uint32_t)get_le(q + 4, 4);
+    if (!take(c, RECORD_HEADER, &q) || q[0] != RECORD_FORMAT || (q[1] & ~RECORD_SPARSE))
+        return HDB_ECORRUPT;
+    bool sparse = (q[1] & RECORD_SPARSE) != 0;
+    uint32_t count = (uint32_t)get_le(q + 4, 4);
     out->seq = get_le(q + 8, 8);
-    if (dim) {
-        if (c->left / sizeof(float) < dim) return HDB_ECORRUPT;
-        take(c, (size_t)dim * sizeof(float), &q);
-        float *vec = hdb_arena_alloc(arena, (size_t)dim * sizeof(float));
-        memcpy(vec, q, (size_t)dim * sizeof(float));
+    if (sparse) {
+        /* Copies keep the arrays aligned for the engines. */
+        if (c->left / 8 < count) return HDB_ECORRUPT;
+        uint32_t *idx = hdb_arena_alloc(arena, (size_t)count * sizeof(uint32_t) + 1);
+        float *val = hdb_arena_alloc(arena, (size_t)count * sizeof(float) + 1);
+        take(c, (size_t)count * sizeof(uint32_t), &q);
+        memcpy(idx, q, (size_t)count * sizeof(uint32_t));
+        take(c, (size_t)count * sizeof(float), &q);
+        memcpy(val, q, (size_t)count * sizeof(float));
+        out->point.sparse = true;
+        out->point.sp = (hdb_sparse_vec){idx, val, count};
+    } else if (count) {
+        if (c->left / sizeof(float) < count) return HDB_ECORRUPT;
+        take(c, (size_t)count * sizeof(float), &q);
+        float *vec = hdb_arena_alloc(arena, (size_t)count * sizeof(float));
+        memcpy(vec, q, (size_t)count * sizeof(float));
         out->point.vec = vec;
-        out->point.dim = dim;
+        out->point.dim = count;
     }
     if (!take(c, 4, &q)) return HDB_ECORRUPT;
     uint32_t n = (uint32_t)get_le(q, 4);
@@ -266,7 +287,7 @@ static int record_decode(cursor *c, hdb_arena *arena, hdb_record *out) {
     }
     out->point.attrs = attrs;
     out->point.nattrs = n;
-    out->point.deleted = dim == 0 && out->point.vec == NULL;
+    out->point.deleted = !sparse && out->point.vec == NULL;
     return HDB_OK;
 }
 

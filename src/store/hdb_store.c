@@ -5,6 +5,7 @@
 
 #include "hdb_arena.h"
 #include "hdb_err.h"
+#include "hdb_file.h"
 #include "hdb_log.h"
 #include "hdb_mem.h"
 
@@ -52,25 +53,6 @@ static int take_err(char *rerr, int rc, char *err, size_t errlen, const char *wh
     return rc;
 }
 
-static int mkdir_p(const char *path, char *err, size_t errlen) {
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf)
-        return hdb_errf(err, errlen, HDB_EINVAL, "storage.data_dir: invalid path length");
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] == '/' || buf[i] == '\0') {
-            char c = buf[i];
-            buf[i] = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return hdb_errf(err, errlen, HDB_EIO, "cannot create directory %s: %s", buf,
-                                strerror(errno));
-            buf[i] = c;
-        }
-    }
-    return HDB_OK;
-}
-
 static hdb_cf *cf_new(const char *name, rocksdb_column_family_handle_t *h) {
     hdb_cf *cf = hdb_malloc(sizeof *cf);
     cf->name = hdb_strdup(name);
@@ -93,7 +75,7 @@ int hdb_store_open(hdb_store **out, const hdb_store_options *o, char *err, size_
     hdb_store *s = hdb_calloc(1, sizeof *s);
     pthread_mutex_init(&s->cf_mu, NULL);
 
-    if ((rc = mkdir_p(o->path, err, errlen)) != HDB_OK) goto fail;
+    if ((rc = hdb_mkdir_p(o->path, err, errlen)) != HDB_OK) goto fail;
 
     s->cache = rocksdb_cache_create_lru(o->block_cache_bytes);
     s->table = rocksdb_block_based_options_create();

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+import time
+
 import grpc
 import numpy as np
 
@@ -191,13 +193,33 @@ def get_points(server, source: str, ids: Sequence[Mapping[str, object]], version
 
 
 def search(server, index: str, queries, k: int, split_filter: Optional[Mapping] = None,
-           retrieve_vectors: bool = False, version: str = "1") -> search_pb2.SearchResponse:
+           retrieve_vectors: bool = False, version: str = "1", min_seq: Optional[int] = None
+           ) -> search_pb2.SearchResponse:
+    """Searches like a client that wants its own writes: unless min_seq is given, the search
+    waits until the index has applied everything its data source has committed (indices follow
+    their source asynchronously)."""
+    if min_seq is None:
+        min_seq = get_index(server, index, version).status.source_last_seq
     q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     req = search_pb2.SearchRequest(index=ix_ref(index, version), k=k,
                                    query_vectors=[vec(row) for row in q],
                                    split_filter=attrs(split_filter or {}),
-                                   retrieve_vectors=retrieve_vectors)
+                                   retrieve_vectors=retrieve_vectors, min_seq=min_seq)
     return server.search.Search(req, timeout=TIMEOUT)
+
+
+def wait_ready(server, index: str, version: str = "1", timeout: float = 60.0
+               ) -> catalog_pb2.IndexInfo:
+    """Polls GetIndex until the index is READY and has applied its source's last seq."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = get_index(server, index, version)
+        st = info.status
+        if st.state == catalog_pb2.INDEX_STATE_READY and st.applied_seq == st.source_last_seq:
+            return info
+        assert st.state != catalog_pb2.INDEX_STATE_FAILED, st.detail
+        assert time.monotonic() < deadline, f"index {index} not ready: {st}"
+        time.sleep(0.01)
 
 
 def hit_ids(result: search_pb2.SearchResult, key: str = "id") -> List[int]:

@@ -57,7 +57,8 @@ def searcher(port: int, seed: int, seconds: float) -> dict:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         q = (rng.standard_normal(DIM) * 0.1).astype(np.float32)
-        res = search(c, "r-l2", q, K, retrieve_vectors=True).results[0]
+        # min_seq=0: search whatever the index has applied, while the writers go on.
+        res = search(c, "r-l2", q, K, retrieve_vectors=True, min_seq=0).results[0]
         out["searches"] += 1
         if len(res.hits) != K:
             out["short"] += 1

@@ -9,7 +9,7 @@ from hilbert.v1 import catalog_pb2 as C
 from helpers import (BOOL, BYTES, COSINE, FLOAT64, INT64, IP, L2, STRING, TIMEOUT, TIMESTAMP,
                      UNSPECIFIED, Timestamp, assert_serving, create_index, create_source,
                      drop_index, drop_source, ds_ref, expect_status, get_index, get_points,
-                     get_source, index_spec, point, search, source_spec, upload, values_of)
+                     get_source, index_spec, point, search, source_spec, upload, values_of, wait_ready)
 
 Code = grpc.StatusCode
 
@@ -38,7 +38,9 @@ def test_create_get_list_drop(server):
     ispec = index_spec("docs-ix", "docs", COSINE, ["lang"])
     ix = create_index(server, ispec)
     assert ix.spec == ispec
-    assert ix.status.state == C.INDEX_STATE_READY
+    # The index builds in the background; on an empty source that is quick.
+    assert ix.status.state in (C.INDEX_STATE_BUILDING, C.INDEX_STATE_READY)
+    ix = wait_ready(server, "docs-ix")
     assert ix.status.size == 0 and ix.status.applied_seq == 0 and ix.status.lag_entries == 0
     assert list(ix.status.splits) == []
     assert get_index(server, "docs-ix").spec == ispec
@@ -48,7 +50,7 @@ def test_create_get_list_drop(server):
     info = get_source(server, "docs")
     assert info.last_seq == 2 and info.point_count == 2
     assert [(r.name, r.version) for r in info.indices] == [("docs-ix", "1")]
-    st = get_index(server, "docs-ix").status
+    st = wait_ready(server, "docs-ix").status
     assert st.size == 2 and st.applied_seq == 2 and st.source_last_seq == 2
 
     assert refs(list_sources(server).data_sources) == [("docs", "1")]
@@ -116,7 +118,7 @@ def test_drop_source_with_index_fails_precondition(server):
         drop_source(server, "s")
     # Nothing was dropped.
     assert get_source(server, "s").point_count == 1
-    assert get_index(server, "reader-ix").status.size == 1
+    assert wait_ready(server, "reader-ix").status.size == 1
     assert len(search(server, "reader-ix", [1, 2, 3], 5).results[0].hits) == 1
 
     drop_index(server, "reader-ix")
@@ -320,7 +322,7 @@ def test_all_attribute_types_allowed_where_legal(server):
     assert list(ix.spec.split_attributes) == ["s", "i", "b", "y", "t"]
     upload(server, "all", [point([1, 1], {"s": "x", "i": 1, "b": True, "y": b"\x01",
                                           "t": Timestamp(5), "f": 0.5})])
-    st = get_index(server, "all-ix").status
+    st = wait_ready(server, "all-ix").status
     assert st.size == 1 and len(st.splits) == 1
     assert values_of(st.splits[0].split_values) == {"s": "x", "i": 1, "b": True, "y": b"\x01",
                                                     "t": Timestamp(5)}
@@ -328,7 +330,7 @@ def test_all_attribute_types_allowed_where_legal(server):
                                           "t": Timestamp(5), "f": 0.5}),
                            point([3, 3], {"s": "x", "i": 1, "b": True, "y": b"\x01",
                                           "t": Timestamp(6), "f": 0.5})])
-    assert len(get_index(server, "all-ix").status.splits) == 3
+    assert len(wait_ready(server, "all-ix").status.splits) == 3
     # Filters on bytes and timestamp values select the right splits.
     res = search(server, "all-ix", [0, 0], 10, split_filter={"y": b"\x01"}).results[0]
     assert sorted(h.attributes["t"].timestamp_micros for h in res.hits) == [5, 6]

@@ -11,7 +11,7 @@ from hilbert.v1 import catalog_pb2 as C
 
 from helpers import (BOOL, COSINE, INT64, L2, STRING, TIMEOUT, assert_serving, create_source,
                      ds_ref, get_index, get_source, hit_ids, point, search, source_spec,
-                     upload)
+                     upload, wait_ready)
 
 DECLARED = """
 server:
@@ -82,7 +82,7 @@ def test_declared_objects_created_at_start(make_server, tmp_path):
                                                                  ("products-flat", "1")]
     notes = get_source(s, "notes", "v2")
     assert list(notes.spec.id_attributes) == ["key", "n"]
-    ix = get_index(s, "products-flat")
+    ix = wait_ready(s, "products-flat")
     assert ix.spec.data_source == ds_ref("products", "1.10")
     assert ix.spec.metric == L2 and list(ix.spec.split_attributes) == ["category"]
     assert ix.spec.algorithm.WhichOneof("kind") == "flat"
@@ -95,7 +95,7 @@ def test_declared_objects_created_at_start(make_server, tmp_path):
     res = search(s, "products-flat", [1, 0, 0, 0], 5, split_filter={"category": "b"})
     assert hit_ids(res.results[0]) == [2]
     upload(s, "notes", [point([1, 1], {"key": "x", "n": 1})], version="v2")
-    assert get_index(s, "notes-ip").status.size == 1
+    assert wait_ready(s, "notes-ip").status.size == 1
 
 
 def test_restart_with_same_config_is_idempotent(make_server, tmp_path):
@@ -115,7 +115,7 @@ def test_restart_with_same_config_is_idempotent(make_server, tmp_path):
         ("notes", "v2"), ("products", "1.10")]
     lst = s.catalog.ListIndices(C.ListIndicesRequest(), timeout=TIMEOUT)
     assert len(lst.indices) == 3
-    assert get_index(s, "products-flat").status.size == 5
+    assert wait_ready(s, "products-flat").status.size == 5
     assert "exists with a different definition" not in s.log_since_start()
 
 
@@ -160,7 +160,7 @@ def test_declared_index_over_source_created_through_api(make_server, tmp_path):
                    "    algorithm: flat\n    metric: l2\n")
     s.config = cfg
     s.start()
-    st = get_index(s, "api-ix").status
+    st = wait_ready(s, "api-ix").status
     assert st.size == 10 and st.applied_seq == 10
     assert hit_ids(search(s, "api-ix", [3, 0, 0], 1).results[0]) == [3]
 
@@ -195,7 +195,7 @@ def test_flags_override_config(make_server, tmp_path):
      "    permanent_attributes: [{name: id, type: int65}]\n    id_attributes: [id]\n",
      ["data_sources[0]", "int65"]),
     ("indices:\n  - name: i\n    version: '1'\n    data_source: {name: a, version: '1'}\n"
-     "    algorithm: hnsw\n    metric: l2\n", ["indices[0]", "hnsw"]),
+     "    algorithm: annoy\n    metric: l2\n", ["indices[0]", "annoy"]),
     ("indices:\n  - name: i\n    version: '1'\n    data_source: {name: a, version: '1'}\n"
      "    algorithm: flat\n    metric: l2\n    colour: red\n", ["indices[0]", "colour"]),
     ("server: [1, 2\n", ["hilbertd"]),

@@ -18,7 +18,7 @@ from helpers import (BOOL, COSINE, INT64, IP, L2, STRING, TIMEOUT, assert_servin
                      create_index, create_source, drop_index, drop_source, ds_ref,
                      expect_status, fmnist, fmnist_points, get_index, get_points, get_source,
                      hit_ids, index_spec, point, search, source_spec, tombstone, upload,
-                     upload_batches, values_of, vec_of)
+                     upload_batches, values_of, vec_of, wait_ready)
 
 
 def snapshot(s, queries):
@@ -28,9 +28,16 @@ def snapshot(s, queries):
         refs = sorted(src.indices, key=lambda r: (r.name, r.version))
         del src.indices[:]
         src.indices.extend(refs)
+    # Indices load (or rebuild) in the background after a start: wait until they have caught up.
+    for ix in s.catalog.ListIndices(C.ListIndicesRequest(), timeout=TIMEOUT).indices:
+        wait_ready(s, ix.spec.name, ix.spec.version)
     indices = s.catalog.ListIndices(C.ListIndicesRequest(), timeout=TIMEOUT)
-    for ix in indices.indices:  # lag_seconds is a clock reading; compare the rest
+    for ix in indices.indices:
+        # lag_seconds is a clock reading, and the snapshot fields depend on when snapshots ran;
+        # compare the rest
         ix.status.lag_seconds = 0
+        ix.status.snapshot_seq = 0
+        ix.status.snapshot_time_micros = 0
         # split order is not part of the contract
         splits = sorted(ix.status.splits, key=lambda sp: sp.SerializeToString(deterministic=True))
         del ix.status.splits[:]
@@ -78,7 +85,7 @@ def test_restart_keeps_everything(server):
     r = upload(s, "other", [point([0, 0, 1], {"k": "b", "b": False})])
     assert r.first_seq == 2
     # Indices keep being fed after the restart.
-    st = get_index(s, "fm-l2").status
+    st = wait_ready(s, "fm-l2").status
     assert st.size == 1991 and st.applied_seq == last + 1 and st.lag_entries == 0
     res = search(s, "fm-cos", x[0], 3).results[0]
     assert 5000 in hit_ids(res)
@@ -114,18 +121,18 @@ def test_drops_survive_restart(server):
     with expect_status(grpc.StatusCode.NOT_FOUND, "kept-ix2"):
         get_index(s, "kept-ix2")
     assert [(r.name, r.version) for r in get_source(s, "kept").indices] == [("kept-ix", "1")]
-    assert get_index(s, "kept-ix").status.size == 7
+    assert wait_ready(s, "kept-ix").status.size == 7
     # Recreated after the restart: empty, seqs from 1, none of the old points.
     create_source(s, source_spec("gone", 2, [("id", INT64)], ["id"]))
     info = get_source(s, "gone")
     assert info.point_count == 0 and info.last_seq == 0
     assert not any(r.found for r in get_points(s, "gone", [{"id": i} for i in range(20)]).results)
     create_index(s, index_spec("gone-ix", "gone", L2))
-    assert get_index(s, "gone-ix").status.size == 0
+    assert wait_ready(s, "gone-ix").status.size == 0
     assert upload(s, "gone", [point([0, 0], {"id": 100})]).first_seq == 1
     s.restart()
     assert get_source(s, "gone").point_count == 1
-    assert get_index(s, "gone-ix").status.size == 1
+    assert wait_ready(s, "gone-ix").status.size == 1
     assert not get_points(s, "gone", [{"id": 3}]).results[0].found
 
 
@@ -209,7 +216,7 @@ def test_kill9_during_uploads_loses_nothing_acknowledged(make_server, tmp_path, 
     assert info.point_count == present_total
     assert info.last_seq == present_total  # every seq was an upload of a new id
     # The index was rebuilt/recovered with every point, and searches find them.
-    st = get_index(s, "k-l2").status
+    st = wait_ready(s, "k-l2").status
     assert st.size == info.point_count and st.applied_seq == info.last_seq
     assert st.lag_entries == 0
     sample = ids[:: max(1, len(ids) // 50)]

@@ -11,7 +11,7 @@ from hilbert.v1 import types_pb2 as T
 from helpers import (COSINE, INT64, L2, STRING, TIMEOUT, assert_serving, attrs,
                      create_index, create_source, ds_ref, expect_status, get_index,
                      get_points, get_source, index_spec, ix_ref, point, search, source_spec,
-                     tombstone, upload, values_of, vec, vec_of)
+                     tombstone, upload, values_of, vec, vec_of, wait_ready)
 
 Code = grpc.StatusCode
 DIM = 4
@@ -39,7 +39,7 @@ def good(i, **over):
 
 def state(s):
     info = get_source(s, "e")
-    ix = [get_index(s, n).status for n in ("e-l2", "e-cos")]
+    ix = [wait_ready(s, n).status for n in ("e-l2", "e-cos")]
     return (info.last_seq, info.point_count,
             [(x.size, x.applied_seq, len(x.splits)) for x in ix])
 

@@ -9,7 +9,7 @@ import pytest
 from helpers import (BOOL, BYTES, COSINE, FLOAT64, INT64, L2, STRING, TIMESTAMP, Timestamp,
                      check_knn, create_index, create_source, expect_status, get_index,
                      get_points, get_source, hit_dists, hit_ids, index_spec, point, search,
-                     source_spec, tombstone, upload, values_of, vec_of)
+                     source_spec, tombstone, upload, values_of, vec_of, wait_ready)
 
 DIM = 8
 
@@ -23,7 +23,7 @@ def setup_source(server, index=True):
 
 def split_sizes(server, index="p-split"):
     return {sp.split_values["label"].int64_value: sp.size
-            for sp in get_index(server, index).status.splits if sp.size}
+            for sp in wait_ready(server, index).status.splits if sp.size}
 
 
 def vecs(n, seed=0):
@@ -86,7 +86,7 @@ def test_reupload_replaces_point(server):
     d = dict(zip(hit_ids(res), hit_dists(res)))
     assert d[1] == pytest.approx(float(((a.astype(np.float64) - b) ** 2).sum()), rel=1e-4)
     assert sorted(all_ids(server)) == [1] + list(range(100, 110))
-    assert get_index(server, "p-l2").status.size == 11
+    assert wait_ready(server, "p-l2").status.size == 11
     assert split_sizes(server) == {1: 10, 5: 1}
     res = search(server, "p-split", b, 5, split_filter={"label": 5},
                  retrieve_vectors=True).results[0]
@@ -111,7 +111,7 @@ def test_tombstone_removes_point(server):
     assert not g.found and not g.HasField("point")
     res = search(server, "p-l2", v[4], 10).results[0]
     assert 4 not in hit_ids(res) and len(res.hits) == 9
-    st = get_index(server, "p-l2").status
+    st = wait_ready(server, "p-l2").status
     assert st.size == 9 and st.applied_seq == 11
     # A tombstone with a vector and extra attributes: those are ignored.
     upload(server, "p", [point([float("nan")] * (DIM + 3), {"id": 5, "label": 99, "z": 1},
@@ -130,7 +130,7 @@ def test_delete_of_missing_id_succeeds_and_takes_a_seq(server):
     assert r.first_seq == r.last_seq == 4
     info = get_source(server, "p")
     assert info.last_seq == 4 and info.point_count == 3
-    st = get_index(server, "p-l2").status
+    st = wait_ready(server, "p-l2").status
     assert st.applied_seq == 4 and st.lag_entries == 0 and st.size == 3
     r = upload(server, "p", [tombstone({"id": 77}), tombstone({"id": 78})])
     assert (r.first_seq, r.last_seq) == (5, 6)
@@ -156,7 +156,7 @@ def test_same_id_twice_in_one_batch_last_wins(server):
     assert split_sizes(server) == {1: 2}
     res = search(server, "p-l2", b, 2, retrieve_vectors=True).results[0]
     assert hit_ids(res)[0] == 5 and vec_of(res.hits[0].vector).tobytes() == b.tobytes()
-    assert get_index(server, "p-l2").status.size == 2
+    assert wait_ready(server, "p-l2").status.size == 2
 
 
 def test_delete_then_reupload_in_one_batch(server):
@@ -187,7 +187,7 @@ def test_delete_then_reupload_in_one_batch(server):
     assert not get_points(server, "p", [{"id": 8}]).results[0].found
     assert get_source(server, "p").point_count == 2
     assert sorted(all_ids(server)) == [7, 9]
-    assert get_index(server, "p-l2").status.size == 2
+    assert wait_ready(server, "p-l2").status.size == 2
     assert split_sizes(server) == {2: 1, 3: 1}
     assert sorted(all_ids(server, "p-split")) == [7, 9]
 
@@ -288,7 +288,7 @@ def test_concurrent_uploads(server):
         assert f1 == l0 + 1, (l0, f1)
     info = get_source(server, "p")
     assert info.point_count == total and info.last_seq == total
-    st = get_index(server, "p-l2").status
+    st = wait_ready(server, "p-l2").status
     assert st.size == total and st.applied_seq == total and st.lag_entries == 0
     # Each point carries the seq of its upload position.
     want = {}
@@ -301,7 +301,7 @@ def test_concurrent_uploads(server):
     assert all(g.found for g in got)
     assert [g.seq for g in got] == [want[i] for i in ids]
     assert sorted(all_ids(server)) == ids
-    st = get_index(server, "p-late").status
+    st = wait_ready(server, "p-late").status
     assert st.size == total and st.applied_seq == total and st.lag_entries == 0
     assert sorted(all_ids(server, "p-late")) == ids
     assert split_sizes(server, "p-late") == {t: uploads_n * batch for t in range(threads_n)}
@@ -339,7 +339,7 @@ def test_upload_and_get_at_max_batch_size(server):
     assert all(x.found for x in g) and [x.seq for x in g] == list(range(1, 10001))
     with expect_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "ids"):
         get_points(server, "big", [{"id": i} for i in range(10001)])
-    assert get_index(server, "big-ix").status.size == 10000
+    assert wait_ready(server, "big-ix").status.size == 10000
     res = search(server, "big-ix", [5000, -5000], 3).results[0]
     assert hit_ids(res)[0] == 5000 and res.hits[0].distance == 0.0
 
@@ -374,9 +374,9 @@ def test_mass_delete_and_reinsert_stay_exact(server):
             sel = live[live % 3 == 1]
             check_knn(search(server, "m-cos", q, k, split_filter={"label": 1}), base[sel], sel,
                       q, COSINE, k)
-        assert get_index(server, "m-l2").status.size == len(live)
-        assert get_index(server, "m-cos").status.size == len(live)
-        st = get_index(server, "m-late").status
+        assert wait_ready(server, "m-l2").status.size == len(live)
+        assert wait_ready(server, "m-cos").status.size == len(live)
+        st = wait_ready(server, "m-late").status
         assert st.size == len(live) and st.applied_seq == get_source(server, "m").last_seq
         assert sum(sp.size for sp in st.splits) == len(live)
 

@@ -17,7 +17,7 @@ import pytest
 from helpers import (COSINE, INT64, IP, L2, METRIC_NAMES, STRING, check_knn, create_index,
                      create_source, fmnist, fmnist_points, get_index, get_source, hit_dists,
                      hit_ids, index_spec, point, search, source_spec, true_distances,
-                     upload, values_of, vec_of)
+                     upload, values_of, vec_of, wait_ready)
 
 N_BASE = 8000
 N_QUERIES = 100
@@ -55,7 +55,7 @@ def loaded(module_server, data):
     assert info.point_count == N_BASE and info.last_seq == N_BASE
     for m in METRICS:
         for kind in ("pre", "post"):
-            st = get_index(s, f"{kind}-{SLUG[m]}").status
+            st = wait_ready(s, f"{kind}-{SLUG[m]}").status
             assert st.size == N_BASE and st.applied_seq == N_BASE and st.lag_entries == 0, st
     return s
 

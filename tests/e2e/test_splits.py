@@ -12,7 +12,7 @@ import pytest
 from helpers import (BOOL, COSINE, INT64, IP, L2, STRING, check_knn, create_index,
                      create_source, fmnist, get_index, get_source, hit_ids, index_spec, point,
                      search, source_spec, tombstone, upload, upload_batches, value_of,
-                     values_of)
+                     values_of, wait_ready)
 
 N = 5000
 NQ = 40
@@ -143,7 +143,7 @@ def test_index_status_lists_splits(loaded, data):
     }
     for name, splits in want.items():
         splits = {k: v for k, v in splits.items() if v > 0}
-        info = get_index(loaded, name)
+        info = wait_ready(loaded, name)
         st = info.status
         assert st.state == 1  # INDEX_STATE_READY
         assert st.size == N == src.point_count
@@ -172,12 +172,12 @@ def test_split_sizes_follow_deletes_and_inserts(server):
     base = rng.standard_normal((60, dim)).astype(np.float32)
     groups = ["a" if i < 20 else "b" for i in range(60)]
     upload(server, "t", [point(base[i], {"id": i, "g": groups[i]}) for i in range(60)])
-    info = get_index(server, "t-g")
+    info = wait_ready(server, "t-g")
     assert split_table(info) == {(("g", "a"),): 20, (("g", "b"),): 40}
     # Delete 5 of group a, add 3 to a new group c.
     r = upload(server, "t", [tombstone({"id": i}) for i in range(5)] +
                [point(base[i], {"id": 100 + i, "g": "c"}) for i in range(3)])
-    info = get_index(server, "t-g")
+    info = wait_ready(server, "t-g")
     tab = split_table(info)
     assert tab[(("g", "a"),)] == 15 and tab[(("g", "b"),)] == 40 and tab[(("g", "c"),)] == 3
     assert info.status.size == 58 and info.status.applied_seq == r.last_seq

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "hdb_applier.h"
 #include "hdb_arena.h"
 #include "hdb_catalog.h"
 #include "hdb_commit.h"
@@ -25,9 +26,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 typedef struct {
-    char dir[512];
+    char dir[512];    /* data_dir: snapshots go to dir/indices */
+    char dbpath[600]; /* dir/db */
     hdb_config cfg;
     hdb_store *store;
     hdb_catalog *cat;
@@ -36,7 +39,7 @@ typedef struct {
 
 static void open_all(fixture *f) {
     char err[512];
-    hdb_store_options o = {.path = f->dir, .sync = false, .block_cache_bytes = 8 << 20,
+    hdb_store_options o = {.path = f->dbpath, .sync = false, .block_cache_bytes = 8 << 20,
                            .write_buffer_bytes = 4 << 20};
     assert_int_equal(hdb_store_open(&f->store, &o, err, sizeof err), HDB_OK);
     int rc = hdb_catalog_open(&f->cat, f->store, &f->cfg, err, sizeof err);
@@ -57,7 +60,9 @@ static int setup(void **state) {
     mkdir(base, 0755);
     snprintf(f->dir, sizeof f->dir, "%s/test_catalog.XXXXXX", base);
     if (mkdtemp(f->dir) == NULL) return -1;
+    snprintf(f->dbpath, sizeof f->dbpath, "%s/db", f->dir);
     hdb_config_init(&f->cfg);
+    f->cfg.data_dir = f->dir;
     f->arena = hdb_arena_create(0);
     *state = f;
     open_all(f);
@@ -141,6 +146,20 @@ static hdb_point make_point(hdb_arena *a, int64_t id, const char *kind, float x,
                        .nattrs = deleted ? 1 : 2, .deleted = deleted};
 }
 
+/* Waits (up to 20 s) until the index has applied seq, and returns it. */
+static hdb_index *ready(hdb_ixent *ix, uint64_t seq) {
+    char err[512];
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t deadline = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + 20000000000LL;
+    int rc = hdb_applier_wait(ix->applier, seq, deadline, err, sizeof err);
+    if (rc != HDB_OK) fprintf(stderr, "wait: %s\n", err);
+    assert_int_equal(rc, HDB_OK);
+    hdb_index *index;
+    assert_int_equal(hdb_applier_index(ix->applier, &index, err, sizeof err), HDB_OK);
+    return index;
+}
+
 static void test_source_validation(void **state) {
     fixture *f = *state;
     char err[512];
@@ -195,9 +214,10 @@ static void test_lifecycle_and_reopen(void **state) {
     assert_int_equal(hdb_catalog_create_index(f->cat, index_spec(f->arena, "by-kind", "kind"), &ix,
                                               err, sizeof err),
                      HDB_OK);
-    assert_int_equal(hdb_index_size(ix->index), 4);
-    assert_int_equal(hdb_index_nsplits(ix->index), 2);
-    assert_int_equal(hdb_index_applied(ix->index), 4);
+    hdb_index *index = ready(ix, 4);
+    assert_int_equal(hdb_index_size(index), 4);
+    assert_int_equal(hdb_index_nsplits(index), 2);
+    assert_int_equal(hdb_index_applied(index), 4);
     hdb_ixent_unref(ix);
     assert_int_equal(hdb_catalog_drop_source(f->cat, "items", "1", err, sizeof err), HDB_EPRECOND);
     assert_non_null(strstr(err, "by-kind@1"));
@@ -209,8 +229,13 @@ static void test_lifecycle_and_reopen(void **state) {
     assert_int_equal(hdb_commit_last_seq(src->commit), 4);
     assert_int_equal(atomic_load(&src->point_count), 4);
     assert_int_equal(hdb_catalog_get_index(f->cat, "by-kind", "1", &ix, err, sizeof err), HDB_OK);
-    assert_int_equal(hdb_index_size(ix->index), 4);
-    assert_int_equal(hdb_index_applied(ix->index), 4);
+    index = ready(ix, 4);
+    assert_int_equal(hdb_index_size(index), 4);
+    assert_int_equal(hdb_index_applied(index), 4);
+    /* The index came back from the snapshot written when the catalog closed. */
+    hdb_applier_status st;
+    hdb_applier_status_get(ix->applier, &st);
+    assert_int_equal(st.snapshot_seq, 4);
     hdb_ixent_unref(ix);
     /* Seqs continue after a reopen. */
     hdb_point more = make_point(f->arena, 10, "even", 10, false);
@@ -271,7 +296,7 @@ static void test_upload_atomic(void **state) {
                              "(stored \"a\", got \"CHANGED\")");
     assert_int_equal(hdb_commit_last_seq(src->commit), 1);
     assert_int_equal(atomic_load(&src->point_count), 1);
-    assert_int_equal(hdb_index_size(ix->index), 1);
+    assert_int_equal(hdb_index_size(ready(ix, 1)), 1);
     hdb_attr id2 = {"id", {.type = HDB_ATTR_INT64, .u.i = 2}};
     hdb_attr *ids[1] = {&id2};
     uint32_t nids[1] = {1};
@@ -300,8 +325,9 @@ static void test_upload_atomic(void **state) {
     assert_int_equal(first, 2);
     assert_int_equal(last, 3);
     assert_int_equal(atomic_load(&src->point_count), 0);
-    assert_int_equal(hdb_index_size(ix->index), 0);
-    assert_int_equal(hdb_index_applied(ix->index), 3);
+    hdb_index *index = ready(ix, 3);
+    assert_int_equal(hdb_index_size(index), 0);
+    assert_int_equal(hdb_index_applied(index), 3);
     hdb_ixent_unref(ix);
     hdb_source_unref(src);
 }

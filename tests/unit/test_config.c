@@ -621,10 +621,10 @@ static void test_catalog_errors(void **state) {
          "    permanent_attributes: []\n    id_attributes: []\n",
          HDB_EINVAL,
          {"x.yaml:4: data_sources[0].dimension: must be an integer between 1 and"}},
-        {"data_sources:\n  - name: a\n    version: 1\n    vector_kind: sparse\n    dimension: 2\n"
+        {"data_sources:\n  - name: a\n    version: 1\n    vector_kind: ragged\n    dimension: 2\n"
          "    permanent_attributes: []\n    id_attributes: []\n",
          HDB_EINVAL,
-         {"x.yaml:4: data_sources[0].vector_kind: unknown vector kind", "sparse"}},
+         {"x.yaml:4: data_sources[0].vector_kind: unknown vector kind", "ragged"}},
         {"data_sources:\n  - name: a\n    version: 1\n    dimension: 2\n"
          "    permanent_attributes: []\n    id_attributes: [{x: 1}]\n",
          HDB_EINVAL,
@@ -648,9 +648,25 @@ static void test_catalog_errors(void **state) {
          HDB_EINVAL,
          {"x.yaml:6: indices[0].metric: unknown metric", "hamming"}},
         {"indices:\n  - name: i\n    version: 1\n    data_source: {name: a, version: 1}\n"
-         "    algorithm: hnsw\n    metric: l2\n",
+         "    algorithm: annoy\n    metric: l2\n",
          HDB_EINVAL,
-         {"x.yaml:5: indices[0].algorithm: unknown algorithm", "hnsw"}},
+         {"x.yaml:5: indices[0].algorithm: unknown algorithm", "annoy"}},
+        {"indices:\n  - name: i\n    version: 1\n    data_source: {name: a, version: 1}\n"
+         "    algorithm: faiss\n    metric: l2\n",
+         HDB_EINVAL,
+         {"indices[0].faiss: is required with algorithm faiss"}},
+        {"indices:\n  - name: i\n    version: 1\n    data_source: {name: a, version: 1}\n"
+         "    algorithm: hnsw\n    metric: l2\n    faiss: {factory: Flat}\n",
+         HDB_EINVAL,
+         {"x.yaml:7: indices[0].faiss: parameters of another algorithm (algorithm is hnsw)"}},
+        {"indices:\n  - name: i\n    version: 1\n    data_source: {name: a, version: 1}\n"
+         "    algorithm: hnsw\n    metric: l2\n    hnsw: {m: 16, efsearch: 3}\n",
+         HDB_EINVAL,
+         {"x.yaml:7: indices[0].hnsw.efsearch: unknown key"}},
+        {"indices:\n  - name: i\n    version: 1\n    data_source: {name: a, version: 1}\n"
+         "    algorithm: faiss\n    metric: l2\n    faiss: {nprobe: 4}\n",
+         HDB_EINVAL,
+         {"x.yaml:7: indices[0].faiss.factory: required key is missing"}},
         {"indices:\n  - name: i\n    version: 1\n    data_source: {name: a, version: 1}\n"
          "    metric: l2\n",
          HDB_EINVAL,
@@ -681,6 +697,41 @@ static void test_catalog_errors(void **state) {
          {"x.yaml:3: indices[0].version: must be a string", "null"}},
     };
     run_error_cases(*state, cases, sizeof cases / sizeof cases[0]);
+}
+
+/* The ANN algorithms and sparse sources map to their protobuf messages. */
+static void test_ann_objects(void **state) {
+    fixture *fx = *state;
+    hdb_config *c = &fx->cfg;
+    assert_int_equal(load_text(fx, "data_sources:\n"
+                                   "  - {name: s, version: 1, vector_kind: sparse, dimension: 100000,\n"
+                                   "     permanent_attributes: [{name: id, type: int64}],\n"
+                                   "     id_attributes: [id]}\n"
+                                   "indices:\n"
+                                   "  - name: h\n    version: 1\n    data_source: {name: d, version: 1}\n"
+                                   "    algorithm: hnsw\n    metric: cosine\n"
+                                   "    hnsw: {m: 24, ef_construction: 300, ef_search: 80}\n"
+                                   "  - name: f\n    version: 1\n    data_source: {name: d, version: 1}\n"
+                                   "    algorithm: faiss\n    metric: l2\n"
+                                   "    faiss: {factory: \"IVF64,PQ16\", nprobe: 4, train_size: 5000}\n"
+                                   "  - name: sp\n    version: 1\n    data_source: {name: s, version: 1}\n"
+                                   "    algorithm: sparse\n    metric: jaccard\n"),
+                     HDB_OK);
+    assert_int_equal(c->n_data_sources, 1);
+    assert_int_equal(c->data_sources[0]->vector_kind, HILBERT__V1__VECTOR_KIND__VECTOR_KIND_SPARSE);
+    assert_int_equal(c->n_indices, 3);
+    const Hilbert__V1__IndexAlgorithm *h = c->indices[0]->algorithm;
+    assert_int_equal(h->kind_case, HILBERT__V1__INDEX_ALGORITHM__KIND_HNSW);
+    assert_int_equal(h->hnsw->m, 24);
+    assert_int_equal(h->hnsw->ef_construction, 300);
+    assert_int_equal(h->hnsw->ef_search, 80);
+    const Hilbert__V1__IndexAlgorithm *f = c->indices[1]->algorithm;
+    assert_int_equal(f->kind_case, HILBERT__V1__INDEX_ALGORITHM__KIND_FAISS);
+    assert_string_equal(f->faiss->factory, "IVF64,PQ16");
+    assert_int_equal(f->faiss->nprobe, 4);
+    assert_int_equal(f->faiss->train_size, 5000);
+    assert_int_equal(c->indices[2]->algorithm->kind_case, HILBERT__V1__INDEX_ALGORITHM__KIND_SPARSE);
+    assert_int_equal(c->indices[2]->metric, HILBERT__V1__METRIC__METRIC_JACCARD);
 }
 
 /* ---- validate ----------------------------------------------------------------------------- */
@@ -980,6 +1031,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_failed_load_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_objects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ann_objects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_args_none, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flags_override_file, setup, teardown),

@@ -1,0 +1,87 @@
+/*
+ * hdb_applier.h - the background thread that keeps one index in step with its data source.
+ *
+ * At start it loads the index's newest snapshot and replays only the timeline after it; with
+ * no usable snapshot (none, damaged, or written for another spec) it builds the index from the
+ * data source's points, read from one consistent RocksDB snapshot taken together with the seq it
+ * holds, while uploads go on. Then it follows the timeline: woken by each commit, it reads the
+ * new entries in batches and applies them to the split engines in seq order, and records the
+ * seq it has applied. It saves a snapshot when enough has changed and enough time has passed,
+ * after a build, and on a clean stop (after catching up).
+ *
+ * States (numbers equal hilbert.v1.IndexState): BUILDING until the index can serve, READY while
+ * following, FAILED after an error it cannot get past (the reason is in the status detail).
+ */
+#ifndef HDB_APPLIER_H
+#define HDB_APPLIER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hdb_index.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hdb_applier hdb_applier;
+typedef struct hdb_store hdb_store;
+typedef struct hdb_cf hdb_cf;
+typedef struct hdb_commit hdb_commit;
+
+enum { HDB_INDEX_READY = 1, HDB_INDEX_BUILDING = 2, HDB_INDEX_FAILED = 3 };
+
+typedef struct {
+    const char *label;           /* "name@version", for logs; copied */
+    hdb_store *store;            /* borrowed; must outlive the applier */
+    hdb_cf *points_cf;           /* the data source's column families; borrowed */
+    hdb_cf *timeline_cf;
+    hdb_commit *commit;          /* the data source's commit queue; borrowed */
+    hdb_index_params params;     /* copied, split names included */
+    const char *snapshot_dir;    /* this index's directory; copied */
+    bool load_snapshot;          /* try the snapshot first (false for a new index) */
+    uint32_t batch;              /* timeline entries per apply step */
+    int64_t snapshot_interval_ms; /* at most one periodic snapshot per interval; 0: none */
+    uint64_t snapshot_min_entries; /* periodic snapshots need this many new entries */
+} hdb_applier_config;
+
+/* Starts the thread. The applier owns the index it loads or builds. Stop with
+ * hdb_applier_stop, then release with hdb_applier_free. */
+int hdb_applier_start(hdb_applier **out, const hdb_applier_config *c, char *err, size_t errlen);
+
+/* Tells the applier that new entries were committed. Cheap; any thread. */
+void hdb_applier_notify(hdb_applier *a);
+
+/* Returns the index for searching when READY (valid until hdb_applier_free). Otherwise
+ * HDB_EUNAVAIL with the state and progress in err. */
+int hdb_applier_index(hdb_applier *a, hdb_index **out, char *err, size_t errlen);
+
+/* Waits until the index has applied seq (and is READY), or until deadline_ns (CLOCK_MONOTONIC;
+ * INT64_MAX for none). HDB_OK, HDB_ETIMEOUT (message gives the applied seq), or HDB_EUNAVAIL when
+ * the index failed or is stopping. */
+int hdb_applier_wait(hdb_applier *a, uint64_t seq, int64_t deadline_ns, char *err, size_t errlen);
+
+typedef struct {
+    int state;
+    uint64_t applied_seq;
+    uint64_t snapshot_seq;     /* 0 when no snapshot has been written or loaded */
+    int64_t snapshot_time_us;
+    char detail[256];          /* progress, engine notes or the failure reason */
+} hdb_applier_status;
+
+/* Fills st with the current state. Any thread. */
+void hdb_applier_status_get(hdb_applier *a, hdb_applier_status *st);
+
+/* Stops the thread and joins it. With final_snapshot, first applies everything committed and
+ * saves a snapshot if anything changed since the last one. Idempotent. */
+void hdb_applier_stop(hdb_applier *a, bool final_snapshot);
+
+/* Releases a stopped applier and its index. NULL is allowed. */
+void hdb_applier_free(hdb_applier *a);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HDB_APPLIER_H */

@@ -1,0 +1,294 @@
+/*
+ * hdb_engine.c - dispatch from the generic engine interface to flat, FAISS, HNSW and sparse.
+ *
+ * FAISS, HNSW and sparse engines are thread-safe by contract; the flat engine is not, so it is
+ * wrapped here in a rwlock (searches shared, writes exclusive).
+ */
+#include "hdb_engine.h"
+
+#include "hdb_err.h"
+#include "hdb_faiss.h"
+#include "hdb_flat.h"
+#include "hdb_hnsw.h"
+#include "hdb_log.h"
+#include "hdb_mem.h"
+#include "hdb_sparse.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+struct hdb_engine {
+    hdb_engine_spec spec;
+    pthread_rwlock_t lock; /* flat only */
+    union {
+        hdb_flat *flat;
+        hdb_faiss *faiss;
+        hdb_hnsw *hnsw;
+        hdb_sparse *sparse;
+    } u;
+};
+
+const char *hdb_algo_name(hdb_algo algo) {
+    switch (algo) {
+    case HDB_ALGO_FLAT: return "flat";
+    case HDB_ALGO_FAISS: return "faiss";
+    case HDB_ALGO_HNSW: return "hnsw";
+    case HDB_ALGO_SPARSE: return "sparse";
+    }
+    return "unknown";
+}
+
+static hdb_faiss_params faiss_params(const hdb_engine_spec *s) {
+    return (hdb_faiss_params){.dim = s->dim,
+                              .metric = s->metric,
+                              .factory = s->factory,
+                              .nprobe = s->nprobe,
+                              .train_size = s->train_size};
+}
+
+static hdb_hnsw_params hnsw_params(const hdb_engine_spec *s) {
+    return (hdb_hnsw_params){.dim = s->dim,
+                             .metric = s->metric,
+                             .m = s->m,
+                             .ef_construction = s->ef_construction,
+                             .ef_search = s->ef_search};
+}
+
+static hdb_sparse_params sparse_params(const hdb_engine_spec *s) {
+    return (hdb_sparse_params){.dim = s->dim, .metric = s->metric};
+}
+
+static bool dense_metric(hdb_metric m) {
+    return m == HDB_METRIC_L2 || m == HDB_METRIC_IP || m == HDB_METRIC_COSINE;
+}
+
+int hdb_engine_check(const hdb_engine_spec *s, char *err, size_t errlen) {
+    if (s->dim == 0) return hdb_errf(err, errlen, HDB_EINVAL, "spec: dimension must be >= 1");
+    switch (s->algo) {
+    case HDB_ALGO_FLAT:
+    case HDB_ALGO_FAISS:
+    case HDB_ALGO_HNSW:
+        if (!dense_metric(s->metric))
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "spec.metric: %s needs L2, INNER_PRODUCT or COSINE, not %s",
+                            hdb_algo_name(s->algo), hdb_metric_name(s->metric));
+        break;
+    case HDB_ALGO_SPARSE:
+        if (s->metric != HDB_METRIC_COSINE && s->metric != HDB_METRIC_JACCARD)
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "spec.metric: sparse needs COSINE or JACCARD, not %s",
+                            hdb_metric_name(s->metric));
+        return HDB_OK;
+    default: return hdb_errf(err, errlen, HDB_EINVAL, "spec.algorithm: unknown algorithm");
+    }
+    if (s->algo == HDB_ALGO_FAISS) {
+        if (s->factory[0] == '\0')
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "spec.algorithm.faiss.factory: is required (e.g. \"IVF256,Flat\")");
+        hdb_faiss_params p = faiss_params(s);
+        int rc = hdb_faiss_validate(&p, err, errlen);
+        if (rc != HDB_OK) hdb_err_prefix(err, errlen, rc, "spec.algorithm.faiss.factory: ");
+        return rc;
+    }
+    if (s->algo == HDB_ALGO_HNSW) {
+        if (s->m != 0 && (s->m < 2 || s->m > 128))
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "spec.algorithm.hnsw.m: %u is outside 2..128", s->m);
+        if (s->ef_construction > 100000)
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "spec.algorithm.hnsw.ef_construction: %u is above 100000",
+                            s->ef_construction);
+        if (s->ef_search > 100000)
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "spec.algorithm.hnsw.ef_search: %u is above 100000", s->ef_search);
+    }
+    return HDB_OK;
+}
+
+int hdb_engine_create(hdb_engine **out, const hdb_engine_spec *spec, char *err, size_t errlen) {
+    int rc = hdb_engine_check(spec, err, errlen);
+    if (rc != HDB_OK) return rc;
+    hdb_engine *e = hdb_calloc(1, sizeof *e);
+    e->spec = *spec;
+    switch (spec->algo) {
+    case HDB_ALGO_FLAT:
+        pthread_rwlock_init(&e->lock, NULL);
+        rc = hdb_flat_create(&e->u.flat, spec->dim, spec->metric, err, errlen);
+        break;
+    case HDB_ALGO_FAISS: {
+        hdb_faiss_params p = faiss_params(spec);
+        rc = hdb_faiss_create(&e->u.faiss, &p, err, errlen);
+        break;
+    }
+    case HDB_ALGO_HNSW: {
+        hdb_hnsw_params p = hnsw_params(spec);
+        rc = hdb_hnsw_create(&e->u.hnsw, &p, err, errlen);
+        break;
+    }
+    case HDB_ALGO_SPARSE: {
+        hdb_sparse_params p = sparse_params(spec);
+        rc = hdb_sparse_create(&e->u.sparse, &p, err, errlen);
+        break;
+    }
+    }
+    if (rc != HDB_OK) {
+        if (spec->algo == HDB_ALGO_FLAT) pthread_rwlock_destroy(&e->lock);
+        hdb_free(e);
+        return rc;
+    }
+    *out = e;
+    return HDB_OK;
+}
+
+void hdb_engine_free(hdb_engine *e) {
+    if (e == NULL) return;
+    switch (e->spec.algo) {
+    case HDB_ALGO_FLAT:
+        hdb_flat_free(e->u.flat);
+        pthread_rwlock_destroy(&e->lock);
+        break;
+    case HDB_ALGO_FAISS: hdb_faiss_free(e->u.faiss); break;
+    case HDB_ALGO_HNSW: hdb_hnsw_free(e->u.hnsw); break;
+    case HDB_ALGO_SPARSE: hdb_sparse_free(e->u.sparse); break;
+    }
+    hdb_free(e);
+}
+
+static int kind_check(const hdb_engine *e, const hdb_vecs *v, char *err, size_t errlen) {
+    bool sparse = e->spec.algo == HDB_ALGO_SPARSE;
+    if (sparse ? v->sparse == NULL : v->dense == NULL)
+        return hdb_errf(err, errlen, HDB_EINVAL, "%s engine given %s vectors",
+                        hdb_algo_name(e->spec.algo), sparse ? "dense" : "sparse");
+    return HDB_OK;
+}
+
+int hdb_engine_upsert(hdb_engine *e, size_t n, const int64_t *labels, const hdb_vecs *vecs,
+                      char *err, size_t errlen) {
+    if (n == 0) return HDB_OK;
+    int rc = kind_check(e, vecs, err, errlen);
+    if (rc != HDB_OK) return rc;
+    switch (e->spec.algo) {
+    case HDB_ALGO_FLAT:
+        pthread_rwlock_wrlock(&e->lock);
+        rc = hdb_flat_upsert(e->u.flat, n, labels, vecs->dense);
+        pthread_rwlock_unlock(&e->lock);
+        if (rc != HDB_OK) hdb_errf(err, errlen, rc, "flat: negative label");
+        return rc;
+    case HDB_ALGO_FAISS: return hdb_faiss_upsert(e->u.faiss, n, labels, vecs->dense, err, errlen);
+    case HDB_ALGO_HNSW: return hdb_hnsw_upsert(e->u.hnsw, n, labels, vecs->dense, err, errlen);
+    case HDB_ALGO_SPARSE:
+        return hdb_sparse_upsert(e->u.sparse, n, labels, vecs->sparse, err, errlen);
+    }
+    return HDB_EINTERNAL;
+}
+
+size_t hdb_engine_remove(hdb_engine *e, size_t n, const int64_t *labels) {
+    if (n == 0) return 0;
+    switch (e->spec.algo) {
+    case HDB_ALGO_FLAT: {
+        pthread_rwlock_wrlock(&e->lock);
+        size_t r = hdb_flat_remove(e->u.flat, n, labels);
+        pthread_rwlock_unlock(&e->lock);
+        return r;
+    }
+    case HDB_ALGO_FAISS: return hdb_faiss_remove(e->u.faiss, n, labels);
+    case HDB_ALGO_HNSW: return hdb_hnsw_remove(e->u.hnsw, n, labels);
+    case HDB_ALGO_SPARSE: return hdb_sparse_remove(e->u.sparse, n, labels);
+    }
+    return 0;
+}
+
+int hdb_engine_search(hdb_engine *e, size_t nq, const hdb_vecs *queries, size_t k,
+                      const hdb_search_opts *opts, hdb_hit *out, char *err, size_t errlen) {
+    int rc = kind_check(e, queries, err, errlen);
+    if (rc != HDB_OK) return rc;
+    hdb_search_opts none = {0, 0};
+    if (opts == NULL) opts = &none;
+    switch (e->spec.algo) {
+    case HDB_ALGO_FLAT:
+        pthread_rwlock_rdlock(&e->lock);
+        rc = hdb_flat_search(e->u.flat, nq, queries->dense, k, out);
+        pthread_rwlock_unlock(&e->lock);
+        return rc;
+    case HDB_ALGO_FAISS:
+        return hdb_faiss_search(e->u.faiss, nq, queries->dense, k, opts->nprobe, out, err, errlen);
+    case HDB_ALGO_HNSW:
+        return hdb_hnsw_search(e->u.hnsw, nq, queries->dense, k, opts->ef_search, out, err,
+                               errlen);
+    case HDB_ALGO_SPARSE:
+        return hdb_sparse_search(e->u.sparse, nq, queries->sparse, k, out, err, errlen);
+    }
+    return HDB_EINTERNAL;
+}
+
+size_t hdb_engine_size(hdb_engine *e) {
+    switch (e->spec.algo) {
+    case HDB_ALGO_FLAT: {
+        pthread_rwlock_rdlock(&e->lock);
+        size_t n = hdb_flat_size(e->u.flat);
+        pthread_rwlock_unlock(&e->lock);
+        return n;
+    }
+    case HDB_ALGO_FAISS: return hdb_faiss_size(e->u.faiss);
+    case HDB_ALGO_HNSW: return hdb_hnsw_size(e->u.hnsw);
+    case HDB_ALGO_SPARSE: return hdb_sparse_size(e->u.sparse);
+    }
+    return 0;
+}
+
+int hdb_engine_save(hdb_engine *e, const char *path, char *err, size_t errlen) {
+    switch (e->spec.algo) {
+    case HDB_ALGO_FLAT: {
+        pthread_rwlock_rdlock(&e->lock);
+        int rc = hdb_flat_save(e->u.flat, path, err, errlen);
+        pthread_rwlock_unlock(&e->lock);
+        return rc;
+    }
+    case HDB_ALGO_FAISS: return hdb_faiss_save(e->u.faiss, path, err, errlen);
+    case HDB_ALGO_HNSW: return hdb_hnsw_save(e->u.hnsw, path, err, errlen);
+    case HDB_ALGO_SPARSE: return hdb_sparse_save(e->u.sparse, path, err, errlen);
+    }
+    return HDB_EINTERNAL;
+}
+
+int hdb_engine_load(hdb_engine **out, const hdb_engine_spec *spec, const char *path, char *err,
+                    size_t errlen) {
+    hdb_engine *e = hdb_calloc(1, sizeof *e);
+    e->spec = *spec;
+    int rc = HDB_EINVAL;
+    switch (spec->algo) {
+    case HDB_ALGO_FLAT:
+        pthread_rwlock_init(&e->lock, NULL);
+        rc = hdb_flat_load(&e->u.flat, spec->dim, spec->metric, path, err, errlen);
+        if (rc != HDB_OK) pthread_rwlock_destroy(&e->lock);
+        break;
+    case HDB_ALGO_FAISS: {
+        hdb_faiss_params p = faiss_params(spec);
+        rc = hdb_faiss_load(&e->u.faiss, &p, path, err, errlen);
+        break;
+    }
+    case HDB_ALGO_HNSW: {
+        hdb_hnsw_params p = hnsw_params(spec);
+        rc = hdb_hnsw_load(&e->u.hnsw, &p, path, err, errlen);
+        break;
+    }
+    case HDB_ALGO_SPARSE: {
+        hdb_sparse_params p = sparse_params(spec);
+        rc = hdb_sparse_load(&e->u.sparse, &p, path, err, errlen);
+        break;
+    }
+    }
+    if (rc != HDB_OK) {
+        hdb_free(e);
+        return rc;
+    }
+    *out = e;
+    return HDB_OK;
+}
+
+void hdb_engine_describe(hdb_engine *e, char *buf, size_t buflen) {
+    if (buflen) buf[0] = '\0';
+    if (e->spec.algo == HDB_ALGO_FAISS && !hdb_faiss_is_trained(e->u.faiss))
+        snprintf(buf, buflen, "untrained: exact search until it holds enough points to train");
+}
