@@ -1004,11 +1004,14 @@ static void test_shipped_config_examples(void **state) {
     if (rc != HDB_OK) fail_msg("%s\n%s", fx->err, text);
     free(text);
     assert_int_equal(fx->cfg.n_data_sources, 1);
-    assert_int_equal(fx->cfg.n_indices, 1);
+    assert_int_equal(fx->cfg.n_indices, 2);
     assert_string_equal(fx->cfg.data_sources[0]->name, "products");
     assert_int_equal(fx->cfg.data_sources[0]->dimension, 784);
     assert_int_equal(fx->cfg.indices[0]->metric, HILBERT__V1__METRIC__METRIC_L2);
     assert_int_equal(fx->cfg.indices[0]->n_split_attributes, 1);
+    assert_int_equal(fx->cfg.indices[1]->algorithm->kind_case,
+                     HILBERT__V1__INDEX_ALGORITHM__KIND_HNSW);
+    assert_int_equal(fx->cfg.indices[1]->algorithm->hnsw->ef_search, 64);
 }
 
 int main(void) {
