@@ -31,8 +31,9 @@
  * shared is written during a search. Other layouts (IndexRefine over IVF, fast-scan IVF) use
  * the engine's default, set on the index when it is built.
  *
- * Locking: std::shared_mutex per engine. search, size, is_trained and save take it shared (they
- * only read); upsert and remove take it exclusive (training and rebuilds happen inside them).
+ * Locking: one writer-preferring reader/writer lock per engine (RwLock). search, size, is_trained
+ * and save take it shared (they only read); upsert and remove take it exclusive (training and
+ * rebuilds happen inside them).
  *
  * No exception leaves this file: every exported body is wrapped in try/catch (HDB_FAISS_CATCH).
  */
@@ -65,6 +66,7 @@
 #include <faiss/invlists/InvertedLists.h>
 
 #include <omp.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -76,7 +78,8 @@
 #include <memory>
 #include <mutex>
 #include <new>
-#include <shared_mutex>
+#include <shared_mutex> /* std::shared_lock */
+#include <system_error>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -93,23 +96,23 @@ static_assert(sizeof(float) == 4, "float must be IEEE single precision");
 /* Converts any C++ exception into an error code and a message in err. FaissException::what()
  * is "Error in <function> at <file>:<line>: <reason>", short enough to keep whole (errlen
  * truncates the rare aggregated multi-thread message). */
-#define HDB_FAISS_CATCH(err, errlen, op)                                                        \
-    catch (const faiss::FaissException &e) {                                                      \
-        return hdb_errf(err, errlen, HDB_EINTERNAL, "%s: faiss: %s", op, e.what());             \
-    }                                                                                             \
-    catch (const std::bad_alloc &) {                                                              \
-        return hdb_errf(err, errlen, HDB_ENOMEM, "%s: out of memory", op);                      \
-    }                                                                                             \
-    catch (const std::exception &e) {                                                             \
-        return hdb_errf(err, errlen, HDB_EINTERNAL, "%s: %s", op, e.what());                    \
-    }                                                                                             \
-    catch (...) {                                                                                 \
-        return hdb_errf(err, errlen, HDB_EINTERNAL, "%s: unknown C++ exception", op);           \
+#define HDB_FAISS_CATCH(err, errlen, op)                                                           \
+    catch (const faiss::FaissException &e) {                                                       \
+        return hdb_errf(err, errlen, HDB_EINTERNAL, "%s: faiss: %s", op, e.what());                \
+    }                                                                                              \
+    catch (const std::bad_alloc &) {                                                               \
+        return hdb_errf(err, errlen, HDB_ENOMEM, "%s: out of memory", op);                         \
+    }                                                                                              \
+    catch (const std::exception &e) {                                                              \
+        return hdb_errf(err, errlen, HDB_EINTERNAL, "%s: %s", op, e.what());                       \
+    }                                                                                              \
+    catch (...) {                                                                                  \
+        return hdb_errf(err, errlen, HDB_EINTERNAL, "%s: unknown C++ exception", op);              \
     }
 
 namespace {
 
-/* ---- limits and tunables ------------------------------------------------------------------- */
+/* ---- limits and tunables --------------------------------------------------------------------- */
 
 constexpr uint32_t kMaxDim = 1u << 16;
 constexpr size_t kMaxFactoryLen = 256;
@@ -130,7 +133,7 @@ constexpr uint64_t kTrainSeed = 0x9E3779B97F4A7C15ull;
 constexpr char kMagic[8] = {'H', 'D', 'B', 'F', 'A', 'I', 'S', 'S'};
 constexpr uint32_t kFormatVersion = 1;
 
-/* ---- process-wide OpenMP thread count ---------------------------------------------------------- */
+/* ---- process-wide OpenMP thread count -------------------------------------------------------- */
 
 /* libgomp keeps nthreads per host thread: omp_set_num_threads() in main() does not reach the
  * gRPC worker threads that later call FAISS. So the wanted value lives here and every entry
@@ -142,7 +145,49 @@ void apply_threads() {
     if (n > 0 && omp_get_max_threads() != n) omp_set_num_threads(n);
 }
 
-/* ---- what a factory index needs --------------------------------------------------------------- */
+/* ---- a writer-preferring reader/writer lock -------------------------------------------------- */
+
+/* std::shared_mutex is a default pthread_rwlock, which glibc makes reader-preferring: under a
+ * steady stream of searches an upsert waited for seconds (the test saw one write against
+ * millions of searches). This lock queues new readers behind a waiting writer. It has the
+ * SharedMutex member functions, so std::unique_lock and std::shared_lock work with it.
+ * Not recursive: a thread must not take it shared twice (we never do). */
+class RwLock {
+  public:
+    RwLock() {
+        pthread_rwlockattr_t a;
+        pthread_rwlockattr_init(&a);
+        pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        int rc = pthread_rwlock_init(&rw_, &a);
+        pthread_rwlockattr_destroy(&a);
+        if (rc != 0) throw std::system_error(rc, std::generic_category(), "pthread_rwlock_init");
+    }
+    ~RwLock() {
+        pthread_rwlock_destroy(&rw_);
+    }
+    RwLock(const RwLock &) = delete;
+    RwLock &operator=(const RwLock &) = delete;
+    void lock() {
+        check(pthread_rwlock_wrlock(&rw_), "pthread_rwlock_wrlock");
+    }
+    void unlock() {
+        pthread_rwlock_unlock(&rw_);
+    }
+    void lock_shared() {
+        check(pthread_rwlock_rdlock(&rw_), "pthread_rwlock_rdlock");
+    }
+    void unlock_shared() {
+        pthread_rwlock_unlock(&rw_);
+    }
+
+  private:
+    static void check(int rc, const char *what) {
+        if (rc != 0) throw std::system_error(rc, std::generic_category(), what);
+    }
+    pthread_rwlock_t rw_;
+};
+
+/* ---- what a factory index needs -------------------------------------------------------------- */
 
 enum class Ids : uint8_t { LABELS = 0, COMPACT = 1, HIDDEN = 2 };
 
@@ -228,7 +273,8 @@ bool check_structure(const faiss::Index *ix, Needs &nd, std::string &why) {
                       std::to_string(vt->d_in);
                 return false;
             }
-            if (dynamic_cast<const faiss::OPQMatrix *>(vt)) nd.ksub = std::max<size_t>(nd.ksub, 256);
+            if (dynamic_cast<const faiss::OPQMatrix *>(vt))
+                nd.ksub = std::max<size_t>(nd.ksub, 256);
         }
         return check_structure(pt->index, nd, why);
     }
@@ -247,7 +293,8 @@ bool check_structure(const faiss::Index *ix, Needs &nd, std::string &why) {
     }
     if (auto p = dynamic_cast<const faiss::IndexPQ *>(ix)) return check_pq(p->pq, nd, why);
     if (auto p = dynamic_cast<const faiss::IndexPQFastScan *>(ix)) return check_pq(p->pq, nd, why);
-    if (auto p = dynamic_cast<const faiss::MultiIndexQuantizer *>(ix)) return check_pq(p->pq, nd, why);
+    if (auto p = dynamic_cast<const faiss::MultiIndexQuantizer *>(ix))
+        return check_pq(p->pq, nd, why);
     if (auto a = dynamic_cast<const faiss::IndexAdditiveQuantizer *>(ix)) {
         if (a->aq) {
             for (size_t b : a->aq->nbits) {
@@ -283,8 +330,7 @@ bool check_structure(const faiss::Index *ix, Needs &nd, std::string &why) {
         return check_structure(g->storage, nd, why);
     }
     if (auto r = dynamic_cast<const faiss::IndexRefine *>(ix))
-        return check_structure(r->base_index, nd, why) &&
-               check_structure(r->refine_index, nd, why);
+        return check_structure(r->base_index, nd, why) && check_structure(r->refine_index, nd, why);
     return true;
 }
 
@@ -316,6 +362,78 @@ bool check_factory_numbers(const char *s, std::string &why) {
     return true;
 }
 
+/* Reads the decimal number at *c (advancing c); 0 when there is none. */
+uint64_t read_number(const char *&c) {
+    uint64_t v = 0;
+    for (; *c >= '0' && *c <= '9'; c++)
+        v = v * 10 + uint64_t(*c - '0');
+    return v;
+}
+
+/* FAISS 1.7.3 leaks the coarse quantizer (72 bytes to tens of KB) when index_factory builds an
+ * IVF/IMI quantizer and then the code part throws, typically "IVF1024,PQ48" where 48 does not
+ * divide the dimension. That mistake is checked here on the string, tracking the dimension
+ * through the usual transforms (PCA*, OPQm_n, RR, Pad, L2norm); any other component before the
+ * IVF stops the check and FAISS decides. Returns false with a reason. */
+bool check_ivf_pq_split(const char *s, uint32_t dim, std::string &why) {
+    std::vector<std::string> parts;
+    int depth = 0;
+    std::string cur;
+    for (const char *c = s; *c; c++) {
+        if (*c == '(') depth++;
+        if (*c == ')') depth--;
+        if (*c == ',' && depth == 0) {
+            parts.push_back(cur);
+            cur.clear();
+        } else {
+            cur += *c;
+        }
+    }
+    parts.push_back(cur);
+    uint64_t d = dim;
+    for (size_t i = 0; i < parts.size(); i++) {
+        const std::string &t = parts[i];
+        const char *c = t.c_str();
+        if (t.rfind("IVF", 0) == 0 || t.rfind("IMI", 0) == 0) {
+            if (i + 1 >= parts.size() || parts[i + 1].rfind("PQ", 0) != 0) return true;
+            const char *m = parts[i + 1].c_str() + 2;
+            for (;;) { /* "PQm", "PQmxb...", and IVFPQR's "PQm+m2" */
+                uint64_t M = read_number(m);
+                if (M > 0 && d % M != 0) {
+                    why = "PQ" + std::to_string(M) + " needs a dimension divisible by " +
+                          std::to_string(M) + ", the IVF sees " + std::to_string(d);
+                    return false;
+                }
+                m = strchr(m, '+');
+                if (!m) return true;
+                m++;
+            }
+        }
+        if (t.rfind("PCA", 0) == 0) {
+            c += 3;
+            while (*c == 'W' || *c == 'R')
+                c++;
+        } else if (t.rfind("OPQ", 0) == 0) {
+            c += 3;
+            read_number(c);
+            if (*c != '_') continue; /* OPQm keeps the dimension */
+            c++;
+        } else if (t.rfind("RR", 0) == 0) {
+            c += 2;
+        } else if (t.rfind("Pad", 0) == 0) {
+            c += 3;
+        } else if (t == "L2norm") {
+            continue;
+        } else {
+            return true; /* not a transform we know: leave it to FAISS */
+        }
+        uint64_t v = read_number(c);
+        if (v == 0 || *c != '\0') return true;
+        d = v;
+    }
+    return true;
+}
+
 faiss::MetricType faiss_metric(hdb_metric m) {
     return m == HDB_METRIC_L2 ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT;
 }
@@ -334,15 +452,34 @@ void apply_nprobe(faiss::Index *ix, uint32_t nprobe) {
     if (faiss::IndexIVF *ivf = faiss::ivflib::try_extract_index_ivf(ix))
         ivf->nprobe = nprobe ? nprobe : faiss::SearchParametersIVF().nprobe;
     bool pre;
-    if (auto h = dynamic_cast<faiss::IndexHNSW *>(const_cast<faiss::Index *>(strip_transforms(ix, &pre))))
+    if (auto h = dynamic_cast<faiss::IndexHNSW *>(
+            const_cast<faiss::Index *>(strip_transforms(ix, &pre))))
         h->hnsw.efSearch = nprobe ? int(std::min<uint32_t>(nprobe, INT_MAX))
                                   : faiss::SearchParametersHNSW().efSearch;
+}
+
+/* index_factory turns on polysemous training for "PQ<m>" codes (unless written "PQ<m>np"). It
+ * only serves polysemous_ht filtering, which we never enable, and it is slow: IVF16,PQ8 on
+ * 10k x 32 trained in ~90 s instead of ~2 s, all under the engine's exclusive lock. */
+void disable_polysemous(faiss::Index *ix) {
+    if (!ix) return;
+    if (auto pt = dynamic_cast<faiss::IndexPreTransform *>(ix))
+        return disable_polysemous(pt->index);
+    if (auto p = dynamic_cast<faiss::IndexIVFPQ *>(ix)) p->do_polysemous_training = false;
+    if (auto p = dynamic_cast<faiss::IndexPQ *>(ix)) p->do_polysemous_training = false;
+    if (auto h = dynamic_cast<faiss::IndexHNSW *>(ix)) disable_polysemous(h->storage);
+    if (auto g = dynamic_cast<faiss::IndexNSG *>(ix)) disable_polysemous(g->storage);
+    if (auto r = dynamic_cast<faiss::IndexRefine *>(ix)) {
+        disable_polysemous(r->base_index);
+        disable_polysemous(r->refine_index);
+    }
 }
 
 /* Builds the factory index with the default nprobe / efSearch. Throws on FAISS errors. */
 std::unique_ptr<faiss::Index> build_index(uint32_t dim, const std::string &factory,
                                           faiss::MetricType fm, uint32_t nprobe) {
     std::unique_ptr<faiss::Index> ix(faiss::index_factory(int(dim), factory.c_str(), fm));
+    disable_polysemous(ix.get());
     apply_nprobe(ix.get(), nprobe);
     return ix;
 }
@@ -352,8 +489,7 @@ int make_plan(const hdb_faiss_params *p, Plan *plan, char *err, size_t errlen) {
     if (!p) return hdb_errf(err, errlen, HDB_EINVAL, "params: NULL");
     if (p->dim < 1 || p->dim > kMaxDim)
         return hdb_errf(err, errlen, HDB_EINVAL, "dim: must be 1..%u, got %u", kMaxDim, p->dim);
-    if (p->metric != HDB_METRIC_L2 && p->metric != HDB_METRIC_IP &&
-        p->metric != HDB_METRIC_COSINE)
+    if (p->metric != HDB_METRIC_L2 && p->metric != HDB_METRIC_IP && p->metric != HDB_METRIC_COSINE)
         return hdb_errf(err, errlen, HDB_EINVAL, "metric: %s is not supported by FAISS indexes",
                         hdb_metric_name(p->metric));
     if (!p->factory || !p->factory[0])
@@ -362,15 +498,14 @@ int make_plan(const hdb_faiss_params *p, Plan *plan, char *err, size_t errlen) {
         return hdb_errf(err, errlen, HDB_EINVAL, "factory: longer than %zu characters",
                         kMaxFactoryLen);
     std::string why;
-    if (!check_factory_numbers(p->factory, why))
+    if (!check_factory_numbers(p->factory, why) || !check_ivf_pq_split(p->factory, p->dim, why))
         return hdb_errf(err, errlen, HDB_EINVAL, "factory \"%s\": %s", p->factory, why.c_str());
     plan->fmetric = faiss_metric(p->metric);
     std::unique_ptr<faiss::Index> ix;
     try {
         ix = build_index(p->dim, p->factory, plan->fmetric, 0);
     } catch (const faiss::FaissException &e) {
-        return hdb_errf(err, errlen, HDB_EINVAL, "factory \"%s\": faiss: %s", p->factory,
-                        e.what());
+        return hdb_errf(err, errlen, HDB_EINVAL, "factory \"%s\": faiss: %s", p->factory, e.what());
     }
     Needs nd;
     if (!check_structure(ix.get(), nd, why))
@@ -380,17 +515,17 @@ int make_plan(const hdb_faiss_params *p, Plan *plan, char *err, size_t errlen) {
                         p->factory, ix->d, p->dim);
     if (ix->metric_type != plan->fmetric)
         return hdb_errf(err, errlen, HDB_EINVAL,
-                        "factory \"%s\": this index type does not support metric %s",
-                        p->factory, hdb_metric_name(p->metric));
+                        "factory \"%s\": this index type does not support metric %s", p->factory,
+                        hdb_metric_name(p->metric));
     plan->needs_training = !ix->is_trained;
     uint64_t minimum = std::max<uint64_t>({1, nd.nlist, nd.ksub});
     /* 39 points per centroid is where FAISS's k-means stops warning. */
-    uint64_t automatic = std::max<uint64_t>({1000, 39 * uint64_t(nd.nlist), 39 * uint64_t(nd.ksub)});
+    uint64_t automatic =
+        std::max<uint64_t>({1000, 39 * uint64_t(nd.nlist), 39 * uint64_t(nd.ksub)});
     if (plan->needs_training && p->train_size != 0 && p->train_size < minimum)
         return hdb_errf(err, errlen, HDB_EINVAL,
-                        "train_size: %s needs at least %llu training vectors, got %llu",
-                        p->factory, (unsigned long long)minimum,
-                        (unsigned long long)p->train_size);
+                        "train_size: %s needs at least %llu training vectors, got %llu", p->factory,
+                        (unsigned long long)minimum, (unsigned long long)p->train_size);
     plan->train_size = p->train_size ? p->train_size : automatic;
     /* FAISS's k-means samples 256 points per centroid anyway; PCA/SQ need far fewer. */
     plan->train_cap = std::max<size_t>(10000, 256 * std::max(nd.nlist, nd.ksub));
@@ -407,7 +542,7 @@ uint64_t next_rand(uint64_t &s) {
 
 } // namespace
 
-/* ---- the engine ---------------------------------------------------------------------------- */
+/* ---- the engine ------------------------------------------------------------------------------ */
 
 struct hdb_faiss {
     /* fixed at creation */
@@ -419,10 +554,10 @@ struct hdb_faiss {
     Plan plan;
 
     /* guarded by mu */
-    mutable std::shared_mutex mu;
-    std::unique_ptr<faiss::Index> index; /* the factory index, or the exact buffer */
-    bool trained = false;                /* index is the factory index */
-    Layout layout;                       /* of index */
+    mutable RwLock mu;
+    std::unique_ptr<faiss::Index> index;      /* the factory index, or the exact buffer */
+    bool trained = false;                     /* index is the factory index */
+    Layout layout;                            /* of index */
     std::unordered_map<int64_t, int64_t> l2i; /* label -> FAISS id (LABELS: the label) */
     std::vector<int64_t> i2l;                 /* COMPACT/HIDDEN: position -> label, -1 hidden */
     size_t hidden = 0;
@@ -599,8 +734,8 @@ int check_vectors(const hdb_faiss *f, size_t n, const float *x, const char *what
     for (size_t i = 0; i < n; i++) {
         size_t bad;
         if (!hdb_all_finite(x + i * f->dim, f->dim, &bad))
-            return hdb_errf(err, errlen, HDB_EINVAL, "%s[%zu][%zu]: not a finite number", what,
-                            i, bad);
+            return hdb_errf(err, errlen, HDB_EINVAL, "%s[%zu][%zu]: not a finite number", what, i,
+                            bad);
     }
     return HDB_OK;
 }
@@ -754,8 +889,8 @@ void search_block(const hdb_faiss *f, size_t nq, const float *q, size_t k1, size
     }
 }
 
-void search_locked(const hdb_faiss *f, size_t nq, const float *queries, size_t k,
-                   uint32_t nprobe, hdb_hit *out) {
+void search_locked(const hdb_faiss *f, size_t nq, const float *queries, size_t k, uint32_t nprobe,
+                   hdb_hit *out) {
     size_t live = f->l2i.size();
     if (live == 0) {
         pad(out, 0, nq * k);
@@ -769,6 +904,7 @@ void search_locked(const hdb_faiss *f, size_t nq, const float *queries, size_t k
     faiss::SearchParametersIVF pivf;
     faiss::SearchParametersHNSW phnsw;
     const faiss::SearchParameters *sp = nullptr;
+    size_t ef = 0;
     if (f->trained && f->layout.ivf_params) {
         const faiss::IndexIVF *ivf = faiss::ivflib::try_extract_index_ivf(f->index.get());
         pivf.nprobe = nprobe ? nprobe : (ivf ? ivf->nprobe : 1);
@@ -778,6 +914,7 @@ void search_locked(const hdb_faiss *f, size_t nq, const float *queries, size_t k
         auto h = dynamic_cast<const faiss::IndexHNSW *>(strip_transforms(f->index.get(), &pre));
         phnsw.efSearch = nprobe ? int(std::min<uint32_t>(nprobe, INT_MAX))
                                 : (h ? h->hnsw.efSearch : phnsw.efSearch);
+        ef = size_t(phnsw.efSearch);
         sp = &phnsw;
     }
     size_t ntotal = size_t(f->index->ntotal);
@@ -787,8 +924,12 @@ void search_locked(const hdb_faiss *f, size_t nq, const float *queries, size_t k
         /* Over-fetch in proportion to the hidden share (at most ~43% of live after the 30%
          * rebuild rule), twice over, plus slack; short queries are retried below. */
         size_t extra = (want * f->hidden + live - 1) / live;
-        k1 = std::min(ntotal, want + 2 * extra + 8);
+        k1 = want + 2 * extra + 8;
     }
+    /* FAISS 1.7.3's HNSW::search sizes its candidate queue max(index efSearch, k) and uses
+     * params->efSearch only to stop early, so a per-call efSearch above the index's would do
+     * nothing. Asking for ef results makes the queue ef long; the best k are kept. */
+    k1 = std::min(ntotal, std::max(k1, ef));
     size_t block = std::max<size_t>(1, kSearchBlockEntries / std::max<size_t>(k1, 1));
     std::vector<size_t> got(std::min(nq, block));
     for (size_t q0 = 0; q0 < nq; q0 += block) {
@@ -801,14 +942,13 @@ void search_locked(const hdb_faiss *f, size_t nq, const float *queries, size_t k
             size_t g = got[i];
             while (g < want && kk < ntotal) {
                 kk = std::min(ntotal, kk * 2);
-                search_block(f, 1, queries + (q0 + i) * f->dim, kk, k, sp,
-                             out + (q0 + i) * k, &g);
+                search_block(f, 1, queries + (q0 + i) * f->dim, kk, k, sp, out + (q0 + i) * k, &g);
             }
         }
     }
 }
 
-/* ---- save / load helpers ------------------------------------------------------------------- */
+/* ---- save / load helpers --------------------------------------------------------------------- */
 
 struct Writer {
     FILE *fp;
@@ -819,9 +959,15 @@ struct Writer {
         crc = hdb_crc32c(crc, p, n);
         if (fwrite(p, 1, n, fp) != n) ok = false;
     }
-    void u8(uint8_t v) { put(&v, 1); }
-    void u32(uint32_t v) { put(&v, 4); }
-    void u64(uint64_t v) { put(&v, 8); }
+    void u8(uint8_t v) {
+        put(&v, 1);
+    }
+    void u32(uint32_t v) {
+        put(&v, 4);
+    }
+    void u64(uint64_t v) {
+        put(&v, 8);
+    }
 };
 
 struct Reader {
@@ -829,14 +975,22 @@ struct Reader {
     size_t n, pos = 0;
     bool get(void *dst, size_t len) {
         if (len > n - pos) return false;
-        memcpy(dst, p + pos, len);
+        if (len) memcpy(dst, p + pos, len); /* dst may be NULL (empty vector) when len is 0 */
         pos += len;
         return true;
     }
-    bool u8(uint8_t *v) { return get(v, 1); }
-    bool u32(uint32_t *v) { return get(v, 4); }
-    bool u64(uint64_t *v) { return get(v, 8); }
-    size_t left() const { return n - pos; }
+    bool u8(uint8_t *v) {
+        return get(v, 1);
+    }
+    bool u32(uint32_t *v) {
+        return get(v, 4);
+    }
+    bool u64(uint64_t *v) {
+        return get(v, 8);
+    }
+    size_t left() const {
+        return n - pos;
+    }
 };
 
 int read_file(const char *path, std::vector<uint8_t> &data, char *err, size_t errlen) {
@@ -881,8 +1035,8 @@ int parse_file(const hdb_faiss *f, const std::vector<uint8_t> &data, State &s, c
     uint64_t blen;
     if (!r.u8(&trained) || !r.u8(&ids) || !r.u64(&blen)) return CORRUPT("truncated header");
     if (trained > 1 || ids > uint8_t(Ids::HIDDEN)) return CORRUPT("bad state bytes");
-    if (blen > r.left()) return CORRUPT("index length %llu exceeds the file",
-                                        (unsigned long long)blen);
+    if (blen > r.left())
+        return CORRUPT("index length %llu exceeds the file", (unsigned long long)blen);
     faiss::VectorIOReader vr;
     vr.data.assign(r.p + r.pos, r.p + r.pos + blen);
     r.pos += blen;
@@ -910,15 +1064,15 @@ int parse_file(const hdb_faiss *f, const std::vector<uint8_t> &data, State &s, c
     r.get(tab.data(), count * 8);
     size_t ntotal = size_t(ix->ntotal);
     if (s.layout.ids == Ids::LABELS) {
-        if (count != ntotal) return CORRUPT("%llu labels for %zu vectors",
-                                            (unsigned long long)count, ntotal);
+        if (count != ntotal)
+            return CORRUPT("%llu labels for %zu vectors", (unsigned long long)count, ntotal);
         s.l2i.reserve(count);
         for (int64_t l : tab)
-            if (l < 0 || !s.l2i.emplace(l, l).second) return CORRUPT("bad label %lld",
-                                                                     (long long)l);
+            if (l < 0 || !s.l2i.emplace(l, l).second)
+                return CORRUPT("bad label %lld", (long long)l);
     } else {
-        if (count != ntotal) return CORRUPT("%llu positions for %zu vectors",
-                                            (unsigned long long)count, ntotal);
+        if (count != ntotal)
+            return CORRUPT("%llu positions for %zu vectors", (unsigned long long)count, ntotal);
         s.l2i.reserve(count);
         for (size_t i = 0; i < count; i++) {
             int64_t l = tab[i];
@@ -1005,7 +1159,8 @@ int hdb_faiss_upsert(hdb_faiss *f, size_t n, const int64_t *labels, const float 
                      size_t errlen) {
     if (!f) return hdb_errf(err, errlen, HDB_EINVAL, "upsert: engine is NULL");
     if (n == 0) return HDB_OK;
-    if (!labels || !vecs) return hdb_errf(err, errlen, HDB_EINVAL, "upsert: NULL labels or vectors");
+    if (!labels || !vecs)
+        return hdb_errf(err, errlen, HDB_EINVAL, "upsert: NULL labels or vectors");
     if (n > SIZE_MAX / sizeof(float) / f->dim)
         return hdb_errf(err, errlen, HDB_EINVAL, "upsert: too many vectors");
     try {
@@ -1014,8 +1169,8 @@ int hdb_faiss_upsert(hdb_faiss *f, size_t n, const int64_t *labels, const float 
         seen.reserve(n);
         for (size_t i = 0; i < n; i++) {
             if (labels[i] < 0)
-                return hdb_errf(err, errlen, HDB_EINVAL, "labels[%zu]: must be >= 0, got %lld",
-                                i, (long long)labels[i]);
+                return hdb_errf(err, errlen, HDB_EINVAL, "labels[%zu]: must be >= 0, got %lld", i,
+                                (long long)labels[i]);
             if (!seen.insert(labels[i]).second)
                 return hdb_errf(err, errlen, HDB_EINVAL,
                                 "labels[%zu]: %lld appears twice in one upsert", i,
@@ -1023,7 +1178,7 @@ int hdb_faiss_upsert(hdb_faiss *f, size_t n, const int64_t *labels, const float 
         }
         int rc = check_vectors(f, n, vecs, "vectors", err, errlen);
         if (rc != HDB_OK) return rc;
-        std::unique_lock<std::shared_mutex> lock(f->mu);
+        std::unique_lock<RwLock> lock(f->mu);
         return upsert_locked(f, n, labels, vecs, err, errlen);
     }
     HDB_FAISS_CATCH(err, errlen, "upsert")
@@ -1033,7 +1188,7 @@ size_t hdb_faiss_remove(hdb_faiss *f, size_t n, const int64_t *labels) {
     if (!f || n == 0 || !labels) return 0;
     try {
         apply_threads();
-        std::unique_lock<std::shared_mutex> lock(f->mu);
+        std::unique_lock<RwLock> lock(f->mu);
         return remove_locked(f, n, labels);
     } catch (...) {
         /* Only bad_alloc before FAISS is touched is expected here; nothing was removed. */
@@ -1053,7 +1208,7 @@ int hdb_faiss_search(hdb_faiss *f, size_t nq, const float *queries, size_t k, ui
         apply_threads();
         int rc = check_vectors(f, nq, queries, "queries", err, errlen);
         if (rc != HDB_OK) return rc;
-        std::shared_lock<std::shared_mutex> lock(f->mu);
+        std::shared_lock<RwLock> lock(f->mu);
         search_locked(f, nq, queries, k, nprobe, out);
         return HDB_OK;
     }
@@ -1063,7 +1218,7 @@ int hdb_faiss_search(hdb_faiss *f, size_t nq, const float *queries, size_t k, ui
 size_t hdb_faiss_size(hdb_faiss *f) {
     if (!f) return 0;
     try {
-        std::shared_lock<std::shared_mutex> lock(f->mu);
+        std::shared_lock<RwLock> lock(f->mu);
         return f->l2i.size();
     } catch (...) {
         return 0; /* lock failure (system_error): not expected */
@@ -1073,7 +1228,7 @@ size_t hdb_faiss_size(hdb_faiss *f) {
 int hdb_faiss_is_trained(hdb_faiss *f) {
     if (!f) return 0;
     try {
-        std::shared_lock<std::shared_mutex> lock(f->mu);
+        std::shared_lock<RwLock> lock(f->mu);
         return f->trained ? 1 : 0;
     } catch (...) {
         return 0;
@@ -1084,7 +1239,7 @@ int hdb_faiss_save(hdb_faiss *f, const char *path, char *err, size_t errlen) {
     if (!f || !path) return hdb_errf(err, errlen, HDB_EINVAL, "save: NULL engine or path");
     try {
         apply_threads();
-        std::shared_lock<std::shared_mutex> lock(f->mu);
+        std::shared_lock<RwLock> lock(f->mu);
         faiss::VectorIOWriter vw;
         faiss::write_index(f->index.get(), &vw);
         std::vector<int64_t> tab;
