@@ -21,6 +21,7 @@
 
 #include "hdb_types.h"
 #include "hilbert/v1/catalog.pb-c.h"
+#include "hilbert/v1/modelspaces.pb-c.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -52,6 +53,8 @@ typedef struct {
     const hdb_attr_spec **id; /* id attributes in declared order; point into perm */
 } hdb_schema;
 
+typedef struct hdb_model hdb_model;
+
 /* A data source. Fields marked (immutable) never change after creation; the rest are guarded
  * as noted. */
 typedef struct hdb_source {
@@ -70,6 +73,7 @@ typedef struct hdb_source {
     hdb_ixent **indices;
     size_t nindices;
     _Atomic int64_t point_count; /* live points; changed by the commit queue's applied hooks */
+    bool owned_by_space;         /* (immutable) belongs to a model space; dropped with it */
     _Atomic bool dropped;
     _Atomic int refs;
 } hdb_source;
@@ -85,9 +89,34 @@ struct hdb_ixent {
     hdb_source *source;   /* (immutable) holds a reference */
     hdb_applier *applier; /* (immutable) keeps the split engines in step; owns the index */
     char *dir;            /* (immutable) snapshot directory */
+    bool owned_by_space;  /* (immutable) belongs to a model space; dropped with it */
     _Atomic bool dropped;
     _Atomic int refs;
 };
+
+/* The version of the data source and index that a model space owns: name@space. */
+#define HDB_SPACE_VERSION "space"
+
+/* A model space: a model plus the data source and index its vectors go to. */
+typedef struct hdb_space {
+    char *name;                 /* (immutable) */
+    unsigned char *spec_bytes;  /* (immutable) the normalised ModelSpaceSpec, packed */
+    size_t spec_len;
+    bool image;                 /* (immutable) image input (else tensor) */
+    uint32_t width, height, channels; /* image input */
+    int resize;                 /* hdb_resize_mode */
+    float mean[3], std[3];
+    int64_t shape[4];           /* tensor input, without the batch dimension */
+    size_t ndim;
+    int64_t input_size;         /* floats per item */
+    uint32_t output_dim;
+    hdb_model *model;           /* (immutable) NULL when it failed to load */
+    char *detail;               /* (immutable) why it failed to load, or "" */
+    hdb_source *source;         /* (immutable) holds a reference */
+    hdb_ixent *index;           /* (immutable) holds a reference */
+    _Atomic bool dropped;
+    _Atomic int refs;
+} hdb_space;
 
 /* Opens the catalog stored in store: loads every definition, reopens the column families,
  * recovers each source's last seq and point count, starts one applier per index (which loads
@@ -138,6 +167,28 @@ int hdb_catalog_drop_index(hdb_catalog *cat, const char *name, const char *versi
 
 /* As hdb_catalog_list_sources, for indices. */
 size_t hdb_catalog_list_indices(hdb_catalog *cat, hdb_arena *arena, hdb_ixent ***out);
+
+/* Creates a model space: checks the spec, loads the model (the file must exist, be
+ * TorchScript, and take and return the declared shapes; messages name spec.model_path), stores
+ * the definition, then creates its data source and index name@space. HDB_EEXIST if taken. */
+int hdb_catalog_create_space(hdb_catalog *cat, const Hilbert__V1__ModelSpaceSpec *spec,
+                             hdb_space **out, char *err, size_t errlen);
+
+/* Looks up a model space; HDB_ENOTFOUND if absent. On success *out holds a reference. */
+int hdb_catalog_get_space(hdb_catalog *cat, const char *name, hdb_space **out, char *err,
+                          size_t errlen);
+
+/* Drops a model space with its index, data source and points. */
+int hdb_catalog_drop_space(hdb_catalog *cat, const char *name, char *err, size_t errlen);
+
+/* References to every model space, sorted by name, in an arena array; the caller unrefs each. */
+size_t hdb_catalog_list_spaces(hdb_catalog *cat, hdb_arena *arena, hdb_space ***out);
+
+void hdb_space_ref(hdb_space *sp);
+void hdb_space_unref(hdb_space *sp);
+
+/* Unpacks the stored spec into arena memory (for responses). */
+Hilbert__V1__ModelSpaceSpec *hdb_space_spec(const hdb_space *sp, hdb_arena *arena);
 
 /* Labels ("name@version") of the indices reading src, copied into arena. */
 size_t hdb_source_index_labels(hdb_catalog *cat, hdb_source *src, hdb_arena *arena,

@@ -59,6 +59,15 @@ void hdb_commit_free(hdb_commit *q);
  * durable or has failed. Returns job->rc; job->first_seq and job->nseq give its seqs. */
 int hdb_commit_submit(hdb_commit *q, hdb_commit_job *job);
 
+/* Commits jobs[i] to queues qs[i] (distinct queues of one store) atomically: every job is
+ * prepared into one batch, each at its queue's next seq, and the batch is written once. If any
+ * prepare fails, nothing is written and every job fails (the failing one with its own error,
+ * the others with HDB_EPRECOND "not written: ..."). applied hooks run after the write, in
+ * array order. Queues are held in address order, so concurrent calls cannot deadlock. Returns
+ * HDB_OK or the first error; err gets that job's message. */
+int hdb_commit_submit_all(hdb_commit *const *qs, hdb_commit_job *const *jobs, size_t n,
+                          char *err, size_t errlen);
+
 /* Runs fn(arg) while no group is being committed and no other exclusive section runs; queued
  * jobs wait meanwhile. Returns fn's result. */
 int hdb_commit_exclusive(hdb_commit *q, int (*fn)(void *arg), void *arg);

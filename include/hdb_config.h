@@ -60,11 +60,26 @@ typedef struct hdb_config {
     uint32_t snapshot_min_entries;      /* ...and only after this many new entries */
     uint32_t apply_batch;               /* timeline entries an applier applies per step */
 
+    /* models: */
+    char *models_dir;            /* where relative model paths are found; default "./models" */
+    int model_rpc_threads;       /* threads serving ModelSpaces calls; default 8 */
+    int inference_threads;       /* threads running model forward passes; default 2 */
+    int torch_intra_threads;     /* libtorch intra-op threads; default 1 */
+    int torch_inter_threads;     /* libtorch inter-op threads; default 1 */
+    uint32_t max_batch;          /* most items in one forward pass; default 32 */
+    uint32_t max_wait_us;        /* how long a forward pass waits to fill a batch; default 2000 */
+    size_t max_image_bytes;      /* default 8 MiB */
+    uint32_t max_image_side;     /* default 8192 */
+    uint32_t max_image_pixels;   /* default 40000000 */
+    uint32_t min_image_side;     /* default 8 */
+
     /* Declared catalog objects, ensured at start. Owned by `arena`. */
     size_t n_data_sources;
     Hilbert__V1__DataSourceSpec **data_sources;
     size_t n_indices;
     Hilbert__V1__IndexSpec **indices;
+    size_t n_model_spaces;
+    Hilbert__V1__ModelSpaceSpec **model_spaces;
 
     /* Owns every string and message above. */
     hdb_arena *arena;

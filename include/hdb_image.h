@@ -52,10 +52,15 @@ typedef struct {
 } hdb_image;
 
 /* Decodes a PNG or JPEG of len bytes into 8-bit gray (when the file is gray) or RGB (otherwise:
- * palette, alpha, 16-bit and YCbCr are converted; alpha is dropped). Returns HDB_OK, or
- * HDB_EINVAL with a message that starts with "image: " (unknown format, damaged or truncated
- * file, unsupported colour space such as CMYK, too small) or HDB_ELIMIT (too many bytes or
- * pixels, sides above the limit). */
+ * palette, alpha, 16-bit and YCbCr are converted; alpha and tRNS are dropped). The format is
+ * chosen by magic bytes only. Returns HDB_OK, or HDB_EINVAL with a message that starts with
+ * "image: " (unknown format, damaged or truncated file, unsupported colour space such as CMYK,
+ * smaller than lim->min_side) or HDB_ELIMIT (len above lim->max_bytes, a side above
+ * lim->max_side, more than lim->max_pixels pixels; checked from the header before the pixels
+ * are allocated). Damage is judged strictly: a bad CRC or zlib checksum, data missing anywhere
+ * before the PNG IEND or JPEG EOI, and libjpeg's corrupt-data warnings all fail the decode.
+ * lim and out must not be NULL. On success the caller owns out->pixels and releases them with
+ * hdb_image_free; on failure out is zeroed (so hdb_image_free on it is harmless). */
 int hdb_image_decode(const void *data, size_t len, const hdb_image_limits *lim, hdb_image *out,
                      char *err, size_t errlen);
 
@@ -63,13 +68,17 @@ int hdb_image_decode(const void *data, size_t len, const hdb_image_limits *lim, 
 void hdb_image_free(hdb_image *img);
 
 /* Converts a decoded image into spec's input tensor, CHW float32: out must hold
- * spec->channels * spec->height * spec->width floats. Gray becomes RGB by repetition and RGB
- * becomes gray by ITU-R BT.601 luma; resizing is bilinear (area-averaged when shrinking by more
- * than 2x) according to spec->resize; then (pixel / 255 - mean[c]) / std[c]. */
+ * spec->channels * spec->height * spec->width floats (caller-owned; every element is written).
+ * Gray becomes RGB by repetition and RGB becomes gray by ITU-R BT.601 luma
+ * (0.299 R + 0.587 G + 0.114 B); resizing is bilinear with aligned pixel centres (an exact area
+ * average on an axis that shrinks by more than 2x) according to spec->resize; then
+ * (pixel / 255 - mean[c]) / std[c]. The result is deterministic. HDB_EINVAL when the spec
+ * fails hdb_image_spec_check (same message) or img holds no pixels. */
 int hdb_image_to_input(const hdb_image *img, const hdb_image_spec *spec, float *out, char *err,
                        size_t errlen);
 
-/* Decode and convert in one step: what AddImage, FindSimilarImage and Embed use. */
+/* Decode and convert in one step: what AddImage, FindSimilarImage and Embed use. The spec is
+ * checked first, so a bad spec is reported without decoding. Errors as above. */
 int hdb_image_to_tensor(const void *data, size_t len, const hdb_image_limits *lim,
                         const hdb_image_spec *spec, float *out, char *err, size_t errlen);
 

@@ -35,6 +35,15 @@ int hdb_ingest_upload(hdb_source *src, const hdb_config *cfg, const hdb_point *p
                       hdb_arena *arena, uint64_t *first_seq, uint64_t *last_seq, char *err,
                       size_t errlen);
 
+/* Writes points[i] (npoints[i] of them) to srcs[i] for every i, atomically: all of them in one
+ * write, or nothing. The sources must be distinct. On success first_seqs[i] is the seq of
+ * points[i][0] in srcs[i]. On failure *failed is the index of the source whose points were
+ * refused (the message is that source's, e.g. points[0].attributes["color"]: ...). */
+int hdb_ingest_upload_many(hdb_source *const *srcs, const hdb_point *const *points,
+                           const size_t *npoints, size_t nsrc, const hdb_config *cfg,
+                           hdb_arena *arena, uint64_t *first_seqs, size_t *failed, char *err,
+                           size_t errlen);
+
 /* Checks a sparse vector: indices strictly increasing and below dim, values finite. Messages
  * name it as <what>[i].vector.sparse.indices[j] (or .values[j]). */
 int hdb_ingest_check_sparse(const hdb_sparse_vec *v, uint32_t dim, const char *what, size_t i,

@@ -36,7 +36,11 @@ void hdb_log(hdb_log_level level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Logs "assertion failed: expr (file:line)" at ERROR and aborts. Used by HDB_ASSERT. */
+#ifdef __cplusplus
+[[noreturn]] void hdb__assert_fail(const char *expr, const char *file, int line);
+#else
 _Noreturn void hdb__assert_fail(const char *expr, const char *file, int line);
+#endif
 
 #define HDB_DEBUG(comp, ...) hdb_log(HDB_LOG_DEBUG, comp, __VA_ARGS__)
 #define HDB_INFO(comp, ...) hdb_log(HDB_LOG_INFO, comp, __VA_ARGS__)

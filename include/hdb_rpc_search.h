@@ -4,13 +4,21 @@
 #ifndef HDB_RPC_SEARCH_H
 #define HDB_RPC_SEARCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "hdb_query.h"
 #include "hdb_server.h"
+#include "hilbert/v1/search.pb-c.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Builds the SearchHit messages of one query's results (in arena memory), with vectors when
+ * asked; *n receives their number. Shared with the ModelSpaces calls. */
+Hilbert__V1__SearchHit **hdb_rpc_hits_out(const hdb_query_result *r, bool vectors,
+                                          hdb_arena *a, size_t *n);
 
 /* Returns the static table of this service's methods and stores its length in *n. */
 const hdb_rpc_method *hdb_rpc_search_methods(size_t *n);

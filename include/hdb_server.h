@@ -2,7 +2,9 @@
  * hdb_server.h - the gRPC server of hilbertd on the gRPC core C API.
  *
  * N worker threads each poll their own completion queue; every call is pinned to the queue
- * that received it and handled inline on that thread, so per-call state needs no lock. Unary
+ * that received it and handled inline on that thread, so per-call state needs no lock. Calls
+ * that run models are requested only on a second set of threads, so a slow model can make
+ * only them wait, never the searches and uploads. Unary
  * methods are registered with their payload read up front; each call gets an arena that holds
  * the decoded request, scratch memory and the response, released when the call completes.
  * Calls to unknown methods get UNIMPLEMENTED. Handlers return hdb rc codes, which map to gRPC
@@ -27,9 +29,12 @@ typedef struct hdb_config hdb_config;
 typedef struct hdb_server hdb_server;
 
 /* What a handler sees of its call. */
+typedef struct hdb_infer hdb_infer;
+
 typedef struct {
     hdb_catalog *catalog;
     const hdb_config *config;
+    hdb_infer *infer;        /* the inference pool */
     hdb_arena *arena;        /* per call; everything in the response may live here */
     int64_t deadline_ns;     /* CLOCK_MONOTONIC nanoseconds; INT64_MAX when none */
     const hdb_server *server;
@@ -45,6 +50,7 @@ typedef struct {
     const char *method;  /* e.g. "CreateDataSource" */
     const ProtobufCMessageDescriptor *input;
     hdb_rpc_fn fn;
+    bool model; /* served by the model threads (calls that run models and may be slow) */
 } hdb_rpc_method;
 
 /* Maps an hdb rc to a grpc_status_code (as int, to keep grpc headers out of this header). */
@@ -56,11 +62,13 @@ bool hdb_rpc_expired(const hdb_rpc *rpc);
 /* True while the server accepts calls (false once shutdown has begun). */
 bool hdb_server_serving(const hdb_server *s);
 
-/* Creates the server: binds cfg->listen, registers the methods, starts the worker threads.
- * catalog and cfg are borrowed and must outlive the server. Returns HDB_EIO when the address
- * cannot be bound. *port receives the bound port (useful with port 0). */
-int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catalog, int *port,
-                     char *err, size_t errlen);
+/* Creates the server: binds cfg->listen, registers the methods, starts cfg->threads worker
+ * threads for most calls and cfg->model_rpc_threads for the calls that run models, each thread
+ * with its own completion queue. catalog, infer and cfg are borrowed and must outlive the
+ * server. Returns HDB_EIO when the address cannot be bound. *port receives the bound port
+ * (useful with port 0). */
+int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catalog,
+                     hdb_infer *infer, int *port, char *err, size_t errlen);
 
 /* Stops accepting calls, lets calls in flight finish for up to cfg->shutdown_grace_ms, cancels
  * the rest, joins the threads and frees the server. NULL is allowed. */

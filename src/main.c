@@ -10,9 +10,11 @@
 #include "hdb_distance.h"
 #include "hdb_err.h"
 #include "hdb_faiss.h"
+#include "hdb_infer.h"
 #include "hdb_log.h"
 #include "hdb_server.h"
 #include "hdb_store.h"
+#include "hdb_torch.h"
 
 #include <cblas.h>
 #include <grpc/grpc.h>
@@ -34,6 +36,7 @@ int main(int argc, char **argv) {
     hdb_config_action action;
     hdb_store *store = NULL;
     hdb_catalog *catalog = NULL;
+    hdb_infer *infer = NULL;
     hdb_server *server = NULL;
 
     hdb_config_init(&cfg);
@@ -62,6 +65,7 @@ int main(int argc, char **argv) {
              cfg.data_dir, cfg.threads, (hdb_distance_init(), hdb_distance_isa()));
     openblas_set_num_threads(cfg.blas_threads);
     hdb_faiss_set_threads(cfg.faiss_threads);
+    hdb_torch_set_threads(cfg.torch_intra_threads, cfg.torch_inter_threads);
     grpc_init();
 
     char path[4096];
@@ -83,8 +87,13 @@ int main(int argc, char **argv) {
         exit_code = 2;
         goto out;
     }
+    if ((rc = hdb_infer_create(&infer, cfg.inference_threads, cfg.max_batch, cfg.max_wait_us, err,
+                               sizeof err)) != HDB_OK) {
+        HDB_ERROR("main", "%s", err);
+        goto out;
+    }
     int port = 0;
-    if ((rc = hdb_server_start(&server, &cfg, catalog, &port, err, sizeof err)) != HDB_OK) {
+    if ((rc = hdb_server_start(&server, &cfg, catalog, infer, &port, err, sizeof err)) != HDB_OK) {
         HDB_ERROR("main", "%s", err);
         goto out;
     }
@@ -101,6 +110,7 @@ int main(int argc, char **argv) {
     exit_code = 0;
 out:
     hdb_server_stop(server);
+    hdb_infer_free(infer);
     hdb_catalog_close(catalog);
     hdb_store_close(store);
     grpc_shutdown();

@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
@@ -45,6 +46,7 @@ _Static_assert(sizeof(size_t) >= 8, "HilbertDB targets 64-bit platforms (sizes u
 
 #define DEFAULT_LISTEN "127.0.0.1:50051"
 #define DEFAULT_DATA_DIR "./data"
+#define DEFAULT_MODELS_DIR "./models"
 
 /* A config file larger than this is certainly a mistake (e.g. --config pointing at data). */
 #define MAX_FILE_BYTES (16 * MIB)
@@ -108,13 +110,25 @@ static const key_spec key_table[] = {
     {"index.snapshot_min_entries", SYN_INTEGER, ST_U32, OFF(snapshot_min_entries), 1, 1000000000,
      NULL},
     {"index.apply_batch", SYN_INTEGER, ST_U32, OFF(apply_batch), 1, 1000000, NULL},
+    {"models.dir", SYN_STRING, ST_STR, OFF(models_dir), 0, 0, NULL},
+    {"models.rpc_threads", SYN_INTEGER, ST_INT, OFF(model_rpc_threads), 1, 256, NULL},
+    {"models.inference_threads", SYN_INTEGER, ST_INT, OFF(inference_threads), 1, 64, NULL},
+    {"models.intra_op_threads", SYN_INTEGER, ST_INT, OFF(torch_intra_threads), 1, 256, NULL},
+    {"models.inter_op_threads", SYN_INTEGER, ST_INT, OFF(torch_inter_threads), 1, 256, NULL},
+    {"models.max_batch", SYN_INTEGER, ST_U32, OFF(max_batch), 1, 4096, NULL},
+    {"models.max_wait_us", SYN_INTEGER, ST_U32, OFF(max_wait_us), 0, 1000000, NULL},
+    {"models.max_image_bytes", SYN_BYTES, ST_SIZE, OFF(max_image_bytes), 1024, 256 * MIB, NULL},
+    {"models.max_image_side", SYN_INTEGER, ST_U32, OFF(max_image_side), 1, 65535, NULL},
+    {"models.max_image_pixels", SYN_INTEGER, ST_U32, OFF(max_image_pixels), 1, 1000000000, NULL},
+    {"models.min_image_side", SYN_INTEGER, ST_U32, OFF(min_image_side), 1, 4096, NULL},
 };
 
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
 /* Top-level keys: the sections of key_table, then the two lists of catalog objects. */
-static const char *const top_keys[] = {"server", "log",          "storage", "limits", "search",
-                                       "index",  "data_sources", "indices"};
+static const char *const top_keys[] = {"server",       "log",     "storage", "limits",
+                                       "search",       "index",   "models",  "data_sources",
+                                       "indices",      "model_spaces"};
 #define N_TOP (sizeof top_keys / sizeof top_keys[0])
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
@@ -146,6 +160,17 @@ static void fill_defaults(hdb_config *c) {
     c->snapshot_interval_seconds = 60;
     c->snapshot_min_entries = 1000;
     c->apply_batch = 4096;
+    c->models_dir = DEFAULT_MODELS_DIR;
+    c->model_rpc_threads = 8;
+    c->inference_threads = 2;
+    c->torch_intra_threads = 1;
+    c->torch_inter_threads = 1;
+    c->max_batch = 32;
+    c->max_wait_us = 2000;
+    c->max_image_bytes = 8 * MIB;
+    c->max_image_side = 8192;
+    c->max_image_pixels = 40000000;
+    c->min_image_side = 8;
 }
 
 static const key_spec *find_key(const char *key) {
@@ -876,6 +901,199 @@ static int load_indices(const loader *L, const yaml_node_t *n) {
     return HDB_OK;
 }
 
+/* A list of floats, e.g. mean: [0.2860]. */
+static int get_float_list(const loader *L, const yaml_node_t *n, const char *path, float **out,
+                          size_t *count) {
+    yaml_node_item_t *items;
+    char key[256];
+    int rc = get_list(L, n, path, &items, count);
+    if (rc != HDB_OK) return rc;
+    *out = *count ? hdb_arena_calloc(L->c->arena, *count, sizeof **out) : NULL;
+    for (size_t i = 0; i < *count; i++) {
+        const yaml_node_t *v = node_at(L, items[i]);
+        path_printf(key, sizeof key, "%s[%zu]", path, i);
+        char *end = NULL;
+        const char *txt = v->type == YAML_SCALAR_NODE ? scalar_text(v) : "";
+        errno = 0;
+        double d = v->type == YAML_SCALAR_NODE && !is_quoted(v) ? strtod(txt, &end) : 0;
+        if (v->type != YAML_SCALAR_NODE || is_quoted(v) || end == txt || *end != '\0' ||
+            errno != 0 || !isfinite(d))
+            return fail(L, v, key, "must be a number");
+        (*out)[i] = (float)d;
+    }
+    return HDB_OK;
+}
+
+/* input: {image: {width, height, channels, resize, mean, std}} or {tensor: {shape: [...]}}. */
+static int load_model_input(const loader *L, const yaml_node_t *n, const char *path,
+                            Hilbert__V1__ModelInput **out) {
+    static const char *const kinds[] = {"image", "tensor"};
+    static const char *const image_keys[] = {"width", "height", "channels",
+                                             "resize", "mean",  "std"};
+    static const char *const tensor_keys[] = {"shape"};
+    char key[256], sub[256];
+    yaml_node_t *v, *w;
+    int rc;
+    hdb_arena *a = L->c->arena;
+    Hilbert__V1__ModelInput *in = hdb_arena_alloc(a, sizeof *in);
+    hilbert__v1__model_input__init(in);
+    if (n->type != YAML_MAPPING_NODE)
+        return fail(L, n, path, "must be a mapping {image: ...} or {tensor: ...}, not %s",
+                    kind_name(n));
+    if ((rc = check_mapping(L, n, path, kinds, 2)) != HDB_OK) return rc;
+    if ((v = lookup(L, n, "image")) != NULL) {
+        if (lookup(L, n, "tensor") != NULL) return fail(L, n, path, "give image or tensor, not both");
+        join(key, sizeof key, path, "image", 5);
+        if (v->type != YAML_MAPPING_NODE)
+            return fail(L, v, key, "must be a mapping, not %s", kind_name(v));
+        if ((rc = check_mapping(L, v, key, image_keys, 6)) != HDB_OK) return rc;
+        Hilbert__V1__ImageInput *im = hdb_arena_alloc(a, sizeof *im);
+        hilbert__v1__image_input__init(im);
+        uint32_t *dst[3] = {&im->width, &im->height, &im->channels};
+        for (int i = 0; i < 3; i++) {
+            if ((rc = require(L, v, key, image_keys[i], &w)) != HDB_OK) return rc;
+            rc = get_u32(L, w, join(sub, sizeof sub, key, image_keys[i], strlen(image_keys[i])), 1,
+                         4096, dst[i]);
+            if (rc != HDB_OK) return rc;
+        }
+        im->resize = HILBERT__V1__RESIZE_MODE__RESIZE_MODE_STRETCH;
+        if ((w = lookup(L, v, "resize")) != NULL) {
+            char *mode;
+            join(sub, sizeof sub, key, "resize", 6);
+            if ((rc = get_string(L, w, sub, &mode)) != HDB_OK) return rc;
+            if (strcasecmp(mode, "stretch") == 0)
+                im->resize = HILBERT__V1__RESIZE_MODE__RESIZE_MODE_STRETCH;
+            else if (strcasecmp(mode, "fit") == 0)
+                im->resize = HILBERT__V1__RESIZE_MODE__RESIZE_MODE_FIT;
+            else if (strcasecmp(mode, "crop") == 0)
+                im->resize = HILBERT__V1__RESIZE_MODE__RESIZE_MODE_CROP;
+            else
+                return fail(L, w, sub, "unknown resize mode \"%.40s\" (stretch, fit or crop)",
+                            mode);
+        }
+        if ((w = lookup(L, v, "mean")) != NULL &&
+            (rc = get_float_list(L, w, join(sub, sizeof sub, key, "mean", 4), &im->mean,
+                                 &im->n_mean)) != HDB_OK)
+            return rc;
+        if ((w = lookup(L, v, "std")) != NULL &&
+            (rc = get_float_list(L, w, join(sub, sizeof sub, key, "std", 3), &im->std,
+                                 &im->n_std)) != HDB_OK)
+            return rc;
+        in->kind_case = HILBERT__V1__MODEL_INPUT__KIND_IMAGE;
+        in->image = im;
+    } else if ((v = lookup(L, n, "tensor")) != NULL) {
+        join(key, sizeof key, path, "tensor", 6);
+        if (v->type != YAML_MAPPING_NODE)
+            return fail(L, v, key, "must be a mapping {shape: [...]}, not %s", kind_name(v));
+        if ((rc = check_mapping(L, v, key, tensor_keys, 1)) != HDB_OK) return rc;
+        if ((rc = require(L, v, key, "shape", &w)) != HDB_OK) return rc;
+        yaml_node_item_t *items;
+        size_t count;
+        join(sub, sizeof sub, key, "shape", 5);
+        if ((rc = get_list(L, w, sub, &items, &count)) != HDB_OK) return rc;
+        Hilbert__V1__TensorInput *t = hdb_arena_alloc(a, sizeof *t);
+        hilbert__v1__tensor_input__init(t);
+        t->n_shape = count;
+        t->shape = count ? hdb_arena_calloc(a, count, sizeof *t->shape) : NULL;
+        for (size_t i = 0; i < count; i++) {
+            char item[300];
+            path_printf(item, sizeof item, "%s[%zu]", sub, i);
+            if ((rc = get_u32(L, node_at(L, items[i]), item, 1, 1u << 30, &t->shape[i])))
+                return rc;
+        }
+        in->kind_case = HILBERT__V1__MODEL_INPUT__KIND_TENSOR;
+        in->tensor = t;
+    } else {
+        return fail(L, n, path, "needs image or tensor");
+    }
+    *out = in;
+    return HDB_OK;
+}
+
+static int load_model_space(const loader *L, const yaml_node_t *n, const char *path,
+                            Hilbert__V1__ModelSpaceSpec **out) {
+    static const char *const keys[] = {"name",   "model", "input",
+                                       "output_dim", "metric", "index",
+                                       "permanent_attributes", "split_attributes"};
+    static const char *const index_keys[] = {"algorithm", "faiss", "hnsw"};
+    char key[256];
+    yaml_node_t *v, *w;
+    char *s;
+    hdb_metric metric;
+    int rc;
+    hdb_arena *a = L->c->arena;
+    Hilbert__V1__ModelSpaceSpec *ms = hdb_arena_alloc(a, sizeof *ms);
+    hilbert__v1__model_space_spec__init(ms);
+    if (n->type != YAML_MAPPING_NODE)
+        return fail(L, n, path, "must be a mapping, not %s", kind_name(n));
+    if ((rc = check_mapping(L, n, path, keys, sizeof keys / sizeof keys[0])) != HDB_OK) return rc;
+    if ((rc = require(L, n, path, "name", &v)) != HDB_OK) return rc;
+    if ((rc = get_string(L, v, join(key, sizeof key, path, "name", 4), &ms->name))) return rc;
+    if ((rc = require(L, n, path, "model", &v)) != HDB_OK) return rc;
+    if ((rc = get_string(L, v, join(key, sizeof key, path, "model", 5), &ms->model_path))) return rc;
+    if ((rc = require(L, n, path, "input", &v)) != HDB_OK) return rc;
+    if ((rc = load_model_input(L, v, join(key, sizeof key, path, "input", 5), &ms->input))) return rc;
+    if ((rc = require(L, n, path, "output_dim", &v)) != HDB_OK) return rc;
+    if ((rc = get_u32(L, v, join(key, sizeof key, path, "output_dim", 10), 1, 65536,
+                      &ms->output_dim)))
+        return rc;
+    if ((rc = require(L, n, path, "metric", &v)) != HDB_OK) return rc;
+    join(key, sizeof key, path, "metric", 6);
+    if ((rc = get_string(L, v, key, &s)) != HDB_OK) return rc;
+    if (hdb_metric_parse(s, &metric) != 0)
+        return fail(L, v, key, "unknown metric \"%.60s\" (expected l2, inner_product or cosine)", s);
+    ms->metric = (Hilbert__V1__Metric)metric;
+    if ((v = lookup(L, n, "index")) != NULL) {
+        join(key, sizeof key, path, "index", 5);
+        if (v->type != YAML_MAPPING_NODE)
+            return fail(L, v, key, "must be a mapping {algorithm: ...}, not %s", kind_name(v));
+        if ((rc = check_mapping(L, v, key, index_keys, 3)) != HDB_OK) return rc;
+        if ((rc = require(L, v, key, "algorithm", &w)) != HDB_OK) return rc;
+        char sub[256];
+        if ((rc = get_string(L, w, join(sub, sizeof sub, key, "algorithm", 9), &s))) return rc;
+        if ((rc = load_algorithm(L, v, w, key, s, &ms->index)) != HDB_OK) return rc;
+    }
+    if ((v = lookup(L, n, "permanent_attributes")) != NULL) {
+        yaml_node_item_t *items;
+        join(key, sizeof key, path, "permanent_attributes", 20);
+        if ((rc = get_list(L, v, key, &items, &ms->n_permanent_attributes)) != HDB_OK) return rc;
+        ms->permanent_attributes =
+            ms->n_permanent_attributes
+                ? hdb_arena_calloc(a, ms->n_permanent_attributes, sizeof *ms->permanent_attributes)
+                : NULL;
+        for (size_t i = 0; i < ms->n_permanent_attributes; i++) {
+            char item[300];
+            path_printf(item, sizeof item, "%s[%zu]", key, i);
+            rc = load_attribute(L, node_at(L, items[i]), item, &ms->permanent_attributes[i]);
+            if (rc != HDB_OK) return rc;
+        }
+    }
+    if ((v = lookup(L, n, "split_attributes")) != NULL) {
+        rc = get_string_list(L, v, join(key, sizeof key, path, "split_attributes", 16),
+                             &ms->split_attributes, &ms->n_split_attributes);
+        if (rc != HDB_OK) return rc;
+    }
+    *out = ms;
+    return HDB_OK;
+}
+
+static int load_model_spaces(const loader *L, const yaml_node_t *n) {
+    yaml_node_item_t *items;
+    size_t count;
+    char path[64];
+    int rc = get_list(L, n, "model_spaces", &items, &count);
+    if (rc != HDB_OK) return rc;
+    Hilbert__V1__ModelSpaceSpec **arr =
+        count ? hdb_arena_calloc(L->c->arena, count, sizeof *arr) : NULL;
+    for (size_t i = 0; i < count; i++) {
+        path_printf(path, sizeof path, "model_spaces[%zu]", i);
+        if ((rc = load_model_space(L, node_at(L, items[i]), path, &arr[i])) != HDB_OK) return rc;
+    }
+    L->c->model_spaces = arr;
+    L->c->n_model_spaces = count;
+    return HDB_OK;
+}
+
 /* One section of scalar keys, e.g. server: {listen: ..., threads: ...}. */
 static int load_section(const loader *L, const char *section, const yaml_node_t *n) {
     const char *known[N_KEYS];
@@ -913,6 +1131,8 @@ static int load_root(const loader *L, const yaml_node_t *root) {
             rc = load_data_sources(L, v);
         else if (key_is(k, "indices"))
             rc = load_indices(L, v);
+        else if (key_is(k, "model_spaces"))
+            rc = load_model_spaces(L, v);
         else
             rc = load_section(L, scalar_text(k), v);
         if (rc != HDB_OK) return rc;

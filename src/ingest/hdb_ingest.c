@@ -269,35 +269,75 @@ static void upload_applied(hdb_commit_job *job) {
     for (size_t x = 0; x < src->nindices; x++) hdb_applier_notify(src->indices[x]->applier);
 }
 
-int hdb_ingest_upload(hdb_source *src, const hdb_config *cfg, const hdb_point *points, size_t n,
-                      hdb_arena *arena, uint64_t *first_seq, uint64_t *last_seq, char *err,
-                      size_t errlen) {
+/* Checks a batch for src and builds its commit job in u (arena memory). */
+static int job_init(upload_job *u, hdb_source *src, const hdb_config *cfg,
+                    const hdb_point *points, size_t n, hdb_arena *arena, char *err,
+                    size_t errlen) {
     if (n == 0) return hdb_errf(err, errlen, HDB_EINVAL, "points: at least one point is required");
     if (n > cfg->max_points_per_upload)
         return hdb_errf(err, errlen, HDB_ELIMIT,
                         "points: %zu points exceed limits.max_points_per_upload (%u); split the "
                         "batch",
                         n, cfg->max_points_per_upload);
-    upload_job u = {.src = src, .points = points, .n = n, .arena = arena};
-    u.keys = hdb_arena_alloc(arena, n * sizeof *u.keys);
-    u.pids = hdb_arena_calloc(arena, n, sizeof *u.pids);
-    u.removed = hdb_arena_calloc(arena, n, sizeof *u.removed);
+    *u = (upload_job){.src = src, .points = points, .n = n, .arena = arena};
+    u->keys = hdb_arena_alloc(arena, n * sizeof *u->keys);
+    u->pids = hdb_arena_calloc(arena, n, sizeof *u->pids);
+    u->removed = hdb_arena_calloc(arena, n, sizeof *u->removed);
     for (size_t i = 0; i < n; i++) {
         int rc = check_point(&src->schema, &points[i], i, err, errlen);
         if (rc == HDB_OK)
             rc = build_id_key(&src->schema, points[i].attrs, points[i].nattrs, "points", i,
-                              "attributes", arena, &u.keys[i], err, errlen);
+                              "attributes", arena, &u->keys[i], err, errlen);
         if (rc != HDB_OK) return rc;
     }
-    u.job.prepare = upload_prepare;
-    u.job.applied = upload_applied;
-    int rc = hdb_commit_submit(src->commit, &u.job);
+    u->job.prepare = upload_prepare;
+    u->job.applied = upload_applied;
+    return HDB_OK;
+}
+
+int hdb_ingest_upload(hdb_source *src, const hdb_config *cfg, const hdb_point *points, size_t n,
+                      hdb_arena *arena, uint64_t *first_seq, uint64_t *last_seq, char *err,
+                      size_t errlen) {
+    upload_job u;
+    int rc = job_init(&u, src, cfg, points, n, arena, err, errlen);
+    if (rc != HDB_OK) return rc;
+    rc = hdb_commit_submit(src->commit, &u.job);
     if (rc != HDB_OK) {
         hdb_errf(err, errlen, rc, "%s", u.job.err);
         return rc;
     }
     *first_seq = u.job.first_seq;
     *last_seq = u.job.first_seq + u.job.nseq - 1;
+    return HDB_OK;
+}
+
+int hdb_ingest_upload_many(hdb_source *const *srcs, const hdb_point *const *points,
+                           const size_t *npoints, size_t nsrc, const hdb_config *cfg,
+                           hdb_arena *arena, uint64_t *first_seqs, size_t *failed, char *err,
+                           size_t errlen) {
+    upload_job *jobs = hdb_arena_alloc(arena, (nsrc ? nsrc : 1) * sizeof *jobs);
+    hdb_commit **qs = hdb_arena_alloc(arena, (nsrc ? nsrc : 1) * sizeof *qs);
+    hdb_commit_job **js = hdb_arena_alloc(arena, (nsrc ? nsrc : 1) * sizeof *js);
+    for (size_t i = 0; i < nsrc; i++) {
+        int rc = job_init(&jobs[i], srcs[i], cfg, points[i], npoints[i], arena, err, errlen);
+        if (rc != HDB_OK) {
+            *failed = i;
+            return rc;
+        }
+        qs[i] = srcs[i]->commit;
+        js[i] = &jobs[i].job;
+    }
+    int rc = hdb_commit_submit_all(qs, js, nsrc, err, errlen);
+    if (rc != HDB_OK) {
+        *failed = 0;
+        for (size_t i = 0; i < nsrc; i++)
+            if (js[i]->rc != HDB_EPRECOND || rc == HDB_EPRECOND) {
+                *failed = i;
+                break;
+            }
+        return rc;
+    }
+    for (size_t i = 0; i < nsrc; i++) first_seqs[i] = jobs[i].job.first_seq;
     return HDB_OK;
 }
 

@@ -245,6 +245,72 @@ static int drop_index(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage 
     return HDB_OK;
 }
 
+/* ---------------------------------------------------------------- model spaces */
+
+static Hilbert__V1__ModelSpaceInfo *space_info(hdb_rpc *rpc, hdb_space *sp) {
+    hdb_arena *a = rpc->arena;
+    Hilbert__V1__ModelSpaceInfo *info = hdb_arena_alloc(a, sizeof *info);
+    hilbert__v1__model_space_info__init(info);
+    info->spec = hdb_space_spec(sp, a);
+    info->model_state = sp->model ? HILBERT__V1__MODEL_STATE__MODEL_STATE_LOADED
+                                  : HILBERT__V1__MODEL_STATE__MODEL_STATE_FAILED;
+    info->detail = sp->detail;
+    int64_t count = atomic_load(&sp->source->point_count);
+    info->point_count = count > 0 ? (uint64_t)count : 0;
+    info->index_status = index_info(rpc, sp->index)->status;
+    return info;
+}
+
+static int create_model_space(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                              char *err, size_t errlen) {
+    const Hilbert__V1__CreateModelSpaceRequest *req = (const void *)m;
+    hdb_space *sp;
+    int rc = hdb_catalog_create_space(rpc->catalog, req->spec, &sp, err, errlen);
+    if (rc != HDB_OK) return rc;
+    *resp = &space_info(rpc, sp)->base;
+    hdb_space_unref(sp);
+    return HDB_OK;
+}
+
+static int get_model_space(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                           char *err, size_t errlen) {
+    const Hilbert__V1__GetModelSpaceRequest *req = (const void *)m;
+    hdb_space *sp;
+    int rc = hdb_catalog_get_space(rpc->catalog, req->name, &sp, err, errlen);
+    if (rc != HDB_OK) return hdb_err_prefix(err, errlen, rc, "name: ");
+    *resp = &space_info(rpc, sp)->base;
+    hdb_space_unref(sp);
+    return HDB_OK;
+}
+
+static int list_model_spaces(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                             char *err, size_t errlen) {
+    (void)m, (void)err, (void)errlen;
+    hdb_space **list;
+    size_t n = hdb_catalog_list_spaces(rpc->catalog, rpc->arena, &list);
+    Hilbert__V1__ListModelSpacesResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
+    hilbert__v1__list_model_spaces_response__init(r);
+    r->model_spaces = hdb_arena_alloc(rpc->arena, (n ? n : 1) * sizeof *r->model_spaces);
+    r->n_model_spaces = n;
+    for (size_t i = 0; i < n; i++) {
+        r->model_spaces[i] = space_info(rpc, list[i]);
+        hdb_space_unref(list[i]);
+    }
+    *resp = &r->base;
+    return HDB_OK;
+}
+
+static int drop_model_space(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                            char *err, size_t errlen) {
+    const Hilbert__V1__DropModelSpaceRequest *req = (const void *)m;
+    int rc = hdb_catalog_drop_space(rpc->catalog, req->name, err, errlen);
+    if (rc != HDB_OK) return hdb_err_prefix(err, errlen, rc, "name: ");
+    Hilbert__V1__DropModelSpaceResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
+    hilbert__v1__drop_model_space_response__init(r);
+    *resp = &r->base;
+    return HDB_OK;
+}
+
 #define SVC "hilbert.v1.Catalog"
 
 static const hdb_rpc_method methods[] = {
@@ -258,6 +324,13 @@ static const hdb_rpc_method methods[] = {
     {SVC, "GetIndex", &hilbert__v1__get_index_request__descriptor, get_index},
     {SVC, "ListIndices", &hilbert__v1__list_indices_request__descriptor, list_indices},
     {SVC, "DropIndex", &hilbert__v1__drop_index_request__descriptor, drop_index},
+    /* Loading a model may take a while: model threads. */
+    {SVC, "CreateModelSpace", &hilbert__v1__create_model_space_request__descriptor,
+     create_model_space, true},
+    {SVC, "GetModelSpace", &hilbert__v1__get_model_space_request__descriptor, get_model_space},
+    {SVC, "ListModelSpaces", &hilbert__v1__list_model_spaces_request__descriptor,
+     list_model_spaces},
+    {SVC, "DropModelSpace", &hilbert__v1__drop_model_space_request__descriptor, drop_model_space},
 };
 
 const hdb_rpc_method *hdb_rpc_catalog_methods(size_t *n) {

@@ -11,8 +11,12 @@
 
 #include <string.h>
 
-static const char *const services[] = {"", "hilbert.v1.Catalog", "hilbert.v1.Points",
-                                       "hilbert.v1.Search", "grpc.health.v1.Health"};
+static const char *const services[] = {"",
+                                       "hilbert.v1.Catalog",
+                                       "hilbert.v1.Points",
+                                       "hilbert.v1.Search",
+                                       "hilbert.v1.ModelSpaces",
+                                       "grpc.health.v1.Health"};
 
 static int check(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp, char *err,
                  size_t errlen) {

@@ -11,6 +11,25 @@
 #include "hdb_err.h"
 #include "hdb_query.h"
 
+Hilbert__V1__SearchHit **hdb_rpc_hits_out(const hdb_query_result *r, bool vectors,
+                                          hdb_arena *a, size_t *n) {
+    Hilbert__V1__SearchHit **hits = hdb_arena_alloc(a, (r->n ? r->n : 1) * sizeof *hits);
+    for (size_t j = 0; j < r->n; j++) {
+        const hdb_query_hit *h = &r->hits[j];
+        Hilbert__V1__SearchHit *hit = hdb_arena_alloc(a, sizeof *hit);
+        hilbert__v1__search_hit__init(hit);
+        hit->distance = h->distance;
+        HDB_ATTRS_OUT(a, h->rec.point.attrs, h->rec.point.nattrs,
+                      Hilbert__V1__SearchHit__AttributesEntry,
+                      hilbert__v1__search_hit__attributes_entry__init, hit->attributes);
+        hit->n_attributes = h->rec.point.nattrs;
+        if (vectors) hit->vector = hdb_codec_point_vector_out(&h->rec.point, a);
+        hits[j] = hit;
+    }
+    *n = r->n;
+    return hits;
+}
+
 static int search(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp, char *err,
                   size_t errlen) {
     const Hilbert__V1__SearchRequest *req = (const void *)m;
@@ -60,21 +79,7 @@ static int search(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **re
     for (size_t q = 0; q < nq; q++) {
         Hilbert__V1__SearchResult *sr = hdb_arena_alloc(a, sizeof *sr);
         hilbert__v1__search_result__init(sr);
-        sr->n_hits = results[q].n;
-        sr->hits = hdb_arena_alloc(a, (results[q].n ? results[q].n : 1) * sizeof *sr->hits);
-        for (size_t j = 0; j < results[q].n; j++) {
-            const hdb_query_hit *h = &results[q].hits[j];
-            Hilbert__V1__SearchHit *hit = hdb_arena_alloc(a, sizeof *hit);
-            hilbert__v1__search_hit__init(hit);
-            hit->distance = h->distance;
-            HDB_ATTRS_OUT(a, h->rec.point.attrs, h->rec.point.nattrs,
-                          Hilbert__V1__SearchHit__AttributesEntry,
-                          hilbert__v1__search_hit__attributes_entry__init, hit->attributes);
-            hit->n_attributes = h->rec.point.nattrs;
-            if (req->retrieve_vectors)
-                hit->vector = hdb_codec_point_vector_out(&h->rec.point, a);
-            sr->hits[j] = hit;
-        }
+        sr->hits = hdb_rpc_hits_out(&results[q], req->retrieve_vectors, a, &sr->n_hits);
         r->results[q] = sr;
     }
     *resp = &r->base;

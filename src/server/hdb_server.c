@@ -19,6 +19,7 @@
 #include "hdb_mem.h"
 #include "hdb_rpc_catalog.h"
 #include "hdb_rpc_health.h"
+#include "hdb_rpc_models.h"
 #include "hdb_rpc_points.h"
 #include "hdb_rpc_search.h"
 #include "hdb_wire.h"
@@ -65,6 +66,7 @@ typedef struct call_ctx {
 struct worker {
     hdb_server *s;
     int idx;
+    bool model; /* serves the model methods (else all others) */
     grpc_completion_queue *cq;
     pthread_t thread;
 };
@@ -72,6 +74,7 @@ struct worker {
 struct hdb_server {
     const hdb_config *cfg;
     hdb_catalog *catalog;
+    hdb_infer *infer;
     grpc_server *srv;
     grpc_completion_queue *ctl;
     worker *workers;
@@ -255,6 +258,7 @@ static void handle_unary(call_ctx *c) {
 
     hdb_rpc rpc = {.catalog = s->catalog,
                    .config = s->cfg,
+                   .infer = s->infer,
                    .arena = c->arena,
                    .deadline_ns = deadline_ns,
                    .server = s};
@@ -286,8 +290,10 @@ static void *worker_main(void *arg) {
     worker *w = arg;
     hdb_server *s = w->s;
     for (size_t m = 0; m < s->nmethods; m++)
-        for (int i = 0; i < SLOTS_PER_METHOD; i++) post_request(w, CALL_UNARY, m);
-    for (int i = 0; i < SLOTS_PER_METHOD; i++) post_request(w, CALL_UNKNOWN, 0);
+        if (s->methods[m].model == w->model)
+            for (int i = 0; i < SLOTS_PER_METHOD; i++) post_request(w, CALL_UNARY, m);
+    if (!w->model)
+        for (int i = 0; i < SLOTS_PER_METHOD; i++) post_request(w, CALL_UNKNOWN, 0);
 
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -336,11 +342,12 @@ static void server_free(hdb_server *s) {
     hdb_free(s);
 }
 
-int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catalog, int *port,
-                     char *err, size_t errlen) {
+int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catalog,
+                     hdb_infer *infer, int *port, char *err, size_t errlen) {
     hdb_server *s = hdb_calloc(1, sizeof *s);
     s->cfg = cfg;
     s->catalog = catalog;
+    s->infer = infer;
     size_t n;
     const hdb_rpc_method *m;
     m = hdb_rpc_catalog_methods(&n);
@@ -350,6 +357,8 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
     m = hdb_rpc_search_methods(&n);
     add_methods(s, m, n);
     m = hdb_rpc_health_methods(&n);
+    add_methods(s, m, n);
+    m = hdb_rpc_models_methods(&n);
     add_methods(s, m, n);
 
     grpc_arg args[3];
@@ -378,11 +387,12 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
                                                     GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
         HDB_ASSERT(s->handles[i] != NULL);
     }
-    s->nworkers = cfg->threads;
+    s->nworkers = cfg->threads + cfg->model_rpc_threads;
     s->workers = hdb_calloc((size_t)s->nworkers, sizeof *s->workers);
     for (int i = 0; i < s->nworkers; i++) {
         s->workers[i].s = s;
         s->workers[i].idx = i;
+        s->workers[i].model = i >= cfg->threads;
         s->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(s->srv, s->workers[i].cq, NULL);
     }

@@ -9,6 +9,8 @@
 #include "hdb_store.h"
 
 #include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -127,5 +129,82 @@ int hdb_commit_exclusive(hdb_commit *q, int (*fn)(void *arg), void *arg) {
     q->busy = false;
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+static void hold(hdb_commit *q) {
+    pthread_mutex_lock(&q->mu);
+    while (q->busy) pthread_cond_wait(&q->cv, &q->mu);
+    q->busy = true;
+    pthread_mutex_unlock(&q->mu);
+}
+
+static void release(hdb_commit *q) {
+    pthread_mutex_lock(&q->mu);
+    q->busy = false;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+static int ptr_cmp(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)*(hdb_commit *const *)a, y = (uintptr_t)*(hdb_commit *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+int hdb_commit_submit_all(hdb_commit *const *qs, hdb_commit_job *const *jobs, size_t n,
+                          char *err, size_t errlen) {
+    if (n == 0) return HDB_OK;
+    if (n == 1) {
+        int rc = hdb_commit_submit(qs[0], jobs[0]);
+        if (rc != HDB_OK) hdb_errf(err, errlen, rc, "%s", jobs[0]->err);
+        return rc;
+    }
+    hdb_commit **order = hdb_malloc(n * sizeof *order);
+    memcpy(order, qs, n * sizeof *order);
+    qsort(order, n, sizeof *order, ptr_cmp);
+    for (size_t i = 0; i < n; i++) {
+        HDB_ASSERT(i == 0 || order[i] != order[i - 1]);
+        HDB_ASSERT(qs[i]->store == qs[0]->store);
+        hold(order[i]);
+    }
+    hdb_batch *batch = hdb_batch_create();
+    int rc = HDB_OK;
+    size_t failed = n;
+    for (size_t i = 0; i < n && rc == HDB_OK; i++) {
+        hdb_commit_job *j = jobs[i];
+        uint64_t nseq = 0;
+        j->err[0] = '\0';
+        j->first_seq = atomic_load(&qs[i]->last_seq) + 1;
+        rc = j->prepare(j, batch, j->first_seq, &nseq, j->err, sizeof j->err);
+        j->nseq = nseq;
+        if (rc != HDB_OK) failed = i;
+    }
+    if (rc == HDB_OK) {
+        char werr[HDB_COMMIT_ERRLEN];
+        rc = hdb_store_write(qs[0]->store, batch, werr, sizeof werr);
+        if (rc != HDB_OK) {
+            HDB_ERROR("commit", "multi-source write failed: %s", werr);
+            hdb_errf(err, errlen, rc, "storage: %.400s", werr);
+        }
+    } else {
+        hdb_errf(err, errlen, rc, "%s", jobs[failed]->err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        hdb_commit_job *j = jobs[i];
+        if (rc == HDB_OK) {
+            j->rc = HDB_OK;
+            atomic_store(&qs[i]->last_seq, j->first_seq + j->nseq - 1);
+        } else {
+            j->rc = i == failed ? rc : HDB_EPRECOND;
+            if (i != failed) snprintf(j->err, sizeof j->err, "not written: another part failed");
+            j->nseq = 0;
+        }
+    }
+    if (rc == HDB_OK)
+        for (size_t i = 0; i < n; i++)
+            if (jobs[i]->applied) jobs[i]->applied(jobs[i]);
+    hdb_batch_free(batch);
+    for (size_t i = 0; i < n; i++) release(order[i]);
+    hdb_free(order);
     return rc;
 }

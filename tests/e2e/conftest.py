@@ -3,7 +3,7 @@ temporary data directory, driven through the Python stubs that the build generat
 
 Environment (set by ctest; see CMakeLists.txt):
   HILBERTD       path of the hilbertd binary (default: build/hilbertd)
-  PYTHONPATH     must contain the build's python/ directory (generated *_pb2 modules)
+  PYTHONPATH     clients/python, where the build generates the *_pb2 modules (conftest adds it)
   HDB_SANITIZE   non-empty when the binary is an ASan/UBSan build (longer timeouts)
 """
 from __future__ import annotations

@@ -1,0 +1,55 @@
+/*
+ * hdb_infer.h - the inference pool: its own threads run model forward passes, batching the
+ * concurrent requests for one model into one pass.
+ *
+ * A request waits in its model's queue. A pool thread takes a model's queue when it holds
+ * max_batch items, or when its oldest request has waited max_wait_us; it concatenates the
+ * waiting requests (up to max_batch items; a larger request runs alone), runs one forward pass
+ * and hands each request its rows. Queues of different models are served oldest first, so one
+ * busy model delays another by at most the passes already running.
+ *
+ * The pool keeps the model threads apart from the gRPC workers that serve searches and
+ * uploads: model calls are served by their own RPC threads, and a slow model only makes those
+ * wait.
+ */
+#ifndef HDB_INFER_H
+#define HDB_INFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hdb_infer hdb_infer;
+typedef struct hdb_model hdb_model;
+
+/* Starts `threads` pool threads. Free with hdb_infer_free. */
+int hdb_infer_create(hdb_infer **out, int threads, uint32_t max_batch, uint32_t max_wait_us,
+                     char *err, size_t errlen);
+
+/* Stops the threads; requests still queued fail with HDB_EUNAVAIL. NULL is allowed. */
+void hdb_infer_free(hdb_infer *p);
+
+/* Runs model m on n items (n x hdb_model_input_size(m) floats, caller-owned, read until this
+ * returns) and writes n x hdb_model_output_dim(m) floats to out. Blocks until done. m must stay
+ * alive until this returns. deadline_ns (CLOCK_MONOTONIC, INT64_MAX for none) bounds the time
+ * spent waiting in the queue: a request not started by then fails with HDB_ETIMEOUT. */
+int hdb_infer_run(hdb_infer *p, hdb_model *m, const float *in, size_t n, float *out,
+                  int64_t deadline_ns, char *err, size_t errlen);
+
+typedef struct {
+    uint64_t passes;   /* forward passes run */
+    uint64_t items;    /* items they covered */
+    uint64_t requests; /* requests served */
+} hdb_infer_stats;
+
+/* Counters since creation (batching efficiency = items / passes). */
+void hdb_infer_stats_get(hdb_infer *p, hdb_infer_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HDB_INFER_H */

@@ -1,0 +1,284 @@
+/*
+ * hdb_infer.c - per-model queues and the threads that batch them into forward passes.
+ *
+ * One mutex guards every queue and request state; forward passes run without it. A request
+ * is QUEUED, then TAKEN by a pool thread (it can no longer time out), then DONE.
+ */
+#include "hdb_infer.h"
+
+#include "hdb_err.h"
+#include "hdb_log.h"
+#include "hdb_mem.h"
+#include "hdb_torch.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+enum { QUEUED = 0, TAKEN = 1, DONE = 2 };
+
+typedef struct request {
+    hdb_model *model;
+    const float *in;
+    float *out;
+    size_t n;
+    int64_t enqueued_ns;
+    int state;
+    int rc;
+    char err[512];
+    struct request *next; /* in its model's queue */
+} request;
+
+typedef struct queue {
+    hdb_model *model;
+    request *head, *tail;
+    size_t items; /* queued */
+    struct queue *next;
+} queue;
+
+struct hdb_infer {
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* pool threads: something was queued, or stop */
+    pthread_cond_t done; /* callers: some request finished */
+    queue *queues;       /* models with queued requests */
+    bool stop;
+    uint32_t max_batch;
+    int64_t max_wait_ns;
+    pthread_t *threads;
+    int nthreads;
+    hdb_infer_stats stats;
+};
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static struct timespec abs_time(int64_t ns) {
+    struct timespec ts = {ns / 1000000000, ns % 1000000000};
+    return ts;
+}
+
+static queue *queue_of(hdb_infer *p, hdb_model *m, bool create) {
+    for (queue *q = p->queues; q; q = q->next)
+        if (q->model == m) return q;
+    if (!create) return NULL;
+    queue *q = hdb_calloc(1, sizeof *q);
+    q->model = m;
+    q->next = p->queues;
+    p->queues = q;
+    return q;
+}
+
+static void queue_remove_request(queue *q, request *r) {
+    request **pp = &q->head;
+    while (*pp && *pp != r) pp = &(*pp)->next;
+    if (*pp == NULL) return;
+    *pp = r->next;
+    if (q->tail == r) {
+        q->tail = NULL;
+        for (request *x = q->head; x; x = x->next) q->tail = x;
+    }
+    q->items -= r->n;
+}
+
+static void queue_drop_if_empty(hdb_infer *p, queue *q) {
+    if (q->head) return;
+    queue **pp = &p->queues;
+    while (*pp != q) pp = &(*pp)->next;
+    *pp = q->next;
+    hdb_free(q);
+}
+
+/* The queue whose oldest request is oldest, or NULL. */
+static queue *oldest_queue(hdb_infer *p) {
+    queue *best = NULL;
+    for (queue *q = p->queues; q; q = q->next)
+        if (q->head && (best == NULL || q->head->enqueued_ns < best->head->enqueued_ns)) best = q;
+    return best;
+}
+
+/* Runs one batch (requests linked through `next`, all TAKEN) without the lock held. */
+static void run_batch(hdb_infer *p, hdb_model *m, request *batch, size_t items) {
+    int64_t in_size = hdb_model_input_size(m), out_dim = hdb_model_output_dim(m);
+    const float *in = batch->in;
+    float *out = batch->out;
+    float *inbuf = NULL, *outbuf = NULL;
+    if (batch->next != NULL) { /* several requests: gather them */
+        inbuf = hdb_malloc(items * (size_t)in_size * sizeof(float));
+        outbuf = hdb_malloc(items * (size_t)out_dim * sizeof(float));
+        size_t off = 0;
+        for (request *r = batch; r; r = r->next) {
+            memcpy(inbuf + off * in_size, r->in, r->n * (size_t)in_size * sizeof(float));
+            off += r->n;
+        }
+        in = inbuf;
+        out = outbuf;
+    }
+    char err[512];
+    err[0] = '\0';
+    int rc = hdb_model_forward(m, in, (int64_t)items, out, err, sizeof err);
+    if (rc == HDB_OK && outbuf) {
+        size_t off = 0;
+        for (request *r = batch; r; r = r->next) {
+            memcpy(r->out, outbuf + off * out_dim, r->n * (size_t)out_dim * sizeof(float));
+            off += r->n;
+        }
+    }
+    hdb_free(inbuf);
+    hdb_free(outbuf);
+    pthread_mutex_lock(&p->mu);
+    p->stats.passes++;
+    p->stats.items += items;
+    for (request *r = batch, *next; r; r = next) {
+        next = r->next;
+        r->rc = rc;
+        if (rc != HDB_OK) snprintf(r->err, sizeof r->err, "%s", err);
+        r->state = DONE;
+        p->stats.requests++;
+    }
+    pthread_cond_broadcast(&p->done);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *worker(void *arg) {
+    hdb_infer *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        queue *q = oldest_queue(p);
+        if (p->stop) break;
+        if (q == NULL) {
+            pthread_cond_wait(&p->work, &p->mu);
+            continue;
+        }
+        /* Wait for a fuller batch, unless it is full or its oldest request waited enough. */
+        int64_t ready_at = q->head->enqueued_ns + p->max_wait_ns;
+        if (q->items < p->max_batch && mono_ns() < ready_at) {
+            struct timespec ts = abs_time(ready_at);
+            pthread_cond_timedwait(&p->work, &p->mu, &ts);
+            continue; /* re-evaluate: another thread may have taken it */
+        }
+        /* Take whole requests up to max_batch items (a larger first request runs alone). */
+        request *batch = NULL, **tail = &batch;
+        size_t items = 0;
+        while (q->head && (items == 0 || items + q->head->n <= p->max_batch)) {
+            request *r = q->head;
+            queue_remove_request(q, r);
+            r->state = TAKEN;
+            r->next = NULL;
+            *tail = r;
+            tail = &r->next;
+            items += r->n;
+        }
+        hdb_model *m = q->model;
+        queue_drop_if_empty(p, q);
+        pthread_mutex_unlock(&p->mu);
+        run_batch(p, m, batch, items);
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+int hdb_infer_create(hdb_infer **out, int threads, uint32_t max_batch, uint32_t max_wait_us,
+                     char *err, size_t errlen) {
+    if (threads < 1 || max_batch < 1)
+        return hdb_errf(err, errlen, HDB_EINVAL, "inference pool: threads and max_batch >= 1");
+    hdb_infer *p = hdb_calloc(1, sizeof *p);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->work, &ca);
+    pthread_cond_init(&p->done, &ca);
+    pthread_condattr_destroy(&ca);
+    p->max_batch = max_batch;
+    p->max_wait_ns = (int64_t)max_wait_us * 1000;
+    p->threads = hdb_calloc((size_t)threads, sizeof *p->threads);
+    for (int i = 0; i < threads; i++) {
+        int e = pthread_create(&p->threads[i], NULL, worker, p);
+        if (e != 0) {
+            hdb_errf(err, errlen, HDB_EINTERNAL, "inference pool: cannot start a thread: %s",
+                     strerror(e));
+            hdb_infer_free(p);
+            return HDB_EINTERNAL;
+        }
+        p->nthreads++;
+    }
+    *out = p;
+    return HDB_OK;
+}
+
+void hdb_infer_free(hdb_infer *p) {
+    if (p == NULL) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
+    /* Requests still queued: fail them, so their callers return. */
+    pthread_mutex_lock(&p->mu);
+    for (queue *q = p->queues, *nq; q; q = nq) {
+        nq = q->next;
+        for (request *r = q->head; r; r = r->next) {
+            r->state = DONE;
+            r->rc = HDB_EUNAVAIL;
+            snprintf(r->err, sizeof r->err, "the server is shutting down");
+        }
+        hdb_free(q);
+    }
+    p->queues = NULL;
+    pthread_cond_broadcast(&p->done);
+    pthread_mutex_unlock(&p->mu);
+    hdb_free(p->threads);
+    pthread_cond_destroy(&p->work);
+    pthread_cond_destroy(&p->done);
+    pthread_mutex_destroy(&p->mu);
+    hdb_free(p);
+}
+
+int hdb_infer_run(hdb_infer *p, hdb_model *m, const float *in, size_t n, float *out,
+                  int64_t deadline_ns, char *err, size_t errlen) {
+    if (n == 0) return HDB_OK;
+    request r = {.model = m, .in = in, .out = out, .n = n, .enqueued_ns = mono_ns()};
+    pthread_mutex_lock(&p->mu);
+    if (p->stop) {
+        pthread_mutex_unlock(&p->mu);
+        return hdb_errf(err, errlen, HDB_EUNAVAIL, "the server is shutting down");
+    }
+    queue *q = queue_of(p, m, true);
+    if (q->tail) q->tail->next = &r;
+    else q->head = &r;
+    q->tail = &r;
+    q->items += n;
+    pthread_cond_broadcast(&p->work);
+    while (r.state != DONE) {
+        if (r.state == QUEUED && deadline_ns != INT64_MAX && mono_ns() >= deadline_ns) {
+            queue_remove_request(q, &r);
+            queue_drop_if_empty(p, q);
+            pthread_mutex_unlock(&p->mu);
+            return hdb_errf(err, errlen, HDB_ETIMEOUT,
+                            "deadline passed while waiting for the model");
+        }
+        if (r.state == QUEUED && deadline_ns != INT64_MAX) {
+            struct timespec ts = abs_time(deadline_ns);
+            pthread_cond_timedwait(&p->done, &p->mu, &ts);
+        } else {
+            pthread_cond_wait(&p->done, &p->mu);
+        }
+        /* A queued request stays in the queue it joined, which exists while it is not empty. */
+        q = queue_of(p, m, false);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (r.rc != HDB_OK) hdb_errf(err, errlen, r.rc, "%s", r.err);
+    return r.rc;
+}
+
+void hdb_infer_stats_get(hdb_infer *p, hdb_infer_stats *st) {
+    pthread_mutex_lock(&p->mu);
+    *st = p->stats;
+    pthread_mutex_unlock(&p->mu);
+}
