@@ -92,7 +92,8 @@ static float sparse_score(hdb_metric metric, const hdb_sparse_vec *q, const hdb_
     for (uint32_t k = 0; k < q->n; k++) qq += (double)q->val[k] * q->val[k];
     for (uint32_t k = 0; k < x->n; k++) xx += (double)x->val[k] * x->val[k];
     if (qq == 0 || xx == 0) return 1.0f;
-    return (float)(1.0 - dot / (sqrt(qq) * sqrt(xx)));
+    double d = 1.0 - dot / (sqrt(qq) * sqrt(xx));
+    return (float)(d < 0.0 ? 0.0 : (d > 2.0 ? 2.0 : d));
 }
 
 /* The score ("smaller is better") of a stored point for query qi, exactly; *ok is false when
@@ -111,7 +112,9 @@ static float rescore(hdb_metric metric, const hdb_query_vec *q, float qnorm, con
     default: {
         float vn = sqrtf(hdb_norm_sq(p->vec, dim));
         if (vn == 0.0f) return 1.0f; /* a stored zero vector: cosine 0 by convention */
-        return 1.0f - hdb_ip(q->vec, p->vec, dim) / (qnorm * vn);
+        /* Rounding can put the cosine a hair outside [-1, 1]; the distance stays in [0, 2]. */
+        float d = 1.0f - hdb_ip(q->vec, p->vec, dim) / (qnorm * vn);
+        return d < 0.0f ? 0.0f : (d > 2.0f ? 2.0f : d);
     }
     }
 }

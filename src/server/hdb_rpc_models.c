@@ -103,8 +103,13 @@ static int write_points(hdb_rpc *rpc, hdb_space **spaces, size_t n, hdb_point *p
     }
     size_t failed = 0;
     int rc = hdb_ingest_upload_many(srcs, pp, np, n, rpc->config, a, seqs, &failed, err, errlen);
-    if (rc != HDB_OK)
+    if (rc != HDB_OK) {
+        /* Ingest names the field as in an Upload of one point; here it is the request's own. */
+        static const char point0[] = "points[0].";
+        if (err && strncmp(err, point0, sizeof point0 - 1) == 0)
+            memmove(err, err + sizeof point0 - 1, strlen(err) - (sizeof point0 - 1) + 1);
         return hdb_err_prefix(err, errlen, rc, "model space %s: ", spaces[failed]->name);
+    }
     *out = hdb_arena_alloc(a, n * sizeof **out);
     for (size_t i = 0; i < n; i++) (*out)[i] = space_write(a, spaces[i], seqs[i], vecs ? vecs[i] : NULL);
     return HDB_OK;
