@@ -37,5 +37,11 @@ if [ "${1:-}" != "--no-asan" ]; then
   rm -rf "$probe"
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   run_suite build-asan -DHDB_SANITIZE=address,undefined
+  # The image decoder takes bytes from clients: 30 s of libFuzzer on it (clang), on the seeds.
+  echo "=== build-fuzz: fuzz_image" >&2
+  cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DHDB_FUZZ=ON \
+        -DHDB_BUILD_TESTS=OFF >/dev/null
+  cmake --build build-fuzz --target fuzz_image -j"$jobs"
+  ctest --test-dir build-fuzz -L fuzz --output-on-failure
 fi
 echo "=== all tests passed in $(( $(date +%s) - start )) s" >&2

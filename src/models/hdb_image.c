@@ -63,12 +63,12 @@ static int check_dims(uint64_t w, uint64_t h, const hdb_image_limits *lim, char 
     if (w * h > lim->max_pixels)
         return hdb_errf(err, errlen, HDB_ELIMIT,
                         "image: %llux%llu has %llu pixels, above the limit of %llu",
-                        (unsigned long long)w, (unsigned long long)h,
-                        (unsigned long long)(w * h), (unsigned long long)lim->max_pixels);
+                        (unsigned long long)w, (unsigned long long)h, (unsigned long long)(w * h),
+                        (unsigned long long)lim->max_pixels);
     if (w < lim->min_side || h < lim->min_side || w == 0 || h == 0)
-        return hdb_errf(err, errlen, HDB_EINVAL, "image: %llux%llu is smaller than the minimum of %ux%u",
-                        (unsigned long long)w, (unsigned long long)h, lim->min_side,
-                        lim->min_side);
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "image: %llux%llu is smaller than the minimum of %ux%u",
+                        (unsigned long long)w, (unsigned long long)h, lim->min_side, lim->min_side);
     return HDB_OK;
 }
 
@@ -78,8 +78,8 @@ typedef struct {
     const unsigned char *data;
     size_t len, pos;
     const hdb_image_limits *lim;
-    int rc;               /* set before a non-error early return from png_work */
-    char msg[MSG_MAX];    /* libpng's error message, or ours */
+    int rc;            /* set before a non-error early return from png_work */
+    char msg[MSG_MAX]; /* libpng's error message, or ours */
     unsigned char *pixels;
     png_bytep *rows;
     uint32_t w, h, c;
@@ -152,7 +152,8 @@ static int png_work(png_structp png, png_infop info, png_job *job) {
     job->c = c;
     job->pixels = hdb_malloc((size_t)w * h * c);
     job->rows = hdb_malloc((size_t)h * sizeof *job->rows);
-    for (png_uint_32 y = 0; y < h; y++) job->rows[y] = job->pixels + (size_t)y * rowbytes;
+    for (png_uint_32 y = 0; y < h; y++)
+        job->rows[y] = job->pixels + (size_t)y * rowbytes;
     png_read_image(png, job->rows);
     png_read_end(png, NULL); /* up to IEND: a file cut anywhere is refused */
     return HDB_OK;
@@ -178,10 +179,10 @@ static int decode_png(const unsigned char *data, size_t len, const hdb_image_lim
     /* The first chunk must be IHDR: look at its width and height before libpng allocates
      * anything (libpng would refuse sides above max_side too, but as a damaged file). */
     if (len >= 24 && memcmp(data + 12, "IHDR", 4) == 0) {
-        uint32_t w = (uint32_t)data[16] << 24 | (uint32_t)data[17] << 16 |
-                     (uint32_t)data[18] << 8 | data[19];
-        uint32_t h = (uint32_t)data[20] << 24 | (uint32_t)data[21] << 16 |
-                     (uint32_t)data[22] << 8 | data[23];
+        uint32_t w = (uint32_t)data[16] << 24 | (uint32_t)data[17] << 16 | (uint32_t)data[18] << 8 |
+                     data[19];
+        uint32_t h = (uint32_t)data[20] << 24 | (uint32_t)data[21] << 16 | (uint32_t)data[22] << 8 |
+                     data[23];
         if (w != 0 && h != 0 && w <= PNG_UINT_31_MAX && h <= PNG_UINT_31_MAX) {
             rc = check_dims(w, h, lim, err, errlen);
             if (rc == HDB_ELIMIT) return rc;
@@ -224,7 +225,7 @@ done:
 typedef struct {
     struct jpeg_error_mgr pub; /* first: libjpeg hands us a pointer to it */
     jmp_buf jb;
-    int rc;                    /* HDB_EINVAL, or HDB_ELIMIT for oversized images */
+    int rc;                         /* HDB_EINVAL, or HDB_ELIMIT for oversized images */
     char msg[JMSG_LENGTH_MAX + 64]; /* libjpeg's message plus our prefix */
 } jpeg_err_mgr;
 
@@ -249,8 +250,8 @@ static _Noreturn void jpeg_fail(j_common_ptr cinfo, int rc) {
 static void jpeg_on_error(j_common_ptr cinfo) {
     jpeg_err_mgr *e = (jpeg_err_mgr *)cinfo->err;
     if (e->pub.msg_code == JERR_IMAGE_TOO_BIG) {
-        snprintf(e->msg, sizeof e->msg,
-                 "image: JPEG sides exceed libjpeg's maximum of %ld pixels", (long)JPEG_MAX_DIMENSION);
+        snprintf(e->msg, sizeof e->msg, "image: JPEG sides exceed libjpeg's maximum of %ld pixels",
+                 (long)JPEG_MAX_DIMENSION);
         jpeg_fail(cinfo, HDB_ELIMIT);
     }
     char buf[JMSG_LENGTH_MAX];
@@ -280,8 +281,8 @@ static void jpeg_on_progress(j_common_ptr cinfo) {
     j_decompress_ptr d = (j_decompress_ptr)cinfo;
     if (d->input_scan_number > JPEG_MAX_SCANS) {
         jpeg_err_mgr *e = (jpeg_err_mgr *)cinfo->err;
-        snprintf(e->msg, sizeof e->msg,
-                 "image: damaged JPEG (more than %d progressive scans)", JPEG_MAX_SCANS);
+        snprintf(e->msg, sizeof e->msg, "image: damaged JPEG (more than %d progressive scans)",
+                 JPEG_MAX_SCANS);
         jpeg_fail(cinfo, HDB_EINVAL);
     }
 }
@@ -305,9 +306,13 @@ static int jpeg_work(jpeg_job *job) {
         return rc;
     }
     switch (cinfo->jpeg_color_space) {
-    case JCS_GRAYSCALE: cinfo->out_color_space = JCS_GRAYSCALE; break;
+    case JCS_GRAYSCALE:
+        cinfo->out_color_space = JCS_GRAYSCALE;
+        break;
     case JCS_YCbCr:
-    case JCS_RGB: cinfo->out_color_space = JCS_RGB; break;
+    case JCS_RGB:
+        cinfo->out_color_space = JCS_RGB;
+        break;
     case JCS_CMYK:
     case JCS_YCCK:
         snprintf(job->jerr.msg, sizeof job->jerr.msg, "image: CMYK JPEG images are not supported");
@@ -357,7 +362,8 @@ static int decode_jpeg(const unsigned char *data, size_t len, const hdb_image_li
     job->jerr.rc = HDB_OK;
 
     int rc = jpeg_guarded(job);
-    if (rc != HDB_OK) rc = hdb_errf(err, errlen, job->jerr.rc ? job->jerr.rc : rc, "%s", job->jerr.msg);
+    if (rc != HDB_OK)
+        rc = hdb_errf(err, errlen, job->jerr.rc ? job->jerr.rc : rc, "%s", job->jerr.msg);
     /* Safe even when jpeg_create_decompress failed: cinfo.mem is still NULL (calloc). */
     jpeg_destroy_decompress(&job->cinfo);
     if (rc == HDB_OK) {
@@ -405,12 +411,11 @@ int hdb_image_spec_check(const hdb_image_spec *spec, char *err, size_t errlen) {
         return hdb_errf(err, errlen, HDB_EINVAL, "spec.input.image.width: must be 1..%u (got %u)",
                         SPEC_MAX_SIDE, spec->width);
     if (spec->height < 1 || spec->height > SPEC_MAX_SIDE)
-        return hdb_errf(err, errlen, HDB_EINVAL,
-                        "spec.input.image.height: must be 1..%u (got %u)", SPEC_MAX_SIDE,
-                        spec->height);
+        return hdb_errf(err, errlen, HDB_EINVAL, "spec.input.image.height: must be 1..%u (got %u)",
+                        SPEC_MAX_SIDE, spec->height);
     if (spec->channels != 1 && spec->channels != 3)
-        return hdb_errf(err, errlen, HDB_EINVAL, "spec.input.image.channels: must be 1 or 3 (got %u)",
-                        spec->channels);
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "spec.input.image.channels: must be 1 or 3 (got %u)", spec->channels);
     if (spec->resize != HDB_RESIZE_STRETCH && spec->resize != HDB_RESIZE_FIT &&
         spec->resize != HDB_RESIZE_CROP)
         return hdb_errf(err, errlen, HDB_EINVAL,
@@ -418,7 +423,8 @@ int hdb_image_spec_check(const hdb_image_spec *spec, char *err, size_t errlen) {
                         (int)spec->resize);
     for (uint32_t c = 0; c < spec->channels; c++) {
         if (!isfinite(spec->mean[c]))
-            return hdb_errf(err, errlen, HDB_EINVAL, "spec.input.image.mean[%u]: must be finite", c);
+            return hdb_errf(err, errlen, HDB_EINVAL, "spec.input.image.mean[%u]: must be finite",
+                            c);
         if (!isfinite(spec->std[c]) || !(spec->std[c] > 0.0f))
             return hdb_errf(err, errlen, HDB_EINVAL,
                             "spec.input.image.std[%u]: must be finite and > 0 (got %g)", c,
@@ -493,7 +499,8 @@ static void kernel_build(kernel *k, uint32_t n, double s0, double sn, uint32_t d
             w[0] = 1.0f;
             sum = 1.0;
         }
-        for (uint32_t j = j0; j < j1; j++) w[j - j0] = (float)(w[j - j0] / sum);
+        for (uint32_t j = j0; j < j1; j++)
+            w[j - j0] = (float)(w[j - j0] / sum);
         k->first[i] = j0;
         k->count[i] = j1 - j0;
     }
@@ -503,8 +510,8 @@ static void kernel_build(kernel *k, uint32_t n, double s0, double sn, uint32_t d
  * (zeroed by the caller), with the content placed at (ox, oy) with size cw x ch and taken from
  * the source window [sx0, sx0 + sxn) x [sy0, sy0 + syn). Values stay in 0..255. */
 static void resize_planes(const hdb_image *img, float *dst, uint32_t W, uint32_t H, uint32_t ox,
-                          uint32_t oy, uint32_t cw, uint32_t ch, double sx0, double sxn,
-                          double sy0, double syn) {
+                          uint32_t oy, uint32_t cw, uint32_t ch, double sx0, double sxn, double sy0,
+                          double syn) {
     kernel kx, ky;
     kernel_build(&kx, img->width, sx0, sxn, cw);
     kernel_build(&ky, img->height, sy0, syn, ch);
@@ -526,7 +533,8 @@ static void resize_planes(const hdb_image *img, float *dst, uint32_t W, uint32_t
             const unsigned char *s = src + (size_t)kx.first[x] * c;
             for (uint32_t k = 0; k < c; k++) {
                 float acc = 0;
-                for (uint32_t j = 0; j < kx.count[x]; j++) acc += kw[j] * s[(size_t)j * c + k];
+                for (uint32_t j = 0; j < kx.count[x]; j++)
+                    acc += kw[j] * s[(size_t)j * c + k];
                 t[(size_t)x * c + k] = acc;
             }
         }
@@ -554,8 +562,8 @@ int hdb_image_to_input(const hdb_image *img, const hdb_image_spec *spec, float *
                        size_t errlen) {
     int rc = hdb_image_spec_check(spec, err, errlen);
     if (rc != HDB_OK) return rc;
-    if (img == NULL || out == NULL || img->pixels == NULL || img->width == 0 ||
-        img->height == 0 || (img->channels != 1 && img->channels != 3))
+    if (img == NULL || out == NULL || img->pixels == NULL || img->width == 0 || img->height == 0 ||
+        (img->channels != 1 && img->channels != 3))
         return hdb_errf(err, errlen, HDB_EINVAL, "image: no decoded pixels");
 
     uint32_t W = spec->width, H = spec->height, w = img->width, h = img->height;
@@ -563,7 +571,8 @@ int hdb_image_to_input(const hdb_image *img, const hdb_image_spec *spec, float *
     uint32_t ox = 0, oy = 0, cw = W, ch = H;
     double sx0 = 0, sxn = w, sy0 = 0, syn = h;
     switch (spec->resize) {
-    case HDB_RESIZE_STRETCH: break;
+    case HDB_RESIZE_STRETCH:
+        break;
     case HDB_RESIZE_FIT:
         if (Ww <= Hw) { /* width limits: full width, height scaled by W / w */
             uint64_t v = ((uint64_t)h * W + w / 2) / w;
@@ -597,9 +606,12 @@ int hdb_image_to_input(const hdb_image *img, const hdb_image_spec *spec, float *
         float *o = out + k * plane;
         for (size_t p = 0; p < plane; p++) {
             float v;
-            if (c == C) v = res[k * plane + p];
-            else if (c == 1) v = res[p]; /* gray -> RGB: replicate */
-            else v = 0.299f * res[p] + 0.587f * res[plane + p] + 0.114f * res[2 * plane + p];
+            if (c == C)
+                v = res[k * plane + p];
+            else if (c == 1)
+                v = res[p]; /* gray -> RGB: replicate */
+            else
+                v = 0.299f * res[p] + 0.587f * res[plane + p] + 0.114f * res[2 * plane + p];
             o[p] = (v / 255.0f - mean) / sd;
         }
     }

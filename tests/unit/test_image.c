@@ -89,7 +89,8 @@ static buf png_make(uint32_t w, uint32_t h, const png_opts *o, const unsigned ch
     if (o->level >= 0) png_set_compression_level(png, o->level);
     png_write_info(png, info);
     png_bytep *rows = malloc(h * sizeof *rows);
-    for (uint32_t y = 0; y < h; y++) rows[y] = (png_bytep)raw + y * rowbytes;
+    for (uint32_t y = 0; y < h; y++)
+        rows[y] = (png_bytep)raw + y * rowbytes;
     png_write_image(png, rows);
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
@@ -135,7 +136,8 @@ static uint32_t crc32_of(const unsigned char *p, size_t n) {
     uint32_t c = 0xffffffffu;
     for (size_t i = 0; i < n; i++) {
         c ^= p[i];
-        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
     }
     return c ^ 0xffffffffu;
 }
@@ -228,7 +230,8 @@ static void test_png_gray_rgb_rgba(void **state) {
             assert_int_equal(img.channels, cases[t].out_c);
             for (size_t p = 0; p < (size_t)w * h; p++)
                 for (uint32_t k = 0; k < cases[t].out_c; k++)
-                    assert_int_equal(img.pixels[p * cases[t].out_c + k], raw[p * cases[t].in_c + k]);
+                    assert_int_equal(img.pixels[p * cases[t].out_c + k],
+                                     raw[p * cases[t].in_c + k]);
             hdb_image_free(&img);
             assert_null(img.pixels);
             free(raw);
@@ -249,8 +252,13 @@ static void test_png_palette_and_low_depth(void **state) {
     for (uint32_t y = 0; y < h; y++)
         for (uint32_t x = 0; x < w; x++)
             raw[y * rowbytes + x / 4] |= (unsigned char)(((x + y) % 4) << (6 - 2 * (x % 4)));
-    png_opts o = {.ctype = PNG_COLOR_TYPE_PALETTE, .depth = 2, .level = -1, .pal = pal, .npal = 4,
-                  .trans = trans, .ntrans = 2};
+    png_opts o = {.ctype = PNG_COLOR_TYPE_PALETTE,
+                  .depth = 2,
+                  .level = -1,
+                  .pal = pal,
+                  .npal = 4,
+                  .trans = trans,
+                  .ntrans = 2};
     buf b = png_make(w, h, &o, raw, rowbytes);
     hdb_image img;
     assert_int_equal(decode(&b, &img, err), HDB_OK);
@@ -339,14 +347,16 @@ static void test_jpeg_gray_rgb(void **state) {
     for (int progressive = 0; progressive <= 1; progressive++) {
         unsigned char *g = malloc(w * h);
         for (uint32_t y = 0; y < h; y++)
-            for (uint32_t x = 0; x < w; x++) g[y * w + x] = (unsigned char)(x * 4 + y * 3);
+            for (uint32_t x = 0; x < w; x++)
+                g[y * w + x] = (unsigned char)(x * 4 + y * 3);
         buf b = jpeg_make(w, h, 1, JCS_GRAYSCALE, JCS_UNKNOWN, g, 100, progressive);
         hdb_image img;
         assert_int_equal(decode(&b, &img, err), HDB_OK);
         assert_int_equal(img.width, w);
         assert_int_equal(img.height, h);
         assert_int_equal(img.channels, 1);
-        for (size_t i = 0; i < (size_t)w * h; i++) assert_true(abs(img.pixels[i] - g[i]) <= 4);
+        for (size_t i = 0; i < (size_t)w * h; i++)
+            assert_true(abs(img.pixels[i] - g[i]) <= 4);
         hdb_image_free(&img);
         free(b.p);
         free(g);
@@ -385,6 +395,68 @@ static void test_jpeg_cmyk_refused(void **state) {
     free(px);
 }
 
+/* A progressive JPEG with 1 + 2 * 63 * 3 = 379 scans (each AC coefficient of each component
+ * in its own band, first pass and refinement): refused before it can cost 379 passes over a
+ * large image. Real encoders write about 10 scans. */
+static void test_jpeg_too_many_scans(void **state) {
+    (void)state;
+    char err[256];
+    const uint32_t w = 16, h = 16;
+    unsigned char *px = pattern(w, h, 3, 4);
+    jpeg_scan_info scans[1 + 2 * 63 * 3];
+    int n = 0;
+    scans[n++] = (jpeg_scan_info){.comps_in_scan = 3, .component_index = {0, 1, 2}};
+    for (int pass = 0; pass < 2; pass++)
+        for (int c = 0; c < 3; c++)
+            for (int k = 1; k <= 63; k++)
+                scans[n++] = (jpeg_scan_info){.comps_in_scan = 1,
+                                              .component_index = {c},
+                                              .Ss = k,
+                                              .Se = k,
+                                              .Ah = pass,
+                                              .Al = 1 - pass};
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr jerr;
+    unsigned char *out = NULL;
+    unsigned long outlen = 0;
+    c.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&c);
+    jpeg_mem_dest(&c, &out, &outlen);
+    c.image_width = w;
+    c.image_height = h;
+    c.input_components = 3;
+    c.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&c);
+    c.scan_info = scans;
+    c.num_scans = n;
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < h) {
+        JSAMPROW row = px + (size_t)c.next_scanline * w * 3;
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    hdb_image img;
+    assert_int_equal(hdb_image_decode(out, outlen, &LIM, &img, err, sizeof err), HDB_EINVAL);
+    assert_string_equal(err, "image: damaged JPEG (more than 256 progressive scans)");
+    assert_null(img.pixels);
+    free(out);
+    free(px);
+}
+
+/* Two components (no colour space libjpeg can name): refused. */
+static void test_jpeg_unknown_colour_space(void **state) {
+    (void)state;
+    char err[256];
+    unsigned char *px = pattern(16, 16, 2, 1);
+    buf b = jpeg_make(16, 16, 2, JCS_UNKNOWN, JCS_UNKNOWN, px, 90, 0);
+    hdb_image img;
+    assert_int_equal(decode(&b, &img, err), HDB_EINVAL);
+    assert_string_equal(err, "image: unsupported JPEG colour space (2 components)");
+    free(b.p);
+    free(px);
+}
+
 /* ---- refusals ----------------------------------------------------------------------------- */
 
 static void test_not_an_image(void **state) {
@@ -395,8 +467,14 @@ static void test_not_an_image(void **state) {
     assert_string_equal(err, "image: empty");
     assert_int_equal(hdb_image_decode(NULL, 0, &LIM, &img, err, sizeof err), HDB_EINVAL);
     assert_int_equal(hdb_image_decode(NULL, 5, &LIM, &img, err, sizeof err), HDB_EINVAL);
-    const char *bad[] = {"GIF89a\x10\x00\x10\x00\x80\x00\x00", "GIF87a", "BM\x36\x00\x00\x00",
-                         "\x89PNG", "\xff\xd8", "\x89PNG\r\n\x1a", "RIFF\0\0\0\0WEBP", "x"};
+    const char *bad[] = {"GIF89a\x10\x00\x10\x00\x80\x00\x00",
+                         "GIF87a",
+                         "BM\x36\x00\x00\x00",
+                         "\x89PNG",
+                         "\xff\xd8",
+                         "\x89PNG\r\n\x1a",
+                         "RIFF\0\0\0\0WEBP",
+                         "x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(hdb_image_decode(bad[i], strlen(bad[i]) + 1, &LIM, &img, err, sizeof err),
                          HDB_EINVAL);
@@ -406,15 +484,19 @@ static void test_not_an_image(void **state) {
     unsigned char rnd[4096];
     srand(7);
     for (int t = 0; t < 200; t++) {
-        for (size_t i = 0; i < sizeof rnd; i++) rnd[i] = (unsigned char)rand();
+        for (size_t i = 0; i < sizeof rnd; i++)
+            rnd[i] = (unsigned char)rand();
         size_t n = 1 + (size_t)rand() % sizeof rnd;
         assert_int_equal(hdb_image_decode(rnd, n, &LIM, &img, err, sizeof err), HDB_EINVAL);
     }
     /* Random bytes behind a valid magic. */
     for (int t = 0; t < 200; t++) {
-        for (size_t i = 0; i < sizeof rnd; i++) rnd[i] = (unsigned char)rand();
-        if (t & 1) memcpy(rnd, "\x89PNG\r\n\x1a\n", 8);
-        else memcpy(rnd, "\xff\xd8\xff", 3);
+        for (size_t i = 0; i < sizeof rnd; i++)
+            rnd[i] = (unsigned char)rand();
+        if (t & 1)
+            memcpy(rnd, "\x89PNG\r\n\x1a\n", 8);
+        else
+            memcpy(rnd, "\xff\xd8\xff", 3);
         size_t n = 3 + (size_t)rand() % (sizeof rnd - 3);
         assert_int_equal(hdb_image_decode(rnd, n, &LIM, &img, err, sizeof err), HDB_EINVAL);
         assert_true(strncmp(err, "image: ", 7) == 0);
@@ -459,11 +541,14 @@ static void test_truncated_everywhere(void **state) {
         hdb_image_free(&img);
         for (size_t cut = 0; cut < files[f].n; cut++) {
             int rc = hdb_image_decode(files[f].p, cut, &LIM, &img, err, sizeof err);
-            if (rc != HDB_EINVAL) fail_msg("file %d cut at %zu/%zu: rc %d (%s)", f, cut, files[f].n, rc, err);
+            if (rc != HDB_EINVAL)
+                fail_msg("file %d cut at %zu/%zu: rc %d (%s)", f, cut, files[f].n, rc, err);
             assert_null(img.pixels);
             if (cut >= 8) {
-                if (f < 2) assert_non_null(strstr(err, "image: damaged or truncated PNG ("));
-                else assert_non_null(strstr(err, "image: damaged or truncated JPEG ("));
+                if (f < 2)
+                    assert_non_null(strstr(err, "image: damaged or truncated PNG ("));
+                else
+                    assert_non_null(strstr(err, "image: damaged or truncated JPEG ("));
             }
         }
         free(files[f].p);
@@ -660,8 +745,12 @@ static void test_mutations(void **state) {
     files[1] = jpeg_make(24, 16, 3, JCS_RGB, JCS_UNKNOWN, raw, 80, 0);
     files[2] = jpeg_make(24, 16, 3, JCS_RGB, JCS_UNKNOWN, raw, 80, 1);
     srand(12345);
-    hdb_image_spec spec = {.width = 28, .height = 28, .channels = 1, .resize = HDB_RESIZE_FIT,
-                           .mean = {0.5f}, .std = {0.5f}};
+    hdb_image_spec spec = {.width = 28,
+                           .height = 28,
+                           .channels = 1,
+                           .resize = HDB_RESIZE_FIT,
+                           .mean = {0.5f},
+                           .std = {0.5f}};
     float out[28 * 28];
     for (int f = 0; f < 3; f++) {
         unsigned char *m = malloc(files[f].n);
@@ -685,8 +774,12 @@ static void test_mutations(void **state) {
 /* ---- spec --------------------------------------------------------------------------------- */
 
 static hdb_image_spec good_spec(void) {
-    hdb_image_spec s = {.width = 28, .height = 28, .channels = 3, .resize = HDB_RESIZE_STRETCH,
-                        .mean = {0.485f, 0.456f, 0.406f}, .std = {0.229f, 0.224f, 0.225f}};
+    hdb_image_spec s = {.width = 28,
+                        .height = 28,
+                        .channels = 3,
+                        .resize = HDB_RESIZE_STRETCH,
+                        .mean = {0.485f, 0.456f, 0.406f},
+                        .std = {0.229f, 0.224f, 0.225f}};
     return s;
 }
 
@@ -757,8 +850,8 @@ static hdb_image make_img(uint32_t w, uint32_t h, uint32_t c, const unsigned cha
 }
 
 static hdb_image_spec plain_spec(uint32_t w, uint32_t h, uint32_t c, hdb_resize_mode m) {
-    hdb_image_spec s = {.width = w, .height = h, .channels = c, .resize = m,
-                        .mean = {0, 0, 0}, .std = {1, 1, 1}};
+    hdb_image_spec s = {
+        .width = w, .height = h, .channels = c, .resize = m, .mean = {0, 0, 0}, .std = {1, 1, 1}};
     return s;
 }
 
@@ -775,15 +868,19 @@ static void test_constant_image(void **state) {
     uint32_t sizes[][2] = {{7, 9}, {50, 30}, {200, 120}, {3, 3}, {1, 1}, {17, 5}};
     for (int m = 0; m < 2; m++)
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
-            hdb_image_spec spec = {.width = sizes[s][0], .height = sizes[s][1], .channels = 3,
-                                   .resize = modes[m], .mean = {0.5f, 0.25f, 0.0f},
+            hdb_image_spec spec = {.width = sizes[s][0],
+                                   .height = sizes[s][1],
+                                   .channels = 3,
+                                   .resize = modes[m],
+                                   .mean = {0.5f, 0.25f, 0.0f},
                                    .std = {0.25f, 0.5f, 2.0f}};
             size_t plane = (size_t)spec.width * spec.height;
             float *out = malloc(plane * 3 * sizeof *out);
             assert_int_equal(hdb_image_to_input(&img, &spec, out, err, sizeof err), HDB_OK);
             for (uint32_t c = 0; c < 3; c++) {
                 float want = (100.0f / 255.0f - spec.mean[c]) / spec.std[c];
-                for (size_t p = 0; p < plane; p++) assert_float_equal(out[c * plane + p], want, 1e-4);
+                for (size_t p = 0; p < plane; p++)
+                    assert_float_equal(out[c * plane + p], want, 1e-4);
             }
             free(out);
         }
@@ -814,18 +911,21 @@ static void test_checkerboard(void **state) {
     /* Same size: identity. */
     s = plain_spec(2, 2, 1, HDB_RESIZE_STRETCH);
     assert_int_equal(hdb_image_to_input(&img, &s, out, err, sizeof err), HDB_OK);
-    for (int i = 0; i < 4; i++) NEAR(out[i], cb[i] / 255.0f);
+    for (int i = 0; i < 4; i++)
+        NEAR(out[i], cb[i] / 255.0f);
     hdb_image_free(&img);
 
     /* 16x16 one-pixel checkerboard -> 4x4 (factor 4: area average) = exactly grey; plain
      * bilinear would alias to 0 or 1. */
     unsigned char big[256];
     for (int y = 0; y < 16; y++)
-        for (int x = 0; x < 16; x++) big[y * 16 + x] = ((x ^ y) & 1) ? 255 : 0;
+        for (int x = 0; x < 16; x++)
+            big[y * 16 + x] = ((x ^ y) & 1) ? 255 : 0;
     img = make_img(16, 16, 1, big);
     s = plain_spec(4, 4, 1, HDB_RESIZE_STRETCH);
     assert_int_equal(hdb_image_to_input(&img, &s, out, err, sizeof err), HDB_OK);
-    for (int i = 0; i < 16; i++) NEAR(out[i], 0.5f);
+    for (int i = 0; i < 16; i++)
+        NEAR(out[i], 0.5f);
     /* 16x16 -> 3x3 (factor 5.33, fractional coverage): still close to grey, and the result is
      * the same on every run. */
     s = plain_spec(3, 3, 1, HDB_RESIZE_STRETCH);
@@ -833,7 +933,8 @@ static void test_checkerboard(void **state) {
     assert_int_equal(hdb_image_to_input(&img, &s, a, err, sizeof err), HDB_OK);
     assert_int_equal(hdb_image_to_input(&img, &s, b, err, sizeof err), HDB_OK);
     assert_memory_equal(a, b, sizeof a);
-    for (int i = 0; i < 9; i++) assert_float_equal(a[i], 0.5f, 0.05f);
+    for (int i = 0; i < 9; i++)
+        assert_float_equal(a[i], 0.5f, 0.05f);
     hdb_image_free(&img);
 
     /* Area averaging of a ramp: 8 -> 2 averages each half exactly. */
@@ -874,7 +975,8 @@ static void test_fit_padding(void **state) {
     s = plain_spec(4, 4, 1, HDB_RESIZE_FIT);
     assert_int_equal(hdb_image_to_input(&img, &s, out, err, sizeof err), HDB_OK);
     for (int y = 0; y < 4; y++)
-        for (int x = 0; x < 4; x++) NEAR(out[y * 4 + x], (x == 1 || x == 2) ? 1.0f : 0.0f);
+        for (int x = 0; x < 4; x++)
+            NEAR(out[y * 4 + x], (x == 1 || x == 2) ? 1.0f : 0.0f);
     hdb_image_free(&img);
 
     /* Odd padding: 10x4 into 5x5 -> content 5x2 at rows 1..2, one row above, two below. */
@@ -884,14 +986,16 @@ static void test_fit_padding(void **state) {
     s = plain_spec(5, 5, 1, HDB_RESIZE_FIT);
     assert_int_equal(hdb_image_to_input(&img, &s, out, err, sizeof err), HDB_OK);
     for (int y = 0; y < 5; y++)
-        for (int x = 0; x < 5; x++) NEAR(out[y * 5 + x], (y == 1 || y == 2) ? 1.0f : 0.0f);
+        for (int x = 0; x < 5; x++)
+            NEAR(out[y * 5 + x], (y == 1 || y == 2) ? 1.0f : 0.0f);
     hdb_image_free(&img);
 
     /* Same aspect ratio: no padding at all. */
     img = make_img(8, 4, 3, white);
     s = plain_spec(6, 3, 3, HDB_RESIZE_FIT);
     assert_int_equal(hdb_image_to_input(&img, &s, out, err, sizeof err), HDB_OK);
-    for (int i = 0; i < 3 * 18; i++) NEAR(out[i], 1.0f);
+    for (int i = 0; i < 3 * 18; i++)
+        NEAR(out[i], 1.0f);
     hdb_image_free(&img);
 }
 
@@ -902,11 +1006,13 @@ static void test_crop_centre(void **state) {
     /* 8x4: columns 2..5 are 200, the rest 0. CROP to 4x4 keeps exactly the centre 4x4. */
     unsigned char px[32];
     for (int y = 0; y < 4; y++)
-        for (int x = 0; x < 8; x++) px[y * 8 + x] = (x >= 2 && x <= 5) ? 200 : 0;
+        for (int x = 0; x < 8; x++)
+            px[y * 8 + x] = (x >= 2 && x <= 5) ? 200 : 0;
     hdb_image img = make_img(8, 4, 1, px);
     hdb_image_spec s = plain_spec(4, 4, 1, HDB_RESIZE_CROP);
     assert_int_equal(hdb_image_to_input(&img, &s, out, err, sizeof err), HDB_OK);
-    for (int i = 0; i < 16; i++) NEAR(out[i], 200.0f / 255.0f);
+    for (int i = 0; i < 16; i++)
+        NEAR(out[i], 200.0f / 255.0f);
     /* STRETCH on the same image sees the black borders. */
     s.resize = HDB_RESIZE_STRETCH;
     assert_int_equal(hdb_image_to_input(&img, &s, out, err, sizeof err), HDB_OK);
@@ -916,12 +1022,14 @@ static void test_crop_centre(void **state) {
     /* Tall 4x8: rows 2..5 are kept; each row has its own value. */
     unsigned char tall[32];
     for (int y = 0; y < 8; y++)
-        for (int x = 0; x < 4; x++) tall[y * 4 + x] = (unsigned char)(y * 30);
+        for (int x = 0; x < 4; x++)
+            tall[y * 4 + x] = (unsigned char)(y * 30);
     img = make_img(4, 8, 1, tall);
     s = plain_spec(4, 4, 1, HDB_RESIZE_CROP);
     assert_int_equal(hdb_image_to_input(&img, &s, out, err, sizeof err), HDB_OK);
     for (int y = 0; y < 4; y++)
-        for (int x = 0; x < 4; x++) NEAR(out[y * 4 + x], (float)((y + 2) * 30) / 255.0f);
+        for (int x = 0; x < 4; x++)
+            NEAR(out[y * 4 + x], (float)((y + 2) * 30) / 255.0f);
     /* CROP downscaled by 2: 4x8 -> 2x2 keeps rows 2..5, i.e. bilinear at rows 2.5 and 4.5. */
     s = plain_spec(2, 2, 1, HDB_RESIZE_CROP);
     assert_int_equal(hdb_image_to_input(&img, &s, out, err, sizeof err), HDB_OK);
@@ -946,12 +1054,13 @@ static void test_extreme_shapes(void **state) {
                 hdb_image_spec s = plain_spec(specs[j][0], specs[j][1], 3, (hdb_resize_mode)m);
                 size_t n = (size_t)s.width * s.height * 3;
                 float *out = malloc(n * sizeof *out);
-                for (size_t k = 0; k < n; k++) out[k] = NAN;
+                for (size_t k = 0; k < n; k++)
+                    out[k] = NAN;
                 assert_int_equal(hdb_image_to_input(&img, &s, out, err, sizeof err), HDB_OK);
                 for (size_t k = 0; k < n; k++)
                     if (!(out[k] >= -1e-5f && out[k] <= 1.0f + 1e-5f))
-                        fail_msg("%ux%u -> %ux%u mode %d: out[%zu] = %g", w, h, s.width,
-                                 s.height, m, k, (double)out[k]);
+                        fail_msg("%ux%u -> %ux%u mode %d: out[%zu] = %g", w, h, s.width, s.height,
+                                 m, k, (double)out[k]);
                 free(out);
             }
         hdb_image_free(&img);
@@ -965,8 +1074,12 @@ static void test_channels_and_layout(void **state) {
     /* Gray -> RGB: every plane is the gray value, normalised per channel. */
     unsigned char g[6] = {0, 51, 102, 153, 204, 255};
     hdb_image img = make_img(3, 2, 1, g);
-    hdb_image_spec s = {.width = 3, .height = 2, .channels = 3, .resize = HDB_RESIZE_STRETCH,
-                        .mean = {0.1f, 0.2f, 0.3f}, .std = {0.5f, 0.25f, 2.0f}};
+    hdb_image_spec s = {.width = 3,
+                        .height = 2,
+                        .channels = 3,
+                        .resize = HDB_RESIZE_STRETCH,
+                        .mean = {0.1f, 0.2f, 0.3f},
+                        .std = {0.5f, 0.25f, 2.0f}};
     float out[18];
     assert_int_equal(hdb_image_to_input(&img, &s, out, err, sizeof err), HDB_OK);
     for (int c = 0; c < 3; c++)
@@ -990,7 +1103,8 @@ static void test_channels_and_layout(void **state) {
 
     /* CHW: out[c][y][x] = pixel (x, y) channel c, for distinct values everywhere. */
     unsigned char px[4 * 3 * 3];
-    for (int i = 0; i < 36; i++) px[i] = (unsigned char)(i * 7);
+    for (int i = 0; i < 36; i++)
+        px[i] = (unsigned char)(i * 7);
     img = make_img(4, 3, 3, px);
     s = plain_spec(4, 3, 3, HDB_RESIZE_STRETCH);
     float chw[36];
@@ -1038,6 +1152,8 @@ int main(void) {
         cmocka_unit_test(test_png_16bit),
         cmocka_unit_test(test_jpeg_gray_rgb),
         cmocka_unit_test(test_jpeg_cmyk_refused),
+        cmocka_unit_test(test_jpeg_too_many_scans),
+        cmocka_unit_test(test_jpeg_unknown_colour_space),
         cmocka_unit_test(test_not_an_image),
         cmocka_unit_test(test_max_bytes),
         cmocka_unit_test(test_truncated_everywhere),
