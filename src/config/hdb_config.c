@@ -667,6 +667,21 @@ static int load_attribute(const loader *L, const yaml_node_t *n, const char *pat
     return HDB_OK;
 }
 
+/* A list of permanent attributes: [{name: id, type: int64}, ...]. */
+static int load_attribute_list(const loader *L, const yaml_node_t *v, const char *key,
+                               Hilbert__V1__AttributeSpec ***out, size_t *count) {
+    yaml_node_item_t *items;
+    int rc = get_list(L, v, key, &items, count);
+    if (rc != HDB_OK) return rc;
+    *out = *count ? hdb_arena_calloc(L->c->arena, *count, sizeof **out) : NULL;
+    for (size_t i = 0; i < *count; i++) {
+        char item[300];
+        path_printf(item, sizeof item, "%s[%zu]", key, i);
+        if ((rc = load_attribute(L, node_at(L, items[i]), item, &(*out)[i])) != HDB_OK) return rc;
+    }
+    return HDB_OK;
+}
+
 static int load_data_source(const loader *L, const yaml_node_t *n, const char *path,
                             Hilbert__V1__DataSourceSpec **out) {
     static const char *const keys[] = {
@@ -706,17 +721,9 @@ static int load_data_source(const loader *L, const yaml_node_t *n, const char *p
     if (rc != HDB_OK) return rc;
 
     if ((rc = require(L, n, path, "permanent_attributes", &v)) != HDB_OK) return rc;
-    join(key, sizeof key, path, "permanent_attributes", 20);
-    if ((rc = get_list(L, v, key, &items, &ds->n_permanent_attributes)) != HDB_OK) return rc;
-    if (ds->n_permanent_attributes > 0)
-        ds->permanent_attributes = hdb_arena_calloc(L->c->arena, ds->n_permanent_attributes,
-                                                    sizeof *ds->permanent_attributes);
-    for (size_t i = 0; i < ds->n_permanent_attributes; i++) {
-        char item[256];
-        path_printf(item, sizeof item, "%s[%zu]", key, i);
-        rc = load_attribute(L, node_at(L, items[i]), item, &ds->permanent_attributes[i]);
-        if (rc != HDB_OK) return rc;
-    }
+    rc = load_attribute_list(L, v, join(key, sizeof key, path, "permanent_attributes", 20),
+                             &ds->permanent_attributes, &ds->n_permanent_attributes);
+    if (rc != HDB_OK) return rc;
 
     if ((rc = require(L, n, path, "id_attributes", &v)) != HDB_OK) return rc;
     rc = get_string_list(L, v, join(key, sizeof key, path, "id_attributes", 13), &ds->id_attributes,
@@ -1054,19 +1061,9 @@ static int load_model_space(const loader *L, const yaml_node_t *n, const char *p
         if ((rc = load_algorithm(L, v, w, key, s, &ms->index)) != HDB_OK) return rc;
     }
     if ((v = lookup(L, n, "permanent_attributes")) != NULL) {
-        yaml_node_item_t *items;
-        join(key, sizeof key, path, "permanent_attributes", 20);
-        if ((rc = get_list(L, v, key, &items, &ms->n_permanent_attributes)) != HDB_OK) return rc;
-        ms->permanent_attributes =
-            ms->n_permanent_attributes
-                ? hdb_arena_calloc(a, ms->n_permanent_attributes, sizeof *ms->permanent_attributes)
-                : NULL;
-        for (size_t i = 0; i < ms->n_permanent_attributes; i++) {
-            char item[300];
-            path_printf(item, sizeof item, "%s[%zu]", key, i);
-            rc = load_attribute(L, node_at(L, items[i]), item, &ms->permanent_attributes[i]);
-            if (rc != HDB_OK) return rc;
-        }
+        rc = load_attribute_list(L, v, join(key, sizeof key, path, "permanent_attributes", 20),
+                                 &ms->permanent_attributes, &ms->n_permanent_attributes);
+        if (rc != HDB_OK) return rc;
     }
     if ((v = lookup(L, n, "split_attributes")) != NULL) {
         rc = get_string_list(L, v, join(key, sizeof key, path, "split_attributes", 16),

@@ -208,6 +208,18 @@ static int find_params_in(hdb_rpc *rpc, int32_t k, const hdb_kv *kv, size_t nkv,
                               "split_filter", rpc->arena, &fp->filter, &fp->nfilter, err, errlen);
 }
 
+/* Decodes the Find parameters shared by the three Find requests (k, split_filter,
+ * retrieve_vectors, params, min_seq) into fp; sets rc. The request types differ, hence a
+ * macro. */
+#define FIND_PARAMS(rpc, req, fp, rc)                                                              \
+    do {                                                                                           \
+        hdb_kv *kv_;                                                                               \
+        HDB_KV_VIEW((rpc)->arena, (req)->split_filter, (req)->n_split_filter, kv_);                \
+        (rc) = find_params_in((rpc), (req)->k, kv_, (req)->n_split_filter,                         \
+                              (req)->retrieve_vectors, (req)->params, (fp), err, errlen);          \
+        if ((rc) == HDB_OK) MIN_SEQ_VIEW((rpc)->arena, (req)->min_seq, (req)->n_min_seq, (fp));    \
+    } while (0)
+
 /* Copies a map<string, uint64> min_seq field into fp. */
 #define MIN_SEQ_VIEW(arena, entries, n, fp)                                                        \
     do {                                                                                           \
@@ -297,12 +309,9 @@ static int find_image(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage 
                       char *err, size_t errlen) {
     const Hilbert__V1__FindSimilarImageRequest *req = (const void *)m;
     find_params fp = {0};
-    hdb_kv *kv;
-    HDB_KV_VIEW(rpc->arena, req->split_filter, req->n_split_filter, kv);
-    int rc = find_params_in(rpc, req->k, kv, req->n_split_filter, req->retrieve_vectors,
-                            req->params, &fp, err, errlen);
+    int rc;
+    FIND_PARAMS(rpc, req, &fp, rc);
     if (rc != HDB_OK) return rc;
-    MIN_SEQ_VIEW(rpc->arena, req->min_seq, req->n_min_seq, &fp);
     hdb_model_input in = {.is_image = true, .image = req->image.data, .image_len = req->image.len};
     return find_by_input(rpc, &in, req->model_spaces, req->n_model_spaces, &fp, resp, err,
                          errlen);
@@ -312,12 +321,9 @@ static int find_tensor(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage
                        char *err, size_t errlen) {
     const Hilbert__V1__FindSimilarTensorRequest *req = (const void *)m;
     find_params fp = {0};
-    hdb_kv *kv;
-    HDB_KV_VIEW(rpc->arena, req->split_filter, req->n_split_filter, kv);
-    int rc = find_params_in(rpc, req->k, kv, req->n_split_filter, req->retrieve_vectors,
-                            req->params, &fp, err, errlen);
+    int rc;
+    FIND_PARAMS(rpc, req, &fp, rc);
     if (rc != HDB_OK) return rc;
-    MIN_SEQ_VIEW(rpc->arena, req->min_seq, req->n_min_seq, &fp);
     hdb_model_input in;
     if ((rc = tensor_input(req->tensor, &in, err, errlen)) != HDB_OK) return rc;
     return find_by_input(rpc, &in, req->model_spaces, req->n_model_spaces, &fp, resp, err,
@@ -331,12 +337,8 @@ static int find_by_id(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage 
     int rc = check_id(rpc->config, req->id, err, errlen);
     if (rc != HDB_OK) return rc;
     find_params fp = {0};
-    hdb_kv *kv;
-    HDB_KV_VIEW(a, req->split_filter, req->n_split_filter, kv);
-    rc = find_params_in(rpc, req->k, kv, req->n_split_filter, req->retrieve_vectors, req->params,
-                        &fp, err, errlen);
+    FIND_PARAMS(rpc, req, &fp, rc);
     if (rc != HDB_OK) return rc;
-    MIN_SEQ_VIEW(a, req->min_seq, req->n_min_seq, &fp);
     hdb_space **spaces;
     size_t n;
     if ((rc = hdb_spaces_resolve(rpc->catalog, req->model_spaces, req->n_model_spaces, a, &spaces,
