@@ -86,6 +86,14 @@ uint64_t hdb_index_applied(const hdb_index *ix);
 /* Points in all splits. */
 uint64_t hdb_index_size(hdb_index *ix);
 
+/* Points in the splits that filter selects (all splits when nfilter is 0). */
+uint64_t hdb_index_size_matching(hdb_index *ix, const hdb_attr *filter, size_t nfilter);
+
+/* True when a point with these attributes (sorted by name) belongs to a split that filter
+ * selects. */
+bool hdb_index_point_matches(const hdb_index *ix, const hdb_point *p, const hdb_attr *filter,
+                             size_t nfilter);
+
 /* Number of splits. */
 size_t hdb_index_nsplits(hdb_index *ix);
 

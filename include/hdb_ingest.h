@@ -25,6 +25,7 @@ extern "C" {
 typedef struct hdb_arena hdb_arena;
 typedef struct hdb_config hdb_config;
 typedef struct hdb_source hdb_source;
+typedef struct hdb_snap hdb_snap;
 
 /* Writes n points (domain form, attributes sorted, from hdb_codec_point_in) to src. Points and
  * their memory belong to the caller (arena); this function allocates scratch from arena too.
@@ -67,6 +68,12 @@ int hdb_ingest_get(hdb_source *src, const hdb_config *cfg, hdb_attr *const *ids,
  * attributes to search hits. out[i].found is false for a pid that no longer exists. */
 int hdb_ingest_get_pids(hdb_source *src, const uint64_t *pids, size_t n, hdb_arena *arena,
                         hdb_get_result *out, char *err, size_t errlen);
+
+/* As hdb_ingest_get_pids, reading from the store snapshot snap (or the latest state when
+ * NULL). */
+int hdb_ingest_get_pids_at(hdb_source *src, const hdb_snap *snap, const uint64_t *pids,
+                           size_t n, hdb_arena *arena, hdb_get_result *out, char *err,
+                           size_t errlen);
 
 #ifdef __cplusplus
 }

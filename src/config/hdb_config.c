@@ -688,7 +688,6 @@ static int load_data_source(const loader *L, const yaml_node_t *n, const char *p
         "name", "version", "vector_kind", "dimension", "permanent_attributes", "id_attributes"};
     char key[256];
     yaml_node_t *v;
-    yaml_node_item_t *items;
     int rc;
     Hilbert__V1__DataSourceSpec *ds = hdb_arena_alloc(L->c->arena, sizeof *ds);
     hilbert__v1__data_source_spec__init(ds);

@@ -199,6 +199,47 @@ size_t hdb_engine_remove(hdb_engine *e, size_t n, const int64_t *labels) {
     return 0;
 }
 
+/* FAISS indexes can return fewer than k hits although more vectors exist (IVF lists holding
+ * too few points, HNSW with a small efSearch). A result is only short when the engine is, so
+ * short queries are searched again with a wider nprobe (efSearch for HNSW), doubling, and
+ * finally with every list. */
+static int faiss_search_full(hdb_engine *e, size_t nq, const float *q, size_t k,
+                             const hdb_search_opts *opts, hdb_hit *out, char *err,
+                             size_t errlen) {
+    int rc = hdb_faiss_search(e->u.faiss, nq, q, k, opts->nprobe, out, err, errlen);
+    if (rc != HDB_OK) return rc;
+    size_t want = hdb_faiss_size(e->u.faiss);
+    if (want > k) want = k;
+    uint32_t nprobe = opts->nprobe ? opts->nprobe : (e->spec.nprobe ? e->spec.nprobe : 8);
+    size_t dim = e->spec.dim;
+    for (int round = 0; round < 4; round++) {
+        size_t nshort = 0;
+        for (size_t i = 0; i < nq; i++)
+            nshort += want > 0 && out[i * k + want - 1].label < 0;
+        if (nshort == 0) return HDB_OK;
+        /* Never past the number of vectors: FAISS's HNSW sizes its heaps by efSearch. */
+        size_t size = hdb_faiss_size(e->u.faiss);
+        size_t wider = round == 3 ? size : (size_t)nprobe * 4;
+        if (wider > size) wider = size;
+        if (wider > UINT32_MAX) wider = UINT32_MAX;
+        if (wider <= nprobe) wider = size > UINT32_MAX ? UINT32_MAX : size;
+        nprobe = (uint32_t)wider;
+        float *sub = hdb_malloc(nshort * dim * sizeof *sub);
+        hdb_hit *res = hdb_malloc(nshort * k * sizeof *res);
+        size_t j = 0;
+        for (size_t i = 0; i < nq; i++)
+            if (out[i * k + want - 1].label < 0) memcpy(sub + j++ * dim, q + i * dim, dim * sizeof *sub);
+        rc = hdb_faiss_search(e->u.faiss, nshort, sub, k, nprobe, res, err, errlen);
+        j = 0;
+        for (size_t i = 0; rc == HDB_OK && i < nq; i++)
+            if (out[i * k + want - 1].label < 0) memcpy(out + i * k, res + j++ * k, k * sizeof *res);
+        hdb_free(sub);
+        hdb_free(res);
+        if (rc != HDB_OK) return rc;
+    }
+    return HDB_OK;
+}
+
 int hdb_engine_search(hdb_engine *e, size_t nq, const hdb_vecs *queries, size_t k,
                       const hdb_search_opts *opts, hdb_hit *out, char *err, size_t errlen) {
     int rc = kind_check(e, queries, err, errlen);
@@ -211,8 +252,7 @@ int hdb_engine_search(hdb_engine *e, size_t nq, const hdb_vecs *queries, size_t 
         rc = hdb_flat_search(e->u.flat, nq, queries->dense, k, out);
         pthread_rwlock_unlock(&e->lock);
         return rc;
-    case HDB_ALGO_FAISS:
-        return hdb_faiss_search(e->u.faiss, nq, queries->dense, k, opts->nprobe, out, err, errlen);
+    case HDB_ALGO_FAISS: return faiss_search_full(e, nq, queries->dense, k, opts, out, err, errlen);
     case HDB_ALGO_HNSW:
         return hdb_hnsw_search(e->u.hnsw, nq, queries->dense, k, opts->ef_search, out, err,
                                errlen);

@@ -369,7 +369,7 @@ int hdb_index_search(hdb_index *ix, size_t nq, const hdb_vecs *queries, size_t k
     pthread_rwlock_rdlock(&ix->lock);
     size_t n = ix->nlist;
     split **list = hdb_malloc((n ? n : 1) * sizeof *list);
-    memcpy(list, ix->list, n * sizeof *list);
+    if (n) memcpy(list, ix->list, n * sizeof *list);
     pthread_rwlock_unlock(&ix->lock);
     hdb_hit *tmp = NULL;
     bool first = true;
@@ -403,7 +403,7 @@ static split **list_copy(hdb_index *ix, size_t *n) {
     pthread_rwlock_rdlock(&ix->lock);
     *n = ix->nlist;
     split **list = hdb_malloc((*n ? *n : 1) * sizeof *list);
-    memcpy(list, ix->list, *n * sizeof *list);
+    if (*n) memcpy(list, ix->list, *n * sizeof *list);
     pthread_rwlock_unlock(&ix->lock);
     return list;
 }
@@ -415,6 +415,26 @@ uint64_t hdb_index_size(hdb_index *ix) {
     for (size_t i = 0; i < n; i++) total += hdb_engine_size(list[i]->engine);
     hdb_free(list);
     return total;
+}
+
+uint64_t hdb_index_size_matching(hdb_index *ix, const hdb_attr *filter, size_t nfilter) {
+    size_t n;
+    split **list = list_copy(ix, &n);
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        if (split_matches(ix, list[i], filter, nfilter)) total += hdb_engine_size(list[i]->engine);
+    hdb_free(list);
+    return total;
+}
+
+bool hdb_index_point_matches(const hdb_index *ix, const hdb_point *p, const hdb_attr *filter,
+                             size_t nfilter) {
+    for (size_t i = 0; i < nfilter; i++) {
+        const hdb_attr *a = hdb_attr_find(p->attrs, p->nattrs, filter[i].name, true);
+        if (a == NULL || hdb_value_cmp(&a->value, &filter[i].value) != 0) return false;
+    }
+    (void)ix;
+    return true;
 }
 
 size_t hdb_index_nsplits(hdb_index *ix) {

@@ -375,6 +375,11 @@ int hdb_ingest_get_pids(hdb_source *src, const uint64_t *pids, size_t n, hdb_are
     return read_records(src, NULL, pids, n, arena, out, err, errlen);
 }
 
+int hdb_ingest_get_pids_at(hdb_source *src, const hdb_snap *snap, const uint64_t *pids, size_t n,
+                      hdb_arena *arena, hdb_get_result *out, char *err, size_t errlen) {
+    return read_records(src, snap, pids, n, arena, out, err, errlen);
+}
+
 int hdb_ingest_get(hdb_source *src, const hdb_config *cfg, hdb_attr *const *ids,
                    const uint32_t *nids, size_t n, hdb_arena *arena, hdb_get_result *out,
                    char *err, size_t errlen) {

@@ -14,6 +14,7 @@
 #include "hdb_index.h"
 #include "hdb_ingest.h"
 #include "hdb_mem.h"
+#include "hdb_store.h"
 #include "hdb_topk.h"
 
 #include <math.h>
@@ -168,6 +169,63 @@ static int attach(hdb_ixent *ix, const hdb_query_vec *queries, size_t nq, size_t
     return HDB_OK;
 }
 
+/* Engines may come back short of k (an HNSW graph that does not reach every point, say). When
+ * the selected splits are small next to k, a short query is answered by re-scoring every
+ * stored point of those splits: exact, and bounded by max(4 k, EXACT_FALLBACK_MAX) reads. */
+#define EXACT_FALLBACK_MAX 10000
+
+static int exact_fallback(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv, size_t dim,
+                          size_t kk, const hdb_query_params *qp, hdb_arena *arena,
+                          hdb_query_result *r, char *err, size_t errlen) {
+    hdb_source *src = ix->source;
+    float qnorm = !qv->sparse && ix->metric == HDB_METRIC_COSINE ? sqrtf(hdb_norm_sq(qv->vec, dim))
+                                                                  : 0.0f;
+    hdb_hit *heap = hdb_malloc(kk * sizeof *heap);
+    hdb_topk top;
+    hdb_topk_init(&top, heap, kk);
+    hdb_snap *snap = hdb_store_snapshot(src->store);
+    hdb_iter *it = hdb_iter_create(src->store, src->points_cf, snap);
+    hdb_arena *scratch = hdb_arena_create(1 << 16);
+    int rc = HDB_OK;
+    size_t seen = 0;
+    for (hdb_iter_seek(it, "P", 1); hdb_iter_valid(it); hdb_iter_next(it)) {
+        size_t klen, vlen;
+        const unsigned char *k = hdb_iter_key(it, &klen);
+        if (klen != HDB_PID_KEY_LEN || k[0] != 'P') break;
+        const unsigned char *v = hdb_iter_value(it, &vlen);
+        hdb_record rec;
+        if (hdb_record_decode(v, vlen, scratch, &rec) != HDB_OK) {
+            rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: a point cannot be decoded", src->label);
+            break;
+        }
+        if (hdb_index_point_matches(index, &rec.point, qp->filter, qp->nfilter)) {
+            bool ok;
+            float score = rescore(ix->metric, qv, qnorm, &rec.point, dim, &ok);
+            if (ok) hdb_topk_push(&top, score, (int64_t)hdb_get_be64(k + 1));
+        }
+        if (++seen % 1024 == 0) hdb_arena_reset(scratch);
+    }
+    if (rc == HDB_OK) rc = hdb_iter_status(it, err, errlen);
+    hdb_iter_free(it);
+    hdb_arena_free(scratch);
+    size_t n = hdb_topk_finish(&top);
+    if (rc == HDB_OK) {
+        uint64_t *pids = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *pids);
+        hdb_get_result *recs = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *recs);
+        for (size_t i = 0; i < n; i++) pids[i] = (uint64_t)heap[i].label;
+        rc = hdb_ingest_get_pids_at(src, snap, pids, n, arena, recs, err, errlen);
+        r->n = 0;
+        for (size_t i = 0; rc == HDB_OK && i < n; i++) {
+            if (!recs[i].found) continue;
+            r->hits[r->n++] = (hdb_query_hit){hdb_index_distance(ix->metric, heap[i].score),
+                                              pids[i], recs[i].rec};
+        }
+    }
+    hdb_snap_release(src->store, snap);
+    hdb_free(heap);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- search */
 
 int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *queries,
@@ -245,6 +303,17 @@ int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *
             (uint64_t)nq * next > 2 * (uint64_t)cfg->max_results)
             break;
         fetch = next;
+    }
+    /* Still short of what the selected splits hold: exact, when that is affordable. */
+    uint64_t avail = rc == HDB_OK ? hdb_index_size_matching(index, qp->filter, qp->nfilter) : 0;
+    size_t want = avail < kk ? (size_t)avail : kk;
+    if (avail <= (uint64_t)(4 * kk > EXACT_FALLBACK_MAX ? 4 * kk : EXACT_FALLBACK_MAX)) {
+        for (size_t q = 0; rc == HDB_OK && q < nq; q++) {
+            if (results[q].n >= want) continue;
+            results[q].hits = hdb_arena_alloc(arena, kk * sizeof *results[q].hits);
+            rc = exact_fallback(ix, index, &queries[q], dim, kk, qp, arena, &results[q], err,
+                                errlen);
+        }
     }
     hdb_free(hits);
     hdb_free(mat);
