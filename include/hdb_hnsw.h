@@ -44,26 +44,31 @@ int hdb_hnsw_create(hdb_hnsw **out, const hdb_hnsw_params *p, char *err, size_t 
 /* Releases the graph. NULL is allowed. */
 void hdb_hnsw_free(hdb_hnsw *h);
 
-/* Inserts or updates n vectors (n x dim, copied) under labels (>= 0, distinct in the call). */
+/* Inserts or updates n vectors (n x dim, copied) under labels (>= 0, distinct in the call).
+ * A negative label or a non-finite component gives HDB_EINVAL before anything changes; more
+ * than 2^31-1 slots give HDB_ELIMIT. */
 int hdb_hnsw_upsert(hdb_hnsw *h, size_t n, const int64_t *labels, const float *vecs, char *err,
                     size_t errlen);
 
 /* Marks these labels deleted (absent ones ignored); returns how many were live. */
 size_t hdb_hnsw_remove(hdb_hnsw *h, size_t n, const int64_t *labels);
 
-/* Searches nq queries; out gets k hits per query, best first, padded with {+INFINITY, -1}.
- * ef_search 0 uses the engine's default; the effective ef is at least k. */
+/* Searches nq queries (finite, else HDB_EINVAL); out gets k hits per query, best first, padded
+ * with {+INFINITY, -1}. ef_search 0 uses the engine's default; the effective ef is at least k. */
 int hdb_hnsw_search(hdb_hnsw *h, size_t nq, const float *queries, size_t k, uint32_t ef_search,
                     hdb_hit *out, char *err, size_t errlen);
 
 /* Live (not deleted) vectors. */
 size_t hdb_hnsw_size(hdb_hnsw *h);
 
-/* Writes the graph with its parameters, a magic/version header and a CRC-32C trailer. */
+/* Writes the graph with its parameters, a magic/version header and a CRC-32C trailer. path is
+ * truncated and written in place (removed on failure, HDB_EIO); the caller fsyncs and renames.
+ * Searches go on meanwhile; writers wait. */
 int hdb_hnsw_save(hdb_hnsw *h, const char *path, char *err, size_t errlen);
 
 /* Loads a graph saved by hdb_hnsw_save; p must match dim and metric (else HDB_EINVAL); a
- * damaged file gives HDB_ECORRUPT, never a crash. m and ef_construction come from the file. */
+ * damaged file gives HDB_ECORRUPT, never a crash, and an unreadable one HDB_EIO. m and
+ * ef_construction come from the file; ef_search and seed from p when non-zero, else the file. */
 int hdb_hnsw_load(hdb_hnsw **out, const hdb_hnsw_params *p, const char *path, char *err,
                   size_t errlen);
 

@@ -18,10 +18,13 @@
  * cur_element_count == 1 while enterpoint_node_ is still -1. search_one() below is the same
  * algorithm (greedy descent through the upper layers, then searchBaseLayerST's beam search at
  * level 0, skipping deleted nodes but walking through them) over hnswlib's public members,
- * with the effective ef = max(ef, k) of each call and our kernels inlined. The k best are
- * ranked by hdb_topk (ties by smaller label, padding {+INFINITY, -1}). When the beam finds
- * fewer than min(k, live) live nodes (many deletions can cut live nodes off from the entry
- * point), the query falls back to an exact scan of all slots, so results are never short.
+ * with the effective ef = max(ef, k) of each call, direct calls of our kernels, and deeper
+ * prefetching (a node's unvisited neighbours are gathered first, then the first 512 bytes of
+ * each vector are prefetched two ahead of its distance). It returns exactly what searchKnn
+ * returns on the same graph (checked on Fashion-MNIST). The k best are ranked by hdb_topk (ties by
+ * smaller label, padding {+INFINITY, -1}). When the beam finds fewer than min(k, live) live nodes
+ * (many deletions can cut live nodes off from the entry point), the query falls back to an exact
+ * scan of all slots, so results are never short.
  *
  * Locking. hnswlib 0.6.2 is not safe for updates concurrent with searches: besides the
  * entry-point race above, readers take no per-node locks in searchBaseLayerST, while
@@ -43,16 +46,19 @@
  * of id in it, for O(1) removal when a removed label is upserted again and its own slot is
  * revived). A new label takes the top slot: label_lookup_ maps the new label to the slot and
  * forgets the old one, the stored external label is overwritten, the mark is cleared, and
- * updatePoint(vec, id, 1.0) moves the node and repairs the links of its old and new
- * neighbourhoods. All of it runs under the exclusive lock. The graph thus holds at most the
- * peak number of live labels; a periodic rebuild was the alternative, but it would stall
+ * update_node() (hnswlib's updatePoint(vec, id, 1.0), restated to avoid a UBSan error) moves
+ * the node and repairs the links of its old and new neighbourhoods. All of it runs under the
+ * exclusive lock. The repair re-selects the links of every old neighbour from its two-hop
+ * neighbourhood, so a reuse or an update costs several inserts; cheaper probabilities were
+ * measured and lose recall under churn (0.98 -> 0.95 at probability 0). The graph thus holds at
+ * most the peak number of live labels; a periodic rebuild was the alternative, but it would stall
  * writes for a full rebuild and double the memory while it runs. Capacity grows by doubling
  * (grow(): allocate everything first, then commit, so a failed allocation leaves the graph
  * intact; hnswlib's resizeIndex frees the visited-list pool before allocating the new one).
  *
  * Failures. Every exported function catches all exceptions (std::bad_alloc -> HDB_ENOMEM,
  * anything else -> HDB_EINTERNAL with what()). An exception from inside hnswlib's graph
- * mutation (addPoint, updatePoint) may leave a node half linked, so it marks the engine
+ * mutation (addPoint, update_node) may leave a node half linked, so it marks the engine
  * broken: later upserts, searches and saves return HDB_EINTERNAL until it is reloaded.
  *
  * File format (integers little-endian):
@@ -77,6 +83,11 @@
 #include "hdb_distance.h"
 #include "hdb_err.h"
 
+/* hnswlib's SSE path only adds _mm_prefetch calls, and those read one id past a full
+ * upper-layer link list (hnswalg.h:214 in searchBaseLayer, :941 in repairConnectionsForUpdate):
+ * a heap over-read that ASan reports. Without them hnswlib is plain C++; our search loop does
+ * its own prefetching, within bounds. */
+#define NO_MANUAL_VECTORIZATION
 #include <hnswlib/hnswlib.h>
 
 #include <pthread.h>
@@ -94,9 +105,11 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <queue>
 #include <shared_mutex>
 #include <stdexcept>
 #include <system_error>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -113,31 +126,39 @@ constexpr uint32_t DEFAULT_M = 16;
 constexpr uint32_t DEFAULT_EFC = 200;
 constexpr uint32_t DEFAULT_EF = 64;
 constexpr uint64_t DEFAULT_SEED = 100;
-constexpr uint32_t MAX_DIM = 1u << 20;       /* limits.max_dimension's ceiling */
-constexpr uint32_t MAX_M = 1024;             /* maxM0 = 2M must fit hnswlib's 16-bit counts */
+constexpr uint32_t MAX_DIM = 1u << 20; /* limits.max_dimension's ceiling */
+constexpr uint32_t MAX_M = 1024;       /* maxM0 = 2M must fit hnswlib's 16-bit counts */
 constexpr uint32_t MAX_EFC = 1u << 20;
-constexpr size_t INIT_CAP = 1024;            /* slots allocated by create */
-constexpr size_t MAX_ELEMENTS = 0x7fffffff;  /* VisitedListPool counts with int */
-constexpr uint32_t NOT_FREE = 0xffffffffu;   /* free_pos of a slot that is not on free_ids */
-constexpr long WRITE_SLICE_US = 1000;        /* exclusive hold of a writer between releases */
-constexpr size_t REMOVE_SLICE = 4096;        /* labels removed per exclusive hold */
+constexpr size_t INIT_CAP = 1024;           /* slots allocated by create */
+constexpr size_t MAX_ELEMENTS = 0x7fffffff; /* VisitedListPool counts with int */
+constexpr uint32_t NOT_FREE = 0xffffffffu;  /* free_pos of a slot that is not on free_ids */
+constexpr long WRITE_SLICE_US = 1000;       /* exclusive hold of a writer between releases */
+constexpr size_t REMOVE_SLICE = 4096;       /* labels removed per exclusive hold */
+constexpr unsigned PREFETCH_AHEAD = 2;      /* search: vectors prefetched ahead of use, */
+constexpr size_t PREFETCH_BYTES = 512;      /* their first bytes; the hardware streams the rest */
 
 constexpr char MAGIC[8] = {'H', 'D', 'B', 'H', 'N', 'S', 'W', '1'};
 constexpr uint32_t VERSION = 1;
-constexpr size_t FIXED_HDR = 56;              /* bytes before the free list */
-constexpr size_t GRAPH_HDR = 96;              /* hnswlib's 13 PODs in saveIndex */
-constexpr unsigned char DELETE_MARK = 0x01;   /* hnswlib's mark, byte 2 of the level-0 header */
+constexpr size_t FIXED_HDR = 56;            /* bytes before the free list */
+constexpr size_t GRAPH_HDR = 96;            /* hnswlib's 13 PODs in saveIndex */
+constexpr unsigned char DELETE_MARK = 0x01; /* hnswlib's mark, byte 2 of the level-0 header */
 
 /* ---- distance ------------------------------------------------------------------------------ */
 
 struct DistL2 {
-    static float d(const float *a, const float *b, size_t n) { return hdb_l2sq(a, b, n); }
+    static float d(const float *a, const float *b, size_t n) {
+        return hdb_l2sq(a, b, n);
+    }
 };
 struct DistNegIP {
-    static float d(const float *a, const float *b, size_t n) { return -hdb_ip(a, b, n); }
+    static float d(const float *a, const float *b, size_t n) {
+        return -hdb_ip(a, b, n);
+    }
 };
 struct DistCos {
-    static float d(const float *a, const float *b, size_t n) { return 1.0f - hdb_ip(a, b, n); }
+    static float d(const float *a, const float *b, size_t n) {
+        return 1.0f - hdb_ip(a, b, n);
+    }
 };
 
 template <class D> float hnsw_dist(const void *a, const void *b, const void *param) {
@@ -154,9 +175,15 @@ class Space final : public hnswlib::SpaceInterface<float> {
               : metric == HDB_METRIC_IP ? hnsw_dist<DistNegIP>
                                         : hnsw_dist<DistCos>;
     }
-    size_t get_data_size() override { return dim_ * sizeof(float); }
-    hnswlib::DISTFUNC<float> get_dist_func() override { return fn_; }
-    void *get_dist_func_param() override { return &dim_; }
+    size_t get_data_size() override {
+        return dim_ * sizeof(float);
+    }
+    hnswlib::DISTFUNC<float> get_dist_func() override {
+        return fn_;
+    }
+    void *get_dist_func_param() override {
+        return &dim_;
+    }
 
   private:
     size_t dim_;
@@ -175,15 +202,29 @@ class RwLock {
         pthread_rwlockattr_destroy(&a);
         if (rc != 0) throw std::system_error(rc, std::generic_category(), "pthread_rwlock_init");
     }
-    ~RwLock() { pthread_rwlock_destroy(&l_); }
+    ~RwLock() {
+        pthread_rwlock_destroy(&l_);
+    }
     RwLock(const RwLock &) = delete;
     RwLock &operator=(const RwLock &) = delete;
-    void lock() { check(pthread_rwlock_wrlock(&l_)); }
-    bool try_lock() { return pthread_rwlock_trywrlock(&l_) == 0; }
-    void unlock() { pthread_rwlock_unlock(&l_); }
-    void lock_shared() { check(pthread_rwlock_rdlock(&l_)); }
-    bool try_lock_shared() { return pthread_rwlock_tryrdlock(&l_) == 0; }
-    void unlock_shared() { pthread_rwlock_unlock(&l_); }
+    void lock() {
+        check(pthread_rwlock_wrlock(&l_));
+    }
+    bool try_lock() {
+        return pthread_rwlock_trywrlock(&l_) == 0;
+    }
+    void unlock() {
+        pthread_rwlock_unlock(&l_);
+    }
+    void lock_shared() {
+        check(pthread_rwlock_rdlock(&l_));
+    }
+    bool try_lock_shared() {
+        return pthread_rwlock_tryrdlock(&l_) == 0;
+    }
+    void unlock_shared() {
+        pthread_rwlock_unlock(&l_);
+    }
 
   private:
     static void check(int rc) {
@@ -211,7 +252,9 @@ struct VisitedGuard {
     hnswlib::VisitedListPool *pool;
     hnswlib::VisitedList *vl;
     explicit VisitedGuard(hnswlib::VisitedListPool *p) : pool(p), vl(p->getFreeVisitedList()) {}
-    ~VisitedGuard() { pool->releaseVisitedList(vl); }
+    ~VisitedGuard() {
+        pool->releaseVisitedList(vl);
+    }
     VisitedGuard(const VisitedGuard &) = delete;
     VisitedGuard &operator=(const VisitedGuard &) = delete;
 };
@@ -221,6 +264,7 @@ struct Scratch {
     std::vector<std::pair<float, tableint>> top;  /* max-heap: the ef best live nodes */
     std::vector<std::pair<float, tableint>> cand; /* min-heap: nodes still to expand */
     std::vector<float> q;                         /* normalised query (COSINE) */
+    std::vector<tableint> ids;                    /* unvisited neighbours of one node */
 };
 
 } // namespace
@@ -231,13 +275,13 @@ struct hdb_hnsw {
     uint32_t m = 0, ef_construction = 0, ef_search = 0;
     uint64_t seed = 0;
     std::unique_ptr<Space> space;
-    std::unique_ptr<Graph> g;          /* destroyed before space (declared after it) */
-    RwLock rw;                         /* shared: one query; exclusive: any mutation */
-    std::mutex wmu;                    /* serialises upsert, remove and save */
-    std::atomic<size_t> live{0};       /* labels not deleted */
-    std::atomic<bool> broken{false};   /* a graph mutation failed half way */
-    std::vector<tableint> free_ids;    /* deleted slots, reused from the back */
-    std::vector<uint32_t> free_pos;    /* slot -> index in free_ids, or NOT_FREE; capacity long */
+    std::unique_ptr<Graph> g;        /* destroyed before space (declared after it) */
+    RwLock rw;                       /* shared: one query; exclusive: any mutation */
+    std::mutex wmu;                  /* serialises upsert, remove and save */
+    std::atomic<size_t> live{0};     /* labels not deleted */
+    std::atomic<bool> broken{false}; /* a graph mutation failed half way */
+    std::vector<tableint> free_ids;  /* deleted slots, reused from the back */
+    std::vector<uint32_t> free_pos;  /* slot -> index in free_ids, or NOT_FREE; capacity long */
 };
 
 namespace {
@@ -250,16 +294,23 @@ struct Params {
     uint64_t seed;
 };
 
+/* True for the metrics a graph supports. Takes an int: a C caller (or a file) may hold any
+ * value, and loading an out-of-range hdb_metric is undefined behaviour in C++. */
+bool metric_ok(int64_t m) {
+    return m == HDB_METRIC_L2 || m == HDB_METRIC_IP || m == HDB_METRIC_COSINE;
+}
+
 int check_params(const hdb_hnsw_params *p, Params *out, char *err, size_t errlen) {
+    static_assert(sizeof(hdb_metric) == sizeof(int), "hdb_metric is an int");
     if (p == NULL) return hdb_errf(err, errlen, HDB_EINVAL, "hnsw: params must not be NULL");
+    int metric;
+    memcpy(&metric, &p->metric, sizeof metric);
     if (p->dim < 1 || p->dim > MAX_DIM)
         return hdb_errf(err, errlen, HDB_EINVAL, "hnsw: dim %u must be in 1..%u", p->dim, MAX_DIM);
-    if (p->metric != HDB_METRIC_L2 && p->metric != HDB_METRIC_IP &&
-        p->metric != HDB_METRIC_COSINE)
-        return hdb_errf(err, errlen, HDB_EINVAL, "hnsw: metric %d is not l2, ip or cosine",
-                        (int)p->metric);
+    if (!metric_ok(metric))
+        return hdb_errf(err, errlen, HDB_EINVAL, "hnsw: metric %d is not l2, ip or cosine", metric);
     out->dim = p->dim;
-    out->metric = p->metric;
+    out->metric = (hdb_metric)metric;
     out->m = p->m ? p->m : DEFAULT_M;
     out->efc = p->ef_construction ? p->ef_construction : DEFAULT_EFC;
     out->ef = p->ef_search ? p->ef_search : DEFAULT_EF;
@@ -289,6 +340,24 @@ std::unique_ptr<hdb_hnsw> make_engine(const Params &p, size_t cap) {
     h->free_ids.reserve(cap);
     h->free_pos.assign(cap, NOT_FREE);
     return h;
+}
+
+/* ---- graph access -------------------------------------------------------------------------- */
+
+inline const float *vec_of(const Graph &g, tableint id) {
+    return reinterpret_cast<const float *>(g.getDataByInternalId(id));
+}
+
+/* The 16-bit link count at the head of a link list. */
+inline unsigned list_count(const void *ll) {
+    uint16_t c;
+    memcpy(&c, ll, sizeof c);
+    return c;
+}
+
+/* hnswlib's deletion mark: bit 0 of byte 2 of the level-0 list header. */
+inline bool is_deleted(const Graph &g, tableint id) {
+    return (reinterpret_cast<const unsigned char *>(g.get_linklist0(id))[2] & DELETE_MARK) != 0;
 }
 
 /* ---- capacity ------------------------------------------------------------------------------ */
@@ -341,6 +410,65 @@ void free_remove(hdb_hnsw *h, tableint id) {
 
 /* ---- writes -------------------------------------------------------------------------------- */
 
+/* A copy of the node's links at one level. */
+std::vector<tableint> connections(const Graph &g, tableint id, int level) {
+    const tableint *ll = reinterpret_cast<const tableint *>(g.get_linklist_at_level(id, level));
+    unsigned n = list_count(ll);
+    return std::vector<tableint>(ll + 1, ll + 1 + n);
+}
+
+/* Moves node id to vector v and repairs the graph around it: hnswlib's updatePoint(v, id, 1.0)
+ * (every old neighbour gets its links re-selected from the two-hop neighbourhood, then the node
+ * is linked in at its new place by repairConnectionsForUpdate), restated because its
+ * getConnectionsWithLock hands memcpy a NULL pointer for an empty list, which UBSan rejects.
+ * The random draw against the probability is gone: at 1.0 it never skips a neighbour. Caller
+ * holds rw exclusively. */
+void update_node(Graph &g, const float *v, tableint id) {
+    memcpy(g.getDataByInternalId(id), v, g.data_size_);
+    const int max_level = g.maxlevel_;
+    const tableint ep = g.enterpoint_node_;
+    if (ep == id && g.cur_element_count == 1) return;
+    const int level = g.element_levels_[id];
+    using Cand = std::pair<float, tableint>;
+    for (int layer = 0; layer <= level; layer++) {
+        std::vector<tableint> one_hop = connections(g, id, layer);
+        if (one_hop.empty()) continue;
+        std::unordered_set<tableint> cand_set, neigh_set;
+        cand_set.insert(id);
+        for (tableint e1 : one_hop) {
+            cand_set.insert(e1);
+            neigh_set.insert(e1);
+            for (tableint e2 : connections(g, e1, layer))
+                cand_set.insert(e2);
+        }
+        for (tableint neigh : neigh_set) {
+            std::priority_queue<Cand, std::vector<Cand>, Graph::CompareByFirst> cands;
+            size_t size = cand_set.count(neigh) ? cand_set.size() - 1 : cand_set.size();
+            size_t keep = std::min(g.ef_construction_, size);
+            const void *nv = g.getDataByInternalId(neigh);
+            for (tableint c : cand_set) {
+                if (c == neigh) continue;
+                float d = g.fstdistfunc_(nv, g.getDataByInternalId(c), g.dist_func_param_);
+                if (cands.size() < keep) {
+                    cands.emplace(d, c);
+                } else if (d < cands.top().first) {
+                    cands.pop();
+                    cands.emplace(d, c);
+                }
+            }
+            g.getNeighborsByHeuristic2(cands, layer == 0 ? g.maxM0_ : g.maxM_);
+            hnswlib::linklistsizeint *ll = g.get_linklist_at_level(neigh, layer);
+            g.setListCount(ll, (unsigned short)cands.size());
+            tableint *data = reinterpret_cast<tableint *>(ll + 1);
+            for (size_t i = 0; !cands.empty(); i++) {
+                data[i] = cands.top().second;
+                cands.pop();
+            }
+        }
+    }
+    g.repairConnectionsForUpdate(v, ep, id, level, max_level);
+}
+
 /* Inserts or updates one vector (already normalised for COSINE). Caller holds wmu and rw
  * exclusively. */
 void upsert_one(hdb_hnsw *h, labeltype label, const float *v) {
@@ -353,8 +481,8 @@ void upsert_one(hdb_hnsw *h, labeltype label, const float *v) {
             g.unmarkDeletedInternal(id);
             h->live.fetch_add(1, std::memory_order_relaxed);
         }
-        h->broken = true; /* until updatePoint returns */
-        g.updatePoint(v, id, getenv("P") ? (float)atof(getenv("P")) : 1.0f);
+        h->broken = true; /* until update_node returns */
+        update_node(g, v, id);
         h->broken = false;
         return;
     }
@@ -368,7 +496,7 @@ void upsert_one(hdb_hnsw *h, labeltype label, const float *v) {
         g.unmarkDeletedInternal(id);
         h->live.fetch_add(1, std::memory_order_relaxed);
         h->broken = true;
-        g.updatePoint(v, id, getenv("P") ? (float)atof(getenv("P")) : 1.0f);
+        update_node(g, v, id);
         h->broken = false;
         return;
     }
@@ -381,20 +509,6 @@ void upsert_one(hdb_hnsw *h, labeltype label, const float *v) {
 
 /* ---- search -------------------------------------------------------------------------------- */
 
-inline const float *vec_of(const Graph &g, tableint id) {
-    return reinterpret_cast<const float *>(g.getDataByInternalId(id));
-}
-
-inline unsigned list_count(const void *ll) {
-    uint16_t c;
-    memcpy(&c, ll, sizeof c);
-    return c;
-}
-
-inline bool is_deleted(const Graph &g, tableint id) {
-    return (reinterpret_cast<const unsigned char *>(g.get_linklist0(id))[2] & DELETE_MARK) != 0;
-}
-
 /* Exact scan of every live slot into t (the fallback when the graph walk comes up short). */
 template <class D> void scan_all(const hdb_hnsw *h, const float *q, hdb_topk *t) {
     const Graph &g = *h->g;
@@ -403,10 +517,16 @@ template <class D> void scan_all(const hdb_hnsw *h, const float *q, hdb_topk *t)
             hdb_topk_push(t, D::d(q, vec_of(g, id), h->dim), (int64_t)g.getExternalLabel(id));
 }
 
+/* Prefetches the first bytes of a vector, one cache line at a time. */
+inline void prefetch_vec(const float *v, size_t bytes) {
+    const char *p = reinterpret_cast<const char *>(v);
+    for (size_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch(p + off);
+}
+
 /* One query: out gets k hits, best first, padded. Caller holds rw shared. */
 template <class D>
-void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, Scratch &s,
-                hdb_hit *out) {
+void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, Scratch &s, hdb_hit *out) {
     const Graph &g = *h->g;
     const size_t dim = h->dim;
     hdb_topk t;
@@ -442,6 +562,7 @@ void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, Scratch 
      * first), top the ef closest live nodes seen (farthest first). Deleted nodes are walked
      * through but never enter top. */
     const bool has_del = g.num_deleted_ != 0;
+    const size_t pf_bytes = std::min(dim * sizeof(float), PREFETCH_BYTES);
     auto &top = s.top;
     auto &cand = s.cand;
     top.clear();
@@ -471,23 +592,25 @@ void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, Scratch 
             const tableint *ll = reinterpret_cast<const tableint *>(g.get_linklist0(c.second));
             unsigned n = list_count(ll);
             const tableint *nb = ll + 1;
-            if (n > 0) {
-                __builtin_prefetch(visited + nb[0]);
-                __builtin_prefetch(vec_of(g, nb[0]));
-            }
+            /* Unvisited neighbours first, with their vectors prefetched, then their distances:
+             * the loads of the next vectors overlap the arithmetic on this one. */
+            unsigned m = 0;
             for (unsigned j = 0; j < n; j++) {
                 tableint id = nb[j];
-                if (j + 1 < n) {
-                    __builtin_prefetch(visited + nb[j + 1]);
-                    __builtin_prefetch(vec_of(g, nb[j + 1]));
-                }
                 if (visited[id] == tag) continue;
                 visited[id] = tag;
+                s.ids[m++] = id;
+            }
+            for (unsigned j = 0; j < m && j < PREFETCH_AHEAD; j++)
+                prefetch_vec(vec_of(g, s.ids[j]), pf_bytes);
+            for (unsigned j = 0; j < m; j++) {
+                tableint id = s.ids[j];
+                if (j + PREFETCH_AHEAD < m)
+                    prefetch_vec(vec_of(g, s.ids[j + PREFETCH_AHEAD]), pf_bytes);
                 float d = D::d(q, vec_of(g, id), dim);
                 if (top.size() < ef || d < bound) {
                     cand.emplace_back(d, id);
                     std::push_heap(cand.begin(), cand.end(), cand_cmp);
-                    __builtin_prefetch(g.get_linklist0(cand.front().second));
                     if (!has_del || !is_deleted(g, id)) {
                         top.emplace_back(d, id);
                         std::push_heap(top.begin(), top.end());
@@ -499,6 +622,7 @@ void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, Scratch 
                     if (!top.empty()) bound = top.front().first;
                 }
             }
+            if (!cand.empty()) __builtin_prefetch(g.get_linklist0(cand.front().second));
         }
     }
 
@@ -514,6 +638,7 @@ void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, Scratch 
 template <class D>
 void search_all(hdb_hnsw *h, size_t nq, const float *queries, size_t k, size_t ef, hdb_hit *out) {
     Scratch s;
+    s.ids.resize(h->g->maxM0_);
     if (h->metric == HDB_METRIC_COSINE) s.q.resize(h->dim);
     for (size_t i = 0; i < nq; i++) {
         const float *q = queries + i * h->dim;
@@ -553,7 +678,9 @@ struct Out {
         crc = hdb_crc32c(crc, p, n);
         ok = fwrite(p, 1, n, f) == n;
     }
-    template <class T> void pod(const T &v) { put(&v, sizeof v); }
+    template <class T> void pod(const T &v) {
+        put(&v, sizeof v);
+    }
 };
 
 size_t upper_bytes(const Graph &g, tableint i) {
@@ -792,7 +919,8 @@ int load_impl(hdb_hnsw **out, const hdb_hnsw_params *p, const char *path, char *
     /* Parameters: dim and metric must be the caller's; m and ef_construction are the file's. */
     Params fp;
     fp.dim = (uint32_t)get_le(b + 12, 4);
-    fp.metric = (hdb_metric)get_le(b + 16, 4);
+    uint64_t fmetric = get_le(b + 16, 4);
+    fp.metric = metric_ok((int64_t)fmetric) ? (hdb_metric)fmetric : HDB_METRIC_JACCARD;
     fp.m = (uint32_t)get_le(b + 20, 4);
     fp.efc = (uint32_t)get_le(b + 24, 4);
     fp.ef = (uint32_t)get_le(b + 28, 4);
@@ -917,8 +1045,8 @@ int hdb_hnsw_upsert(hdb_hnsw *h, size_t n, const int64_t *labels, const float *v
         while (i < n) {
             std::unique_lock<RwLock> xl(h->rw);
             grow(h, need); /* no-op once done; upsert_one grows too, should need be short */
-            auto until = std::chrono::steady_clock::now() +
-                         std::chrono::microseconds(WRITE_SLICE_US);
+            auto until =
+                std::chrono::steady_clock::now() + std::chrono::microseconds(WRITE_SLICE_US);
             do {
                 const float *v = vecs + i * dim;
                 if (!tmp.empty()) {
