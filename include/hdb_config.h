@@ -26,7 +26,7 @@ typedef struct hdb_arena hdb_arena;
 typedef struct hdb_config {
     /* server: */
     char *listen;                     /* "host:port"; default "127.0.0.1:50051" */
-    int threads;                      /* completion-queue worker threads; default 4 */
+    int threads;                      /* threads that handle (non-model) calls; default 4 */
     size_t max_receive_message_bytes; /* default 64 MiB */
     size_t max_send_message_bytes;    /* default 64 MiB */
     int shutdown_grace_ms;            /* in-flight calls get this long on SIGTERM; default 10000 */

@@ -1,10 +1,10 @@
 /*
  * hdb_server.h - the gRPC server of hilbertd on the gRPC core C API.
  *
- * N worker threads each poll their own completion queue; every call is pinned to the queue
- * that received it and handled inline on that thread, so per-call state needs no lock. Calls
- * that run models are requested only on a second set of threads, so a slow model can make
- * only them wait, never the searches and uploads. Unary
+ * A few poller threads each own a completion queue; arriving calls go to a FIFO served by a
+ * pool of handler threads (cfg->threads), or, for the calls that run models, by a separate
+ * pool (cfg->model_rpc_threads), so a slow model can make only those wait, never the searches
+ * and uploads, and no call waits behind another while a handler is free. Unary
  * methods are registered with their payload read up front; each call gets an arena that holds
  * the decoded request, scratch memory and the response, released when the call completes.
  * Calls to unknown methods get UNIMPLEMENTED. Handlers return hdb rc codes, which map to gRPC
@@ -62,11 +62,10 @@ bool hdb_rpc_expired(const hdb_rpc *rpc);
 /* True while the server accepts calls (false once shutdown has begun). */
 bool hdb_server_serving(const hdb_server *s);
 
-/* Creates the server: binds cfg->listen, registers the methods, starts cfg->threads worker
- * threads for most calls and cfg->model_rpc_threads for the calls that run models, each thread
- * with its own completion queue. catalog, infer and cfg are borrowed and must outlive the
- * server. Returns HDB_EIO when the address cannot be bound. *port receives the bound port
- * (useful with port 0). */
+/* Creates the server: binds cfg->listen, registers the methods, starts the pollers, the
+ * cfg->threads general handlers and the cfg->model_rpc_threads model handlers. catalog, infer
+ * and cfg are borrowed and must outlive the server. Returns HDB_EIO when the address cannot be
+ * bound. *port receives the bound port (useful with port 0). */
 int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catalog,
                      hdb_infer *infer, int *port, char *err, size_t errlen);
 

@@ -1396,20 +1396,60 @@ static int space_attach(hdb_catalog *cat, hdb_space *sp, const Hilbert__V1__Mode
                         hdb_arena *a, char *err, size_t errlen) {
     Hilbert__V1__DataSourceSpec *ds = space_source_spec(n, a);
     Hilbert__V1__IndexSpec *is = space_index_spec(n, a);
+    bool created = false;
     int rc;
-    if (hdb_catalog_get_source(cat, n->name, HDB_SPACE_VERSION, &sp->source, NULL, 0) != HDB_OK) {
+    if (hdb_catalog_get_source(cat, n->name, HDB_SPACE_VERSION, &sp->source, NULL, 0) == HDB_OK) {
+        /* A leftover of an interrupted create or drop: adopted only if it is what we need. */
+        size_t len;
+        unsigned char *want = pack_message(&source_spec_normalise(ds, a)->base, &len);
+        bool same = len == sp->source->spec_len && memcmp(want, sp->source->spec_bytes, len) == 0;
+        hdb_free(want);
+        if (!same)
+            return hdb_errf(err, errlen, HDB_EEXIST,
+                            "data source %s exists with another definition; drop it first",
+                            sp->source->label);
+    } else {
         hdb_schema schema;
         if ((rc = source_spec_check(ds, cat->cfg, &schema, err, errlen)) != HDB_OK) return rc;
         rc = create_source_locked(cat, ds, &schema, &sp->source, err, errlen);
         schema_free(&schema);
         if (rc != HDB_OK) return rc;
+        created = true;
     }
-    if (hdb_catalog_get_index(cat, n->name, HDB_SPACE_VERSION, &sp->index, NULL, 0) != HDB_OK) {
-        if ((rc = create_index_locked(cat, is, &sp->index, err, errlen)) != HDB_OK) return rc;
+    if (hdb_catalog_get_index(cat, n->name, HDB_SPACE_VERSION, &sp->index, NULL, 0) != HDB_OK &&
+        (rc = create_index_locked(cat, is, &sp->index, err, errlen)) != HDB_OK) {
+        if (created && drop_source_locked(cat, sp->source, NULL, 0) != HDB_OK)
+            HDB_WARN("catalog", "data source %s is left over; drop it", sp->source->label);
+        hdb_source_unref(sp->source);
+        sp->source = NULL;
+        return rc;
     }
     sp->source->owned_by_space = true;
     sp->index->owned_by_space = true;
     return HDB_OK;
+}
+
+/* Checks a space's index definition against its data source's schema before anything exists. */
+static int space_index_check(hdb_catalog *cat, const Hilbert__V1__ModelSpaceSpec *n,
+                             hdb_arena *a, char *err, size_t errlen) {
+    hdb_source tmp;
+    memset(&tmp, 0, sizeof tmp);
+    int rc = source_spec_check(space_source_spec(n, a), cat->cfg, &tmp.schema, err, errlen);
+    if (rc != HDB_OK) return rc;
+    tmp.label = hdb_arena_sprintf(a, "%s@%s", n->name, HDB_SPACE_VERSION);
+    hdb_engine_spec es;
+    rc = index_spec_check(space_index_spec(n, a), &tmp, &es, err, errlen);
+    schema_free(&tmp.schema);
+    if (rc != HDB_OK && err) {
+        /* The index spec's fields are the space's own: spec.algorithm -> spec.index. */
+        static const char alg[] = "spec.algorithm";
+        if (strncmp(err, alg, sizeof alg - 1) == 0) {
+            char rest[1024];
+            snprintf(rest, sizeof rest, "%s", err + sizeof alg - 1);
+            snprintf(err, errlen, "spec.index%s", rest);
+        }
+    }
+    return rc;
 }
 
 static int load_space(hdb_catalog *cat, const unsigned char *v, size_t vlen, hdb_arena *arena,
@@ -1454,11 +1494,8 @@ int hdb_catalog_create_space(hdb_catalog *cat, const Hilbert__V1__ModelSpaceSpec
     int rc = space_check(spec, cat->cfg, sp, err, errlen);
     if (rc != HDB_OK) goto fail;
     Hilbert__V1__ModelSpaceSpec *n = space_normalise(spec, sp, a);
-    /* Check the data source and index definitions before loading anything. */
-    hdb_schema schema;
-    if ((rc = source_spec_check(space_source_spec(n, a), cat->cfg, &schema, err, errlen)))
-        goto fail;
-    schema_free(&schema);
+    /* Check the data source and index definitions before loading or creating anything. */
+    if ((rc = space_index_check(cat, n, a, err, errlen)) != HDB_OK) goto fail;
     sp->name = hdb_strdup(spec->name);
 
     pthread_mutex_lock(&cat->ddl);

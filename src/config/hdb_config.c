@@ -1294,7 +1294,7 @@ static const flag_spec flag_table[] = {
     {"--config", "PATH", NULL, "YAML config file, keys as in config/hilbertd.yaml"},
     {"--listen", "ADDR", "server.listen", "gRPC address, host:port or unix:PATH"},
     {"--data-dir", "DIR", "storage.data_dir", "where RocksDB and index snapshots live"},
-    {"--threads", "N", "server.threads", "gRPC worker threads, 1..256"},
+    {"--threads", "N", "server.threads", "threads that handle calls, 1..256"},
     {"--log-level", "LEVEL", "log.level", "debug, info, warn, error or off"},
     {"--help", NULL, NULL, "print this help and exit"},
     {"--version", NULL, NULL, "print the version and exit"},

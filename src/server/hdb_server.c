@@ -1,14 +1,24 @@
 /*
- * hdb_server.c - completion-queue workers, the method table, call lifecycle and shutdown.
+ * hdb_server.c - completion-queue pollers, handler pools, the method table, call lifecycle and
+ * shutdown.
+ *
+ * Threads: a few pollers each own a completion queue on which every method has request slots
+ * armed. A poller re-arms the slot of each arriving call and hands the call to a handler pool:
+ * calls that run models to the model pool (models.rpc_threads), all others to the general pool
+ * (server.threads). A handler takes the oldest waiting call, handles it and starts its final
+ * batch; the completion comes back to the poller, which releases the call. So a call waits only
+ * for a free handler of its pool, never behind a slow call that happened to land on the same
+ * queue, and a slow model can only keep the model pool busy.
  *
  * Call lifecycle (one heap call_ctx per requested call, tag = the ctx):
- *   REQUESTED  the slot waits for a call; on arrival the worker re-arms a new slot, handles
- *              the call inline and starts the final batch (send initial metadata, message,
- *              status; receive close).
+ *   REQUESTED  the slot waits for a call; on arrival it goes to its pool's queue, a handler
+ *              handles it and starts the final batch (send initial metadata, message, status;
+ *              receive close).
  *   FINISHING  the final batch completed: release the call and its arena.
- * `inflight` counts calls between arrival and the end of FINISHING; shutdown waits for it to
- * reach zero before the completion queues are shut down (a batch started on a shut-down queue
- * aborts inside gRPC).
+ * The ctx passes poller -> queue -> handler -> poller; each hand-off goes through a lock or a
+ * gRPC completion, so its fields need no lock of their own. `inflight` counts calls between
+ * arrival and the end of FINISHING; shutdown waits for it to reach zero before the completion
+ * queues are shut down (a batch started on a shut-down queue aborts inside gRPC).
  */
 #include "hdb_server.h"
 
@@ -37,7 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SLOTS_PER_METHOD 4 /* requests armed per method per worker */
+#define SLOTS_PER_METHOD 8 /* requests armed per method per poller */
+#define MAX_POLLERS 2
 #define ERRLEN 1024
 
 enum { CALL_UNARY = 1, CALL_UNKNOWN = 2 };
@@ -66,10 +77,21 @@ typedef struct call_ctx {
 struct worker {
     hdb_server *s;
     int idx;
-    bool model; /* serves the model methods (else all others) */
     grpc_completion_queue *cq;
     pthread_t thread;
 };
+
+/* A FIFO of calls and the handler threads that drain it. */
+typedef struct {
+    hdb_server *s;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    call_ctx **ring; /* grows as needed */
+    size_t cap, head, len;
+    bool stop;
+    pthread_t *threads;
+    int nthreads;
+} pool;
 
 struct hdb_server {
     const hdb_config *cfg;
@@ -77,8 +99,9 @@ struct hdb_server {
     hdb_infer *infer;
     grpc_server *srv;
     grpc_completion_queue *ctl;
-    worker *workers;
+    worker *workers; /* the pollers */
     int nworkers;
+    pool general, model;
     hdb_rpc_method *methods;
     void **handles;
     size_t nmethods;
@@ -286,14 +309,72 @@ static void handle_unknown(call_ctx *c) {
     finish(c, GRPC_STATUS_UNIMPLEMENTED, NULL, msg);
 }
 
+/* ---------------------------------------------------------------- handler pools */
+
+static void pool_push(pool *p, call_ctx *c) {
+    pthread_mutex_lock(&p->mu);
+    if (p->len == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 64;
+        call_ctx **ring = hdb_malloc(cap * sizeof *ring);
+        for (size_t i = 0; i < p->len; i++) ring[i] = p->ring[(p->head + i) % p->cap];
+        hdb_free(p->ring);
+        p->ring = ring;
+        p->cap = cap;
+        p->head = 0;
+    }
+    p->ring[(p->head + p->len++) % p->cap] = c;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *handler_main(void *arg) {
+    pool *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->len == 0 && !p->stop) pthread_cond_wait(&p->cv, &p->mu);
+        if (p->len == 0) break; /* stopping, and nothing left */
+        call_ctx *c = p->ring[p->head];
+        p->head = (p->head + 1) % p->cap;
+        p->len--;
+        pthread_mutex_unlock(&p->mu);
+        handle_unary(c);
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void pool_start(hdb_server *s, pool *p, int threads) {
+    p->s = s;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->threads = hdb_calloc((size_t)threads, sizeof *p->threads);
+    for (int i = 0; i < threads; i++)
+        if (pthread_create(&p->threads[i], NULL, handler_main, p) == 0) p->nthreads++;
+    HDB_ASSERT(p->nthreads > 0);
+}
+
+/* Lets the handlers finish what is queued, then joins them. */
+static void pool_stop(pool *p) {
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
+    hdb_free(p->threads);
+    hdb_free(p->ring);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+}
+
+/* ---------------------------------------------------------------- pollers */
+
 static void *worker_main(void *arg) {
     worker *w = arg;
     hdb_server *s = w->s;
     for (size_t m = 0; m < s->nmethods; m++)
-        if (s->methods[m].model == w->model)
-            for (int i = 0; i < SLOTS_PER_METHOD; i++) post_request(w, CALL_UNARY, m);
-    if (!w->model)
-        for (int i = 0; i < SLOTS_PER_METHOD; i++) post_request(w, CALL_UNKNOWN, 0);
+        for (int i = 0; i < SLOTS_PER_METHOD; i++) post_request(w, CALL_UNARY, m);
+    for (int i = 0; i < SLOTS_PER_METHOD; i++) post_request(w, CALL_UNKNOWN, 0);
 
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -308,8 +389,10 @@ static void *worker_main(void *arg) {
             atomic_fetch_add(&s->inflight, 1);
             c->start_ns = mono_ns();
             if (!atomic_load(&s->stopping)) post_request(w, c->kind, c->method);
-            if (c->kind == CALL_UNARY) handle_unary(c);
-            else handle_unknown(c);
+            if (c->kind == CALL_UNARY)
+                pool_push(s->methods[c->method].model ? &s->model : &s->general, c);
+            else
+                handle_unknown(c); /* cheap: answered right here */
         } else {
             ctx_free(c);
             atomic_fetch_sub(&s->inflight, 1);
@@ -387,12 +470,11 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
                                                     GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
         HDB_ASSERT(s->handles[i] != NULL);
     }
-    s->nworkers = cfg->threads + cfg->model_rpc_threads;
+    s->nworkers = cfg->threads < MAX_POLLERS ? cfg->threads : MAX_POLLERS;
     s->workers = hdb_calloc((size_t)s->nworkers, sizeof *s->workers);
     for (int i = 0; i < s->nworkers; i++) {
         s->workers[i].s = s;
         s->workers[i].idx = i;
-        s->workers[i].model = i >= cfg->threads;
         s->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(s->srv, s->workers[i].cq, NULL);
     }
@@ -412,6 +494,8 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
         return HDB_EIO;
     }
     grpc_server_start(s->srv);
+    pool_start(s, &s->general, cfg->threads);
+    pool_start(s, &s->model, cfg->model_rpc_threads);
     for (int i = 0; i < s->nworkers; i++)
         pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
     *port = bound;
@@ -434,7 +518,10 @@ void hdb_server_stop(hdb_server *s) {
         ev = grpc_completion_queue_next(s->ctl, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     }
     HDB_ASSERT(ev.type == GRPC_OP_COMPLETE && ev.tag == &shutdown_tag);
+    /* Handlers finish the calls that are queued or running; then they can go. */
     while (atomic_load(&s->inflight) > 0) usleep(1000);
+    pool_stop(&s->general);
+    pool_stop(&s->model);
     grpc_server_destroy(s->srv);
     for (int i = 0; i < s->nworkers; i++) {
         /* The worker drains its queue and exits on GRPC_QUEUE_SHUTDOWN. */

@@ -37,7 +37,8 @@ class Server:
     """One hilbertd process. Restartable on the same data directory."""
 
     def __init__(self, data_dir: Path, log_path: Path, extra_args: Optional[List[str]] = None,
-                 config: Optional[Path] = None):
+                 config: Optional[Path] = None, cwd: Optional[Path] = None):
+        self.cwd = cwd
         self.data_dir = data_dir
         self.log_path = log_path
         self.extra_args = list(extra_args or [])
@@ -58,7 +59,7 @@ class Server:
         # LeakSanitizer must see a clean exit; abort on the first UBSan report.
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log, env=env)
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, env=env, cwd=self.cwd)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -142,15 +143,17 @@ class Server:
 
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator:
-    """Factory: make_server(extra_args=[...], config=path) -> started Server. Every server made
+    """Factory: make_server(extra_args=[...], config=path, data_dir=..., cwd=...) -> started
+    Server (cwd: the working directory, against which relative paths in a config resolve). Every
+    server made
     is stopped at the end of the test, and must exit cleanly (code 0, so no sanitizer report)."""
     servers: List[Server] = []
 
     def factory(extra_args: Optional[List[str]] = None, config: Optional[Path] = None,
-                data_dir: Optional[Path] = None) -> Server:
+                data_dir: Optional[Path] = None, cwd: Optional[Path] = None) -> Server:
         n = len(servers)
         d = data_dir or (tmp_path / f"data{n}")
-        s = Server(d, tmp_path / f"hilbertd{n}.log", extra_args, config)
+        s = Server(d, tmp_path / f"hilbertd{n}.log", extra_args, config, cwd)
         servers.append(s)
         return s.start()
 

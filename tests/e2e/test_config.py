@@ -244,7 +244,8 @@ def test_empty_config_is_all_defaults(make_server, tmp_path):
 
 
 def test_shipped_default_config_is_valid(make_server):
-    s = make_server(config=ROOT / "config" / "hilbertd.yaml")
+    # As scripts/run.sh starts it: from the repository root, so ./models resolves.
+    s = make_server(config=ROOT / "config" / "hilbertd.yaml", cwd=ROOT)
     assert_serving(s)
 
 

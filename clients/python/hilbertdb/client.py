@@ -1,0 +1,610 @@
+"""The HilbertDB client: one object for every service of the server (Catalog, Points, Search,
+ModelSpaces and Health).
+
+Example::
+
+    import numpy as np
+    from hilbertdb import Client, Hnsw, Point
+
+    with Client("127.0.0.1:50051") as db:
+        db.create_data_source("products", dimension=3,
+                              permanent_attributes={"id": "int64", "category": "string"},
+                              id_attributes=["id"])
+        db.create_index("products-hnsw", data_source="products", algorithm=Hnsw(),
+                        metric="cosine", split_attributes=["category"])
+        up = db.upload("products", [
+            Point([0.1, 0.2, 0.3], {"id": 1, "category": "shoes", "title": "trail runner"}),
+            {"vector": np.array([0.3, 0.1, 0.0]), "attributes": {"id": 2, "category": "bags"}},
+        ])
+        hits = db.search("products-hnsw", np.array([0.1, 0.2, 0.25]), k=5, min_seq=up)
+        for hit in hits[0]:
+            print(hit.distance, hit.attributes["title"])
+
+Names: a data source or index is named ``"name@version"``, ``("name", "version")``, or
+``"name"`` with the ``version`` keyword (default ``"1"``). Model spaces have plain names.
+
+Every call has the client's ``timeout`` (seconds) as its deadline, and raises a
+:class:`hilbertdb.errors.HilbertError` subclass when it fails. A Client is thread-safe: share one
+between threads.
+"""
+from __future__ import annotations
+
+import time
+from typing import (Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union)
+
+import grpc
+import numpy as np
+
+from hilbert.v1 import catalog_pb2 as C
+from hilbert.v1 import catalog_pb2_grpc
+from hilbert.v1 import modelspaces_pb2 as M
+from hilbert.v1 import modelspaces_pb2_grpc
+from hilbert.v1 import points_pb2 as P
+from hilbert.v1 import points_pb2_grpc
+from hilbert.v1 import search_pb2 as S
+from hilbert.v1 import search_pb2_grpc
+from hilbert.v1 import types_pb2 as T
+from hdb_grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from . import _convert as cv
+from .errors import FailedPrecondition, Unavailable, from_rpc_error
+from .types import (AddResult, Algorithm, DataSourceInfo, Flat, IndexInfo, ModelInput,
+                    ModelSpaceInfo, Point, SearchResults, SimilarResults, Timestamp,
+                    UploadResult)
+
+__all__ = ["Client", "DEFAULT_TARGET", "MAX_MESSAGE_BYTES"]
+
+#: Where scripts/run.sh starts the server.
+DEFAULT_TARGET = "127.0.0.1:50051"
+#: The client's gRPC send and receive message limits (the server has its own, 64 MiB default).
+MAX_MESSAGE_BYTES = 256 << 20
+
+Ref = Union[str, Tuple[str, str]]
+ImageLike = Any  # bytes | str | os.PathLike | PIL.Image.Image | np.ndarray (uint8)
+SpaceNames = Optional[Union[str, Iterable[str]]]
+
+
+class Client:
+    """A connection to one HilbertDB server.
+
+    Args:
+        target: ``host:port`` (or any gRPC target, e.g. ``unix:/path.sock``).
+        timeout: deadline of every call, in seconds (None: no deadline).
+        options: extra gRPC channel options, as ``[(key, value), ...]``; they override the
+            defaults, which raise the send and receive message limits to 256 MiB.
+        channel: an existing channel to use instead of creating one (``target`` and ``options``
+            are then ignored; :meth:`close` does not close it).
+
+    Example::
+
+        >>> from hilbertdb import Client
+        >>> db = Client("127.0.0.1:50051", timeout=10)
+        >>> db.health()
+        'SERVING'
+        >>> db.close()
+    """
+
+    def __init__(self, target: str = DEFAULT_TARGET, timeout: Optional[float] = 30.0,
+                 options: Optional[Sequence[Tuple[str, Any]]] = None,
+                 channel: Optional[grpc.Channel] = None) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._own_channel = channel is None
+        if channel is None:
+            opts: Dict[str, Any] = {
+                "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+                "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+            }
+            opts.update(dict(options or []))
+            channel = grpc.insecure_channel(target, options=list(opts.items()))
+        self._channel = channel
+        self._catalog = catalog_pb2_grpc.CatalogStub(channel)
+        self._points = points_pb2_grpc.PointsStub(channel)
+        self._search = search_pb2_grpc.SearchStub(channel)
+        self._spaces = modelspaces_pb2_grpc.ModelSpacesStub(channel)
+        self._health = health_pb2_grpc.HealthStub(channel)
+        # (name, version) -> [(id attribute name, AttributeType)], for delete/get by scalar id.
+        self._id_cache: Dict[Tuple[str, str], List[Tuple[str, int]]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Closes the channel (if the client created it). Calls in flight are cancelled."""
+        if self._own_channel and self._channel is not None:
+            self._channel.close()
+        self._channel = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.target!r}, timeout={self.timeout!r})"
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The underlying gRPC channel (for the generated stubs in ``hilbert.v1``)."""
+        return self._channel
+
+    def _call(self, method: Any, request: Any) -> Any:
+        if self._channel is None:
+            raise ValueError("the client is closed")
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            err = from_rpc_error(e)
+            err.rpc_error = e  # type: ignore[attr-defined]
+            raise err from None
+
+    def wait_until_ready(self, timeout: float = 30.0) -> None:
+        """Blocks until the channel is connected (e.g. while the server starts).
+
+        Raises :class:`hilbertdb.errors.Unavailable` after ``timeout`` seconds."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise Unavailable(f"{self.target}: not reachable within {timeout} s") from None
+
+    def health(self) -> str:
+        """The server's health status: ``"SERVING"`` when it answers normally."""
+        resp = self._call(self._health.Check, health_pb2.HealthCheckRequest())
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+
+    # ------------------------------------------------------------------ data sources
+
+    def create_data_source(self, name: str, version: Optional[str] = None, *, dimension: int,
+                           permanent_attributes: Optional[Mapping[str, Any]] = None,
+                           id_attributes: Optional[Sequence[str]] = None,
+                           sparse: bool = False) -> DataSourceInfo:
+        """Creates the data source ``name@version``.
+
+        Args:
+            name: the name, or ``"name@version"``.
+            version: the version (default ``"1"``).
+            dimension: dense: the vector length; sparse: the bound of the indices.
+            permanent_attributes: name -> type, in order; types are "string", "int64",
+                "float64", "bool", "bytes", "timestamp" (or the Python types str, int, float,
+                bool, bytes, datetime).
+            id_attributes: the permanent attributes that identify a point (not float64).
+            sparse: True for a sparse data source (vectors are :class:`SparseVector`).
+
+        Example::
+
+            db.create_data_source("docs", "2", dimension=30000, sparse=True,
+                                  permanent_attributes={"doc": "string"},
+                                  id_attributes=["doc"])
+        """
+        n, v = cv.split_ref(name, version)
+        spec = C.DataSourceSpec(
+            name=n, version=v, dimension=int(dimension),
+            vector_kind=C.VECTOR_KIND_SPARSE if sparse else C.VECTOR_KIND_DENSE,
+            permanent_attributes=cv.attribute_specs_in(permanent_attributes),
+            id_attributes=list(id_attributes or []))
+        self._id_cache.pop((n, v), None)
+        info = self._call(self._catalog.CreateDataSource, C.CreateDataSourceRequest(spec=spec))
+        return cv.data_source_out(info)
+
+    def get_data_source(self, source: Ref, version: Optional[str] = None) -> DataSourceInfo:
+        """Returns the data source (definition, last seq, point count, indices)."""
+        info = self._call(self._catalog.GetDataSource,
+                          C.GetDataSourceRequest(data_source=cv.source_ref(source, version)))
+        return cv.data_source_out(info)
+
+    def list_data_sources(self) -> List[DataSourceInfo]:
+        """Every data source (model spaces' ones included), ordered by name and version."""
+        resp = self._call(self._catalog.ListDataSources, C.ListDataSourcesRequest())
+        return [cv.data_source_out(i) for i in resp.data_sources]
+
+    def drop_data_source(self, source: Ref, version: Optional[str] = None) -> None:
+        """Drops a data source and its points (FailedPrecondition while an index reads it)."""
+        ref = cv.source_ref(source, version)
+        self._id_cache.pop((ref.name, ref.version), None)
+        self._call(self._catalog.DropDataSource, C.DropDataSourceRequest(data_source=ref))
+
+    # ------------------------------------------------------------------ indices
+
+    def create_index(self, name: str, version: Optional[str] = None, *, data_source: Ref,
+                     algorithm: Union[Algorithm, str, None] = None, metric: str = "l2",
+                     split_attributes: Optional[Sequence[str]] = None) -> IndexInfo:
+        """Creates the index ``name@version`` over a data source and starts building it.
+
+        Args:
+            name: the name, or ``"name@version"``.
+            version: the version (default ``"1"``).
+            data_source: the data source it reads (``"name@version"`` or ``"name"``).
+            algorithm: :class:`Flat` (default), :class:`Hnsw`, :class:`Faiss` or
+                :class:`Sparse`.
+            metric: "l2", "inner_product", "cosine" (dense) or "cosine", "jaccard" (sparse).
+            split_attributes: permanent attributes that divide the index into splits.
+
+        Use :meth:`wait_for_index` to wait until it has caught up.
+        """
+        n, v = cv.split_ref(name, version)
+        spec = C.IndexSpec(name=n, version=v, data_source=cv.source_ref(data_source),
+                           algorithm=cv.algorithm_in(algorithm if algorithm is not None
+                                                     else Flat()),
+                           metric=cv.metric(metric), split_attributes=list(split_attributes or []))
+        return cv.index_out(self._call(self._catalog.CreateIndex, C.CreateIndexRequest(spec=spec)))
+
+    def get_index(self, index: Ref, version: Optional[str] = None) -> IndexInfo:
+        """Returns the index's definition and status."""
+        return cv.index_out(self._call(self._catalog.GetIndex,
+                                       C.GetIndexRequest(index=cv.index_ref(index, version))))
+
+    def list_indices(self) -> List[IndexInfo]:
+        """Every index with its status, ordered by name and version."""
+        resp = self._call(self._catalog.ListIndices, C.ListIndicesRequest())
+        return [cv.index_out(i) for i in resp.indices]
+
+    def drop_index(self, index: Ref, version: Optional[str] = None) -> None:
+        """Drops an index (its data source stays)."""
+        self._call(self._catalog.DropIndex, C.DropIndexRequest(index=cv.index_ref(index, version)))
+
+    def wait_for_index(self, index: Ref, version: Optional[str] = None, timeout: float = 60.0,
+                       poll_interval: float = 0.02) -> IndexInfo:
+        """Waits until the index is READY and has applied everything its data source had
+        committed when the wait began or since (``status.caught_up``).
+
+        Raises :class:`FailedPrecondition` if the index is FAILED, and TimeoutError after
+        ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.get_index(index, version)
+            st = info.status
+            if st.state == "FAILED":
+                raise FailedPrecondition(f"index {info.ref} failed: {st.detail}")
+            if st.caught_up:
+                return info
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"index {info.ref} not ready after {timeout} s: state "
+                                   f"{st.state}, applied {st.applied_seq} of "
+                                   f"{st.source_last_seq} ({st.detail})")
+            time.sleep(poll_interval)
+
+    # ------------------------------------------------------------------ model spaces (catalog)
+
+    def create_model_space(self, name: str, model_path: str, *, input: ModelInput,
+                           output_dim: int, metric: str = "cosine",
+                           index: Union[Algorithm, str, None] = None,
+                           permanent_attributes: Optional[Mapping[str, Any]] = None,
+                           split_attributes: Optional[Sequence[str]] = None) -> ModelSpaceInfo:
+        """Creates a model space: a TorchScript model plus the data source and index (both
+        ``name@space``) its vectors go to. The server loads the model and checks it with a
+        trial forward pass; InvalidArgument says what is wrong (e.g. the output shape).
+
+        Args:
+            name: the model space's name.
+            model_path: the TorchScript file on the server (relative: in its ``models.dir``).
+            input: ``ImageInput(width, height, channels=1, resize="stretch", mean=[..],
+                std=[..])`` or ``TensorInput(shape)``.
+            output_dim: the model returns float32 ``[n, output_dim]``.
+            metric: "l2", "inner_product" or "cosine".
+            index: the index algorithm (default :class:`Flat`).
+            permanent_attributes: further permanent attributes (besides the string ``id``).
+            split_attributes: split attributes of the space's index.
+
+        Example::
+
+            db.create_model_space("fmnist_cnn", "fmnist_cnn.pt",
+                                  input=ImageInput(28, 28, 1, mean=[0.2860], std=[0.3530]),
+                                  output_dim=64, metric="cosine")
+        """
+        spec = C.ModelSpaceSpec(
+            name=name, model_path=str(model_path), input=cv.model_input_in(input),
+            output_dim=int(output_dim), metric=cv.metric(metric),
+            permanent_attributes=cv.attribute_specs_in(permanent_attributes),
+            split_attributes=list(split_attributes or []))
+        if index is not None:
+            spec.index.CopyFrom(cv.algorithm_in(index))
+        info = self._call(self._catalog.CreateModelSpace, C.CreateModelSpaceRequest(spec=spec))
+        return cv.model_space_out(info)
+
+    def get_model_space(self, name: str) -> ModelSpaceInfo:
+        """Returns the model space (definition, model state, item count, index status)."""
+        return cv.model_space_out(self._call(self._catalog.GetModelSpace,
+                                             C.GetModelSpaceRequest(name=name)))
+
+    def list_model_spaces(self) -> List[ModelSpaceInfo]:
+        """Every model space, ordered by name."""
+        resp = self._call(self._catalog.ListModelSpaces, C.ListModelSpacesRequest())
+        return [cv.model_space_out(i) for i in resp.model_spaces]
+
+    def drop_model_space(self, name: str) -> None:
+        """Drops a model space with its data source, items and index."""
+        self._call(self._catalog.DropModelSpace, C.DropModelSpaceRequest(name=name))
+
+    # ------------------------------------------------------------------ points
+
+    def upload(self, source: Ref, points: Iterable[Any], version: Optional[str] = None,
+               batch_size: Optional[int] = None) -> UploadResult:
+        """Writes points into a data source: each is a :class:`Point` or a dict
+        ``{"vector": ..., "attributes": {...}, "deleted": False}``; vectors are numpy arrays,
+        lists or :class:`SparseVector`.
+
+        One call is one atomic write: every point is accepted or none is. With ``batch_size``
+        the points are sent in several uploads of at most that many points (each atomic on its
+        own), for loads above the server's ``limits.max_points_per_upload``.
+
+        Returns the seqs taken (``first_seq`` .. ``last_seq``); pass the result as ``min_seq``
+        to :meth:`search` to read your writes.
+        """
+        ref = cv.source_ref(source, version)
+        pts = [cv.point_in(p) for p in points]
+        if not pts:
+            raise ValueError("upload: no points")
+        step = batch_size or len(pts)
+        first = last = None
+        for i in range(0, len(pts), step):
+            resp = self._call(self._points.Upload,
+                              P.UploadRequest(data_source=ref, points=pts[i:i + step]))
+            if first is None:
+                first = resp.first_seq
+            last = resp.last_seq
+        return UploadResult(int(first), int(last))
+
+    def _id_attrs(self, ref: T.DataSourceRef) -> List[Tuple[str, int]]:
+        key = (ref.name, ref.version)
+        ids = self._id_cache.get(key)
+        if ids is None:
+            info = self._call(self._catalog.GetDataSource, C.GetDataSourceRequest(data_source=ref))
+            types = {a.name: a.type for a in info.spec.permanent_attributes}
+            ids = [(n, types.get(n, 0)) for n in info.spec.id_attributes]
+            self._id_cache[key] = ids
+        return ids
+
+    def _point_ids(self, ref: T.DataSourceRef, ids: Iterable[Any]) -> List[Dict[str, Any]]:
+        """Each id: a dict of id attributes, a scalar (single id attribute) or a tuple (values
+        of the id attributes in order)."""
+        out: List[Dict[str, Any]] = []
+        schema: Optional[List[Tuple[str, int]]] = None
+        for i in ids:
+            if isinstance(i, Mapping):
+                out.append(dict(i))
+                continue
+            if schema is None:
+                schema = self._id_attrs(ref)
+            vals = tuple(i) if isinstance(i, tuple) else (i,)
+            if len(vals) != len(schema):
+                names = ", ".join(n for n, _ in schema)
+                raise ValueError(f"id {i!r}: {ref.name}@{ref.version} is identified by "
+                                 f"({names}); give a dict or a tuple of {len(schema)} values")
+            d = {}
+            for (name, typ), v in zip(schema, vals):
+                if typ == T.ATTRIBUTE_TYPE_TIMESTAMP and isinstance(v, (int, np.integer)) \
+                        and not isinstance(v, bool):
+                    v = Timestamp(int(v))
+                d[name] = v
+            out.append(d)
+        return out
+
+    def delete(self, source: Ref, ids: Iterable[Any], version: Optional[str] = None
+               ) -> UploadResult:
+        """Deletes points by id (writes tombstones; an unknown id is a no-op).
+
+        ``ids``: dicts of the id attributes (``{"id": 7}``), or plain values when the data source
+        has a single id attribute (``[7, 8]``), or tuples in ``id_attributes`` order.
+        """
+        ref = cv.source_ref(source, version)
+        pts = []
+        for d in self._point_ids(ref, ids):
+            p = T.DataPoint(is_deleted=True)
+            cv.attrs_in(d, p.attributes)
+            pts.append(p)
+        if not pts:
+            raise ValueError("delete: no ids")
+        resp = self._call(self._points.Upload, P.UploadRequest(data_source=ref, points=pts))
+        return UploadResult(resp.first_seq, resp.last_seq)
+
+    def get(self, source: Ref, ids: Iterable[Any], version: Optional[str] = None
+            ) -> List[Optional[Point]]:
+        """Reads points by id (ids as for :meth:`delete`). Returns one entry per id, in order:
+        the :class:`Point` (vector as a float32 array or :class:`SparseVector`, ``seq`` of the
+        upload that wrote it), or None when there is no such point."""
+        ref = cv.source_ref(source, version)
+        req = P.GetPointsRequest(data_source=ref)
+        for d in self._point_ids(ref, ids):
+            pid = req.ids.add()
+            cv.attrs_in(d, pid.id_attributes)
+        resp = self._call(self._points.Get, req)
+        out: List[Optional[Point]] = []
+        for r in resp.results:
+            if not r.found:
+                out.append(None)
+                continue
+            out.append(Point(cv.vector_out(r.point.vector), cv.attrs_out(r.point.attributes),
+                             deleted=r.point.is_deleted, seq=r.seq))
+        return out
+
+    # ------------------------------------------------------------------ search
+
+    def search(self, index: Ref, queries: Any, k: int = 10, *, version: Optional[str] = None,
+               split_filter: Optional[Mapping[str, Any]] = None, min_seq: Any = None,
+               retrieve_vectors: bool = False, ef_search: Optional[int] = None,
+               nprobe: Optional[int] = None) -> SearchResults:
+        """The ``k`` nearest neighbours of each query vector in an index.
+
+        Args:
+            index: ``"name@version"`` or ``"name"`` (version 1).
+            queries: one vector (1-D array or list), several (2-D array, one per row), or a
+                :class:`SparseVector` / list of them for sparse indices.
+            k: hits per query.
+            split_filter: split attribute values; searches only the matching splits.
+            min_seq: read-your-writes: wait until the index has applied this seq (an int or an
+                :class:`UploadResult`), up to the call's deadline.
+            retrieve_vectors: also return each hit's vector.
+            ef_search: HNSW search breadth for this request.
+            nprobe: FAISS IVF lists to visit for this request.
+
+        Returns:
+            One list of :class:`Hit` per query (always a list of lists, also for a single
+            1-D query), best first; ``.applied_seq`` tells how far the index had applied.
+
+        Example::
+
+            hits = db.search("products-flat", np.random.rand(3).astype("float32"), k=5)[0]
+        """
+        req = S.SearchRequest(index=cv.index_ref(index, version), k=int(k),
+                              query_vectors=cv.queries_in(queries),
+                              retrieve_vectors=retrieve_vectors, min_seq=cv.seq_of(min_seq))
+        cv.attrs_in(split_filter, req.split_filter)
+        params = cv.search_params(ef_search, nprobe)
+        if params is not None:
+            req.params.CopyFrom(params)
+        resp = self._call(self._search.Search, req)
+        return SearchResults([cv.hits_out(r.hits) for r in resp.results], resp.applied_seq)
+
+    # ------------------------------------------------------------------ model spaces (items)
+
+    @staticmethod
+    def _item_id(id: Any) -> str:
+        if isinstance(id, str):
+            return id
+        if isinstance(id, (int, np.integer)) and not isinstance(id, bool):
+            return str(int(id))
+        raise TypeError(f"item ids are strings, not {type(id).__name__}")
+
+    @staticmethod
+    def _add_result(resp: Any) -> AddResult:
+        seqs = {w.model_space: int(w.seq) for w in resp.results}
+        vecs = {w.model_space: np.array(w.vector.values, dtype=np.float32)
+                for w in resp.results if w.HasField("vector")}
+        return AddResult(seqs, vecs)
+
+    def add_image(self, id: str, image: ImageLike, model_spaces: SpaceNames = None,
+                  attributes: Optional[Mapping[str, Any]] = None,
+                  return_vectors: bool = False) -> AddResult:
+        """Embeds an image with each model space's model and stores it under ``id``
+        (replacing an earlier item with that id) in every one of them, atomically.
+
+        Args:
+            id: the item id (a string).
+            image: PNG/JPEG bytes, a file path, a PIL image, or a uint8 numpy array (HxW gray
+                or HxWx3 RGB), which the client encodes as PNG.
+            model_spaces: one name or several; None means every model space.
+            attributes: payload attributes, plus the spaces' permanent attributes.
+            return_vectors: also return the vectors (in ``result.vectors``).
+
+        Returns:
+            model space -> seq of the item (usable as ``min_seq`` of ``find_similar_*``).
+
+        Example::
+
+            seqs = db.add_image("shoe-1", "shoe.png", attributes={"price": 49.0})
+            db.find_similar_image("query.jpg", k=5, min_seq=seqs)
+        """
+        req = M.AddImageRequest(id=self._item_id(id), image=cv.image_bytes(image),
+                                model_spaces=cv.names_in(model_spaces),
+                                return_vectors=return_vectors)
+        cv.attrs_in(attributes, req.attributes)
+        return self._add_result(self._call(self._spaces.AddImage, req))
+
+    def add_tensor(self, id: str, tensor: Any, model_spaces: SpaceNames = None,
+                   attributes: Optional[Mapping[str, Any]] = None,
+                   return_vectors: bool = False) -> AddResult:
+        """As :meth:`add_image`, for model spaces with a tensor input: ``tensor`` is a numpy
+        array of the model's input shape (without the batch dimension), sent as float32."""
+        req = M.AddTensorRequest(id=self._item_id(id), tensor=cv.tensor_in(tensor),
+                                 model_spaces=cv.names_in(model_spaces),
+                                 return_vectors=return_vectors)
+        cv.attrs_in(attributes, req.attributes)
+        return self._add_result(self._call(self._spaces.AddTensor, req))
+
+    @staticmethod
+    def _find_fields(req: Any, model_spaces: SpaceNames, k: int,
+                     split_filter: Optional[Mapping[str, Any]],
+                     min_seq: Optional[Mapping[str, int]], retrieve_vectors: bool,
+                     ef_search: Optional[int], nprobe: Optional[int]) -> None:
+        req.model_spaces.extend(cv.names_in(model_spaces))
+        req.k = int(k)
+        req.retrieve_vectors = retrieve_vectors
+        cv.attrs_in(split_filter, req.split_filter)
+        if min_seq:
+            if not isinstance(min_seq, Mapping):
+                raise TypeError("min_seq: a mapping model space -> seq (e.g. what add_image "
+                                "returned)")
+            for name, seq in min_seq.items():
+                req.min_seq[name] = int(seq)
+        params = cv.search_params(ef_search, nprobe)
+        if params is not None:
+            req.params.CopyFrom(params)
+
+    @staticmethod
+    def _similar(resp: Any) -> SimilarResults:
+        hits = {r.model_space: cv.hits_out(r.hits) for r in resp.results if r.found}
+        missing = [r.model_space for r in resp.results if not r.found]
+        return SimilarResults(hits, missing)
+
+    def find_similar_image(self, image: ImageLike, model_spaces: SpaceNames = None, k: int = 10,
+                           *, split_filter: Optional[Mapping[str, Any]] = None,
+                           min_seq: Optional[Mapping[str, int]] = None,
+                           retrieve_vectors: bool = False, ef_search: Optional[int] = None,
+                           nprobe: Optional[int] = None) -> SimilarResults:
+        """The ``k`` items most similar to an image, in each model space.
+
+        ``image`` as for :meth:`add_image`; ``min_seq`` maps model space -> seq to wait for
+        (e.g. the result of :meth:`add_image`). Returns model space -> list of :class:`Hit`
+        (``hit.id`` is the item id), best first.
+
+        Example::
+
+            for space, hits in db.find_similar_image("query.png", k=5).items():
+                print(space, [(h.id, round(h.distance, 3)) for h in hits])
+        """
+        req = M.FindSimilarImageRequest(image=cv.image_bytes(image))
+        self._find_fields(req, model_spaces, k, split_filter, min_seq, retrieve_vectors,
+                          ef_search, nprobe)
+        return self._similar(self._call(self._spaces.FindSimilarImage, req))
+
+    def find_similar_tensor(self, tensor: Any, model_spaces: SpaceNames = None, k: int = 10,
+                            *, split_filter: Optional[Mapping[str, Any]] = None,
+                            min_seq: Optional[Mapping[str, int]] = None,
+                            retrieve_vectors: bool = False, ef_search: Optional[int] = None,
+                            nprobe: Optional[int] = None) -> SimilarResults:
+        """As :meth:`find_similar_image`, for a tensor input (a numpy array of the model's
+        input shape)."""
+        req = M.FindSimilarTensorRequest(tensor=cv.tensor_in(tensor))
+        self._find_fields(req, model_spaces, k, split_filter, min_seq, retrieve_vectors,
+                          ef_search, nprobe)
+        return self._similar(self._call(self._spaces.FindSimilarTensor, req))
+
+    def find_similar_by_id(self, id: str, model_spaces: SpaceNames = None, k: int = 10,
+                           *, split_filter: Optional[Mapping[str, Any]] = None,
+                           min_seq: Optional[Mapping[str, int]] = None,
+                           retrieve_vectors: bool = False, ef_search: Optional[int] = None,
+                           nprobe: Optional[int] = None) -> SimilarResults:
+        """The ``k`` items most similar to the stored item ``id`` (itself excluded), in each
+        model space that holds it. Spaces that do not hold it are not in the result but in its
+        ``missing`` list."""
+        req = M.FindSimilarByIdRequest(id=self._item_id(id))
+        self._find_fields(req, model_spaces, k, split_filter, min_seq, retrieve_vectors,
+                          ef_search, nprobe)
+        return self._similar(self._call(self._spaces.FindSimilarById, req))
+
+    def remove_image(self, id: str, model_spaces: SpaceNames = None) -> AddResult:
+        """Removes an item from each named model space (None: every one; a no-op where it is
+        absent). Returns model space -> seq of the removal."""
+        req = M.RemoveImageRequest(id=self._item_id(id), model_spaces=cv.names_in(model_spaces))
+        return self._add_result(self._call(self._spaces.RemoveImage, req))
+
+    def embed(self, image: Optional[ImageLike] = None, tensor: Any = None,
+              model_spaces: SpaceNames = None) -> Dict[str, np.ndarray]:
+        """Runs the models on an image or a tensor (exactly one) and returns model space ->
+        float32 vector, writing nothing.
+
+        Example::
+
+            vecs = db.embed(image="shoe.png", model_spaces=["fmnist_cnn"])
+            vecs["fmnist_cnn"].shape   # (64,)
+        """
+        if (image is None) == (tensor is None):
+            raise ValueError("embed: give either image or tensor")
+        req = M.EmbedRequest(model_spaces=cv.names_in(model_spaces))
+        if image is not None:
+            req.image = cv.image_bytes(image)
+        else:
+            req.tensor.CopyFrom(cv.tensor_in(tensor))
+        resp = self._call(self._spaces.Embed, req)
+        return {v.model_space: np.array(v.vector.values, dtype=np.float32) for v in resp.vectors}
