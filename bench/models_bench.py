@@ -1,0 +1,186 @@
+#!/usr/bin/python3
+"""Model benchmark: images/s through AddImage, next to a raw libtorch forward of the same model.
+
+Starts the real server (build/hilbertd) with one model space per bundled model (models/*.pt,
+exact flat index so indexing costs stay small) and measures, through gRPC from this process:
+  * AddImage, one client sending one image at a time (single);
+  * AddImage from N concurrent clients, which the server's inference pool batches (batched);
+  * Embed the same way (the model without storage);
+and, in the same run, the raw TorchScript forward of the same model file through Debian's
+python3-torch (libtorch underneath) with one thread: batch 1 and batch 32, on the same images
+already preprocessed. The server runs libtorch with the same thread settings.
+
+Usage:  /usr/bin/python3 bench/models_bench.py [--images 2000] [--clients 8]
+Writes: bench/results/models.json
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "clients" / "python"))
+
+import grpc  # noqa: E402
+from PIL import Image  # noqa: E402
+from hilbert.v1 import modelspaces_pb2 as M, modelspaces_pb2_grpc  # noqa: E402
+from hilbertdb.datasets import load_fashion_mnist  # noqa: E402
+
+HILBERTD = os.environ.get("HILBERTD", str(ROOT / "build" / "hilbertd"))
+MODELS = {"fmnist_cnn": ("fmnist_cnn.pt", 64), "fmnist_mlp": ("fmnist_mlp.pt", 32)}
+MEAN, STD = 0.2860, 0.3530
+
+
+def config(d: Path, max_batch: int) -> Path:
+    spaces = "".join(
+        f"  - name: {name}\n    model: {file}\n"
+        f"    input: {{image: {{width: 28, height: 28, channels: 1, mean: [{MEAN}], std: [{STD}]}}}}\n"
+        f"    output_dim: {dim}\n    metric: cosine\n"
+        for name, (file, dim) in MODELS.items())
+    cfg = d / "bench.yaml"
+    cfg.write_text(f"storage:\n  sync: false\nmodels:\n  dir: {ROOT / 'models'}\n"
+                   f"  rpc_threads: 16\n  inference_threads: 2\n  intra_op_threads: 1\n"
+                   f"  max_batch: {max_batch}\n  max_wait_us: 2000\n"
+                   f"model_spaces:\n{spaces}")
+    return cfg
+
+
+class Server:
+    def __init__(self, max_batch: int):
+        self.dir = Path(tempfile.mkdtemp(prefix="hdb-mbench-"))
+        self.log = open(self.dir / "hilbertd.log", "wb+")
+        self.proc = subprocess.Popen([HILBERTD, "--config", str(config(self.dir, max_batch)),
+                                      "--listen", "127.0.0.1:0", "--data-dir",
+                                      str(self.dir / "data")], stdout=self.log, stderr=self.log)
+        for _ in range(3000):
+            self.log.seek(0)
+            m = re.search(rb"listening on .*:(\d+)", self.log.read())
+            if m:
+                self.target = f"127.0.0.1:{int(m.group(1))}"
+                return
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(self.log.read().decode())
+            time.sleep(0.01)
+        raise RuntimeError("hilbertd did not start")
+
+    def close(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=120)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def pngs(n: int):
+    x, y = load_fashion_mnist("test")
+    out = []
+    for i in range(n):
+        b = io.BytesIO()
+        Image.fromarray(x[i]).save(b, "PNG")
+        out.append(b.getvalue())
+    return out, x[:n]
+
+
+def rate(target: str, calls, clients: int) -> float:
+    """Items/s for `calls` (functions of a stub) spread over `clients` threads."""
+    chunks = [calls[i::clients] for i in range(clients)]
+    channels = [grpc.insecure_channel(target) for _ in range(clients)]
+    barrier = threading.Barrier(clients + 1)
+    errors = []
+
+    def run(i):
+        stub = modelspaces_pb2_grpc.ModelSpacesStub(channels[i])
+        barrier.wait()
+        try:
+            for call in chunks[i]:
+                call(stub)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    dt = time.perf_counter() - t0
+    for ch in channels:
+        ch.close()
+    if errors:
+        raise errors[0]
+    return len(calls) / dt
+
+
+def raw_torch(file: str, images: np.ndarray):
+    import torch
+    torch.set_num_threads(1)
+    m = torch.jit.load(str(ROOT / "models" / file)).eval()
+    x = torch.from_numpy(((images.astype(np.float32) / 255.0 - MEAN) / STD)[:, None])
+    res = {}
+    with torch.inference_mode():
+        m(x[:32])  # warm up
+        for batch in (1, 32):
+            t0 = time.perf_counter()
+            for i in range(0, len(x), batch):
+                m(x[i:i + batch])
+            res[batch] = len(x) / (time.perf_counter() - t0)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "models.json"))
+    args = ap.parse_args()
+    data, raw = pngs(args.images)
+    results = {"images": args.images, "clients": args.clients, "rows": []}
+    s = Server(max_batch=32)
+    try:
+        warm = [lambda st, b=data[i]: st.Embed(M.EmbedRequest(image=b)) for i in range(50)]
+        rate(s.target, warm, 4)
+        for space, (file, dim) in MODELS.items():
+            torch_rates = raw_torch(file, raw)
+            rows = [("raw libtorch forward, batch 1", torch_rates[1]),
+                    ("raw libtorch forward, batch 32", torch_rates[32])]
+            for label, clients in (("single", 1), ("batched", args.clients)):
+                adds = [lambda st, i=i, b=b: st.AddImage(M.AddImageRequest(
+                    id=f"{space}-{label}-{i}", image=b, model_spaces=[space]))
+                    for i, b in enumerate(data)]
+                rows.append((f"AddImage, {label} ({clients} client{'s' if clients > 1 else ''})",
+                             rate(s.target, adds, clients)))
+                embeds = [lambda st, b=b: st.Embed(M.EmbedRequest(image=b, model_spaces=[space]))
+                          for b in data]
+                rows.append((f"Embed, {label} ({clients} client{'s' if clients > 1 else ''})",
+                             rate(s.target, embeds, clients)))
+            print(f"== {space} ({file}, {dim}-d), {args.images} Fashion-MNIST test images")
+            for what, r in rows:
+                print(f"  {what:42s} {r:10.0f} images/s")
+                results["rows"].append({"model": space, "what": what, "images_per_s": round(r)})
+    finally:
+        s.close()
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"results written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
