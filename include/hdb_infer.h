@@ -2,10 +2,12 @@
  * hdb_infer.h - the inference pool: its own threads run model forward passes, batching the
  * concurrent requests for one model into one pass.
  *
- * A request waits in its model's queue. A pool thread takes a model's queue when it holds
- * max_batch items, or when its oldest request has waited max_wait_us; it concatenates the
- * waiting requests (up to max_batch items; a larger request runs alone), runs one forward pass
- * and hands each request its rows. Queues of different models are served oldest first, so one
+ * A request waits in its model's queue. A free pool thread takes a model's queue at once when
+ * no forward pass of that model is running (a lone request pays no batching delay); while one
+ * runs, requests pile up, and the queue is taken when it holds max_batch items or its oldest
+ * request has waited max_wait_us. The thread concatenates the waiting requests (up to
+ * max_batch items; a larger request runs alone), runs one forward pass and hands each request
+ * its rows. Queues of different models are served oldest first, so one
  * busy model delays another by at most the passes already running.
  *
  * The pool keeps the model threads apart from the gRPC workers that serve searches and

@@ -34,7 +34,8 @@ typedef struct request {
 typedef struct queue {
     hdb_model *model;
     request *head, *tail;
-    size_t items; /* queued */
+    size_t items;  /* queued */
+    int running;   /* forward passes of this model in progress */
     struct queue *next;
 } queue;
 
@@ -86,14 +87,14 @@ static void queue_remove_request(queue *q, request *r) {
 }
 
 static void queue_drop_if_empty(hdb_infer *p, queue *q) {
-    if (q->head) return;
+    if (q->head || q->running) return;
     queue **pp = &p->queues;
     while (*pp != q) pp = &(*pp)->next;
     *pp = q->next;
     hdb_free(q);
 }
 
-/* The queue whose oldest request is oldest, or NULL. */
+/* The queue whose oldest request is oldest, or NULL (queues with no request are skipped). */
 static queue *oldest_queue(hdb_infer *p) {
     queue *best = NULL;
     for (queue *q = p->queues; q; q = q->next)
@@ -102,7 +103,8 @@ static queue *oldest_queue(hdb_infer *p) {
 }
 
 /* Runs one batch (requests linked through `next`, all TAKEN) without the lock held. */
-static void run_batch(hdb_infer *p, hdb_model *m, request *batch, size_t items) {
+static void run_batch(hdb_infer *p, queue *q, request *batch, size_t items) {
+    hdb_model *m = q->model;
     int64_t in_size = hdb_model_input_size(m), out_dim = hdb_model_output_dim(m);
     const float *in = batch->in;
     float *out = batch->out;
@@ -131,6 +133,9 @@ static void run_batch(hdb_infer *p, hdb_model *m, request *batch, size_t items) 
     hdb_free(inbuf);
     hdb_free(outbuf);
     pthread_mutex_lock(&p->mu);
+    q->running--;
+    queue_drop_if_empty(p, q);
+    pthread_cond_broadcast(&p->work); /* a waiting batch may go now */
     p->stats.passes++;
     p->stats.items += items;
     for (request *r = batch, *next; r; r = next) {
@@ -154,9 +159,11 @@ static void *worker(void *arg) {
             pthread_cond_wait(&p->work, &p->mu);
             continue;
         }
-        /* Wait for a fuller batch, unless it is full or its oldest request waited enough. */
+        /* While a pass of this model runs, more requests are likely to arrive: wait for a
+         * fuller batch, up to max_wait after the oldest request. Otherwise go at once, so a
+         * lone request pays no batching delay. */
         int64_t ready_at = q->head->enqueued_ns + p->max_wait_ns;
-        if (q->items < p->max_batch && mono_ns() < ready_at) {
+        if (q->running > 0 && q->items < p->max_batch && mono_ns() < ready_at) {
             struct timespec ts = abs_time(ready_at);
             pthread_cond_timedwait(&p->work, &p->mu, &ts);
             continue; /* re-evaluate: another thread may have taken it */
@@ -173,10 +180,9 @@ static void *worker(void *arg) {
             tail = &r->next;
             items += r->n;
         }
-        hdb_model *m = q->model;
-        queue_drop_if_empty(p, q);
+        q->running++;
         pthread_mutex_unlock(&p->mu);
-        run_batch(p, m, batch, items);
+        run_batch(p, q, batch, items);
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
