@@ -15,7 +15,7 @@ BUILD=(cmake make gcc g++ pkg-config
        libfaiss-dev libhnswlib-dev libtorch-dev libpng-dev libjpeg-dev)
 TEST=(libcmocka-dev python3 python3-grpcio python3-protobuf python3-numpy python3-pytest
       python3-pil python3-torch dataset-fashion-mnist clang libclang-rt-14-dev libomp-dev)
-BENCH=(python3-matplotlib python3-faiss)
+BENCH=(python3-matplotlib python3-faiss python3-hnswlib)
 
 case "${1:-build}" in
   build) want=("${BUILD[@]}") ;;
