@@ -39,6 +39,9 @@ void *hdb_arena_calloc(hdb_arena *a, size_t n, size_t size);
 /* Copies n bytes of s into the arena and NUL-terminates the copy. */
 char *hdb_arena_strndup(hdb_arena *a, const char *s, size_t n);
 
+/* Copies n bytes of p into the arena (16-byte aligned, like every allocation). */
+void *hdb_arena_memdup(hdb_arena *a, const void *p, size_t n);
+
 /* Formats into arena memory, like asprintf. */
 char *hdb_arena_sprintf(hdb_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

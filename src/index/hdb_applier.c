@@ -145,7 +145,9 @@ static int build(hdb_applier *a, hdb_index *ix, uint64_t *seq, char *err, size_t
                 rc = hdb_errf(err, errlen, HDB_ECORRUPT, "point key of %zu bytes", klen);
                 break;
             }
+            /* The record is applied after the iterator has moved on: decode a copy. */
             const unsigned char *v = hdb_iter_value(it, &vlen);
+            v = hdb_arena_memdup(arena, v, vlen);
             if (hdb_record_decode(v, vlen, arena, &recs[n]) != HDB_OK) {
                 rc = hdb_errf(err, errlen, HDB_ECORRUPT, "point %" PRIu64 " cannot be decoded",
                               hdb_get_be64(k + 1));
@@ -210,7 +212,9 @@ static long apply_batch(hdb_applier *a, hdb_index *ix, hdb_arena *arena, char *e
                           applied + 1 + n, seq);
             break;
         }
+        /* Entries are applied after the iterator has moved on: decode a copy. */
         const unsigned char *v = hdb_iter_value(it, &vlen);
+        v = hdb_arena_memdup(arena, v, vlen);
         hdb_timeline_entry *e = &ents[n];
         if (hdb_timeline_decode(v, vlen, arena, e) != HDB_OK) {
             rc = hdb_errf(err, errlen, HDB_ECORRUPT, "timeline entry %" PRIu64 " is damaged", seq);

@@ -119,6 +119,12 @@ char *hdb_arena_strndup(hdb_arena *a, const char *s, size_t n) {
     return p;
 }
 
+void *hdb_arena_memdup(hdb_arena *a, const void *p, size_t n) {
+    void *q = hdb_arena_alloc(a, n ? n : 1);
+    if (n) memcpy(q, p, n);
+    return q;
+}
+
 char *hdb_arena_sprintf(hdb_arena *a, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
