@@ -91,9 +91,10 @@ typedef struct {
     uint64_t seq;
 } hdb_record;
 
-/* Decodes a record of len bytes. Allocates the attribute array and copies of the vector (dense,
- * or sparse indices and values) in arena; strings keep pointing into data, so data must
- * outlive *out. Checks every length against len. Returns HDB_OK or HDB_ECORRUPT. */
+/* Decodes a record of len bytes. Allocates the attribute array in arena; strings, and the
+ * vector (dense, or sparse indices and values) when data places it 4-byte aligned, keep
+ * pointing into data (a copy in arena otherwise), so data must outlive *out. Checks every
+ * length against len. Returns HDB_OK or HDB_ECORRUPT. */
 int hdb_record_decode(const unsigned char *data, size_t len, hdb_arena *arena, hdb_record *out);
 
 /* Appends a timeline entry. rec_point is the point as written (UPSERT), or a point without a

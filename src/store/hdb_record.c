@@ -8,6 +8,7 @@
 #include "hdb_err.h"
 #include "hdb_log.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #define RECORD_FORMAT 1
@@ -247,6 +248,13 @@ static int get_value(cursor *c, hdb_value *v) {
     }
 }
 
+/* An array of 4-byte numbers inside a record: used where it lies when it is aligned (values
+ * read into arena memory are, since the header is 16 bytes), copied into the arena otherwise. */
+static const void *in_place(const unsigned char *q, size_t n, hdb_arena *arena) {
+    if ((uintptr_t)q % sizeof(float) == 0) return q;
+    return hdb_arena_memdup(arena, q, n);
+}
+
 static int record_decode(cursor *c, hdb_arena *arena, hdb_record *out) {
     const unsigned char *q;
     memset(out, 0, sizeof *out);
@@ -256,22 +264,17 @@ static int record_decode(cursor *c, hdb_arena *arena, hdb_record *out) {
     uint32_t count = (uint32_t)get_le(q + 4, 4);
     out->seq = get_le(q + 8, 8);
     if (sparse) {
-        /* Copies keep the arrays aligned for the engines. */
         if (c->left / 8 < count) return HDB_ECORRUPT;
-        uint32_t *idx = hdb_arena_alloc(arena, (size_t)count * sizeof(uint32_t) + 1);
-        float *val = hdb_arena_alloc(arena, (size_t)count * sizeof(float) + 1);
         take(c, (size_t)count * sizeof(uint32_t), &q);
-        memcpy(idx, q, (size_t)count * sizeof(uint32_t));
+        const uint32_t *idx = in_place(q, (size_t)count * sizeof(uint32_t), arena);
         take(c, (size_t)count * sizeof(float), &q);
-        memcpy(val, q, (size_t)count * sizeof(float));
+        const float *val = in_place(q, (size_t)count * sizeof(float), arena);
         out->point.sparse = true;
         out->point.sp = (hdb_sparse_vec){idx, val, count};
     } else if (count) {
         if (c->left / sizeof(float) < count) return HDB_ECORRUPT;
         take(c, (size_t)count * sizeof(float), &q);
-        float *vec = hdb_arena_alloc(arena, (size_t)count * sizeof(float));
-        memcpy(vec, q, (size_t)count * sizeof(float));
-        out->point.vec = vec;
+        out->point.vec = in_place(q, (size_t)count * sizeof(float), arena);
         out->point.dim = count;
     }
     if (!take(c, 4, &q)) return HDB_ECORRUPT;

@@ -262,27 +262,27 @@ int hdb_store_multi_get(hdb_store *s, hdb_cf *cf, const hdb_snap *snap, size_t n
                         unsigned char **vals, size_t *vlens, char *err, size_t errlen) {
     if (n == 0) return HDB_OK;
     int rc = HDB_OK;
-    const rocksdb_column_family_handle_t **cfs = hdb_malloc(n * sizeof *cfs);
-    char **raw = hdb_calloc(n, sizeof *raw);
+    /* The batched form reads values in place (pinned in the block cache or memtable), so each
+     * is copied once, into the arena; the older rocksdb_multi_get_cf copies three times. */
+    rocksdb_pinnableslice_t **pinned = hdb_calloc(n, sizeof *pinned);
     char **errs = hdb_calloc(n, sizeof *errs);
-    for (size_t i = 0; i < n; i++) cfs[i] = cf->h;
-    rocksdb_multi_get_cf(s->db, ro_of(s, snap), cfs, n, (const char *const *)keys, klens, raw,
-                         vlens, errs);
+    rocksdb_batched_multi_get_cf(s->db, ro_of(s, snap), cf->h, n, (const char *const *)keys,
+                                 klens, pinned, errs, false);
     for (size_t i = 0; i < n; i++) {
         if (errs[i] != NULL) {
             if (rc == HDB_OK) rc = take_err(errs[i], HDB_EIO, err, errlen, "read");
             else rocksdb_free(errs[i]);
-            errs[i] = NULL;
         }
-        if (raw[i] != NULL) {
-            vals[i] = to_arena(arena, raw[i], vlens[i]);
-        } else {
-            vals[i] = NULL;
-            vlens[i] = 0;
-        }
+        vals[i] = NULL;
+        vlens[i] = 0;
+        if (pinned[i] == NULL) continue;
+        size_t len;
+        const char *v = rocksdb_pinnableslice_value(pinned[i], &len);
+        vals[i] = hdb_arena_memdup(arena, v, len);
+        vlens[i] = len;
+        rocksdb_pinnableslice_destroy(pinned[i]);
     }
-    hdb_free(cfs);
-    hdb_free(raw);
+    hdb_free(pinned);
     hdb_free(errs);
     return rc;
 }
