@@ -30,6 +30,7 @@ typedef struct hdb_config {
     size_t max_receive_message_bytes; /* default 64 MiB */
     size_t max_send_message_bytes;    /* default 64 MiB */
     int shutdown_grace_ms;            /* in-flight calls get this long on SIGTERM; default 10000 */
+    size_t retain_freed_bytes;        /* freed heap kept for reuse (malloc); default 256 MiB */
 
     /* log: */
     hdb_log_level log_level; /* default info */

@@ -88,6 +88,8 @@ static const key_spec key_table[] = {
     {"server.max_send_message_bytes", SYN_BYTES, ST_SIZE, OFF(max_send_message_bytes), KIB, INT_MAX,
      NULL},
     {"server.shutdown_grace_ms", SYN_INTEGER, ST_INT, OFF(shutdown_grace_ms), 0, 3600000, NULL},
+    /* mallopt takes an int. */
+    {"server.retain_freed_bytes", SYN_BYTES, ST_SIZE, OFF(retain_freed_bytes), 0, GIB, NULL},
     {"log.level", SYN_LEVEL, ST_LEVEL, OFF(log_level), 0, 0, NULL},
     {"storage.data_dir", SYN_STRING, ST_STR, OFF(data_dir), 0, 0, NULL},
     {"storage.sync", SYN_BOOL, ST_BOOL, OFF(sync), 0, 0, NULL},
@@ -142,6 +144,7 @@ static void fill_defaults(hdb_config *c) {
     c->max_receive_message_bytes = 64 * MIB;
     c->max_send_message_bytes = 64 * MIB;
     c->shutdown_grace_ms = 10000;
+    c->retain_freed_bytes = 256 * MIB;
     c->log_level = HDB_LOG_INFO;
     c->data_dir = DEFAULT_DATA_DIR;
     c->sync = true;

@@ -92,6 +92,7 @@ static void assert_defaults(const hdb_config *c) {
     assert_int_equal(c->max_receive_message_bytes, 64 * MIB);
     assert_int_equal(c->max_send_message_bytes, 64 * MIB);
     assert_int_equal(c->shutdown_grace_ms, 10000);
+    assert_int_equal(c->retain_freed_bytes, 256 * MIB);
     assert_int_equal(c->log_level, HDB_LOG_INFO);
     assert_string_equal(c->data_dir, "./data");
     assert_true(c->sync);
@@ -134,6 +135,7 @@ static const char full_yaml[] = "# every key, none at its default\n"
                                 "  max_receive_message_bytes: 128MiB\n"
                                 "  max_send_message_bytes: 32MiB\n"
                                 "  shutdown_grace_ms: 2500\n"
+                                "  retain_freed_bytes: 0\n"
                                 "log:\n"
                                 "  level: debug\n"
                                 "storage:\n"
@@ -163,6 +165,7 @@ static void test_full_file(void **state) {
     assert_int_equal(c->max_receive_message_bytes, 128 * MIB);
     assert_int_equal(c->max_send_message_bytes, 32 * MIB);
     assert_int_equal(c->shutdown_grace_ms, 2500);
+    assert_int_equal(c->retain_freed_bytes, 0);
     assert_int_equal(c->log_level, HDB_LOG_DEBUG);
     assert_string_equal(c->data_dir, "/var/lib/hilbertdb");
     assert_false(c->sync);
@@ -340,6 +343,9 @@ static void test_out_of_range(void **state) {
         {"server:\n  threads: 99999999999999999999999\n",
          HDB_EINVAL,
          {"x.yaml:2: server.threads:"}},
+        {"server:\n  retain_freed_bytes: 2GiB\n",
+         HDB_EINVAL,
+         {"x.yaml:2: server.retain_freed_bytes: must be a byte size between 0 and 1GiB"}},
         {"server:\n  shutdown_grace_ms: 3600001\n",
          HDB_EINVAL,
          {"x.yaml:2: server.shutdown_grace_ms: must be an integer between 0 and 3600000"}},
