@@ -8,6 +8,7 @@
 #include "hdb_applier.h"
 
 #include "hdb_arena.h"
+#include "hdb_clock.h"
 #include "hdb_commit.h"
 #include "hdb_err.h"
 #include "hdb_log.h"
@@ -43,12 +44,6 @@ struct hdb_applier {
     _Atomic(hdb_index *) index; /* set once, before the state becomes READY */
 };
 
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void set_state(hdb_applier *a, int state, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -75,12 +70,12 @@ static bool stopping(hdb_applier *a) {
 static int save_snapshot(hdb_applier *a, hdb_index *ix) {
     char err[512];
     uint64_t seq = hdb_index_applied(ix);
-    int64_t t0 = mono_ns();
+    int64_t t0 = hdb_mono_ns();
     int rc = hdb_index_save(ix, a->dir, seq, err, sizeof err);
     if (rc != HDB_OK) {
         HDB_ERROR("applier", "%s: snapshot at seq %" PRIu64 " failed: %s", a->label, seq, err);
         pthread_mutex_lock(&a->mu);
-        a->last_snapshot_ns = mono_ns(); /* retry after another interval, not in a loop */
+        a->last_snapshot_ns = hdb_mono_ns(); /* retry after another interval, not in a loop */
         pthread_mutex_unlock(&a->mu);
         return rc;
     }
@@ -89,10 +84,10 @@ static int save_snapshot(hdb_applier *a, hdb_index *ix) {
     pthread_mutex_lock(&a->mu);
     a->snapshot_seq = seq;
     a->snapshot_time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-    a->last_snapshot_ns = mono_ns();
+    a->last_snapshot_ns = hdb_mono_ns();
     pthread_mutex_unlock(&a->mu);
     HDB_INFO("applier", "%s: snapshot at seq %" PRIu64 " (%" PRIu64 " points) in %.1f ms",
-             a->label, seq, hdb_index_size(ix), (double)(mono_ns() - t0) / 1e6);
+             a->label, seq, hdb_index_size(ix), (double)(hdb_mono_ns() - t0) / 1e6);
     return HDB_OK;
 }
 
@@ -101,7 +96,7 @@ static bool snapshot_due(hdb_applier *a, hdb_index *ix) {
     pthread_mutex_lock(&a->mu);
     bool due = a->cfg.snapshot_interval_ms > 0 && applied > a->snapshot_seq &&
                applied - a->snapshot_seq >= a->cfg.snapshot_min_entries &&
-               mono_ns() - a->last_snapshot_ns >= a->cfg.snapshot_interval_ms * 1000000;
+               hdb_mono_ns() - a->last_snapshot_ns >= a->cfg.snapshot_interval_ms * 1000000;
     pthread_mutex_unlock(&a->mu);
     return due;
 }
@@ -134,7 +129,7 @@ static int build(hdb_applier *a, hdb_index *ix, uint64_t *seq, char *err, size_t
     uint64_t done = 0;
     size_t n = 0;
     int rc = HDB_OK;
-    int64_t t0 = mono_ns();
+    int64_t t0 = hdb_mono_ns();
     for (hdb_iter_seek(it, "P", 1);; hdb_iter_next(it)) {
         bool valid = hdb_iter_valid(it);
         size_t klen = 0, vlen;
@@ -179,7 +174,7 @@ static int build(hdb_applier *a, hdb_index *ix, uint64_t *seq, char *err, size_t
     if (rc == HDB_OK) {
         *seq = c.seq;
         HDB_INFO("applier", "%s: built from %" PRIu64 " points (seq %" PRIu64 ") in %.2f s",
-                 a->label, done, c.seq, (double)(mono_ns() - t0) / 1e9);
+                 a->label, done, c.seq, (double)(hdb_mono_ns() - t0) / 1e9);
     }
     return rc;
 }
@@ -263,7 +258,7 @@ static void *run(void *arg) {
     hdb_index *ix = NULL;
     int rc;
     uint64_t seq;
-    int64_t t0 = mono_ns();
+    int64_t t0 = hdb_mono_ns();
 
     if (a->cfg.load_snapshot) {
         int64_t t_us;
@@ -272,12 +267,12 @@ static void *run(void *arg) {
             uint64_t last = hdb_commit_last_seq(a->cfg.commit);
             HDB_INFO("applier", "%s: loaded snapshot at seq %" PRIu64 " (%" PRIu64 " points) in "
                      "%.1f ms; replaying %" PRIu64 " timeline entries (%" PRIu64 "..%" PRIu64 ")",
-                     a->label, seq, hdb_index_size(ix), (double)(mono_ns() - t0) / 1e6,
+                     a->label, seq, hdb_index_size(ix), (double)(hdb_mono_ns() - t0) / 1e6,
                      last > seq ? last - seq : 0, seq + 1, last);
             pthread_mutex_lock(&a->mu);
             a->snapshot_seq = seq;
             a->snapshot_time_us = t_us;
-            a->last_snapshot_ns = mono_ns();
+            a->last_snapshot_ns = hdb_mono_ns();
             pthread_mutex_unlock(&a->mu);
             if (seq > last) {
                 /* The snapshot claims more than the timeline holds: not ours to trust. */
@@ -316,7 +311,7 @@ static void *run(void *arg) {
     }
     set_state(a, HDB_INDEX_READY, "%s", "");
     HDB_INFO("applier", "%s: ready at seq %" PRIu64 " after %.2f s", a->label,
-             hdb_index_applied(ix), (double)(mono_ns() - t0) / 1e9);
+             hdb_index_applied(ix), (double)(hdb_mono_ns() - t0) / 1e9);
 
     for (;;) {
         pthread_mutex_lock(&a->mu);
@@ -383,7 +378,7 @@ int hdb_applier_start(hdb_applier **out, const hdb_applier_config *c, char *err,
     a->cfg.snapshot_dir = a->dir;
     a->state = HDB_INDEX_BUILDING;
     snprintf(a->detail, sizeof a->detail, "starting");
-    a->last_snapshot_ns = mono_ns();
+    a->last_snapshot_ns = hdb_mono_ns();
     pthread_mutex_init(&a->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -444,7 +439,7 @@ int hdb_applier_wait(hdb_applier *a, uint64_t seq, int64_t deadline_ns, char *er
             rc = HDB_EUNAVAIL;
             break;
         }
-        if (mono_ns() >= deadline_ns) {
+        if (hdb_mono_ns() >= deadline_ns) {
             rc = hdb_errf(err, errlen, HDB_ETIMEOUT,
                           "min_seq: index %s had applied seq %" PRIu64 " of %" PRIu64
                           " when the wait ended",
@@ -453,7 +448,7 @@ int hdb_applier_wait(hdb_applier *a, uint64_t seq, int64_t deadline_ns, char *er
         }
         struct timespec ts;
         int64_t until = deadline_ns;
-        if (until - mono_ns() > 100000000) until = mono_ns() + 100000000;
+        if (until - hdb_mono_ns() > 100000000) until = hdb_mono_ns() + 100000000;
         ts.tv_sec = until / 1000000000;
         ts.tv_nsec = until % 1000000000;
         pthread_cond_timedwait(&a->cv, &a->mu, &ts);

@@ -6,6 +6,7 @@
  */
 #include "hdb_infer.h"
 
+#include "hdb_clock.h"
 #include "hdb_err.h"
 #include "hdb_log.h"
 #include "hdb_mem.h"
@@ -51,12 +52,6 @@ struct hdb_infer {
     int nthreads;
     hdb_infer_stats stats;
 };
-
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static struct timespec abs_time(int64_t ns) {
     struct timespec ts = {ns / 1000000000, ns % 1000000000};
@@ -163,7 +158,7 @@ static void *worker(void *arg) {
          * fuller batch, up to max_wait after the oldest request. Otherwise go at once, so a
          * lone request pays no batching delay. */
         int64_t ready_at = q->head->enqueued_ns + p->max_wait_ns;
-        if (q->running > 0 && q->items < p->max_batch && mono_ns() < ready_at) {
+        if (q->running > 0 && q->items < p->max_batch && hdb_mono_ns() < ready_at) {
             struct timespec ts = abs_time(ready_at);
             pthread_cond_timedwait(&p->work, &p->mu, &ts);
             continue; /* re-evaluate: another thread may have taken it */
@@ -249,7 +244,7 @@ void hdb_infer_free(hdb_infer *p) {
 int hdb_infer_run(hdb_infer *p, hdb_model *m, const float *in, size_t n, float *out,
                   int64_t deadline_ns, char *err, size_t errlen) {
     if (n == 0) return HDB_OK;
-    request r = {.model = m, .in = in, .out = out, .n = n, .enqueued_ns = mono_ns()};
+    request r = {.model = m, .in = in, .out = out, .n = n, .enqueued_ns = hdb_mono_ns()};
     pthread_mutex_lock(&p->mu);
     if (p->stop) {
         pthread_mutex_unlock(&p->mu);
@@ -262,7 +257,7 @@ int hdb_infer_run(hdb_infer *p, hdb_model *m, const float *in, size_t n, float *
     q->items += n;
     pthread_cond_broadcast(&p->work);
     while (r.state != DONE) {
-        if (r.state == QUEUED && deadline_ns != INT64_MAX && mono_ns() >= deadline_ns) {
+        if (r.state == QUEUED && deadline_ns != INT64_MAX && hdb_mono_ns() >= deadline_ns) {
             queue_remove_request(q, &r);
             queue_drop_if_empty(p, q);
             pthread_mutex_unlock(&p->mu);

@@ -7,6 +7,7 @@
 #include "hdb_applier.h"
 #include "hdb_arena.h"
 #include "hdb_catalog.h"
+#include "hdb_clock.h"
 #include "hdb_commit.h"
 #include "hdb_config.h"
 #include "hdb_distance.h"
@@ -25,12 +26,6 @@
 /* How many extra candidates a search may ask the engine for to replace points that were
  * deleted while it ran. */
 #define MAX_REFILL 4096
-
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int check_queries(const hdb_ixent *ix, const hdb_query_vec *q, size_t nq, char *err,
                          size_t errlen) {
@@ -260,7 +255,7 @@ int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *
                         (unsigned long long)last);
 
     if (qp->min_seq > 0) {
-        int64_t deadline = mono_ns() + (int64_t)cfg->max_wait_ms * 1000000;
+        int64_t deadline = hdb_mono_ns() + (int64_t)cfg->max_wait_ms * 1000000;
         if (qp->deadline_ns < deadline) deadline = qp->deadline_ns;
         if ((rc = hdb_applier_wait(ix->applier, qp->min_seq, deadline, err, errlen)) != HDB_OK)
             return rc;

@@ -23,6 +23,7 @@
 #include "hdb_server.h"
 
 #include "hdb_arena.h"
+#include "hdb_clock.h"
 #include "hdb_config.h"
 #include "hdb_err.h"
 #include "hdb_log.h"
@@ -109,12 +110,6 @@ struct hdb_server {
     _Atomic int inflight;
 };
 
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 int hdb_server_status_from_rc(int rc) {
     switch (rc) {
     case HDB_OK: return GRPC_STATUS_OK;
@@ -135,7 +130,7 @@ int hdb_server_status_from_rc(int rc) {
 }
 
 bool hdb_rpc_expired(const hdb_rpc *rpc) {
-    return rpc->deadline_ns != INT64_MAX && mono_ns() > rpc->deadline_ns;
+    return rpc->deadline_ns != INT64_MAX && hdb_mono_ns() > rpc->deadline_ns;
 }
 
 bool hdb_server_serving(const hdb_server *s) {
@@ -249,7 +244,7 @@ static void handle_unary(call_ctx *c) {
     int64_t deadline_ns = INT64_MAX;
     if (c->deadline.tv_sec != INT64_MAX) {
         gpr_timespec left = gpr_time_sub(c->deadline, now);
-        deadline_ns = mono_ns() + (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
+        deadline_ns = hdb_mono_ns() + (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
     }
 
     grpc_byte_buffer_reader reader;
@@ -296,7 +291,7 @@ static void handle_unary(call_ctx *c) {
         HDB_ERROR("rpc", "%s/%s: %s", m->service, m->method, err);
     else
         HDB_DEBUG("rpc", "%s/%s -> %d %s (%.3f ms)", m->service, m->method, code, err,
-                  (double)(mono_ns() - c->start_ns) / 1e6);
+                  (double)(hdb_mono_ns() - c->start_ns) / 1e6);
     finish(c, code, code == GRPC_STATUS_OK ? resp : NULL, code == GRPC_STATUS_OK ? "" : err);
 }
 
@@ -387,7 +382,7 @@ static void *worker_main(void *arg) {
                 continue;
             }
             atomic_fetch_add(&s->inflight, 1);
-            c->start_ns = mono_ns();
+            c->start_ns = hdb_mono_ns();
             if (!atomic_load(&s->stopping)) post_request(w, c->kind, c->method);
             if (c->kind == CALL_UNARY)
                 pool_push(s->methods[c->method].model ? &s->model : &s->general, c);

@@ -1,0 +1,21 @@
+/*
+ * hdb_clock.h - the monotonic clock that deadlines and waits are measured on.
+ */
+#ifndef HDB_CLOCK_H
+#define HDB_CLOCK_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CLOCK_MONOTONIC in nanoseconds. Thread-safe; owns nothing. Deadlines (hdb_rpc.deadline_ns,
+ * hdb_query_params.deadline_ns) are on this clock. */
+int64_t hdb_mono_ns(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
