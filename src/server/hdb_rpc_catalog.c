@@ -7,8 +7,10 @@
 #include "hdb_applier.h"
 #include "hdb_arena.h"
 #include "hdb_catalog.h"
+#include "hdb_clock.h"
 #include "hdb_codec.h"
 #include "hdb_commit.h"
+#include "hdb_config.h"
 #include "hdb_err.h"
 #include "hdb_index.h"
 #include "hdb_record.h"
@@ -191,12 +193,24 @@ static int drop_data_source(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMe
     return HDB_OK;
 }
 
+/* An index on an empty source builds at once: wait for READY (up to the call's deadline and
+ * limits.max_wait_ms) so that the client can search it as soon as the create returns. On a
+ * non-empty source the build goes on in the background and the reply says BUILDING. */
+static void await_empty_build(hdb_rpc *rpc, hdb_ixent *ix) {
+    if (atomic_load(&ix->source->point_count) != 0) return;
+    int64_t deadline = hdb_mono_ns() + (int64_t)rpc->config->max_wait_ms * 1000000;
+    if (rpc->deadline_ns < deadline) deadline = rpc->deadline_ns;
+    char werr[256];
+    (void)hdb_applier_wait(ix->applier, 0, deadline, werr, sizeof werr); /* the status tells */
+}
+
 static int create_index(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
                         char *err, size_t errlen) {
     const Hilbert__V1__CreateIndexRequest *req = (const void *)m;
     hdb_ixent *ix;
     int rc = hdb_catalog_create_index(rpc->catalog, req->spec, &ix, err, errlen);
     if (rc != HDB_OK) return rc;
+    await_empty_build(rpc, ix);
     *resp = &index_info(rpc, ix)->base;
     hdb_ixent_unref(ix);
     return HDB_OK;
@@ -267,6 +281,7 @@ static int create_model_space(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufC
     hdb_space *sp;
     int rc = hdb_catalog_create_space(rpc->catalog, req->spec, &sp, err, errlen);
     if (rc != HDB_OK) return rc;
+    await_empty_build(rpc, sp->index);
     *resp = &space_info(rpc, sp)->base;
     hdb_space_unref(sp);
     return HDB_OK;

@@ -38,9 +38,8 @@ def test_create_get_list_drop(server):
     ispec = index_spec("docs-ix", "docs", COSINE, ["lang"])
     ix = create_index(server, ispec)
     assert ix.spec == ispec
-    # The index builds in the background; on an empty source that is quick.
-    assert ix.status.state in (C.INDEX_STATE_BUILDING, C.INDEX_STATE_READY)
-    ix = wait_ready(server, "docs-ix")
+    # On an empty source the build is instant: CreateIndex replies once the index is READY.
+    assert ix.status.state == C.INDEX_STATE_READY
     assert ix.status.size == 0 and ix.status.applied_seq == 0 and ix.status.lag_entries == 0
     assert list(ix.status.splits) == []
     assert get_index(server, "docs-ix").spec == ispec
@@ -153,6 +152,7 @@ def test_recreated_source_is_empty(server):
     g = get_points(server, "s", [{"id": i} for i in range(5)])
     assert not any(r.found for r in g.results)
     ix = create_index(server, index_spec("s-ix", "s", L2))
+    assert ix.status.state == C.INDEX_STATE_READY
     assert ix.status.size == 0 and ix.status.applied_seq == 0
     assert len(search(server, "s-ix", [1, 2, 3], 10).results[0].hits) == 0
     r = upload(server, "s", [point([0, 0, 1], {"id": 0})])
