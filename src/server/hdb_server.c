@@ -1,24 +1,24 @@
 /*
- * hdb_server.c - completion-queue pollers, handler pools, the method table, call lifecycle and
- * shutdown.
+ * hdb_server.c - the call threads and their completion queue, the model pool, the method table,
+ * call lifecycle and shutdown.
  *
- * Threads: a few pollers each own a completion queue on which every method has request slots
- * armed. A poller re-arms the slot of each arriving call and hands the call to a handler pool:
- * calls that run models to the model pool (models.rpc_threads), all others to the general pool
- * (server.threads). A handler takes the oldest waiting call, handles it and starts its final
- * batch; the completion comes back to the poller, which releases the call. So a call waits only
- * for a free handler of its pool, never behind a slow call that happened to land on the same
- * queue, and a slow model can only keep the model pool busy.
+ * Threads: server.threads call threads all poll one completion queue, on which every method
+ * has request slots armed. The thread that takes an arriving call re-arms its slot and handles
+ * the call itself, so a call costs no thread hand-off; the others go on polling, so a call waits
+ * only for a free call thread, never behind a slow call. Calls that run models go instead to the
+ * model pool (models.rpc_threads handler threads and a FIFO), so a slow model can only keep the
+ * model pool busy. A handler starts the call's final batch; its completion comes back to any
+ * call thread, which releases the call.
  *
  * Call lifecycle (one heap call_ctx per requested call, tag = the ctx):
- *   REQUESTED  the slot waits for a call; on arrival it goes to its pool's queue, a handler
- *              handles it and starts the final batch (send initial metadata, message, status;
- *              receive close).
+ *   REQUESTED  the slot waits for a call; on arrival a call thread handles it (or queues it for
+ *              the model pool) and starts the final batch (send initial metadata, message,
+ *              status; receive close).
  *   FINISHING  the final batch completed: release the call and its arena.
- * The ctx passes poller -> queue -> handler -> poller; each hand-off goes through a lock or a
- * gRPC completion, so its fields need no lock of their own. `inflight` counts calls between
- * arrival and the end of FINISHING; shutdown waits for it to reach zero before the completion
- * queues are shut down (a batch started on a shut-down queue aborts inside gRPC).
+ * The ctx passes from thread to thread only through a lock or a gRPC completion, so its fields
+ * need no lock of their own. `inflight` counts calls between arrival and the end of FINISHING;
+ * shutdown waits for it to reach zero before the completion queue is shut down (a batch
+ * started on a shut-down queue aborts inside gRPC).
  */
 #include "hdb_server.h"
 
@@ -48,8 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SLOTS_PER_METHOD 8 /* requests armed per method per poller */
-#define MAX_POLLERS 2
+#define SLOTS_PER_METHOD 8 /* requests armed per method */
 #define ERRLEN 1024
 
 enum { CALL_UNARY = 1, CALL_UNKNOWN = 2 };
@@ -75,14 +74,14 @@ typedef struct call_ctx {
     hdb_arena *arena;
 } call_ctx;
 
+/* A call thread. */
 struct worker {
     hdb_server *s;
-    int idx;
-    grpc_completion_queue *cq;
+    grpc_completion_queue *cq; /* the server's, shared by every call thread */
     pthread_t thread;
 };
 
-/* A FIFO of calls and the handler threads that drain it. */
+/* A FIFO of calls and the handler threads that drain it (the model pool). */
 typedef struct {
     hdb_server *s;
     pthread_mutex_t mu;
@@ -99,10 +98,11 @@ struct hdb_server {
     hdb_catalog *catalog;
     hdb_infer *infer;
     grpc_server *srv;
-    grpc_completion_queue *ctl;
-    worker *workers; /* the pollers */
+    grpc_completion_queue *cq;  /* the call threads' */
+    grpc_completion_queue *ctl; /* shutdown notification */
+    worker *workers;            /* the call threads */
     int nworkers;
-    pool general, model;
+    pool model;
     hdb_rpc_method *methods;
     void **handles;
     size_t nmethods;
@@ -362,15 +362,11 @@ static void pool_stop(pool *p) {
     pthread_mutex_destroy(&p->mu);
 }
 
-/* ---------------------------------------------------------------- pollers */
+/* ---------------------------------------------------------------- call threads */
 
 static void *worker_main(void *arg) {
     worker *w = arg;
     hdb_server *s = w->s;
-    for (size_t m = 0; m < s->nmethods; m++)
-        for (int i = 0; i < SLOTS_PER_METHOD; i++) post_request(w, CALL_UNARY, m);
-    for (int i = 0; i < SLOTS_PER_METHOD; i++) post_request(w, CALL_UNKNOWN, 0);
-
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
@@ -384,10 +380,12 @@ static void *worker_main(void *arg) {
             atomic_fetch_add(&s->inflight, 1);
             c->start_ns = hdb_mono_ns();
             if (!atomic_load(&s->stopping)) post_request(w, c->kind, c->method);
-            if (c->kind == CALL_UNARY)
-                pool_push(s->methods[c->method].model ? &s->model : &s->general, c);
+            if (c->kind == CALL_UNKNOWN)
+                handle_unknown(c);
+            else if (s->methods[c->method].model)
+                pool_push(&s->model, c);
             else
-                handle_unknown(c); /* cheap: answered right here */
+                handle_unary(c);
         } else {
             ctx_free(c);
             atomic_fetch_sub(&s->inflight, 1);
@@ -465,13 +463,13 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
                                                     GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
         HDB_ASSERT(s->handles[i] != NULL);
     }
-    s->nworkers = cfg->threads < MAX_POLLERS ? cfg->threads : MAX_POLLERS;
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->srv, s->cq, NULL);
+    s->nworkers = cfg->threads;
     s->workers = hdb_calloc((size_t)s->nworkers, sizeof *s->workers);
     for (int i = 0; i < s->nworkers; i++) {
         s->workers[i].s = s;
-        s->workers[i].idx = i;
-        s->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
-        grpc_server_register_completion_queue(s->srv, s->workers[i].cq, NULL);
+        s->workers[i].cq = s->cq;
     }
     s->ctl = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->srv, s->ctl, NULL);
@@ -483,16 +481,26 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
         hdb_errf(err, errlen, HDB_EIO,
                  "server.listen: cannot listen on %s (address in use, or invalid)", cfg->listen);
         grpc_server_destroy(s->srv);
-        for (int i = 0; i < s->nworkers; i++) drain_and_destroy(s->workers[i].cq);
+        drain_and_destroy(s->cq);
         drain_and_destroy(s->ctl);
         server_free(s);
         return HDB_EIO;
     }
     grpc_server_start(s->srv);
-    pool_start(s, &s->general, cfg->threads);
+    /* Arm the slots before any thread polls: nothing can arrive unseen. */
+    for (size_t i = 0; i < s->nmethods; i++)
+        for (int j = 0; j < SLOTS_PER_METHOD; j++) post_request(&s->workers[0], CALL_UNARY, i);
+    for (int j = 0; j < SLOTS_PER_METHOD; j++) post_request(&s->workers[0], CALL_UNKNOWN, 0);
     pool_start(s, &s->model, cfg->model_rpc_threads);
+    int started = 0;
     for (int i = 0; i < s->nworkers; i++)
-        pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+        if (pthread_create(&s->workers[started].thread, NULL, worker_main,
+                           &s->workers[started]) == 0)
+            started++;
+    HDB_ASSERT(started > 0);
+    if (started < s->nworkers)
+        HDB_WARN("server", "started %d of %d call threads", started, s->nworkers);
+    s->nworkers = started;
     *port = bound;
     *out = s;
     return HDB_OK;
@@ -515,15 +523,12 @@ void hdb_server_stop(hdb_server *s) {
     HDB_ASSERT(ev.type == GRPC_OP_COMPLETE && ev.tag == &shutdown_tag);
     /* Handlers finish the calls that are queued or running; then they can go. */
     while (atomic_load(&s->inflight) > 0) usleep(1000);
-    pool_stop(&s->general);
     pool_stop(&s->model);
     grpc_server_destroy(s->srv);
-    for (int i = 0; i < s->nworkers; i++) {
-        /* The worker drains its queue and exits on GRPC_QUEUE_SHUTDOWN. */
-        grpc_completion_queue_shutdown(s->workers[i].cq);
-        pthread_join(s->workers[i].thread, NULL);
-        grpc_completion_queue_destroy(s->workers[i].cq);
-    }
+    /* The call threads drain the queue and exit on GRPC_QUEUE_SHUTDOWN. */
+    grpc_completion_queue_shutdown(s->cq);
+    for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i].thread, NULL);
+    grpc_completion_queue_destroy(s->cq);
     drain_and_destroy(s->ctl);
     server_free(s);
 }
