@@ -265,10 +265,13 @@ static void *run(void *arg) {
         rc = hdb_index_load(&ix, &a->cfg.params, a->dir, &seq, &t_us, err, sizeof err);
         if (rc == HDB_OK) {
             uint64_t last = hdb_commit_last_seq(a->cfg.commit);
+            char range[64] = "";
+            if (last > seq)
+                snprintf(range, sizeof range, " (%" PRIu64 "..%" PRIu64 ")", seq + 1, last);
             HDB_INFO("applier", "%s: loaded snapshot at seq %" PRIu64 " (%" PRIu64 " points) in "
-                     "%.1f ms; replaying %" PRIu64 " timeline entries (%" PRIu64 "..%" PRIu64 ")",
+                     "%.1f ms; replaying %" PRIu64 " timeline entries%s",
                      a->label, seq, hdb_index_size(ix), (double)(hdb_mono_ns() - t0) / 1e6,
-                     last > seq ? last - seq : 0, seq + 1, last);
+                     last > seq ? last - seq : 0, range);
             pthread_mutex_lock(&a->mu);
             a->snapshot_seq = seq;
             a->snapshot_time_us = t_us;
