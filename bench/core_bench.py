@@ -19,12 +19,7 @@ import argparse
 import json
 import os
 import platform
-import re
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,6 +34,9 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 
+sys.path.insert(0, str(ROOT / "bench"))
+
+import benchlib  # noqa: E402
 import grpc  # noqa: E402
 from hilbert.v1 import catalog_pb2 as C, catalog_pb2_grpc  # noqa: E402
 from hilbert.v1 import points_pb2 as P, points_pb2_grpc  # noqa: E402
@@ -46,33 +44,17 @@ from hilbert.v1 import search_pb2 as S, search_pb2_grpc  # noqa: E402
 from hilbert.v1 import types_pb2 as T  # noqa: E402
 from hilbertdb.datasets import fashion_mnist_vectors  # noqa: E402
 
-HILBERTD = os.environ.get("HILBERTD", str(ROOT / "build" / "hilbertd"))
 SRC = T.DataSourceRef(name="fmnist", version="1")
 IDX = T.IndexRef(name="fmnist-flat", version="1")
 
 
 class Server:
     def __init__(self, sync: bool, threads: int = 4):
-        self.dir = tempfile.mkdtemp(prefix="hdb-bench-")
-        cfg = Path(self.dir) / "bench.yaml"
-        cfg.write_text(f"storage:\n  sync: {'true' if sync else 'false'}\n"
-                       f"server:\n  threads: {threads}\n  max_receive_message_bytes: 256MiB\n"
-                       f"  max_send_message_bytes: 256MiB\n")
-        self.log = open(Path(self.dir) / "hilbertd.log", "wb+")
-        self.proc = subprocess.Popen([HILBERTD, "--config", str(cfg), "--listen", "127.0.0.1:0",
-                                      "--data-dir", str(Path(self.dir) / "data")],
-                                     stdout=self.log, stderr=self.log)
-        port = None
-        for _ in range(3000):
-            self.log.seek(0)
-            m = re.search(rb"listening on .*:(\d+)", self.log.read())
-            if m:
-                port = int(m.group(1))
-                break
-            if self.proc.poll() is not None:
-                raise RuntimeError("hilbertd exited during startup")
-            time.sleep(0.01)
-        self.target = f"127.0.0.1:{port}"
+        self.hdb = benchlib.Hilbertd(f"storage:\n  sync: {'true' if sync else 'false'}\n"
+                                     f"server:\n  threads: {threads}\n"
+                                     f"  max_receive_message_bytes: 256MiB\n"
+                                     f"  max_send_message_bytes: 256MiB\n")
+        self.target = self.hdb.target
         self.channel = self.new_channel()
 
     def new_channel(self) -> grpc.Channel:
@@ -84,10 +66,7 @@ class Server:
 
     def close(self):
         self.channel.close()
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=120)
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.hdb.stop()
 
 
 def create_source(ch):

@@ -19,12 +19,7 @@ import argparse
 import io
 import json
 import os
-import re
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,54 +32,37 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 
+sys.path.insert(0, str(ROOT / "bench"))
+
+import benchlib  # noqa: E402
 import grpc  # noqa: E402
 from PIL import Image  # noqa: E402
 from hilbert.v1 import modelspaces_pb2 as M, modelspaces_pb2_grpc  # noqa: E402
 from hilbertdb.datasets import load_fashion_mnist  # noqa: E402
 
-HILBERTD = os.environ.get("HILBERTD", str(ROOT / "build" / "hilbertd"))
 MODELS = {"fmnist_cnn": ("fmnist_cnn.pt", 64), "fmnist_mlp": ("fmnist_mlp.pt", 32)}
 MEAN, STD = 0.2860, 0.3530
 
 
-def config(d: Path, max_batch: int) -> Path:
+def config(max_batch: int) -> str:
     spaces = "".join(
         f"  - name: {name}\n    model: {file}\n"
         f"    input: {{image: {{width: 28, height: 28, channels: 1, mean: [{MEAN}], std: [{STD}]}}}}\n"
         f"    output_dim: {dim}\n    metric: cosine\n"
         for name, (file, dim) in MODELS.items())
-    cfg = d / "bench.yaml"
-    cfg.write_text(f"storage:\n  sync: false\nmodels:\n  dir: {ROOT / 'models'}\n"
-                   f"  rpc_threads: 16\n  inference_threads: 2\n  intra_op_threads: 1\n"
-                   f"  max_batch: {max_batch}\n  max_wait_us: 2000\n"
-                   f"model_spaces:\n{spaces}")
-    return cfg
+    return (f"storage:\n  sync: false\nmodels:\n  dir: {ROOT / 'models'}\n"
+            f"  rpc_threads: 16\n  inference_threads: 2\n  intra_op_threads: 1\n"
+            f"  max_batch: {max_batch}\n  max_wait_us: 2000\n"
+            f"model_spaces:\n{spaces}")
 
 
 class Server:
     def __init__(self, max_batch: int):
-        self.dir = Path(tempfile.mkdtemp(prefix="hdb-mbench-"))
-        self.log = open(self.dir / "hilbertd.log", "wb+")
-        self.proc = subprocess.Popen([HILBERTD, "--config", str(config(self.dir, max_batch)),
-                                      "--listen", "127.0.0.1:0", "--data-dir",
-                                      str(self.dir / "data")], stdout=self.log, stderr=self.log)
-        for _ in range(3000):
-            self.log.seek(0)
-            m = re.search(rb"listening on .*:(\d+)", self.log.read())
-            if m:
-                self.target = f"127.0.0.1:{int(m.group(1))}"
-                return
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(self.log.read().decode())
-            time.sleep(0.01)
-        raise RuntimeError("hilbertd did not start")
+        self.hdb = benchlib.Hilbertd(config(max_batch), prefix="hdb-mbench-")
+        self.target = self.hdb.target
 
     def close(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=120)
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.hdb.stop()
 
 
 def pngs(n: int):

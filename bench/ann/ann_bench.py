@@ -41,11 +41,9 @@ import json
 import os
 import platform
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -60,6 +58,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "build" / "python"))
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 
+sys.path.insert(0, str(ROOT / "bench"))
+
+import benchlib  # noqa: E402
 import grpc  # noqa: E402
 from hilbert.v1 import catalog_pb2 as C, catalog_pb2_grpc  # noqa: E402
 from hilbert.v1 import points_pb2 as P, points_pb2_grpc  # noqa: E402
@@ -67,7 +68,6 @@ from hilbert.v1 import search_pb2 as S  # noqa: E402
 from hilbert.v1 import types_pb2 as T  # noqa: E402
 from hilbertdb.datasets import fashion_mnist_vectors  # noqa: E402
 
-HILBERTD = os.environ.get("HILBERTD", str(ROOT / "build" / "hilbertd"))
 DIM = 784
 SRC = T.DataSourceRef(name="fmnist", version="1")
 HNSW_M, HNSW_EFC = 16, 200
@@ -93,7 +93,8 @@ def git_commit() -> str:
 
 def binary_time() -> str:
     try:
-        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(os.stat(HILBERTD).st_mtime))
+        mtime = os.stat(benchlib.HILBERTD).st_mtime
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(mtime))
     except OSError:
         return "?"
 
@@ -105,45 +106,16 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------------------------- server
 
 class Server:
-    """One hilbertd on 127.0.0.1 with a fresh data directory in a temp dir."""
+    """One hilbertd (a private copy of the binary) on 127.0.0.1 with a fresh data directory."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="hdb-ann-")
-        # Run a private copy: a rebuild may replace build/hilbertd at any moment (then perf
-        # could not resolve the symbols of the deleted file). Wait while it is missing.
-        self.binary = str(Path(self.dir) / "hilbertd")
-        for attempt in range(600):
-            try:
-                self.built = binary_time()
-                shutil.copy2(HILBERTD, self.binary)
-                break
-            except OSError:
-                if attempt == 599:
-                    raise
-                time.sleep(1)
-        cfg = Path(self.dir) / "bench.yaml"
-        cfg.write_text("server:\n  threads: 2\n  max_receive_message_bytes: 512MiB\n"
-                       "  max_send_message_bytes: 512MiB\n"
-                       "storage:\n  sync: false\n"
-                       "search:\n  blas_threads: 1\n  faiss_threads: 1\n")
-        self.log_path = Path(self.dir) / "hilbertd.log"
-        self.log = open(self.log_path, "wb+")
-        self.proc = subprocess.Popen([self.binary, "--config", str(cfg), "--listen", "127.0.0.1:0",
-                                      "--data-dir", str(Path(self.dir) / "data")],
-                                     stdout=self.log, stderr=self.log)
-        port = None
-        for _ in range(3000):
-            self.log.seek(0)
-            m = re.search(rb"listening on .*:(\d+)", self.log.read())
-            if m:
-                port = int(m.group(1))
-                break
-            if self.proc.poll() is not None:
-                raise RuntimeError("hilbertd exited during startup:\n" + self.log_text())
-            time.sleep(0.01)
-        if port is None:
-            raise RuntimeError("hilbertd did not start listening")
-        self.target = f"127.0.0.1:{port}"
+        self.built = binary_time()
+        self.hdb = benchlib.Hilbertd("server:\n  threads: 2\n  max_receive_message_bytes: 512MiB\n"
+                                     "  max_send_message_bytes: 512MiB\n"
+                                     "storage:\n  sync: false\n"
+                                     "search:\n  blas_threads: 1\n  faiss_threads: 1\n",
+                                     prefix="hdb-ann-", private_copy=True)
+        self.proc, self.target = self.hdb.proc, self.hdb.target
         opts = [("grpc.max_send_message_length", 512 << 20),
                 ("grpc.max_receive_message_length", 512 << 20)]
         self.channel = grpc.insecure_channel(self.target, options=opts)
@@ -155,19 +127,11 @@ class Server:
         self.health_raw = self.channel.unary_unary("/grpc.health.v1.Health/Check")
 
     def log_text(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
+        return self.hdb.log_text()
 
     def close(self):
         self.channel.close()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.hdb.stop()
 
 
 def upload(srv: Server, x: np.ndarray, batch: int = 1000) -> tuple[int, float]:
