@@ -1,13 +1,12 @@
 /*
  * hdb_server.h - the gRPC server of hilbertd on the gRPC core C API.
  *
- * A few poller threads each own a completion queue; arriving calls go to a FIFO served by a
- * pool of handler threads (cfg->threads), or, for the calls that run models, by a separate
- * pool (cfg->model_rpc_threads), so a slow model can make only those wait, never the searches
- * and uploads, and no call waits behind another while a handler is free. Unary
- * methods are registered with their payload read up front; each call gets an arena that holds
- * the decoded request, scratch memory and the response, released when the call completes.
- * Calls to unknown methods get UNIMPLEMENTED. Handlers return hdb rc codes, which map to gRPC
+ * cfg->threads call threads poll one completion queue and each handles the call it takes, so
+ * no call waits behind another while a call thread is free. Calls that run models go to a
+ * separate pool (cfg->model_rpc_threads), so a slow model can make only those wait, never the
+ * searches and uploads. Unary methods are registered with their payload read up front; each
+ * call gets an arena that holds the decoded request, scratch memory and the response, released
+ * when the call completes. Calls to unknown methods get UNIMPLEMENTED. Handlers return hdb rc codes, which map to gRPC
  * statuses in exactly one function (hdb_server_status_from_rc).
  */
 #ifndef HDB_SERVER_H
@@ -62,8 +61,8 @@ bool hdb_rpc_expired(const hdb_rpc *rpc);
 /* True while the server accepts calls (false once shutdown has begun). */
 bool hdb_server_serving(const hdb_server *s);
 
-/* Creates the server: binds cfg->listen, registers the methods, starts the pollers, the
- * cfg->threads general handlers and the cfg->model_rpc_threads model handlers. catalog, infer
+/* Creates the server: binds cfg->listen, registers the methods, starts the cfg->threads call
+ * threads and the cfg->model_rpc_threads model handlers. catalog, infer
  * and cfg are borrowed and must outlive the server. Returns HDB_EIO when the address cannot be
  * bound. *port receives the bound port (useful with port 0). */
 int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catalog,

@@ -8,7 +8,10 @@
  * only for a free call thread, never behind a slow call. Calls that run models go instead to the
  * model pool (models.rpc_threads handler threads and a FIFO), so a slow model can only keep the
  * model pool busy. A handler starts the call's final batch; its completion comes back to any
- * call thread, which releases the call.
+ * call thread, which releases the call. (A queue per thread would let a call wait behind a slow
+ * one: gRPC hands arriving calls to the registered queues in turn, busy or not. A poller that
+ * hands every call to a handler pool avoids that too, but puts a thread wake-up on every call's
+ * path: ~0.08 ms of a 0.23 ms Health/Check round trip on loopback.)
  *
  * Call lifecycle (one heap call_ctx per requested call, tag = the ctx):
  *   REQUESTED  the slot waits for a call; on arrival a call thread handles it (or queues it for
@@ -304,7 +307,7 @@ static void handle_unknown(call_ctx *c) {
     finish(c, GRPC_STATUS_UNIMPLEMENTED, NULL, msg);
 }
 
-/* ---------------------------------------------------------------- handler pools */
+/* ---------------------------------------------------------------- the model pool */
 
 static void pool_push(pool *p, call_ctx *c) {
     pthread_mutex_lock(&p->mu);
