@@ -378,13 +378,15 @@ def spaces(db, models):
     d = models["dir"]
     g = db.create_model_space("cl-gray", str(d / "pool_gray.pt"), input=ImageInput(28, 28),
                               output_dim=49, metric="cosine")
-    assert g.model_state == "LOADED" and g.detail == ""
-    db.create_model_space("cl-rgb", d / "pool_rgb.pt",
-                          input=ImageInput(28, 28, channels=3, resize="fit",
-                                           mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25]),
-                          output_dim=147, metric="l2", index=Hnsw(m=8),
-                          permanent_attributes={"owner": "string"},
-                          split_attributes=["owner"])
+    # A new model space's index is empty, so the create returns it READY: searchable at once.
+    assert g.model_state == "LOADED" and g.detail == "" and g.index_status.state == "READY"
+    r = db.create_model_space("cl-rgb", d / "pool_rgb.pt",
+                              input=ImageInput(28, 28, channels=3, resize="fit",
+                                               mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25]),
+                              output_dim=147, metric="l2", index=Hnsw(m=8),
+                              permanent_attributes={"owner": "string"},
+                              split_attributes=["owner"])
+    assert r.index_status.state == "READY"
     db.create_model_space("cl-vec", str(d / "tensor16.pt"), input=TensorInput([16]),
                           output_dim=8, metric="inner_product")
     return d
