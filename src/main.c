@@ -17,12 +17,29 @@
 #include "hdb_torch.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <grpc/grpc.h>
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+
+/* SIGINT and SIGTERM post stop_sem. Our own threads block both, but a library may have started
+ * threads before main (OpenBLAS starts its pool from a constructor), and the kernel may hand a
+ * process-wide signal to any thread that does not block it. With a handler, wherever the signal
+ * lands it only posts the semaphore; without one, it would kill the process in the middle of
+ * its shutdown. A second signal during the shutdown is therefore ignored (the grace period
+ * bounds the wait). */
+static sem_t stop_sem;
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) {
+    stop_signal = sig;
+    sem_post(&stop_sem); /* async-signal-safe */
+}
 
 /* Lets malloc keep up to `bytes` of freed memory for reuse (server.retain_freed_bytes): batched
  * calls allocate and free tens of MiB each, and without this glibc hands that memory back to the
@@ -32,7 +49,7 @@ static void retain_freed_memory(size_t bytes) {
     if (bytes == 0) return;
     if (bytes > INT_MAX) bytes = INT_MAX;
     if (!mallopt(M_MMAP_THRESHOLD, 32 << 20) || !mallopt(M_TRIM_THRESHOLD, (int)bytes))
-        HDB_WARN("main", "malloc does not take server.retain_freed_bytes; using its default");
+        HDB_INFO("main", "this malloc (a sanitizer's?) ignores server.retain_freed_bytes");
 }
 
 /* Joins data_dir and "db". */
@@ -66,8 +83,16 @@ int main(int argc, char **argv) {
     hdb_log_set_level(cfg.log_level);
     retain_freed_memory(cfg.retain_freed_bytes);
 
-    /* Signals are taken synchronously by this thread; every thread started later inherits the
-     * mask, so SIGINT/SIGTERM never interrupt a worker. */
+    /* Every thread started from here on inherits a mask that blocks SIGINT and SIGTERM, so they
+     * never interrupt a worker; main unblocks them once the server runs. */
+    sem_init(&stop_sem, 0, 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
@@ -115,10 +140,11 @@ int main(int argc, char **argv) {
     int hostlen = colon ? (int)(colon - cfg.listen) : (int)strlen(cfg.listen);
     HDB_INFO("main", "hilbertd ready, listening on %.*s:%d", hostlen, cfg.listen, port);
 
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    HDB_INFO("main", "%s received, shutting down (grace %d ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
-             cfg.shutdown_grace_ms);
+    pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
+    while (sem_wait(&stop_sem) != 0 && errno == EINTR) {
+    }
+    HDB_INFO("main", "%s received, shutting down (grace %d ms)",
+             stop_signal == SIGINT ? "SIGINT" : "SIGTERM", cfg.shutdown_grace_ms);
     hdb_server_stop(server);
     server = NULL;
     exit_code = 0;
