@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #define SLOTS_PER_METHOD 8 /* requests armed per method */
+#define DRAIN_PAUSE_US 200000 /* after the last call of a shutdown, before gRPC closes connections */
 #define ERRLEN 1024
 
 enum { CALL_UNARY = 1, CALL_UNKNOWN = 2 };
@@ -109,7 +110,8 @@ struct hdb_server {
     hdb_rpc_method *methods;
     void **handles;
     size_t nmethods;
-    _Atomic bool stopping;
+    _Atomic bool draining; /* shutdown, first phase: new calls are refused, connections stay */
+    _Atomic bool stopping; /* second phase: gRPC is shutting down; slots are not re-armed */
     _Atomic int inflight;
 };
 
@@ -137,7 +139,7 @@ bool hdb_rpc_expired(const hdb_rpc *rpc) {
 }
 
 bool hdb_server_serving(const hdb_server *s) {
-    return !atomic_load(&((hdb_server *)s)->stopping);
+    return !atomic_load(&((hdb_server *)s)->draining);
 }
 
 /* ---------------------------------------------------------------- call slots */
@@ -367,6 +369,11 @@ static void pool_stop(pool *p) {
 
 /* ---------------------------------------------------------------- call threads */
 
+/* Health checks are answered while draining (NOT_SERVING), so that balancers see the state. */
+static bool is_health(const hdb_rpc_method *m) {
+    return strcmp(m->service, "grpc.health.v1.Health") == 0;
+}
+
 static void *worker_main(void *arg) {
     worker *w = arg;
     hdb_server *s = w->s;
@@ -385,6 +392,8 @@ static void *worker_main(void *arg) {
             if (!atomic_load(&s->stopping)) post_request(w, c->kind, c->method);
             if (c->kind == CALL_UNKNOWN)
                 handle_unknown(c);
+            else if (atomic_load(&s->draining) && !is_health(&s->methods[c->method]))
+                finish(c, GRPC_STATUS_UNAVAILABLE, NULL, "hilbertd is shutting down");
             else if (s->methods[c->method].model)
                 pool_push(&s->model, c);
             else
@@ -512,10 +521,21 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
 void hdb_server_stop(hdb_server *s) {
     if (s == NULL) return;
     static int shutdown_tag;
+    int64_t deadline = hdb_mono_ns() + (int64_t)s->cfg->shutdown_grace_ms * 1000000;
+    /* First the calls in flight finish while their connections stay open, and new calls get
+     * UNAVAILABLE. Then a pause lets the last responses leave: once gRPC shuts down, it closes a
+     * connection as soon as its last call is done, and closing a socket that still holds
+     * unread bytes resets the connection, which can cut off a response not yet delivered. */
+    atomic_store(&s->draining, true);
+    while (atomic_load(&s->inflight) > 0 && hdb_mono_ns() < deadline) usleep(1000);
+    if (atomic_load(&s->inflight) == 0) usleep(DRAIN_PAUSE_US);
+    /* Then gRPC stops: GOAWAY to every client, listeners closed; the notification comes once
+     * every connection is gone. */
     atomic_store(&s->stopping, true);
     grpc_server_shutdown_and_notify(s->srv, s->ctl, &shutdown_tag);
+    int64_t left = deadline - hdb_mono_ns();
     gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                      gpr_time_from_millis(s->cfg->shutdown_grace_ms, GPR_TIMESPAN));
+                                      gpr_time_from_nanos(left > 0 ? left : 0, GPR_TIMESPAN));
     grpc_event ev = grpc_completion_queue_next(s->ctl, grace, NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT) {
         HDB_WARN("server", "calls still running after %d ms; cancelling them",

@@ -1,5 +1,6 @@
 """Clean shutdown: SIGTERM and SIGINT let calls in flight finish with their real result, then
-hilbertd exits 0; new calls are refused once it has stopped."""
+hilbertd exits 0; meanwhile new calls get UNAVAILABLE and health checks NOT_SERVING, and once it
+has stopped nothing listens."""
 import signal
 import time
 
@@ -32,9 +33,9 @@ def load(server, n):
     return rng
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_inflight_search_finishes(server, sig):
-    # A batched search that takes on the order of a second: 3000 queries over 20000 points.
+def start_long_search(server):
+    """Starts a batched search that takes on the order of a second (3000 queries over 20000
+    points) and returns its future once the server is working on it."""
     rng = load(server, 20000)
     queries = rng.random((3000, DIM), dtype=np.float32)
     req = S.SearchRequest(index=T.IndexRef(name="i", version="1"), k=10, query_vectors=[
@@ -42,11 +43,21 @@ def test_inflight_search_finishes(server, sig):
     future = server.search.Search.future(req, timeout=300)
     time.sleep(0.4)  # let the call reach the server and start
     assert not future.done(), "the search finished before the signal; make it bigger"
-    proc = server.proc
-    proc.send_signal(sig)
+    return future
+
+
+def check_long_search(future):
     resp = future.result()  # raises if the call was cut off
     assert len(resp.results) == 3000
     assert all(len(r.hits) == 10 for r in resp.results)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_inflight_search_finishes(server, sig):
+    future = start_long_search(server)
+    proc = server.proc
+    proc.send_signal(sig)
+    check_long_search(future)
     assert proc.wait(timeout=120) == 0
     log = server.log_since_start()
     assert ("SIGTERM" if sig == signal.SIGTERM else "SIGINT") + " received" in log
@@ -59,3 +70,39 @@ def test_inflight_search_finishes(server, sig):
         health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=2)
     assert e.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
     ch.close()
+
+
+def test_more_signals_during_shutdown_are_ignored(server):
+    """Signals that arrive while the server shuts down change nothing: it still finishes the
+    call in flight and exits 0 (a library thread that does not block the signals must not let
+    one kill the process)."""
+    future = start_long_search(server)
+    proc = server.proc
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+        proc.send_signal(sig)
+    check_long_search(future)
+    assert proc.wait(timeout=120) == 0
+    assert "stopped cleanly" in server.log_since_start()
+    server.proc = None
+
+
+def test_new_calls_while_draining(server):
+    """While a call in flight finishes after SIGTERM, new calls on an open connection get
+    UNAVAILABLE at once, and a health check answers NOT_SERVING."""
+    from hdb_grpc_health.v1 import health_pb2
+    future = start_long_search(server)
+    proc = server.proc
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    assert not future.done(), "the search finished before the checks; make it bigger"
+    h = server.health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert h.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    with pytest.raises(grpc.RpcError) as e:
+        server.catalog.ListDataSources(C.ListDataSourcesRequest(), timeout=10)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in e.value.details()
+    check_long_search(future)
+    assert proc.wait(timeout=120) == 0
+    server.proc = None
