@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -88,3 +89,29 @@ class Hilbertd:
         self.log.close()
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_clients(clients: int, work) -> float:
+    """Runs work(c) for c in 0..clients-1, each on its own thread, all released at once; returns
+    the seconds from the release until the last finishes. The first exception is re-raised."""
+    barrier = threading.Barrier(clients + 1)
+    errors = []
+
+    def run(c):
+        barrier.wait()
+        try:
+            work(c)
+        except Exception as e:  # noqa: BLE001 - re-raised below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    dt = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return dt

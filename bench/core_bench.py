@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -97,29 +96,21 @@ def make_requests(x: np.ndarray, y: np.ndarray, batch: int, id_offset: int = 0):
 def upload_rate(server: Server, x, y, batch: int, clients: int) -> float:
     """Points/s for `clients` threads, each with its own channel, sending pre-built batches."""
     per = len(x) // clients
-    work = [make_requests(x[c * per:(c + 1) * per], y[c * per:(c + 1) * per], batch,
-                          id_offset=10_000_000 * (batch + clients) + c * per)
-            for c in range(clients)]
+    work_reqs = [make_requests(x[c * per:(c + 1) * per], y[c * per:(c + 1) * per], batch,
+                               id_offset=10_000_000 * (batch + clients) + c * per)
+                 for c in range(clients)]
     channels = [server.new_channel() for _ in range(clients)]
-    barrier = threading.Barrier(clients + 1)
+    stubs = [points_pb2_grpc.PointsStub(ch) for ch in channels]
 
-    def run(c):
-        stub = points_pb2_grpc.PointsStub(channels[c])
-        barrier.wait()
-        for r in work[c]:
-            stub.Upload(r, timeout=120)
+    def work(c):
+        for r in work_reqs[c]:
+            stubs[c].Upload(r, timeout=120)
 
-    threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    dt = time.perf_counter() - t0
-    for ch in channels:
-        ch.close()
-    return per * clients / dt
+    try:
+        return per * clients / benchlib.run_clients(clients, work)
+    finally:
+        for ch in channels:
+            ch.close()
 
 
 def search_server(stub, queries: np.ndarray, k: int, batch: int):

@@ -20,7 +20,6 @@ import io
 import json
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -79,31 +78,17 @@ def rate(target: str, calls, clients: int) -> float:
     """Items/s for `calls` (functions of a stub) spread over `clients` threads."""
     chunks = [calls[i::clients] for i in range(clients)]
     channels = [grpc.insecure_channel(target) for _ in range(clients)]
-    barrier = threading.Barrier(clients + 1)
-    errors = []
+    stubs = [modelspaces_pb2_grpc.ModelSpacesStub(ch) for ch in channels]
 
-    def run(i):
-        stub = modelspaces_pb2_grpc.ModelSpacesStub(channels[i])
-        barrier.wait()
-        try:
-            for call in chunks[i]:
-                call(stub)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+    def work(i):
+        for call in chunks[i]:
+            call(stubs[i])
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    dt = time.perf_counter() - t0
-    for ch in channels:
-        ch.close()
-    if errors:
-        raise errors[0]
-    return len(calls) / dt
+    try:
+        return len(calls) / benchlib.run_clients(clients, work)
+    finally:
+        for ch in channels:
+            ch.close()
 
 
 def raw_torch(file: str, images: np.ndarray):

@@ -877,39 +877,6 @@ static int load_index(const loader *L, const yaml_node_t *n, const char *path,
     return HDB_OK;
 }
 
-static int load_data_sources(const loader *L, const yaml_node_t *n) {
-    yaml_node_item_t *items;
-    size_t count;
-    char path[64];
-    int rc = get_list(L, n, "data_sources", &items, &count);
-    if (rc != HDB_OK) return rc;
-    Hilbert__V1__DataSourceSpec **arr =
-        count ? hdb_arena_calloc(L->c->arena, count, sizeof *arr) : NULL;
-    for (size_t i = 0; i < count; i++) {
-        path_printf(path, sizeof path, "data_sources[%zu]", i);
-        if ((rc = load_data_source(L, node_at(L, items[i]), path, &arr[i])) != HDB_OK) return rc;
-    }
-    L->c->data_sources = arr;
-    L->c->n_data_sources = count;
-    return HDB_OK;
-}
-
-static int load_indices(const loader *L, const yaml_node_t *n) {
-    yaml_node_item_t *items;
-    size_t count;
-    char path[64];
-    int rc = get_list(L, n, "indices", &items, &count);
-    if (rc != HDB_OK) return rc;
-    Hilbert__V1__IndexSpec **arr = count ? hdb_arena_calloc(L->c->arena, count, sizeof *arr) : NULL;
-    for (size_t i = 0; i < count; i++) {
-        path_printf(path, sizeof path, "indices[%zu]", i);
-        if ((rc = load_index(L, node_at(L, items[i]), path, &arr[i])) != HDB_OK) return rc;
-    }
-    L->c->indices = arr;
-    L->c->n_indices = count;
-    return HDB_OK;
-}
-
 /* A list of floats, e.g. mean: [0.2860]. */
 static int get_float_list(const loader *L, const yaml_node_t *n, const char *path, float **out,
                           size_t *count) {
@@ -1076,22 +1043,30 @@ static int load_model_space(const loader *L, const yaml_node_t *n, const char *p
     return HDB_OK;
 }
 
-static int load_model_spaces(const loader *L, const yaml_node_t *n) {
-    yaml_node_item_t *items;
-    size_t count;
-    char path[64];
-    int rc = get_list(L, n, "model_spaces", &items, &count);
-    if (rc != HDB_OK) return rc;
-    Hilbert__V1__ModelSpaceSpec **arr =
-        count ? hdb_arena_calloc(L->c->arena, count, sizeof *arr) : NULL;
-    for (size_t i = 0; i < count; i++) {
-        path_printf(path, sizeof path, "model_spaces[%zu]", i);
-        if ((rc = load_model_space(L, node_at(L, items[i]), path, &arr[i])) != HDB_OK) return rc;
+/* Defines fn(L, n): loads the list `key` of the config (data_sources, indices, model_spaces)
+ * into c->field and c->n_field, one item at a time with one(L, node, "key[i]", &item). */
+#define LIST_LOADER(fn, key, type, one, field)                                                     \
+    static int fn(const loader *L, const yaml_node_t *n) {                                         \
+        yaml_node_item_t *items;                                                                   \
+        size_t count;                                                                              \
+        char path[64];                                                                             \
+        int rc = get_list(L, n, key, &items, &count);                                              \
+        if (rc != HDB_OK) return rc;                                                               \
+        type **arr = count ? hdb_arena_calloc(L->c->arena, count, sizeof *arr) : NULL;             \
+        for (size_t i = 0; i < count; i++) {                                                       \
+            path_printf(path, sizeof path, key "[%zu]", i);                                        \
+            if ((rc = one(L, node_at(L, items[i]), path, &arr[i])) != HDB_OK) return rc;           \
+        }                                                                                          \
+        L->c->field = arr;                                                                         \
+        L->c->n_##field = count;                                                                   \
+        return HDB_OK;                                                                             \
     }
-    L->c->model_spaces = arr;
-    L->c->n_model_spaces = count;
-    return HDB_OK;
-}
+
+LIST_LOADER(load_data_sources, "data_sources", Hilbert__V1__DataSourceSpec, load_data_source,
+            data_sources)
+LIST_LOADER(load_indices, "indices", Hilbert__V1__IndexSpec, load_index, indices)
+LIST_LOADER(load_model_spaces, "model_spaces", Hilbert__V1__ModelSpaceSpec, load_model_space,
+            model_spaces)
 
 /* One section of scalar keys, e.g. server: {listen: ..., threads: ...}. */
 static int load_section(const loader *L, const char *section, const yaml_node_t *n) {

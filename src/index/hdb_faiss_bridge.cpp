@@ -42,6 +42,7 @@
 #include "hdb_crc.h"
 #include "hdb_distance.h"
 #include "hdb_err.h"
+#include "hdb_rwlock_bridge.hpp"
 
 #include <faiss/IVFlib.h>
 #include <faiss/IndexAdditiveQuantizer.h>
@@ -147,45 +148,7 @@ void apply_threads() {
 
 /* ---- a writer-preferring reader/writer lock -------------------------------------------------- */
 
-/* std::shared_mutex is a default pthread_rwlock, which glibc makes reader-preferring: under a
- * steady stream of searches an upsert waited for seconds (the test saw one write against
- * millions of searches). This lock queues new readers behind a waiting writer. It has the
- * SharedMutex member functions, so std::unique_lock and std::shared_lock work with it.
- * Not recursive: a thread must not take it shared twice (we never do). */
-class RwLock {
-  public:
-    RwLock() {
-        pthread_rwlockattr_t a;
-        pthread_rwlockattr_init(&a);
-        pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-        int rc = pthread_rwlock_init(&rw_, &a);
-        pthread_rwlockattr_destroy(&a);
-        if (rc != 0) throw std::system_error(rc, std::generic_category(), "pthread_rwlock_init");
-    }
-    ~RwLock() {
-        pthread_rwlock_destroy(&rw_);
-    }
-    RwLock(const RwLock &) = delete;
-    RwLock &operator=(const RwLock &) = delete;
-    void lock() {
-        check(pthread_rwlock_wrlock(&rw_), "pthread_rwlock_wrlock");
-    }
-    void unlock() {
-        pthread_rwlock_unlock(&rw_);
-    }
-    void lock_shared() {
-        check(pthread_rwlock_rdlock(&rw_), "pthread_rwlock_rdlock");
-    }
-    void unlock_shared() {
-        pthread_rwlock_unlock(&rw_);
-    }
-
-  private:
-    static void check(int rc, const char *what) {
-        if (rc != 0) throw std::system_error(rc, std::generic_category(), what);
-    }
-    pthread_rwlock_t rw_;
-};
+using hdb_bridge::RwLock; /* hdb_rwlock_bridge.hpp */
 
 /* ---- what a factory index needs -------------------------------------------------------------- */
 

@@ -82,6 +82,7 @@
 #include "hdb_crc.h"
 #include "hdb_distance.h"
 #include "hdb_err.h"
+#include "hdb_rwlock_bridge.hpp"
 
 /* hnswlib's SSE path only adds _mm_prefetch calls, and those read one id past a full
  * upper-layer link list (hnswalg.h:214 in searchBaseLayer, :941 in repairConnectionsForUpdate):
@@ -190,48 +191,7 @@ class Space final : public hnswlib::SpaceInterface<float> {
     hnswlib::DISTFUNC<float> fn_;
 };
 
-/* ---- a writer-preferring rwlock (meets the SharedMutex requirements) ----------------------- */
-
-class RwLock {
-  public:
-    RwLock() {
-        pthread_rwlockattr_t a;
-        pthread_rwlockattr_init(&a);
-        pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-        int rc = pthread_rwlock_init(&l_, &a);
-        pthread_rwlockattr_destroy(&a);
-        if (rc != 0) throw std::system_error(rc, std::generic_category(), "pthread_rwlock_init");
-    }
-    ~RwLock() {
-        pthread_rwlock_destroy(&l_);
-    }
-    RwLock(const RwLock &) = delete;
-    RwLock &operator=(const RwLock &) = delete;
-    void lock() {
-        check(pthread_rwlock_wrlock(&l_));
-    }
-    bool try_lock() {
-        return pthread_rwlock_trywrlock(&l_) == 0;
-    }
-    void unlock() {
-        pthread_rwlock_unlock(&l_);
-    }
-    void lock_shared() {
-        check(pthread_rwlock_rdlock(&l_));
-    }
-    bool try_lock_shared() {
-        return pthread_rwlock_tryrdlock(&l_) == 0;
-    }
-    void unlock_shared() {
-        pthread_rwlock_unlock(&l_);
-    }
-
-  private:
-    static void check(int rc) {
-        if (rc != 0) throw std::system_error(rc, std::generic_category(), "pthread_rwlock");
-    }
-    pthread_rwlock_t l_;
-};
+using hdb_bridge::RwLock; /* hdb_rwlock_bridge.hpp */
 
 /* Returns the exception being handled as an HDB_E* code with its message in err. Call only
  * from a catch block. */

@@ -273,10 +273,24 @@ static int find_in_space(hdb_rpc *rpc, hdb_space *sp, const float *vec, const fi
             if (res.hits[i].pid != self) res.hits[w++] = res.hits[i];
         res.n = w > (size_t)fp->k ? (size_t)fp->k : w;
     }
-    out->model_space = sp->name;
     out->found = true;
     out->hits = hdb_rpc_hits_out(&res, fp->vectors, rpc->arena, &out->n_hits);
     return HDB_OK;
+}
+
+/* A FindSimilarResponse with n empty SpaceHits, each named after its space, in arena memory. */
+static Hilbert__V1__FindSimilarResponse *find_response(hdb_arena *a, hdb_space **spaces,
+                                                        size_t n) {
+    Hilbert__V1__FindSimilarResponse *r = hdb_arena_alloc(a, sizeof *r);
+    hilbert__v1__find_similar_response__init(r);
+    r->results = hdb_arena_alloc(a, (n ? n : 1) * sizeof *r->results);
+    r->n_results = n;
+    for (size_t i = 0; i < n; i++) {
+        r->results[i] = hdb_arena_alloc(a, sizeof **r->results);
+        hilbert__v1__space_hits__init(r->results[i]);
+        r->results[i]->model_space = spaces[i]->name;
+    }
+    return r;
 }
 
 static int find_by_input(hdb_rpc *rpc, const hdb_model_input *in, char *const *names,
@@ -291,15 +305,9 @@ static int find_by_input(hdb_rpc *rpc, const hdb_model_input *in, char *const *n
     if ((rc = min_seq_check(fp, spaces, n, err, errlen)) == HDB_OK)
         rc = hdb_spaces_embed(spaces, n, in, rpc->config, rpc->infer, rpc->deadline_ns, a, vecs,
                               err, errlen);
-    Hilbert__V1__FindSimilarResponse *r = hdb_arena_alloc(a, sizeof *r);
-    hilbert__v1__find_similar_response__init(r);
-    r->results = hdb_arena_alloc(a, n * sizeof *r->results);
-    r->n_results = n;
-    for (size_t i = 0; i < n && rc == HDB_OK; i++) {
-        r->results[i] = hdb_arena_alloc(a, sizeof **r->results);
-        hilbert__v1__space_hits__init(r->results[i]);
+    Hilbert__V1__FindSimilarResponse *r = find_response(a, spaces, n);
+    for (size_t i = 0; i < n && rc == HDB_OK; i++)
         rc = find_in_space(rpc, spaces[i], vecs[i], fp, 0, r->results[i], err, errlen);
-    }
     hdb_spaces_release(spaces, n);
     if (rc == HDB_OK) *resp = &r->base;
     return rc;
@@ -345,18 +353,12 @@ static int find_by_id(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage 
                                  &n, err, errlen)))
         return rc;
     rc = min_seq_check(&fp, spaces, n, err, errlen);
-    Hilbert__V1__FindSimilarResponse *r = hdb_arena_alloc(a, sizeof *r);
-    hilbert__v1__find_similar_response__init(r);
-    r->results = hdb_arena_alloc(a, n * sizeof *r->results);
-    r->n_results = n;
+    Hilbert__V1__FindSimilarResponse *r = find_response(a, spaces, n);
     hdb_attr id = id_attr(req->id);
     hdb_attr *ids[1] = {&id};
     uint32_t nids[1] = {1};
     for (size_t i = 0; i < n && rc == HDB_OK; i++) {
-        Hilbert__V1__SpaceHits *sh = hdb_arena_alloc(a, sizeof *sh);
-        hilbert__v1__space_hits__init(sh);
-        sh->model_space = spaces[i]->name;
-        r->results[i] = sh;
+        Hilbert__V1__SpaceHits *sh = r->results[i];
         hdb_get_result g;
         rc = hdb_ingest_get(spaces[i]->source, rpc->config, ids, nids, 1, a, &g, err, errlen);
         if (rc != HDB_OK) {

@@ -14,6 +14,7 @@
 #include "hdb_distance.h"
 #include "hdb_err.h"
 #include "hdb_flat.h"
+#include "test_reference.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -52,37 +53,6 @@ static const hdb_metric metrics[] = {HDB_METRIC_L2, HDB_METRIC_IP, HDB_METRIC_CO
 
 /* ---- reference brute force ---------------------------------------------------------------- */
 
-/* The exact score of x for query q under metric, in double. */
-static double exact_score(hdb_metric metric, const float *q, const float *x, size_t d) {
-    double l2 = 0, ip = 0, qq = 0, xx = 0;
-    for (size_t i = 0; i < d; i++) {
-        double a = q[i], b = x[i];
-        l2 += (a - b) * (a - b);
-        ip += a * b;
-        qq += a * a;
-        xx += b * b;
-    }
-    switch (metric) {
-    case HDB_METRIC_L2:
-        return l2;
-    case HDB_METRIC_IP:
-        return -ip;
-    default:
-        return (qq > 0 && xx > 0) ? 1.0 - ip / (sqrt(qq) * sqrt(xx)) : 1.0;
-    }
-}
-
-typedef struct {
-    double score;
-    int64_t label;
-} ref_hit;
-
-static int ref_cmp(const void *pa, const void *pb) {
-    const ref_hit *a = pa, *b = pb;
-    if (a->score < b->score) return -1;
-    if (a->score > b->score) return 1;
-    return (a->label > b->label) - (a->label < b->label);
-}
 
 /* Rounding tolerance on a score: GEMM's ||q||^2 + ||x||^2 - 2<q,x> loses precision in
  * proportion to the norms, so the scale includes them. */

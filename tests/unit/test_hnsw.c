@@ -19,6 +19,7 @@
 #include "hdb_distance.h"
 #include "hdb_err.h"
 #include "hdb_hnsw.h"
+#include "test_reference.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -123,26 +124,6 @@ static size_t model_count(const model *m) {
     for (size_t i = 0; i < m->cap; i++)
         n += m->live[i];
     return n;
-}
-
-/* The exact score of x for query q under metric, in double (smaller is better). */
-static double exact_score(hdb_metric metric, const float *q, const float *x, size_t d) {
-    double l2 = 0, ip = 0, qq = 0, xx = 0;
-    for (size_t i = 0; i < d; i++) {
-        double a = q[i], b = x[i];
-        l2 += (a - b) * (a - b);
-        ip += a * b;
-        qq += a * a;
-        xx += b * b;
-    }
-    switch (metric) {
-    case HDB_METRIC_L2:
-        return l2;
-    case HDB_METRIC_IP:
-        return -ip;
-    default:
-        return (qq > 0 && xx > 0) ? 1.0 - ip / (sqrt(qq) * sqrt(xx)) : 1.0;
-    }
 }
 
 /* The labels of the k best live points for q, best first (fewer when fewer are live). */
