@@ -253,9 +253,14 @@ def test_concurrent_uploads_and_searches(module_server):
     for name in ("hnsw", "flat"):
         metric, algo, params = INDICES[name]
         create(s, ann_spec("cc-" + name, "cc", metric, algo, **params))
-    upload(s, "cc", [point(v, {"id": i}) for i, v in enumerate(rows(rng, 200))])
+    first = upload(s, "cc", [point(v, {"id": i}) for i, v in enumerate(rows(rng, 200))])
+    # The searchers without min_seq rely on the first 200 points being applied: wait for them.
+    for name in ("hnsw", "flat"):
+        resp = s.search.Search(search_req("cc-" + name, rows(rng, 1), 20, min_seq=first.last_seq),
+                               timeout=TIMEOUT)
+        assert len(hit_ids(resp.results[0])) == 20, name
     stop = threading.Event()
-    last_seq = [get_source(s, "cc").last_seq]
+    last_seq = [first.last_seq]
     problems = []
     counts = {"uploads": 0, "searches": 0}
 
