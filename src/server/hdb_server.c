@@ -538,8 +538,14 @@ void hdb_server_stop(hdb_server *s) {
                                       gpr_time_from_nanos(left > 0 ? left : 0, GPR_TIMESPAN));
     grpc_event ev = grpc_completion_queue_next(s->ctl, grace, NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT) {
-        HDB_WARN("server", "calls still running after %d ms; cancelling them",
-                 s->cfg->shutdown_grace_ms);
+        /* gRPC also waits for the clients to close their connections after its GOAWAY. */
+        int running = atomic_load(&s->inflight);
+        if (running > 0)
+            HDB_WARN("server", "%d call(s) still running after %d ms; cancelling them", running,
+                     s->cfg->shutdown_grace_ms);
+        else
+            HDB_WARN("server", "clients still connected after %d ms; closing their connections",
+                     s->cfg->shutdown_grace_ms);
         grpc_server_cancel_all_calls(s->srv);
         ev = grpc_completion_queue_next(s->ctl, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     }
