@@ -6,6 +6,7 @@ exact flat index so indexing costs stay small) and measures, through gRPC from t
   * AddImage, one client sending one image at a time (single);
   * AddImage from N concurrent clients, which the server's inference pool batches (batched);
   * Embed the same way (the model without storage);
+  * both of the above with every model space in each request (the models run side by side);
 and, in the same run, the raw TorchScript forward of the same model file through Debian's
 python3-torch (libtorch underneath) with one thread: batch 1 and batch 32, on the same images
 already preprocessed. The server runs libtorch with the same thread settings.
@@ -107,6 +108,13 @@ def raw_torch(file: str, images: np.ndarray):
     return res
 
 
+def report(results, title: str, model: str, rows, images: int) -> None:
+    print(f"== {title}, {images} Fashion-MNIST test images")
+    for what, r in rows:
+        print(f"  {what:42s} {r:10.0f} images/s")
+        results["rows"].append({"model": model, "what": what, "images_per_s": round(r)})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=2000)
@@ -133,10 +141,20 @@ def main() -> None:
                           for b in data]
                 rows.append((f"Embed, {label} ({clients} client{'s' if clients > 1 else ''})",
                              rate(s.target, embeds, clients)))
-            print(f"== {space} ({file}, {dim}-d), {args.images} Fashion-MNIST test images")
-            for what, r in rows:
-                print(f"  {what:42s} {r:10.0f} images/s")
-                results["rows"].append({"model": space, "what": what, "images_per_s": round(r)})
+            report(results, f"{space} ({file}, {dim}-d)", space, rows, args.images)
+        # One request for every space: the server runs the models side by side on its pool.
+        both = list(MODELS)
+        rows = []
+        for label, clients in (("single", 1), ("batched", args.clients)):
+            adds = [lambda st, i=i, b=b: st.AddImage(M.AddImageRequest(
+                id=f"all-{label}-{i}", image=b, model_spaces=both)) for i, b in enumerate(data)]
+            rows.append((f"AddImage, {label} ({clients} client{'s' if clients > 1 else ''})",
+                         rate(s.target, adds, clients)))
+            embeds = [lambda st, b=b: st.Embed(M.EmbedRequest(image=b, model_spaces=both))
+                      for b in data]
+            rows.append((f"Embed, {label} ({clients} client{'s' if clients > 1 else ''})",
+                         rate(s.target, embeds, clients)))
+        report(results, "both spaces in each request", "+".join(both), rows, args.images)
     finally:
         s.close()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -41,6 +41,23 @@ void hdb_infer_free(hdb_infer *p);
 int hdb_infer_run(hdb_infer *p, hdb_model *m, const float *in, size_t n, float *out,
                   int64_t deadline_ns, char *err, size_t errlen);
 
+/* One forward request of hdb_infer_run_jobs: model m on n items read from `in` (n x
+ * hdb_model_input_size(m) floats), written to `out` (n x hdb_model_output_dim(m) floats). The
+ * caller owns every pointer; they must stay valid until hdb_infer_run_jobs returns. */
+typedef struct {
+    hdb_model *model;
+    const float *in;
+    size_t n;
+    float *out;
+} hdb_infer_job;
+/* Queues every job at once, so that jobs of different models run in parallel on the pool's
+ * threads, and returns when all are finished (a job that has started always runs to the end,
+ * even after another failed). deadline_ns bounds each job's wait in the queue as in
+ * hdb_infer_run. Returns HDB_OK, or the error of the first failed job in array order, whose
+ * index goes to *failed (when failed is not NULL); outputs of the other jobs are then
+ * unspecified. */
+int hdb_infer_run_jobs(hdb_infer *p, const hdb_infer_job *jobs, size_t njobs, int64_t deadline_ns,
+                       size_t *failed, char *err, size_t errlen);
 typedef struct {
     uint64_t passes;   /* forward passes run */
     uint64_t items;    /* items they covered */

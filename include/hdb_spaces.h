@@ -42,7 +42,8 @@ typedef struct {
 } hdb_model_input;
 
 /* Computes the vector of `in` in each space: vecs[i] gets spaces[i]->output_dim floats in arena
- * memory. An image is decoded once and converted once per distinct input spec. Errors:
+ * memory. An image is decoded once and converted once per distinct input spec; the spaces'
+ * models run in parallel on the inference pool. Errors:
  * HDB_EPRECOND when a space's model did not load; HDB_EINVAL for an image of the wrong input
  * kind, an undecodable image ("image: ...") or a tensor whose shape differs from the space's
  * ("tensor.shape: ..."); HDB_ELIMIT for an image over the limits; the model's errors. */

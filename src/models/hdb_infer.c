@@ -243,39 +243,75 @@ void hdb_infer_free(hdb_infer *p) {
 
 int hdb_infer_run(hdb_infer *p, hdb_model *m, const float *in, size_t n, float *out,
                   int64_t deadline_ns, char *err, size_t errlen) {
-    if (n == 0) return HDB_OK;
-    request r = {.model = m, .in = in, .out = out, .n = n, .enqueued_ns = hdb_mono_ns()};
+    hdb_infer_job job = {m, in, n, out};
+    return hdb_infer_run_jobs(p, &job, 1, deadline_ns, NULL, err, errlen);
+}
+
+/* Takes a request that is still QUEUED out of its queue (under p->mu). A queued request stays
+ * in the queue it joined, which exists while it is not empty. */
+static void withdraw(hdb_infer *p, request *r) {
+    queue *q = queue_of(p, r->model, false);
+    queue_remove_request(q, r);
+    queue_drop_if_empty(p, q);
+}
+
+int hdb_infer_run_jobs(hdb_infer *p, const hdb_infer_job *jobs, size_t njobs, int64_t deadline_ns,
+                       size_t *failed, char *err, size_t errlen) {
+    request one, *reqs = njobs > 1 ? hdb_calloc(njobs, sizeof *reqs) : &one;
+    int64_t now = hdb_mono_ns();
+    size_t pending = 0;
     pthread_mutex_lock(&p->mu);
-    if (p->stop) {
-        pthread_mutex_unlock(&p->mu);
-        return hdb_errf(err, errlen, HDB_EUNAVAIL, "the server is shutting down");
-    }
-    queue *q = queue_of(p, m, true);
-    if (q->tail) q->tail->next = &r;
-    else q->head = &r;
-    q->tail = &r;
-    q->items += n;
-    pthread_cond_broadcast(&p->work);
-    while (r.state != DONE) {
-        if (r.state == QUEUED && deadline_ns != INT64_MAX && hdb_mono_ns() >= deadline_ns) {
-            queue_remove_request(q, &r);
-            queue_drop_if_empty(p, q);
-            pthread_mutex_unlock(&p->mu);
-            return hdb_errf(err, errlen, HDB_ETIMEOUT,
-                            "deadline passed while waiting for the model");
+    for (size_t i = 0; i < njobs; i++) {
+        request *r = &reqs[i];
+        *r = (request){.model = jobs[i].model, .in = jobs[i].in, .out = jobs[i].out,
+                       .n = jobs[i].n, .enqueued_ns = now};
+        if (r->n == 0 || p->stop) {
+            r->state = DONE;
+            r->rc = r->n == 0 ? HDB_OK : HDB_EUNAVAIL;
+            snprintf(r->err, sizeof r->err, "the server is shutting down");
+            continue;
         }
-        if (r.state == QUEUED && deadline_ns != INT64_MAX) {
+        queue *q = queue_of(p, r->model, true);
+        if (q->tail) q->tail->next = r;
+        else q->head = r;
+        q->tail = r;
+        q->items += r->n;
+        pending++;
+    }
+    if (pending) pthread_cond_broadcast(&p->work);
+    while (pending > 0) {
+        /* Jobs still queued at the deadline give up; the ones running finish. */
+        bool queued = false;
+        bool late = deadline_ns != INT64_MAX && hdb_mono_ns() >= deadline_ns;
+        pending = 0;
+        for (size_t i = 0; i < njobs; i++) {
+            request *r = &reqs[i];
+            if (r->state == QUEUED && late) {
+                withdraw(p, r);
+                r->state = DONE;
+                r->rc = HDB_ETIMEOUT;
+                snprintf(r->err, sizeof r->err, "deadline passed while waiting for the model");
+            }
+            queued |= r->state == QUEUED;
+            pending += r->state != DONE;
+        }
+        if (pending == 0) break;
+        if (queued && deadline_ns != INT64_MAX) {
             struct timespec ts = abs_time(deadline_ns);
             pthread_cond_timedwait(&p->done, &p->mu, &ts);
         } else {
             pthread_cond_wait(&p->done, &p->mu);
         }
-        /* A queued request stays in the queue it joined, which exists while it is not empty. */
-        q = queue_of(p, m, false);
     }
     pthread_mutex_unlock(&p->mu);
-    if (r.rc != HDB_OK) hdb_errf(err, errlen, r.rc, "%s", r.err);
-    return r.rc;
+    int rc = HDB_OK;
+    for (size_t i = 0; i < njobs && rc == HDB_OK; i++) {
+        if (reqs[i].rc == HDB_OK) continue;
+        rc = hdb_errf(err, errlen, reqs[i].rc, "%s", reqs[i].err);
+        if (failed) *failed = i;
+    }
+    if (reqs != &one) hdb_free(reqs);
+    return rc;
 }
 
 void hdb_infer_stats_get(hdb_infer *p, hdb_infer_stats *st) {

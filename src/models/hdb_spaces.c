@@ -120,11 +120,15 @@ int hdb_spaces_embed(hdb_space *const *spaces, size_t n, const hdb_model_input *
     for (size_t i = 0; i < n && rc == HDB_OK; i++)
         rc = input_for(spaces, i, in, &img, inputs, arena, err, errlen);
     hdb_image_free(&img);
-    for (size_t i = 0; i < n && rc == HDB_OK; i++) {
+    if (rc != HDB_OK) return rc;
+    /* All spaces at once: their models run in parallel on the pool's threads. */
+    hdb_infer_job *jobs = hdb_arena_alloc(arena, n * sizeof *jobs);
+    for (size_t i = 0; i < n; i++) {
         vecs[i] = hdb_arena_alloc(arena, spaces[i]->output_dim * sizeof(float));
-        rc = hdb_infer_run(infer, spaces[i]->model, inputs[i], 1, vecs[i], deadline_ns, err,
-                           errlen);
-        if (rc != HDB_OK) hdb_err_prefix(err, errlen, rc, "model space %s: ", spaces[i]->name);
+        jobs[i] = (hdb_infer_job){spaces[i]->model, inputs[i], 1, vecs[i]};
     }
+    size_t failed = 0;
+    rc = hdb_infer_run_jobs(infer, jobs, n, deadline_ns, &failed, err, errlen);
+    if (rc != HDB_OK) hdb_err_prefix(err, errlen, rc, "model space %s: ", spaces[failed]->name);
     return rc;
 }
