@@ -18,6 +18,7 @@
 
 #include "hdb_err.h"
 #include "hdb_torch.h"
+#include "test_torch_models.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -478,13 +479,7 @@ static void test_forward_timing(void **state) {
 
 static int group_setup(void **state) {
     (void)state;
-    models_dir = getenv("HDB_TORCH_MODELS");
-    if (models_dir == NULL || models_dir[0] == '\0') {
-        fprintf(stderr, "HDB_TORCH_MODELS is not set: run this test through ctest, or run "
-                        "/usr/bin/python3 tests/unit/fixtures/make_torch_models.py DIR and set "
-                        "HDB_TORCH_MODELS=DIR\n");
-        return -1;
-    }
+    if ((models_dir = torch_models_dir()) == NULL) return -1;
     hdb_torch_set_threads(2, 1);
     return 0;
 }
