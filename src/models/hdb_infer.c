@@ -265,10 +265,12 @@ int hdb_infer_run_jobs(hdb_infer *p, const hdb_infer_job *jobs, size_t njobs, in
         request *r = &reqs[i];
         *r = (request){.model = jobs[i].model, .in = jobs[i].in, .out = jobs[i].out,
                        .n = jobs[i].n, .enqueued_ns = now};
-        if (r->n == 0 || p->stop) {
+        if (r->n == 0 || p->stop) { /* nothing to run, or no one left to run it */
             r->state = DONE;
-            r->rc = r->n == 0 ? HDB_OK : HDB_EUNAVAIL;
-            snprintf(r->err, sizeof r->err, "the server is shutting down");
+            if (r->n > 0) {
+                r->rc = HDB_EUNAVAIL;
+                snprintf(r->err, sizeof r->err, "the server is shutting down");
+            }
             continue;
         }
         queue *q = queue_of(p, r->model, true);
