@@ -69,7 +69,8 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
                      hdb_infer *infer, int *port, char *err, size_t errlen);
 
 /* Stops accepting calls, lets calls in flight finish for up to cfg->shutdown_grace_ms, cancels
- * the rest, joins the threads and frees the server. NULL is allowed. */
+ * the rest, closes client connections left open (after a short wait once no call is left),
+ * joins the threads and frees the server. NULL is allowed. */
 void hdb_server_stop(hdb_server *s);
 
 #ifdef __cplusplus
