@@ -8,6 +8,7 @@ HILBERTD (environment) names the binary; the default is build/hilbertd of this c
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -89,6 +90,14 @@ class Hilbertd:
         self.log.close()
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def write_json(path, data) -> None:
+    """Writes the results `data` to `path` as indented JSON (creating its folder) and says so."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"results written to {path}", flush=True)
 
 
 def run_clients(clients: int, work) -> float:

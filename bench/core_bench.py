@@ -16,7 +16,6 @@ Needs:  scripts/install-deps.sh bench, and a build (cmake --build build).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -194,10 +193,7 @@ def main() -> None:
     finally:
         s.close()
 
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"results written to {args.out}")
+    benchlib.write_json(args.out, results)
 
 
 if __name__ == "__main__":

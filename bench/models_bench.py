@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import sys
 import time
@@ -108,6 +107,21 @@ def raw_torch(file: str, images: np.ndarray):
     return res
 
 
+def through_server(target: str, data, spaces, tag: str, clients_batched: int):
+    """[(what, images/s)] of AddImage and Embed of every image into `spaces`, from one client
+    and from clients_batched clients (ids of the added images start with `tag`)."""
+    rows = []
+    for label, clients in (("single", 1), ("batched", clients_batched)):
+        who = f"{label} ({clients} client{'s' if clients > 1 else ''})"
+        adds = [lambda st, i=i, b=b: st.AddImage(M.AddImageRequest(
+            id=f"{tag}-{label}-{i}", image=b, model_spaces=spaces)) for i, b in enumerate(data)]
+        rows.append((f"AddImage, {who}", rate(target, adds, clients)))
+        embeds = [lambda st, b=b: st.Embed(M.EmbedRequest(image=b, model_spaces=spaces))
+                  for b in data]
+        rows.append((f"Embed, {who}", rate(target, embeds, clients)))
+    return rows
+
+
 def report(results, title: str, model: str, rows, images: int) -> None:
     print(f"== {title}, {images} Fashion-MNIST test images")
     for what, r in rows:
@@ -125,42 +139,21 @@ def main() -> None:
     results = {"images": args.images, "clients": args.clients, "rows": []}
     s = Server(max_batch=32)
     try:
-        warm = [lambda st, b=data[i]: st.Embed(M.EmbedRequest(image=b)) for i in range(50)]
+        warm = [lambda st, b=b: st.Embed(M.EmbedRequest(image=b)) for b in data[:50]]
         rate(s.target, warm, 4)
         for space, (file, dim) in MODELS.items():
             torch_rates = raw_torch(file, raw)
             rows = [("raw libtorch forward, batch 1", torch_rates[1]),
                     ("raw libtorch forward, batch 32", torch_rates[32])]
-            for label, clients in (("single", 1), ("batched", args.clients)):
-                adds = [lambda st, i=i, b=b: st.AddImage(M.AddImageRequest(
-                    id=f"{space}-{label}-{i}", image=b, model_spaces=[space]))
-                    for i, b in enumerate(data)]
-                rows.append((f"AddImage, {label} ({clients} client{'s' if clients > 1 else ''})",
-                             rate(s.target, adds, clients)))
-                embeds = [lambda st, b=b: st.Embed(M.EmbedRequest(image=b, model_spaces=[space]))
-                          for b in data]
-                rows.append((f"Embed, {label} ({clients} client{'s' if clients > 1 else ''})",
-                             rate(s.target, embeds, clients)))
+            rows += through_server(s.target, data, [space], space, args.clients)
             report(results, f"{space} ({file}, {dim}-d)", space, rows, args.images)
         # One request for every space: the server runs the models side by side on its pool.
         both = list(MODELS)
-        rows = []
-        for label, clients in (("single", 1), ("batched", args.clients)):
-            adds = [lambda st, i=i, b=b: st.AddImage(M.AddImageRequest(
-                id=f"all-{label}-{i}", image=b, model_spaces=both)) for i, b in enumerate(data)]
-            rows.append((f"AddImage, {label} ({clients} client{'s' if clients > 1 else ''})",
-                         rate(s.target, adds, clients)))
-            embeds = [lambda st, b=b: st.Embed(M.EmbedRequest(image=b, model_spaces=both))
-                      for b in data]
-            rows.append((f"Embed, {label} ({clients} client{'s' if clients > 1 else ''})",
-                         rate(s.target, embeds, clients)))
+        rows = through_server(s.target, data, both, "all", args.clients)
         report(results, "both spaces in each request", "+".join(both), rows, args.images)
     finally:
         s.close()
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"results written to {args.out}")
+    benchlib.write_json(args.out, results)
 
 
 if __name__ == "__main__":

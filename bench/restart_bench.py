@@ -24,7 +24,6 @@ Writes: bench/results/restart.json
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -163,9 +162,7 @@ def main() -> None:
               f"{args.tail}-entry tail, {rows['clean']['ready_s']:.2f} s with the snapshot "
               f"alone, vs {rows['rebuild']['ready_s']:.2f} s rebuilding ({ratio:.0f}x)",
               flush=True)
-        out = ROOT / "bench" / "results"
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "restart.json").write_text(json.dumps(rows, indent=2) + "\n")
+        benchlib.write_json(ROOT / "bench" / "results" / "restart.json", rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

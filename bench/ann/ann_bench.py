@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import json
 import os
 import platform
 import re
@@ -640,8 +639,7 @@ def main() -> None:
             "load_start": load_start, "load_end": load_end, "seconds": round(elapsed, 1),
             "upload_seconds": round(up_s, 2), "builds": builds,
             "server_log_builds": server_log_builds, "goals": goal, "rows": rows}
-    with open(out_dir / f"{stem}.json", "w") as f:
-        json.dump(meta, f, indent=2)
+    benchlib.write_json(out_dir / f"{stem}.json", meta)
     plot(rows, out_dir / f"{stem}.png", bmode, k,
          f"Fashion-MNIST {n_base}x{DIM}, L2, k={k}, {batch} queries/request, 1 thread "
          f"(load {load_start[0]})")

@@ -321,9 +321,7 @@ static void *run(void *arg) {
         while (!a->stop && !a->notified &&
                hdb_index_applied(ix) >= hdb_commit_last_seq(a->cfg.commit)) {
             /* Wake up now and then for periodic snapshots. */
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += 1;
+            struct timespec ts = hdb_mono_timespec(hdb_mono_ns() + 1000000000);
             pthread_cond_timedwait(&a->cv, &a->mu, &ts);
             if (a->cfg.snapshot_interval_ms > 0) break;
         }
@@ -449,11 +447,9 @@ int hdb_applier_wait(hdb_applier *a, uint64_t seq, int64_t deadline_ns, char *er
                           a->label, ix ? hdb_index_applied(ix) : 0, seq);
             break;
         }
-        struct timespec ts;
-        int64_t until = deadline_ns;
-        if (until - hdb_mono_ns() > 100000000) until = hdb_mono_ns() + 100000000;
-        ts.tv_sec = until / 1000000000;
-        ts.tv_nsec = until % 1000000000;
+        int64_t now = hdb_mono_ns(), until = deadline_ns;
+        if (until - now > 100000000) until = now + 100000000; /* re-check at least every 100 ms */
+        struct timespec ts = hdb_mono_timespec(until);
         pthread_cond_timedwait(&a->cv, &a->mu, &ts);
     }
     pthread_mutex_unlock(&a->mu);

@@ -53,11 +53,6 @@ struct hdb_infer {
     hdb_infer_stats stats;
 };
 
-static struct timespec abs_time(int64_t ns) {
-    struct timespec ts = {ns / 1000000000, ns % 1000000000};
-    return ts;
-}
-
 static queue *queue_of(hdb_infer *p, hdb_model *m, bool create) {
     for (queue *q = p->queues; q; q = q->next)
         if (q->model == m) return q;
@@ -159,7 +154,7 @@ static void *worker(void *arg) {
          * lone request pays no batching delay. */
         int64_t ready_at = q->head->enqueued_ns + p->max_wait_ns;
         if (q->running > 0 && q->items < p->max_batch && hdb_mono_ns() < ready_at) {
-            struct timespec ts = abs_time(ready_at);
+            struct timespec ts = hdb_mono_timespec(ready_at);
             pthread_cond_timedwait(&p->work, &p->mu, &ts);
             continue; /* re-evaluate: another thread may have taken it */
         }
@@ -299,7 +294,7 @@ int hdb_infer_run_jobs(hdb_infer *p, const hdb_infer_job *jobs, size_t njobs, in
         }
         if (pending == 0) break;
         if (queued && deadline_ns != INT64_MAX) {
-            struct timespec ts = abs_time(deadline_ns);
+            struct timespec ts = hdb_mono_timespec(deadline_ns);
             pthread_cond_timedwait(&p->done, &p->mu, &ts);
         } else {
             pthread_cond_wait(&p->done, &p->mu);

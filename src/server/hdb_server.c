@@ -59,12 +59,10 @@
 enum { CALL_UNARY = 1, CALL_UNKNOWN = 2 };
 enum { ST_REQUESTED = 1, ST_FINISHING = 2 };
 
-typedef struct worker worker;
-
 typedef struct call_ctx {
     int kind;
     int state;
-    worker *w;
+    hdb_server *s;
     size_t method; /* index into server->methods for CALL_UNARY */
     grpc_call *call;
     gpr_timespec deadline;
@@ -79,16 +77,8 @@ typedef struct call_ctx {
     hdb_arena *arena;
 } call_ctx;
 
-/* A call thread. */
-struct worker {
-    hdb_server *s;
-    grpc_completion_queue *cq; /* the server's, shared by every call thread */
-    pthread_t thread;
-};
-
 /* A FIFO of calls and the handler threads that drain it (the model pool). */
 typedef struct {
-    hdb_server *s;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     call_ctx **ring; /* grows as needed */
@@ -105,8 +95,8 @@ struct hdb_server {
     grpc_server *srv;
     grpc_completion_queue *cq;  /* the call threads' */
     grpc_completion_queue *ctl; /* shutdown notification */
-    worker *workers;            /* the call threads */
-    int nworkers;
+    pthread_t *threads;         /* the call threads, all polling cq */
+    int nthreads;
     pool model;
     hdb_rpc_method *methods;
     void **handles;
@@ -145,11 +135,11 @@ bool hdb_server_serving(const hdb_server *s) {
 
 /* ---------------------------------------------------------------- call slots */
 
-static call_ctx *ctx_new(worker *w, int kind, size_t method) {
+static call_ctx *ctx_new(hdb_server *s, int kind, size_t method) {
     call_ctx *c = hdb_calloc(1, sizeof *c);
     c->kind = kind;
     c->state = ST_REQUESTED;
-    c->w = w;
+    c->s = s;
     c->method = method;
     grpc_metadata_array_init(&c->md);
     if (kind == CALL_UNKNOWN) grpc_call_details_init(&c->details);
@@ -167,15 +157,14 @@ static void ctx_free(call_ctx *c) {
     hdb_free(c);
 }
 
-static void post_request(worker *w, int kind, size_t method) {
-    hdb_server *s = w->s;
-    call_ctx *c = ctx_new(w, kind, method);
+static void post_request(hdb_server *s, int kind, size_t method) {
+    call_ctx *c = ctx_new(s, kind, method);
     grpc_call_error e;
     if (kind == CALL_UNARY)
         e = grpc_server_request_registered_call(s->srv, s->handles[method], &c->call, &c->deadline,
-                                                &c->md, &c->payload, w->cq, w->cq, c);
+                                                &c->md, &c->payload, s->cq, s->cq, c);
     else
-        e = grpc_server_request_call(s->srv, &c->call, &c->details, &c->md, w->cq, w->cq, c);
+        e = grpc_server_request_call(s->srv, &c->call, &c->details, &c->md, s->cq, s->cq, c);
     if (e != GRPC_CALL_OK) {
         /* Only happens once the server is shutting down. */
         HDB_DEBUG("server", "request slot not armed: error %d", (int)e);
@@ -185,7 +174,7 @@ static void post_request(worker *w, int kind, size_t method) {
 
 /* Sends the response (when code is OK) and the status, and moves the call to FINISHING. */
 static void finish(call_ctx *c, int code, const ProtobufCMessage *resp, const char *msg) {
-    hdb_server *s = c->w->s;
+    hdb_server *s = c->s;
     char buf[256];
     if (code == GRPC_STATUS_OK && resp != NULL) {
         size_t size = protobuf_c_message_get_packed_size(resp);
@@ -235,7 +224,7 @@ static void finish(call_ctx *c, int code, const ProtobufCMessage *resp, const ch
 }
 
 static void handle_unary(call_ctx *c) {
-    hdb_server *s = c->w->s;
+    hdb_server *s = c->s;
     const hdb_rpc_method *m = &s->methods[c->method];
     char err[ERRLEN];
     err[0] = '\0';
@@ -345,8 +334,7 @@ static void *handler_main(void *arg) {
     return NULL;
 }
 
-static void pool_start(hdb_server *s, pool *p, int threads) {
-    p->s = s;
+static void pool_start(pool *p, int threads) {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->threads = hdb_calloc((size_t)threads, sizeof *p->threads);
@@ -375,11 +363,10 @@ static bool is_health(const hdb_rpc_method *m) {
     return strcmp(m->service, "grpc.health.v1.Health") == 0;
 }
 
-static void *worker_main(void *arg) {
-    worker *w = arg;
-    hdb_server *s = w->s;
+static void *call_thread_main(void *arg) {
+    hdb_server *s = arg;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
         if (ev.type != GRPC_OP_COMPLETE) continue;
         call_ctx *c = ev.tag;
@@ -390,7 +377,7 @@ static void *worker_main(void *arg) {
             }
             atomic_fetch_add(&s->inflight, 1);
             c->start_ns = hdb_mono_ns();
-            if (!atomic_load(&s->stopping)) post_request(w, c->kind, c->method);
+            if (!atomic_load(&s->stopping)) post_request(s, c->kind, c->method);
             if (c->kind == CALL_UNKNOWN)
                 handle_unknown(c);
             else if (atomic_load(&s->draining) && !is_health(&s->methods[c->method]))
@@ -425,7 +412,7 @@ static void drain_and_destroy(grpc_completion_queue *cq) {
 }
 
 static void server_free(hdb_server *s) {
-    hdb_free(s->workers);
+    hdb_free(s->threads);
     hdb_free(s->handles);
     hdb_free(s->methods);
     hdb_free(s);
@@ -478,12 +465,7 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
     }
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->srv, s->cq, NULL);
-    s->nworkers = cfg->threads;
-    s->workers = hdb_calloc((size_t)s->nworkers, sizeof *s->workers);
-    for (int i = 0; i < s->nworkers; i++) {
-        s->workers[i].s = s;
-        s->workers[i].cq = s->cq;
-    }
+    s->threads = hdb_calloc((size_t)cfg->threads, sizeof *s->threads);
     s->ctl = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->srv, s->ctl, NULL);
 
@@ -502,18 +484,14 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
     grpc_server_start(s->srv);
     /* Arm the slots before any thread polls: nothing can arrive unseen. */
     for (size_t i = 0; i < s->nmethods; i++)
-        for (int j = 0; j < SLOTS_PER_METHOD; j++) post_request(&s->workers[0], CALL_UNARY, i);
-    for (int j = 0; j < SLOTS_PER_METHOD; j++) post_request(&s->workers[0], CALL_UNKNOWN, 0);
-    pool_start(s, &s->model, cfg->model_rpc_threads);
-    int started = 0;
-    for (int i = 0; i < s->nworkers; i++)
-        if (pthread_create(&s->workers[started].thread, NULL, worker_main,
-                           &s->workers[started]) == 0)
-            started++;
-    HDB_ASSERT(started > 0);
-    if (started < s->nworkers)
-        HDB_WARN("server", "started %d of %d call threads", started, s->nworkers);
-    s->nworkers = started;
+        for (int j = 0; j < SLOTS_PER_METHOD; j++) post_request(s, CALL_UNARY, i);
+    for (int j = 0; j < SLOTS_PER_METHOD; j++) post_request(s, CALL_UNKNOWN, 0);
+    pool_start(&s->model, cfg->model_rpc_threads);
+    for (int i = 0; i < cfg->threads; i++)
+        if (pthread_create(&s->threads[s->nthreads], NULL, call_thread_main, s) == 0) s->nthreads++;
+    HDB_ASSERT(s->nthreads > 0);
+    if (s->nthreads < cfg->threads)
+        HDB_WARN("server", "started %d of %d call threads", s->nthreads, cfg->threads);
     *port = bound;
     *out = s;
     return HDB_OK;
@@ -561,7 +539,7 @@ void hdb_server_stop(hdb_server *s) {
     grpc_server_destroy(s->srv);
     /* The call threads drain the queue and exit on GRPC_QUEUE_SHUTDOWN. */
     grpc_completion_queue_shutdown(s->cq);
-    for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i].thread, NULL);
+    for (int i = 0; i < s->nthreads; i++) pthread_join(s->threads[i], NULL);
     grpc_completion_queue_destroy(s->cq);
     drain_and_destroy(s->ctl);
     server_free(s);

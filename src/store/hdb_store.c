@@ -238,9 +238,9 @@ static const rocksdb_readoptions_t *ro_of(const hdb_store *s, const hdb_snap *sn
 }
 
 /* Moves a malloc'ed RocksDB value into the arena. */
+/* Moves a value RocksDB allocated into the arena. */
 static unsigned char *to_arena(hdb_arena *arena, char *v, size_t n) {
-    unsigned char *p = hdb_arena_alloc(arena, n ? n : 1);
-    if (n) memcpy(p, v, n);
+    unsigned char *p = hdb_arena_memdup(arena, v, n);
     rocksdb_free(v);
     return p;
 }

@@ -90,6 +90,26 @@ static int64_t *iota_labels(size_t n) {
     return l;
 }
 
+/* A test's data: n random base vectors x (labels l = 0..n-1) and nq random queries q, all of
+ * dimension d, drawn in that order from s. Free with data_free. */
+typedef struct {
+    float *x, *q;
+    int64_t *l;
+} test_data;
+
+static test_data random_data(uint64_t *s, size_t n, size_t nq, size_t d) {
+    test_data r = {alloc_floats(n * d), alloc_floats(nq * d), iota_labels(n)};
+    fill_random(s, r.x, n, d);
+    fill_random(s, r.q, nq, d);
+    return r;
+}
+
+static void data_free(test_data *r) {
+    free(r->x);
+    free(r->q);
+    free(r->l);
+}
+
 /* ---- reference model and brute force ------------------------------------------------------ */
 
 /* What the engine should hold: vector and liveness of every label below cap. */
@@ -426,10 +446,9 @@ static void test_ef_override(void **state) {
     (void)state;
     enum { N = 5000, D = 32, NQ = 200, K = 10 };
     uint64_t s = 7;
-    float *x = alloc_floats((size_t)N * D), *q = alloc_floats((size_t)NQ * D);
-    fill_random(&s, x, N, D);
-    fill_random(&s, q, NQ, D);
-    int64_t *l = iota_labels(N);
+    test_data td = random_data(&s, N, NQ, D);
+    float *x = td.x, *q = td.q;
+    int64_t *l = td.l;
     model m;
     model_init(&m, HDB_METRIC_L2, D, N);
     hdb_hnsw_params p = {
@@ -460,9 +479,7 @@ static void test_ef_override(void **state) {
     model_free(&m);
     free(a);
     free(b);
-    free(l);
-    free(x);
-    free(q);
+    data_free(&td);
 }
 
 /* Replacing the vectors of 20% of the labels moves them: found at ~0 by their new vectors,
@@ -471,11 +488,10 @@ static void test_update_in_place(void **state) {
     (void)state;
     enum { N = 5000, D = 32, NQ = 200, K = 10, NU = N / 5 };
     uint64_t s = 11;
-    float *x = alloc_floats((size_t)N * D), *q = alloc_floats((size_t)NQ * D);
+    test_data td = random_data(&s, N, NQ, D);
+    float *x = td.x, *q = td.q;
+    int64_t *l = td.l, ul[NU];
     float *old = alloc_floats((size_t)NU * D), *nv = alloc_floats((size_t)NU * D);
-    fill_random(&s, x, N, D);
-    fill_random(&s, q, NQ, D);
-    int64_t *l = iota_labels(N), ul[NU];
     model m;
     model_init(&m, HDB_METRIC_L2, D, N);
     hdb_hnsw *h = make(HDB_METRIC_L2, D, 0, 0);
@@ -512,9 +528,7 @@ static void test_update_in_place(void **state) {
     free(out);
     free(old);
     free(nv);
-    free(l);
-    free(x);
-    free(q);
+    data_free(&td);
 }
 
 /* Removed labels never appear; a removed label comes back when upserted again. */
@@ -522,10 +536,9 @@ static void test_remove(void **state) {
     (void)state;
     enum { N = 5000, D = 32, NQ = 300, K = 20 };
     uint64_t s = 13;
-    float *x = alloc_floats((size_t)N * D), *q = alloc_floats((size_t)NQ * D);
-    fill_random(&s, x, N, D);
-    fill_random(&s, q, NQ, D);
-    int64_t *l = iota_labels(N);
+    test_data td = random_data(&s, N, NQ, D);
+    float *x = td.x, *q = td.q;
+    int64_t *l = td.l;
     model m;
     model_init(&m, HDB_METRIC_COSINE, D, N);
     hdb_hnsw *h = make(HDB_METRIC_COSINE, D, 0, 0);
@@ -585,9 +598,7 @@ static void test_remove(void **state) {
     free(back);
     free(rest);
     free(rl);
-    free(l);
-    free(x);
-    free(q);
+    data_free(&td);
 }
 
 /* 20 rounds of removing 500 labels and adding 500 new ones: slots are reused, so the graph
@@ -597,10 +608,9 @@ static void test_churn(void **state) {
     enum { N = 5000, D = 32, NQ = 200, K = 10, ROUNDS = 20, STEP = 500 };
     enum { CAP = N + ROUNDS * STEP };
     uint64_t s = 17;
-    float *x = alloc_floats((size_t)CAP * D), *q = alloc_floats((size_t)NQ * D);
-    fill_random(&s, x, CAP, D);
-    fill_random(&s, q, NQ, D);
-    int64_t *l = iota_labels(CAP);
+    test_data td = random_data(&s, CAP, NQ, D);
+    float *x = td.x, *q = td.q;
+    int64_t *l = td.l;
     model m;
     model_init(&m, HDB_METRIC_L2, D, CAP);
     /* m 12 / ef_construction 100: a slot reuse re-selects the links of every old neighbour
@@ -639,9 +649,7 @@ static void test_churn(void **state) {
     unlink(path);
     hdb_hnsw_free(h);
     model_free(&m);
-    free(l);
-    free(x);
-    free(q);
+    data_free(&td);
 }
 
 /* Save and load give the same results, before and after further writes. */
@@ -649,10 +657,9 @@ static void test_save_load(void **state) {
     (void)state;
     enum { N = 3000, D = 24, NQ = 100, K = 10 };
     uint64_t s = 19;
-    float *x = alloc_floats((size_t)(N + 200) * D), *q = alloc_floats((size_t)NQ * D);
-    fill_random(&s, x, N + 200, D);
-    fill_random(&s, q, NQ, D);
-    int64_t *l = iota_labels(N + 200);
+    test_data td = random_data(&s, N + 200, NQ, D);
+    float *x = td.x, *q = td.q;
+    int64_t *l = td.l;
     hdb_hnsw_params p = {.dim = D, .metric = HDB_METRIC_IP, .m = 12, .ef_construction = 100};
     hdb_hnsw *a = NULL, *b = NULL;
     char err[256] = "", path[512];
@@ -724,9 +731,7 @@ static void test_save_load(void **state) {
     hdb_hnsw_free(a);
     free(ra);
     free(rb);
-    free(l);
-    free(x);
-    free(q);
+    data_free(&td);
 }
 
 /* Loads buf (written to path) and expects rc; nothing may crash. */
