@@ -29,7 +29,10 @@ enum {
     HDB_EUNAVAIL = -10,  /* shutting down, or not ready yet */
     HDB_EUNIMPL = -11,   /* the operation is not implemented */
     HDB_EINTERNAL = -12, /* a bug or a failure inside a library */
-    HDB_ECANCELLED = -13 /* the client went away */
+    HDB_ECANCELLED = -13, /* the client went away */
+    HDB_EFULL = -14,      /* the disk holding the data is (nearly) full; writes resume once
+                           * space is freed */
+    HDB_ETRIMMED = -15    /* the timeline no longer holds the entries asked for */
 };
 
 /* Returns a static, human-readable name for rc, e.g. "invalid argument". Never NULL. */

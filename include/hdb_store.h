@@ -7,6 +7,10 @@
  * write-ahead log; with sync on, each hdb_store_write fsyncs it before returning, and RocksDB
  * merges concurrent writers into one fsync.
  *
+ * A full disk is refused, not met: writes go through a disk guard (hdb_diskguard.h) that keeps
+ * storage.min_free_bytes free for RocksDB's own flushes, compactions and recovery, and fails
+ * writes with HDB_EFULL below it. Reads never stop.
+ *
  * Thread-safety: all functions may be called from any thread, except that one hdb_batch or
  * hdb_iter must not be used by two threads at once. Creating and dropping column families is
  * serialised inside the store.
@@ -34,11 +38,16 @@ typedef struct {
     bool sync;                 /* fsync the WAL on every hdb_store_write */
     size_t block_cache_bytes;  /* shared LRU block cache */
     size_t write_buffer_bytes; /* memtable size per column family */
+    uint64_t min_free_bytes;   /* disk reserve that writes never use (hdb_diskguard.h); 0: off */
+    const char *ballast_path;  /* emergency reserve file; NULL: none */
+    uint64_t ballast_bytes;
 } hdb_store_options;
 
-/* Opens (or creates) the database at o->path with every column family it has. Fails with
- * HDB_EIO and RocksDB's message when the directory is locked by another process or unreadable.
- * Close with hdb_store_close. */
+/* Opens (or creates) the database at o->path with every column family it has. The disk guard
+ * starts first, so that a nearly full disk releases its ballast before RocksDB replays its log
+ * (which then stays in memory rather than being flushed at once). Fails with HDB_EIO and
+ * RocksDB's message when the directory is locked by another process or unreadable. Close with
+ * hdb_store_close. */
 int hdb_store_open(hdb_store **out, const hdb_store_options *o, char *err, size_t errlen);
 
 /* Flushes nothing extra (the WAL already holds every acknowledged write), releases every column
@@ -78,7 +87,9 @@ int hdb_store_multi_get(hdb_store *s, hdb_cf *cf, const hdb_snap *snap, size_t n
                         const unsigned char *const *keys, const size_t *klens, hdb_arena *arena,
                         unsigned char **vals, size_t *vlens, char *err, size_t errlen);
 
-/* Writes one key/value pair on its own (used for catalog entries), fsynced when sync is on. */
+/* Writes one key/value pair on its own (used for catalog entries), fsynced when sync is on.
+ * Like hdb_store_delete and hdb_store_cf_create, a metadata write: refused (HDB_EFULL) only when
+ * free space is below half the reserve. */
 int hdb_store_put(hdb_store *s, hdb_cf *cf, const void *key, size_t klen, const void *val,
                   size_t vlen, char *err, size_t errlen);
 
@@ -109,8 +120,37 @@ void hdb_batch_rollback(hdb_batch *b);
 /* Number of queued operations. */
 size_t hdb_batch_count(hdb_batch *b);
 
-/* Applies the batch atomically (fsynced when sync is on). The batch may be freed afterwards. */
+/* Applies the batch atomically (fsynced when sync is on). The batch may be freed afterwards.
+ * HDB_EFULL (nothing written) when the batch would leave less than the disk reserve free. */
 int hdb_store_write(hdb_store *s, hdb_batch *b, char *err, size_t errlen);
+
+/* Bytes the batch would write (its serialised size). */
+size_t hdb_batch_bytes(hdb_batch *b);
+
+/* --- range deletion, sizes, free space --- */
+
+/* Deletes every key of cf in [start, end): a durable range tombstone, then the table files that
+ * lie wholly inside the range are removed at once and compaction is asked to reclaim the rest
+ * in the background. Any iterator or snapshot must not read that range any more. */
+int hdb_store_delete_range(hdb_store *s, hdb_cf *cf, const void *start, size_t slen,
+                           const void *end, size_t elen, char *err, size_t errlen);
+
+/* Approximate bytes cf holds: its table files plus its memtables. */
+uint64_t hdb_store_cf_bytes(hdb_store *s, hdb_cf *cf);
+
+/* HDB_OK when `bytes` more may be written (meta: a metadata write), else HDB_EFULL with the
+ * message clients get. For writes outside RocksDB that share its disk (index snapshots). */
+int hdb_store_space_check(hdb_store *s, uint64_t bytes, bool meta, char *err, size_t errlen);
+
+/* Free-space figures of the disk under the database. */
+typedef struct {
+    uint64_t free_bytes, total_bytes, min_free_bytes;
+    bool writable; /* data writes are accepted now */
+    bool ballast_present;
+    const char *path; /* the database directory; valid while the store is open */
+} hdb_store_space;
+
+void hdb_store_space_get(hdb_store *s, hdb_store_space *out);
 
 /* --- iterators --- */
 

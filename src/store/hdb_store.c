@@ -4,6 +4,7 @@
 #include "hdb_store.h"
 
 #include "hdb_arena.h"
+#include "hdb_diskguard.h"
 #include "hdb_err.h"
 #include "hdb_file.h"
 #include "hdb_log.h"
@@ -21,6 +22,8 @@ struct hdb_cf {
 };
 
 struct hdb_store {
+    char *path;
+    hdb_diskguard *guard;
     rocksdb_t *db;
     rocksdb_options_t *opts;
     rocksdb_block_based_table_options_t *table;
@@ -76,6 +79,12 @@ int hdb_store_open(hdb_store **out, const hdb_store_options *o, char *err, size_
     pthread_mutex_init(&s->cf_mu, NULL);
 
     if ((rc = hdb_mkdir_p(o->path, err, errlen)) != HDB_OK) goto fail;
+    s->path = hdb_strdup(o->path);
+    hdb_diskguard_options go = {.path = o->path,
+                                .min_free_bytes = o->min_free_bytes,
+                                .ballast_path = o->ballast_path,
+                                .ballast_bytes = o->ballast_bytes};
+    if ((rc = hdb_diskguard_open(&s->guard, &go, err, errlen)) != HDB_OK) goto fail;
 
     s->cache = rocksdb_cache_create_lru(o->block_cache_bytes);
     s->table = rocksdb_block_based_options_create();
@@ -92,8 +101,25 @@ int hdb_store_open(hdb_store **out, const hdb_store_options *o, char *err, size_
     rocksdb_options_set_compression(s->opts, rocksdb_lz4_compression);
     /* Many column families with little traffic must not pin old WAL files forever. */
     rocksdb_options_set_max_total_wal_size(s->opts, 256u << 20);
-    rocksdb_options_set_keep_log_file_num(s->opts, 5);
-    rocksdb_options_set_max_log_file_size(s->opts, 16u << 20);
+    /* RocksDB's own LOG file: warnings only, a few small files (it shares the data disk). */
+    rocksdb_options_set_info_log_level(s->opts, 2 /* WARN_LEVEL */);
+    rocksdb_options_set_keep_log_file_num(s->opts, 3);
+    rocksdb_options_set_max_log_file_size(s->opts, 4u << 20);
+    /* Replaying the WAL at open keeps what it recovers in memory instead of writing it out as
+     * new table files first: a restart then needs next to no free space. The C API has no
+     * setter for this option, hence the options string. */
+    {
+        rocksdb_options_t *o2 = rocksdb_options_create();
+        rocksdb_get_options_from_string(s->opts, "avoid_flush_during_recovery=true", o2, &rerr);
+        if (rerr != NULL) {
+            rocksdb_options_destroy(o2);
+            rc = take_err(rerr, HDB_EINTERNAL, err, errlen, "database options");
+            rerr = NULL;
+            goto fail;
+        }
+        rocksdb_options_destroy(s->opts);
+        s->opts = o2;
+    }
 
     names = rocksdb_list_column_families(s->opts, o->path, &nnames, &rerr);
     if (rerr != NULL) {
@@ -148,6 +174,8 @@ void hdb_store_close(hdb_store *s) {
     if (s->opts) rocksdb_options_destroy(s->opts);
     if (s->table) rocksdb_block_based_options_destroy(s->table);
     if (s->cache) rocksdb_cache_destroy(s->cache);
+    hdb_diskguard_close(s->guard);
+    hdb_free(s->path);
     pthread_mutex_destroy(&s->cf_mu);
     hdb_free(s);
 }
@@ -168,6 +196,8 @@ hdb_cf *hdb_store_cf(hdb_store *s, const char *name) {
 int hdb_store_cf_create(hdb_store *s, const char *name, hdb_cf **out, char *err, size_t errlen) {
     if (hdb_store_cf(s, name) != NULL)
         return hdb_errf(err, errlen, HDB_EEXIST, "column family %s already exists", name);
+    int grc = hdb_diskguard_check(s->guard, 0, HDB_WRITE_META, err, errlen);
+    if (grc != HDB_OK) return grc;
     char *rerr = NULL;
     pthread_mutex_lock(&s->cf_mu);
     rocksdb_column_family_handle_t *h = rocksdb_create_column_family(s->db, s->opts, name, &rerr);
@@ -289,6 +319,8 @@ int hdb_store_multi_get(hdb_store *s, hdb_cf *cf, const hdb_snap *snap, size_t n
 
 int hdb_store_put(hdb_store *s, hdb_cf *cf, const void *key, size_t klen, const void *val,
                   size_t vlen, char *err, size_t errlen) {
+    int rc = hdb_diskguard_check(s->guard, klen + vlen, HDB_WRITE_META, err, errlen);
+    if (rc != HDB_OK) return rc;
     char *rerr = NULL;
     rocksdb_put_cf(s->db, s->wopts, cf->h, key, klen, val, vlen, &rerr);
     if (rerr != NULL) return take_err(rerr, HDB_EIO, err, errlen, "write");
@@ -297,6 +329,8 @@ int hdb_store_put(hdb_store *s, hdb_cf *cf, const void *key, size_t klen, const 
 
 int hdb_store_delete(hdb_store *s, hdb_cf *cf, const void *key, size_t klen, char *err,
                      size_t errlen) {
+    int rc = hdb_diskguard_check(s->guard, klen, HDB_WRITE_META, err, errlen);
+    if (rc != HDB_OK) return rc;
     char *rerr = NULL;
     rocksdb_delete_cf(s->db, s->wopts, cf->h, key, klen, &rerr);
     if (rerr != NULL) return take_err(rerr, HDB_EIO, err, errlen, "delete");
@@ -356,7 +390,15 @@ size_t hdb_batch_count(hdb_batch *b) {
     return (size_t)rocksdb_writebatch_wi_count(b->wb);
 }
 
+size_t hdb_batch_bytes(hdb_batch *b) {
+    size_t n = 0;
+    rocksdb_writebatch_wi_data(b->wb, &n);
+    return n;
+}
+
 int hdb_store_write(hdb_store *s, hdb_batch *b, char *err, size_t errlen) {
+    int rc = hdb_diskguard_check(s->guard, hdb_batch_bytes(b), HDB_WRITE_DATA, err, errlen);
+    if (rc != HDB_OK) return rc;
     char *rerr = NULL;
     rocksdb_write_writebatch_wi(s->db, s->wopts, b->wb, &rerr);
     if (rerr != NULL) return take_err(rerr, HDB_EIO, err, errlen, "write");
@@ -413,4 +455,51 @@ int hdb_iter_status(const hdb_iter *it, char *err, size_t errlen) {
     rocksdb_iter_get_error(it->it, &rerr);
     if (rerr != NULL) return take_err(rerr, HDB_EIO, err, errlen, "iterate");
     return HDB_OK;
+}
+
+/* ---------------------------------------------------------------- ranges, sizes, space */
+
+int hdb_store_delete_range(hdb_store *s, hdb_cf *cf, const void *start, size_t slen,
+                           const void *end, size_t elen, char *err, size_t errlen) {
+    char *rerr = NULL;
+    rocksdb_delete_range_cf(s->db, s->wopts, cf->h, start, slen, end, elen, &rerr);
+    if (rerr != NULL) return take_err(rerr, HDB_EIO, err, errlen, "delete range");
+    /* The tombstone hides the keys; whole files under it can go now, the rest with the
+     * compaction that is suggested here (both only reclaim space, so failures are logged). */
+    rocksdb_delete_file_in_range_cf(s->db, cf->h, start, slen, end, elen, &rerr);
+    if (rerr != NULL) {
+        HDB_WARN("store", "%s: removing files of a deleted range: %s", cf->name, rerr);
+        rocksdb_free(rerr);
+        rerr = NULL;
+    }
+    rocksdb_suggest_compact_range_cf(s->db, cf->h, start, slen, end, elen, &rerr);
+    if (rerr != NULL) {
+        HDB_WARN("store", "%s: compaction of a deleted range: %s", cf->name, rerr);
+        rocksdb_free(rerr);
+    }
+    return HDB_OK;
+}
+
+uint64_t hdb_store_cf_bytes(hdb_store *s, hdb_cf *cf) {
+    uint64_t sst = 0, mem = 0;
+    if (rocksdb_property_int_cf(s->db, cf->h, "rocksdb.total-sst-files-size", &sst) != 0) sst = 0;
+    if (rocksdb_property_int_cf(s->db, cf->h, "rocksdb.cur-size-all-mem-tables", &mem) != 0)
+        mem = 0;
+    return sst + mem;
+}
+
+int hdb_store_space_check(hdb_store *s, uint64_t bytes, bool meta, char *err, size_t errlen) {
+    return hdb_diskguard_check(s->guard, bytes, meta ? HDB_WRITE_META : HDB_WRITE_DATA, err,
+                               errlen);
+}
+
+void hdb_store_space_get(hdb_store *s, hdb_store_space *out) {
+    hdb_diskguard_state st;
+    hdb_diskguard_state_get(s->guard, &st);
+    *out = (hdb_store_space){.free_bytes = st.free_bytes,
+                             .total_bytes = st.total_bytes,
+                             .min_free_bytes = st.min_free_bytes,
+                             .writable = st.writable,
+                             .ballast_present = st.ballast_present,
+                             .path = s->path};
 }

@@ -23,6 +23,8 @@ const char *hdb_strerror(int rc) {
     case HDB_EUNIMPL: return "not implemented";
     case HDB_EINTERNAL: return "internal error";
     case HDB_ECANCELLED: return "cancelled";
+    case HDB_EFULL: return "disk full";
+    case HDB_ETRIMMED: return "trimmed";
     default: return "unknown error";
     }
 }
