@@ -2,12 +2,18 @@
  * hdb_applier.h - the background thread that keeps one index in step with its data source.
  *
  * At start it loads the index's newest snapshot and replays only the timeline after it; with
- * no usable snapshot (none, damaged, or written for another spec) it builds the index from the
- * data source's points, read from one consistent RocksDB snapshot taken together with the seq it
- * holds, while uploads go on. Then it follows the timeline: woken by each commit, it reads the
- * new entries in batches and applies them to the split engines in seq order, and records the
- * seq it has applied. It saves a snapshot when enough has changed and enough time has passed,
- * after a build, and on a clean stop (after catching up).
+ * no usable snapshot (none, damaged, written for another spec, or older than what the timeline
+ * still holds) it builds the index from the data source's points, read from one consistent
+ * snapshot of the table taken together with the seq it holds, while uploads go on. Then it
+ * follows the timeline as a subscriber (hdb_timeline.h): woken after each durable commit, it
+ * reads the new entries in batches and applies them to the split engines in seq order, and
+ * records the seq it has applied. It saves a snapshot when enough has changed and enough time
+ * has passed, after a build, and on a clean stop (after catching up); snapshots are skipped
+ * while the disk is full. After each durable snapshot (and after a build) it tells the
+ * timeline that it no longer needs the entries before it, so that the timeline stays bounded.
+ *
+ * Thread-safety: every function may be called from any thread; start, stop and free by the
+ * owner only.
  *
  * States (numbers equal hilbert.v1.IndexState): BUILDING until the index can serve, READY while
  * following, FAILED after an error it cannot get past (the reason is in the status detail).
@@ -26,18 +32,16 @@ extern "C" {
 #endif
 
 typedef struct hdb_applier hdb_applier;
-typedef struct hdb_store hdb_store;
-typedef struct hdb_cf hdb_cf;
-typedef struct hdb_commit hdb_commit;
+typedef struct hdb_table hdb_table;
+typedef struct hdb_timeline hdb_timeline;
 
 enum { HDB_INDEX_READY = 1, HDB_INDEX_BUILDING = 2, HDB_INDEX_FAILED = 3 };
 
 typedef struct {
     const char *label;           /* "name@version", for logs; copied */
-    hdb_store *store;            /* borrowed; must outlive the applier */
-    hdb_cf *points_cf;           /* the data source's column families; borrowed */
-    hdb_cf *timeline_cf;
-    hdb_commit *commit;          /* the data source's commit queue; borrowed */
+    hdb_table *table;            /* the data source's points, for builds; borrowed, must
+                                  * outlive the applier */
+    hdb_timeline *timeline;      /* the changes to follow; borrowed, likewise */
     hdb_index_params params;     /* copied, split names included */
     const char *snapshot_dir;    /* this index's directory; copied */
     bool load_snapshot;          /* try the snapshot first (false for a new index) */
@@ -49,9 +53,6 @@ typedef struct {
 /* Starts the thread. The applier owns the index it loads or builds. Stop with
  * hdb_applier_stop, then release with hdb_applier_free. */
 int hdb_applier_start(hdb_applier **out, const hdb_applier_config *c, char *err, size_t errlen);
-
-/* Tells the applier that new entries were committed. Cheap; any thread. */
-void hdb_applier_notify(hdb_applier *a);
 
 /* Returns the index for searching when READY (valid until hdb_applier_free). Otherwise
  * HDB_EUNAVAIL with the state and progress in err. */
@@ -66,6 +67,7 @@ typedef struct {
     int state;
     uint64_t applied_seq;
     uint64_t snapshot_seq;     /* 0 when no snapshot has been written or loaded */
+    uint64_t keep_from;        /* the lowest timeline seq this index still needs */
     int64_t snapshot_time_us;
     char detail[256];          /* progress, engine notes or the failure reason */
 } hdb_applier_status;

@@ -1,7 +1,7 @@
 /*
- * hdb_catalog.h - the registry of data sources and indices: validation of their definitions,
- * durable storage of those definitions in the "catalog" column family, creation and removal of
- * the per-source column families, and the rebuild of indices at start.
+ * hdb_catalog.h - the registry of data sources, indices and model spaces: validation of their
+ * definitions, their durable storage (hdb_defs.h), creation and removal of each source's table
+ * (hdb_table.h), and the start of every index's applier.
  *
  * Data sources and indices are reference-counted objects. Lookups return a new reference that
  * the caller releases with hdb_source_unref / hdb_ixent_unref; a dropped object disappears from
@@ -10,6 +10,10 @@
  *
  * Definitions arrive as the API's protobuf-c spec messages, from the Catalog service or from
  * the config file, and both go through the same validation.
+ *
+ * Thread-safety: every function may be called from any thread. Creates and drops are
+ * serialised by one DDL lock; lookups take a read lock briefly and never wait for DDL. Lock
+ * order: DDL lock -> a source's commit queue (hdb_table_exclusive) -> the registry lock.
  */
 #ifndef HDB_CATALOG_H
 #define HDB_CATALOG_H
@@ -29,8 +33,6 @@ extern "C" {
 
 typedef struct hdb_arena hdb_arena;
 typedef struct hdb_catalog hdb_catalog;
-typedef struct hdb_cf hdb_cf;
-typedef struct hdb_commit hdb_commit;
 typedef struct hdb_config hdb_config;
 typedef struct hdb_applier hdb_applier;
 typedef struct hdb_index hdb_index;
@@ -54,45 +56,47 @@ typedef struct {
 } hdb_schema;
 
 typedef struct hdb_model hdb_model;
+typedef struct hdb_source hdb_source;
+typedef struct hdb_table hdb_table;
 
-/* A data source. Fields marked (immutable) never change after creation; the rest are guarded
- * as noted. */
-typedef struct hdb_source {
-    uint64_t id;          /* (immutable) internal id; names its column families */
-    char *label;          /* (immutable) "name@version" */
-    char *name, *version; /* (immutable) */
-    hdb_schema schema;    /* (immutable) */
-    unsigned char *spec_bytes; /* (immutable) the normalised DataSourceSpec, packed */
-    size_t spec_len;
-    hdb_store *store;        /* (immutable) borrowed */
-    hdb_cf *points_cf;       /* (immutable) */
-    hdb_cf *timeline_cf;     /* (immutable) */
-    hdb_commit *commit;      /* (immutable) the group-commit queue of every write */
-    /* Indices reading this source. Changed only by a holder of the commit queue that also
-     * holds the catalog lock for writing; readable by either. Each entry holds no extra ref. */
-    hdb_ixent **indices;
-    size_t nindices;
-    _Atomic int64_t point_count; /* live points; changed by the commit queue's applied hooks */
-    bool owned_by_space;         /* (immutable) belongs to a model space; dropped with it */
-    _Atomic bool dropped;
-    _Atomic int refs;
-} hdb_source;
+/* A data source and an index are opaque; these accessors read what never changes after
+ * creation (valid while the caller holds a reference). */
+const char *hdb_source_label(const hdb_source *src); /* "name@version" */
+const char *hdb_source_name(const hdb_source *src);
+const char *hdb_source_version(const hdb_source *src);
+const hdb_schema *hdb_source_schema(const hdb_source *src);
+hdb_table *hdb_source_table(hdb_source *src); /* its storage (hdb_table.h) */
+bool hdb_source_dropped(const hdb_source *src);   /* dropped since the lookup */
 
-/* An index as the catalog sees it: its definition and its engines. */
-struct hdb_ixent {
-    uint64_t id;          /* (immutable) */
-    char *label;          /* (immutable) "name@version" */
-    char *name, *version; /* (immutable) */
-    unsigned char *spec_bytes; /* (immutable) the normalised IndexSpec, packed */
-    size_t spec_len;
-    hdb_metric metric;    /* (immutable) */
-    hdb_source *source;   /* (immutable) holds a reference */
-    hdb_applier *applier; /* (immutable) keeps the split engines in step; owns the index */
-    char *dir;            /* (immutable) snapshot directory */
-    bool owned_by_space;  /* (immutable) belongs to a model space; dropped with it */
-    _Atomic bool dropped;
-    _Atomic int refs;
-};
+const char *hdb_ixent_label(const hdb_ixent *ix);
+hdb_metric hdb_ixent_metric(const hdb_ixent *ix);
+hdb_source *hdb_ixent_source(hdb_ixent *ix);      /* borrowed: valid while ix is */
+hdb_applier *hdb_ixent_applier(hdb_ixent *ix);    /* borrowed: valid while ix is */
+
+/* The state of a data source, read now. */
+typedef struct {
+    uint64_t last_seq;          /* newest durable seq */
+    uint64_t point_count;       /* live points */
+    uint64_t timeline_first_seq; /* oldest entry the timeline retains */
+    uint64_t timeline_entries;  /* entries it retains */
+    uint64_t timeline_bytes;    /* approximate bytes they take */
+} hdb_source_status;
+
+void hdb_source_status_get(hdb_source *src, hdb_source_status *st);
+
+/* The state of an index, read now. */
+typedef struct {
+    int state;                 /* HDB_INDEX_READY, _BUILDING or _FAILED */
+    uint64_t applied_seq, source_last_seq, lag_entries;
+    double lag_seconds;        /* age of the oldest entry not applied yet; 0 when caught up */
+    uint64_t snapshot_seq;
+    int64_t snapshot_time_us;
+    uint64_t retained_entries; /* timeline entries kept for this index (after its snapshot) */
+    uint64_t retained_bytes;   /* their approximate size */
+    char detail[256];
+} hdb_ixent_status;
+
+void hdb_ixent_status_get(hdb_ixent *ix, hdb_ixent_status *st);
 
 /* The version of the data source and index that a model space owns: name@space. */
 #define HDB_SPACE_VERSION "space"
@@ -125,6 +129,9 @@ typedef struct hdb_space {
  * crash during a create or drop). cfg provides the limits and must outlive the catalog. */
 int hdb_catalog_open(hdb_catalog **out, hdb_store *store, const hdb_config *cfg, char *err,
                      size_t errlen);
+
+/* True while the disk under the store has room for data writes (hdb_diskguard.h). */
+bool hdb_catalog_writable(hdb_catalog *cat);
 
 /* Stops every applier (each catches up and saves a final snapshot), closes the catalog and
  * releases its references. Every reference handed out must have been released. NULL is

@@ -50,9 +50,16 @@ struct hdb_commit_job {
     hdb_commit_job *_next;
 };
 
-/* Creates a queue writing to store, whose last used seq is last_seq. Free with
- * hdb_commit_free (NULL allowed) once no thread uses it. */
-hdb_commit *hdb_commit_create(hdb_store *store, uint64_t last_seq);
+/* Called once after each durable group (and each hdb_commit_submit_all write), after the jobs'
+ * applied hooks, on the leader's thread with the queue still held; last_seq is the newest seq
+ * now durable. Must be quick: wake threads, do not wait for them. */
+typedef void (*hdb_commit_group_fn)(void *arg, uint64_t last_seq);
+
+/* Creates a queue writing to store, whose last used seq is last_seq. on_group (NULL allowed)
+ * runs after every durable group. Free with hdb_commit_free (NULL allowed) once no thread uses
+ * it. */
+hdb_commit *hdb_commit_create(hdb_store *store, uint64_t last_seq, hdb_commit_group_fn on_group,
+                              void *arg);
 void hdb_commit_free(hdb_commit *q);
 
 /* Submits job (caller-owned; it must stay valid until this returns) and blocks until it is
@@ -72,7 +79,9 @@ int hdb_commit_submit_all(hdb_commit *const *qs, hdb_commit_job *const *jobs, si
  * jobs wait meanwhile. Returns fn's result. */
 int hdb_commit_exclusive(hdb_commit *q, int (*fn)(void *arg), void *arg);
 
-/* The last seq made durable. Safe from any thread. */
+/* The last seq made durable. Safe from any thread. Every job's applied hook has run for seqs up
+ * to it by the time hdb_commit_submit returns to that job's submitter, but a reader on another
+ * thread may see it before the hooks of its group have run. */
 uint64_t hdb_commit_last_seq(hdb_commit *q);
 
 #ifdef __cplusplus

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hdb_types.h" /* hdb_all_finite, which lived here */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -38,9 +40,6 @@ float hdb_norm_sq(const float *a, size_t d);
 /* Scales a to unit length in place. A zero vector is left as it is. Returns the original norm. */
 float hdb_normalize(float *a, size_t d);
 
-/* Returns 1 when every component is finite (no NaN or +-Inf), else 0; when 0 and bad_index is
- * not NULL, stores the index of the first bad component there. */
-int hdb_all_finite(const float *a, size_t d, size_t *bad_index);
 
 /* One query against n base vectors stored row-major (n x d): out[j] = l2sq(q, base + j*d). */
 void hdb_l2sq_ny(const float *q, const float *base, size_t n, size_t d, float *out);

@@ -109,6 +109,15 @@ const hdb_attr *hdb_attr_find(const hdb_attr *attrs, size_t n, const char *name,
 /* Sorts attrs by name in place. */
 void hdb_attrs_sort(hdb_attr *attrs, size_t n);
 
+/* Returns 1 when every component is finite (no NaN or +-Inf), else 0; when 0 and bad_index is
+ * not NULL, stores the index of the first bad component there. */
+int hdb_all_finite(const float *a, size_t d, size_t *bad_index);
+
+/* Checks a sparse vector: indices strictly increasing and below dim, values finite. On failure
+ * returns HDB_EINVAL with a message naming <what>[i].vector.sparse.indices[j] (or .values[j]). */
+int hdb_sparse_check(const hdb_sparse_vec *v, uint32_t dim, const char *what, size_t i,
+                     char *err, size_t errlen);
+
 #define HDB_NAME_MAX 128
 
 /* Checks that s is a valid catalog name or version: 1..HDB_NAME_MAX characters from

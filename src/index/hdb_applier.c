@@ -9,12 +9,11 @@
 
 #include "hdb_arena.h"
 #include "hdb_clock.h"
-#include "hdb_commit.h"
 #include "hdb_err.h"
 #include "hdb_log.h"
 #include "hdb_mem.h"
-#include "hdb_record.h"
-#include "hdb_store.h"
+#include "hdb_table.h"
+#include "hdb_timeline.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -41,7 +40,10 @@ struct hdb_applier {
     int64_t snapshot_time_us;
     int64_t last_snapshot_ns; /* CLOCK_MONOTONIC of the last save or load */
 
-    _Atomic(hdb_index *) index; /* set once, before the state becomes READY */
+    _Atomic(hdb_index *) index; /* set when created or loaded; replaced only by a rebuild
+                                 * before the state becomes READY */
+    hdb_timeline_sub sub;       /* subscribed from start to free */
+    bool subscribed;
 };
 
 static void set_state(hdb_applier *a, int state, const char *fmt, ...)
@@ -67,11 +69,20 @@ static bool stopping(hdb_applier *a) {
 
 /* ---------------------------------------------------------------- snapshots */
 
+/* A generous guess of a snapshot's size, for the free-space check. */
+static uint64_t snapshot_bytes(hdb_index *ix) {
+    const hdb_engine_spec *es = hdb_index_engine_spec(ix);
+    uint64_t per_point = 64 + (es->algo == HDB_ALGO_SPARSE ? 256 : 4 * (uint64_t)es->dim);
+    if (es->algo == HDB_ALGO_HNSW) per_point += 8 * 2 * (uint64_t)(es->m ? es->m : 16);
+    return hdb_index_size(ix) * per_point;
+}
+
 static int save_snapshot(hdb_applier *a, hdb_index *ix) {
     char err[512];
     uint64_t seq = hdb_index_applied(ix);
     int64_t t0 = hdb_mono_ns();
-    int rc = hdb_index_save(ix, a->dir, seq, err, sizeof err);
+    int rc = hdb_table_space_check(a->cfg.table, snapshot_bytes(ix), err, sizeof err);
+    if (rc == HDB_OK) rc = hdb_index_save(ix, a->dir, seq, err, sizeof err);
     if (rc != HDB_OK) {
         HDB_ERROR("applier", "%s: snapshot at seq %" PRIu64 " failed: %s", a->label, seq, err);
         pthread_mutex_lock(&a->mu);
@@ -88,6 +99,8 @@ static int save_snapshot(hdb_applier *a, hdb_index *ix) {
     pthread_mutex_unlock(&a->mu);
     HDB_INFO("applier", "%s: snapshot at seq %" PRIu64 " (%" PRIu64 " points) in %.1f ms",
              a->label, seq, hdb_index_size(ix), (double)(hdb_mono_ns() - t0) / 1e6);
+    /* Durable now: a restart replays from seq + 1 at the earliest. */
+    hdb_timeline_keep_from(a->cfg.timeline, &a->sub, seq + 1);
     return HDB_OK;
 }
 
@@ -103,78 +116,43 @@ static bool snapshot_due(hdb_applier *a, hdb_index *ix) {
 
 /* ---------------------------------------------------------------- build */
 
-typedef struct {
-    hdb_applier *a;
-    hdb_snap *snap;
-    uint64_t seq;
-} snap_ctx;
-
-/* Runs with the commit queue held: a store snapshot and the seq it contains, together. */
-static int take_snapshot(void *arg) {
-    snap_ctx *c = arg;
-    c->snap = hdb_store_snapshot(c->a->cfg.store);
-    c->seq = hdb_commit_last_seq(c->a->cfg.commit);
-    return HDB_OK;
-}
-
 /* Fills ix with every point of the data source; returns the seq the points reflect. */
 static int build(hdb_applier *a, hdb_index *ix, uint64_t *seq, char *err, size_t errlen) {
-    snap_ctx c = {a, NULL, 0};
-    hdb_commit_exclusive(a->cfg.commit, take_snapshot, &c);
+    uint64_t snap_seq;
+    hdb_snap *snap = hdb_table_snapshot(a->cfg.table, &snap_seq);
+    /* Entries up to snap_seq are in the points: the timeline may drop them. */
+    hdb_timeline_keep_from(a->cfg.timeline, &a->sub, snap_seq + 1);
     hdb_arena *arena = hdb_arena_create(1 << 20);
     size_t cap = a->cfg.batch ? a->cfg.batch : 1024;
     hdb_index_op *ops = hdb_malloc(cap * sizeof *ops);
-    hdb_record *recs = hdb_malloc(cap * sizeof *recs);
-    hdb_iter *it = hdb_iter_create(a->cfg.store, a->cfg.points_cf, c.snap);
-    uint64_t done = 0;
-    size_t n = 0;
+    hdb_row *rows = hdb_malloc(cap * sizeof *rows);
+    uint64_t done = 0, cursor = 0;
     int rc = HDB_OK;
     int64_t t0 = hdb_mono_ns();
-    for (hdb_iter_seek(it, "P", 1);; hdb_iter_next(it)) {
-        bool valid = hdb_iter_valid(it);
-        size_t klen = 0, vlen;
-        const unsigned char *k = valid ? hdb_iter_key(it, &klen) : NULL;
-        valid = valid && klen > 0 && k[0] == 'P';
-        if (valid) {
-            if (klen != HDB_PID_KEY_LEN) {
-                rc = hdb_errf(err, errlen, HDB_ECORRUPT, "point key of %zu bytes", klen);
-                break;
-            }
-            /* The record is applied after the iterator has moved on: decode a copy. */
-            const unsigned char *v = hdb_iter_value(it, &vlen);
-            v = hdb_arena_memdup(arena, v, vlen);
-            if (hdb_record_decode(v, vlen, arena, &recs[n]) != HDB_OK) {
-                rc = hdb_errf(err, errlen, HDB_ECORRUPT, "point %" PRIu64 " cannot be decoded",
-                              hdb_get_be64(k + 1));
-                break;
-            }
-            ops[n] = (hdb_index_op){.label = (int64_t)hdb_get_be64(k + 1), .remove = false,
-                                    .point = &recs[n].point};
-            n++;
+    for (;;) {
+        size_t n;
+        hdb_arena_reset(arena);
+        rc = hdb_table_scan(a->cfg.table, snap, &cursor, cap, arena, rows, &n, err, errlen);
+        if (rc != HDB_OK || n == 0) break;
+        for (size_t i = 0; i < n; i++)
+            ops[i] = (hdb_index_op){.label = (int64_t)rows[i].pid, .remove = false,
+                                    .point = &rows[i].rec.point};
+        if ((rc = hdb_index_apply(ix, n, ops, err, errlen)) != HDB_OK) break;
+        done += n;
+        set_state(a, HDB_INDEX_BUILDING, "building: %" PRIu64 " points loaded", done);
+        if (stopping(a)) {
+            rc = hdb_errf(err, errlen, HDB_EUNAVAIL, "stopped while building");
+            break;
         }
-        if (n == cap || (!valid && n > 0)) {
-            if ((rc = hdb_index_apply(ix, n, ops, err, errlen)) != HDB_OK) break;
-            done += n;
-            n = 0;
-            hdb_arena_reset(arena);
-            set_state(a, HDB_INDEX_BUILDING, "building: %" PRIu64 " points loaded", done);
-            if (stopping(a)) {
-                rc = hdb_errf(err, errlen, HDB_EUNAVAIL, "stopped while building");
-                break;
-            }
-        }
-        if (!valid) break;
     }
-    if (rc == HDB_OK) rc = hdb_iter_status(it, err, errlen);
-    hdb_iter_free(it);
-    hdb_snap_release(a->cfg.store, c.snap);
+    hdb_table_snapshot_release(a->cfg.table, snap);
     hdb_free(ops);
-    hdb_free(recs);
+    hdb_free(rows);
     hdb_arena_free(arena);
     if (rc == HDB_OK) {
-        *seq = c.seq;
+        *seq = snap_seq;
         HDB_INFO("applier", "%s: built from %" PRIu64 " points (seq %" PRIu64 ") in %.2f s",
-                 a->label, done, c.seq, (double)(hdb_mono_ns() - t0) / 1e9);
+                 a->label, done, snap_seq, (double)(hdb_mono_ns() - t0) / 1e9);
     }
     return rc;
 }
@@ -182,52 +160,27 @@ static int build(hdb_applier *a, hdb_index *ix, uint64_t *seq, char *err, size_t
 /* ---------------------------------------------------------------- follow */
 
 /* Applies committed entries after the index's applied seq, at most one batch. Returns the
- * number applied (0 when caught up) or a negative rc. */
+ * number applied (0 when caught up) or a negative rc (HDB_ETRIMMED when the timeline no longer
+ * holds them). */
 static long apply_batch(hdb_applier *a, hdb_index *ix, hdb_arena *arena, char *err,
                         size_t errlen) {
     uint64_t applied = hdb_index_applied(ix);
-    uint64_t last = hdb_commit_last_seq(a->cfg.commit);
-    if (applied >= last) return 0;
     size_t cap = a->cfg.batch ? a->cfg.batch : 1024;
-    if (last - applied < cap) cap = (size_t)(last - applied);
-    hdb_index_op *ops = hdb_arena_alloc(arena, cap * sizeof *ops);
     hdb_timeline_entry *ents = hdb_arena_alloc(arena, cap * sizeof *ents);
-    size_t n = 0, nops = 0;
-    unsigned char key[HDB_SEQ_KEY_LEN];
-    hdb_seq_key(key, applied + 1);
-    hdb_iter *it = hdb_iter_create(a->cfg.store, a->cfg.timeline_cf, NULL);
-    int rc = HDB_OK;
-    for (hdb_iter_seek(it, key, sizeof key); n < cap && hdb_iter_valid(it); hdb_iter_next(it)) {
-        size_t klen, vlen;
-        const unsigned char *k = hdb_iter_key(it, &klen);
-        uint64_t seq = klen == HDB_SEQ_KEY_LEN ? hdb_get_be64(k) : 0;
-        if (seq != applied + 1 + n) {
-            rc = hdb_errf(err, errlen, HDB_ECORRUPT,
-                          "timeline entry %" PRIu64 " is missing (found %" PRIu64 ")",
-                          applied + 1 + n, seq);
-            break;
-        }
-        /* Entries are applied after the iterator has moved on: decode a copy. */
-        const unsigned char *v = hdb_iter_value(it, &vlen);
-        v = hdb_arena_memdup(arena, v, vlen);
-        hdb_timeline_entry *e = &ents[n];
-        if (hdb_timeline_decode(v, vlen, arena, e) != HDB_OK) {
-            rc = hdb_errf(err, errlen, HDB_ECORRUPT, "timeline entry %" PRIu64 " is damaged", seq);
-            break;
-        }
-        n++;
+    size_t n;
+    int rc = hdb_timeline_read(a->cfg.timeline, applied + 1, cap, arena, ents, &n, err, errlen);
+    if (rc != HDB_OK) return rc;
+    if (n == 0) return 0;
+    hdb_index_op *ops = hdb_arena_alloc(arena, n * sizeof *ops);
+    size_t nops = 0;
+    for (size_t i = 0; i < n; i++) {
+        const hdb_timeline_entry *e = &ents[i];
         if (e->op == HDB_TL_DELETE && e->pid == 0) continue; /* matched no point */
         ops[nops++] = (hdb_index_op){.label = (int64_t)e->pid, .remove = e->op == HDB_TL_DELETE,
                                      .point = &e->rec.point};
     }
-    if (rc == HDB_OK) rc = hdb_iter_status(it, err, errlen);
-    hdb_iter_free(it);
-    if (rc == HDB_OK && n < cap)
-        rc = hdb_errf(err, errlen, HDB_ECORRUPT, "timeline ends at %" PRIu64 ", before %" PRIu64,
-                      applied + n, applied + cap);
-    if (rc == HDB_OK) rc = hdb_index_apply(ix, nops, ops, err, errlen);
-    if (rc != HDB_OK) return rc;
-    hdb_index_set_applied(ix, applied + n);
+    if ((rc = hdb_index_apply(ix, nops, ops, err, errlen)) != HDB_OK) return rc;
+    hdb_index_set_applied(ix, ents[n - 1].rec.seq);
     pthread_mutex_lock(&a->mu);
     pthread_cond_broadcast(&a->cv); /* min_seq waiters */
     pthread_mutex_unlock(&a->mu);
@@ -252,64 +205,98 @@ static void fail(hdb_applier *a, int rc, const char *err) {
     set_state(a, HDB_INDEX_FAILED, "%s", err);
 }
 
+/* Loads the snapshot; NULL (logged) when there is none or it cannot serve. */
+static hdb_index *load(hdb_applier *a, int64_t t0) {
+    char err[512];
+    hdb_index *ix = NULL;
+    uint64_t seq;
+    int64_t t_us;
+    int rc = hdb_index_load(&ix, &a->cfg.params, a->dir, &seq, &t_us, err, sizeof err);
+    if (rc == HDB_ENOTFOUND) {
+        HDB_INFO("applier", "%s: no snapshot; building from the data source", a->label);
+        return NULL;
+    }
+    if (rc != HDB_OK) {
+        HDB_WARN("applier", "%s: snapshot unusable (%s); rebuilding from the data source",
+                 a->label, err);
+        return NULL;
+    }
+    uint64_t last = hdb_timeline_last_seq(a->cfg.timeline);
+    uint64_t first = hdb_timeline_first_seq(a->cfg.timeline);
+    if (seq > last) {
+        /* The snapshot claims more than the timeline holds: not ours to trust. */
+        HDB_WARN("applier", "%s: snapshot seq %" PRIu64 " is past the timeline (%" PRIu64 "); "
+                 "rebuilding from the data source", a->label, seq, last);
+        hdb_index_free(ix);
+        return NULL;
+    }
+    if (seq + 1 < first) {
+        HDB_WARN("applier", "%s: snapshot seq %" PRIu64 " is older than the timeline holds "
+                 "(from %" PRIu64 "); rebuilding from the data source", a->label, seq, first);
+        hdb_index_free(ix);
+        return NULL;
+    }
+    char range[64] = "";
+    if (last > seq) snprintf(range, sizeof range, " (%" PRIu64 "..%" PRIu64 ")", seq + 1, last);
+    HDB_INFO("applier", "%s: loaded snapshot at seq %" PRIu64 " (%" PRIu64 " points) in "
+             "%.1f ms; replaying %" PRIu64 " timeline entries%s",
+             a->label, seq, hdb_index_size(ix), (double)(hdb_mono_ns() - t0) / 1e6,
+             last - seq, range);
+    pthread_mutex_lock(&a->mu);
+    a->snapshot_seq = seq;
+    a->snapshot_time_us = t_us;
+    a->last_snapshot_ns = hdb_mono_ns();
+    pthread_mutex_unlock(&a->mu);
+    hdb_timeline_keep_from(a->cfg.timeline, &a->sub, seq + 1);
+    return ix;
+}
+
+/* Replaces the applier's index by a new one built from the points. HDB_EUNAVAIL when stopped
+ * meanwhile. */
+static int rebuild(hdb_applier *a, hdb_index **ixp, char *err, size_t errlen) {
+    hdb_index *ix = NULL;
+    set_state(a, HDB_INDEX_BUILDING, "building: 0 points loaded");
+    int rc = hdb_index_create(&ix, &a->cfg.params, err, errlen);
+    if (rc != HDB_OK) return rc;
+    /* Searches never got the old index (it was not READY yet); status readers look at it
+     * under mu. */
+    pthread_mutex_lock(&a->mu);
+    hdb_index *old = atomic_exchange(&a->index, ix);
+    hdb_index_free(old);
+    pthread_mutex_unlock(&a->mu);
+    *ixp = ix;
+    uint64_t seq;
+    if ((rc = build(a, ix, &seq, err, errlen)) != HDB_OK) return rc;
+    hdb_index_set_applied(ix, seq);
+    if (seq > 0) save_snapshot(a, ix);
+    return HDB_OK;
+}
+
+/* catch_up, rebuilding when the timeline no longer holds what the index needs. */
+static int follow(hdb_applier *a, hdb_index **ixp, bool drain, char *err, size_t errlen) {
+    int rc = catch_up(a, *ixp, drain, err, errlen);
+    if (rc != HDB_ETRIMMED) return rc;
+    HDB_WARN("applier", "%s: %s; rebuilding from the data source", a->label, err);
+    if ((rc = rebuild(a, ixp, err, errlen)) != HDB_OK) return rc;
+    return catch_up(a, *ixp, drain, err, errlen);
+}
+
 static void *run(void *arg) {
     hdb_applier *a = arg;
     char err[512];
-    hdb_index *ix = NULL;
     int rc;
-    uint64_t seq;
     int64_t t0 = hdb_mono_ns();
 
-    if (a->cfg.load_snapshot) {
-        int64_t t_us;
-        rc = hdb_index_load(&ix, &a->cfg.params, a->dir, &seq, &t_us, err, sizeof err);
-        if (rc == HDB_OK) {
-            uint64_t last = hdb_commit_last_seq(a->cfg.commit);
-            char range[64] = "";
-            if (last > seq)
-                snprintf(range, sizeof range, " (%" PRIu64 "..%" PRIu64 ")", seq + 1, last);
-            HDB_INFO("applier", "%s: loaded snapshot at seq %" PRIu64 " (%" PRIu64 " points) in "
-                     "%.1f ms; replaying %" PRIu64 " timeline entries%s",
-                     a->label, seq, hdb_index_size(ix), (double)(hdb_mono_ns() - t0) / 1e6,
-                     last > seq ? last - seq : 0, range);
-            pthread_mutex_lock(&a->mu);
-            a->snapshot_seq = seq;
-            a->snapshot_time_us = t_us;
-            a->last_snapshot_ns = hdb_mono_ns();
-            pthread_mutex_unlock(&a->mu);
-            if (seq > last) {
-                /* The snapshot claims more than the timeline holds: not ours to trust. */
-                HDB_WARN("applier", "%s: snapshot seq %" PRIu64 " is past the timeline (%" PRIu64
-                         "); rebuilding from the data source", a->label, seq, last);
-                hdb_index_free(ix);
-                ix = NULL;
-            }
-        } else if (rc == HDB_ENOTFOUND) {
-            HDB_INFO("applier", "%s: no snapshot; building from the data source", a->label);
-        } else {
-            HDB_WARN("applier", "%s: snapshot unusable (%s); rebuilding from the data source",
-                     a->label, err);
-        }
-    }
-    if (ix == NULL) {
-        set_state(a, HDB_INDEX_BUILDING, "building: 0 points loaded");
-        if ((rc = hdb_index_create(&ix, &a->cfg.params, err, sizeof err)) != HDB_OK) {
-            fail(a, rc, err);
-            goto idle;
-        }
-        atomic_store(&a->index, ix); /* owned from here on, though not yet searchable */
-        if ((rc = build(a, ix, &seq, err, sizeof err)) != HDB_OK) {
-            if (rc != HDB_EUNAVAIL) fail(a, rc, err);
-            goto idle;
-        }
-        hdb_index_set_applied(ix, seq);
-        if (seq > 0) save_snapshot(a, ix);
-    } else {
+    hdb_index *ix = a->cfg.load_snapshot ? load(a, t0) : NULL;
+    if (ix != NULL) {
         atomic_store(&a->index, ix);
+    } else if ((rc = rebuild(a, &ix, err, sizeof err)) != HDB_OK) {
+        if (rc != HDB_EUNAVAIL) fail(a, rc, err);
+        goto idle;
     }
     /* Replay the tail before serving, so a restart serves what it served before it stopped. */
-    if ((rc = catch_up(a, ix, false, err, sizeof err)) != HDB_OK) {
-        fail(a, rc, err);
+    if ((rc = follow(a, &ix, false, err, sizeof err)) != HDB_OK) {
+        if (rc != HDB_EUNAVAIL) fail(a, rc, err);
         goto idle;
     }
     set_state(a, HDB_INDEX_READY, "%s", "");
@@ -319,7 +306,7 @@ static void *run(void *arg) {
     for (;;) {
         pthread_mutex_lock(&a->mu);
         while (!a->stop && !a->notified &&
-               hdb_index_applied(ix) >= hdb_commit_last_seq(a->cfg.commit)) {
+               hdb_index_applied(ix) >= hdb_timeline_last_seq(a->cfg.timeline)) {
             /* Wake up now and then for periodic snapshots. */
             struct timespec ts = hdb_mono_timespec(hdb_mono_ns() + 1000000000);
             pthread_cond_timedwait(&a->cv, &a->mu, &ts);
@@ -359,6 +346,15 @@ idle:
 
 /* ---------------------------------------------------------------- public */
 
+/* The timeline's notification: new durable entries. */
+static void on_commit(void *arg) {
+    hdb_applier *a = arg;
+    pthread_mutex_lock(&a->mu);
+    a->notified = true;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
 int hdb_applier_start(hdb_applier **out, const hdb_applier_config *c, char *err, size_t errlen) {
     hdb_applier *a = hdb_calloc(1, sizeof *a);
     a->cfg = *c;
@@ -386,6 +382,12 @@ int hdb_applier_start(hdb_applier **out, const hdb_applier_config *c, char *err,
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&a->cv, &ca);
     pthread_condattr_destroy(&ca);
+    /* Subscribe before the thread runs: until it knows better, the index needs everything. */
+    a->sub.notify = on_commit;
+    a->sub.arg = a;
+    atomic_store(&a->sub.keep_from, 0);
+    hdb_timeline_subscribe(a->cfg.timeline, &a->sub);
+    a->subscribed = true;
     int e = pthread_create(&a->thread, NULL, run, a);
     if (e != 0) {
         hdb_errf(err, errlen, HDB_EINTERNAL, "cannot start the applier thread: %s", strerror(e));
@@ -398,12 +400,6 @@ int hdb_applier_start(hdb_applier **out, const hdb_applier_config *c, char *err,
     return HDB_OK;
 }
 
-void hdb_applier_notify(hdb_applier *a) {
-    pthread_mutex_lock(&a->mu);
-    a->notified = true;
-    pthread_cond_broadcast(&a->cv);
-    pthread_mutex_unlock(&a->mu);
-}
 
 static void describe_unavailable(hdb_applier *a, char *err, size_t errlen) {
     if (a->state == HDB_INDEX_FAILED)
@@ -462,6 +458,7 @@ void hdb_applier_status_get(hdb_applier *a, hdb_applier_status *st) {
     st->state = a->state;
     st->applied_seq = ix ? hdb_index_applied(ix) : 0;
     st->snapshot_seq = a->snapshot_seq;
+    st->keep_from = atomic_load(&a->sub.keep_from);
     st->snapshot_time_us = a->snapshot_time_us;
     snprintf(st->detail, sizeof st->detail, "%s", a->detail);
     pthread_mutex_unlock(&a->mu);
@@ -482,6 +479,7 @@ void hdb_applier_stop(hdb_applier *a, bool final_snapshot) {
 void hdb_applier_free(hdb_applier *a) {
     if (a == NULL) return;
     HDB_ASSERT(a->joined);
+    if (a->subscribed) hdb_timeline_unsubscribe(a->cfg.timeline, &a->sub);
     hdb_index_free(atomic_load(&a->index));
     for (size_t i = 0; i < a->cfg.params.nsplit; i++) hdb_free(a->split_names[i]);
     hdb_free(a->split_names);

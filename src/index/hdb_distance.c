@@ -315,34 +315,6 @@ float hdb_normalize(float *a, size_t d) {
     return (float)norm;
 }
 
-int hdb_all_finite(const float *a, size_t d, size_t *bad_index) {
-    /* A float is NaN or +-Inf exactly when all exponent bits are set. Blocks of 64 are checked
-     * branch-free (the compiler vectorises this), and only a bad block is searched. */
-    const uint32_t exp = 0x7f800000u;
-    size_t i = 0;
-    while (i < d) {
-        size_t end = d - i > 64 ? i + 64 : d;
-        uint32_t bad = 0;
-        for (size_t j = i; j < end; j++) {
-            uint32_t u;
-            memcpy(&u, a + j, sizeof u);
-            bad |= (uint32_t)((u & exp) == exp);
-        }
-        if (bad) {
-            for (size_t j = i; j < end; j++) {
-                uint32_t u;
-                memcpy(&u, a + j, sizeof u);
-                if ((u & exp) == exp) {
-                    if (bad_index) *bad_index = j;
-                    return 0;
-                }
-            }
-        }
-        i = end;
-    }
-    return 1;
-}
-
 void hdb_l2sq_ny(const float *q, const float *base, size_t n, size_t d, float *out) {
     active()->l2sq_ny(q, base, n, d, out);
 }

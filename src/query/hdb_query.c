@@ -8,14 +8,12 @@
 #include "hdb_arena.h"
 #include "hdb_catalog.h"
 #include "hdb_clock.h"
-#include "hdb_commit.h"
 #include "hdb_config.h"
 #include "hdb_distance.h"
 #include "hdb_err.h"
 #include "hdb_index.h"
-#include "hdb_ingest.h"
 #include "hdb_mem.h"
-#include "hdb_store.h"
+#include "hdb_table.h"
 #include "hdb_topk.h"
 
 #include <math.h>
@@ -27,35 +25,36 @@
  * deleted while it ran. */
 #define MAX_REFILL 4096
 
-static int check_queries(const hdb_ixent *ix, const hdb_query_vec *q, size_t nq, char *err,
+static int check_queries(hdb_ixent *ix, const hdb_query_vec *q, size_t nq, char *err,
                          size_t errlen) {
-    const hdb_schema *s = &ix->source->schema;
+    const hdb_schema *s = hdb_source_schema(hdb_ixent_source(ix));
+    hdb_metric metric = hdb_ixent_metric(ix);
     for (size_t i = 0; i < nq; i++) {
         if (!q[i].present || q[i].sparse != s->sparse)
             return hdb_errf(err, errlen, HDB_EINVAL, "query_vectors[%zu]: a %s vector is required",
                             i, s->sparse ? "sparse" : "dense");
         if (s->sparse) {
-            int rc = hdb_ingest_check_sparse(&q[i].sp, s->dim, "query_vectors", i, err, errlen);
+            int rc = hdb_sparse_check(&q[i].sp, s->dim, "query_vectors", i, err, errlen);
             if (rc != HDB_OK) return rc;
             bool nonzero = false;
             for (uint32_t j = 0; j < q[i].sp.n && !nonzero; j++) nonzero = q[i].sp.val[j] != 0.0f;
-            if (q[i].sp.n == 0 || (ix->metric == HDB_METRIC_COSINE && !nonzero))
+            if (q[i].sp.n == 0 || (metric == HDB_METRIC_COSINE && !nonzero))
                 return hdb_errf(err, errlen, HDB_EINVAL,
                                 "query_vectors[%zu]: an empty query matches nothing under the %s "
                                 "metric",
-                                i, hdb_metric_name(ix->metric));
+                                i, hdb_metric_name(metric));
             continue;
         }
         if (q[i].dim != s->dim)
             return hdb_errf(err, errlen, HDB_EINVAL,
                             "query_vectors[%zu]: has dimension %zu, index %s expects %u", i,
-                            q[i].dim, ix->label, s->dim);
+                            q[i].dim, hdb_ixent_label(ix), s->dim);
         size_t bad;
         if (!hdb_all_finite(q[i].vec, s->dim, &bad))
             return hdb_errf(err, errlen, HDB_EINVAL,
                             "query_vectors[%zu]: component %zu is %s; vectors must be finite", i,
                             bad, q[i].vec[bad] != q[i].vec[bad] ? "NaN" : "infinite");
-        if (ix->metric == HDB_METRIC_COSINE && hdb_norm_sq(q[i].vec, s->dim) == 0.0f)
+        if (metric == HDB_METRIC_COSINE && hdb_norm_sq(q[i].vec, s->dim) == 0.0f)
             return hdb_errf(err, errlen, HDB_EINVAL,
                             "query_vectors[%zu]: a zero vector has no direction under the cosine "
                             "metric",
@@ -126,30 +125,31 @@ static int hit_cmp(const void *a, const void *b) {
 static int attach(hdb_ixent *ix, const hdb_query_vec *queries, size_t nq, size_t dim,
                   const hdb_hit *hits, size_t fetch, size_t kk, hdb_arena *arena,
                   hdb_query_result *results, char *err, size_t errlen) {
+    hdb_metric metric = hdb_ixent_metric(ix);
     size_t total = 0;
     for (size_t i = 0; i < nq * fetch; i++) total += hits[i].label >= 0;
     uint64_t *pids = hdb_arena_alloc(arena, (total ? total : 1) * sizeof *pids);
-    hdb_get_result *recs = hdb_arena_alloc(arena, (total ? total : 1) * sizeof *recs);
+    hdb_row *recs = hdb_arena_alloc(arena, (total ? total : 1) * sizeof *recs);
     size_t t = 0;
     for (size_t i = 0; i < nq * fetch; i++)
         if (hits[i].label >= 0) pids[t++] = (uint64_t)hits[i].label;
-    int rc = hdb_ingest_get_pids(ix->source, pids, total, arena, recs, err, errlen);
+    int rc = hdb_table_get_pids(hdb_source_table(hdb_ixent_source(ix)), NULL, pids, total, arena,
+                                recs, err, errlen);
     if (rc != HDB_OK) return rc;
     t = 0;
     for (size_t q = 0; q < nq; q++) {
         const hdb_query_vec *qv = &queries[q];
-        float qnorm = !qv->sparse && ix->metric == HDB_METRIC_COSINE
-                          ? sqrtf(hdb_norm_sq(qv->vec, dim))
-                          : 0.0f;
+        float qnorm =
+            !qv->sparse && metric == HDB_METRIC_COSINE ? sqrtf(hdb_norm_sq(qv->vec, dim)) : 0.0f;
         hdb_query_result *r = &results[q];
         r->hits = hdb_arena_alloc(arena, fetch * sizeof *r->hits);
         r->n = 0;
         for (size_t j = 0; j < fetch; j++) {
             if (hits[q * fetch + j].label < 0) continue;
-            const hdb_get_result *g = &recs[t++];
+            const hdb_row *g = &recs[t++];
             if (!g->found) continue; /* deleted meanwhile */
             bool ok;
-            float score = rescore(ix->metric, qv, qnorm, &g->rec.point, dim, &ok);
+            float score = rescore(metric, qv, qnorm, &g->rec.point, dim, &ok);
             if (!ok) continue;
             hdb_query_hit *h = &r->hits[r->n++];
             h->distance = score;
@@ -159,7 +159,7 @@ static int attach(hdb_ixent *ix, const hdb_query_vec *queries, size_t nq, size_t
         qsort(r->hits, r->n, sizeof *r->hits, hit_cmp);
         if (r->n > kk) r->n = kk;
         for (size_t j = 0; j < r->n; j++)
-            r->hits[j].distance = hdb_index_distance(ix->metric, r->hits[j].distance);
+            r->hits[j].distance = hdb_index_distance(metric, r->hits[j].distance);
     }
     return HDB_OK;
 }
@@ -172,51 +172,46 @@ static int attach(hdb_ixent *ix, const hdb_query_vec *queries, size_t nq, size_t
 static int exact_fallback(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv, size_t dim,
                           size_t kk, const hdb_query_params *qp, hdb_arena *arena,
                           hdb_query_result *r, char *err, size_t errlen) {
-    hdb_source *src = ix->source;
-    float qnorm = !qv->sparse && ix->metric == HDB_METRIC_COSINE ? sqrtf(hdb_norm_sq(qv->vec, dim))
-                                                                  : 0.0f;
+    hdb_table *table = hdb_source_table(hdb_ixent_source(ix));
+    hdb_metric metric = hdb_ixent_metric(ix);
+    float qnorm =
+        !qv->sparse && metric == HDB_METRIC_COSINE ? sqrtf(hdb_norm_sq(qv->vec, dim)) : 0.0f;
     hdb_hit *heap = hdb_malloc(kk * sizeof *heap);
     hdb_topk top;
     hdb_topk_init(&top, heap, kk);
-    hdb_snap *snap = hdb_store_snapshot(src->store);
-    hdb_iter *it = hdb_iter_create(src->store, src->points_cf, snap);
+    hdb_snap *snap = hdb_table_snapshot(table, NULL);
     hdb_arena *scratch = hdb_arena_create(1 << 16);
-    int rc = HDB_OK;
-    size_t seen = 0;
-    for (hdb_iter_seek(it, "P", 1); hdb_iter_valid(it); hdb_iter_next(it)) {
-        size_t klen, vlen;
-        const unsigned char *k = hdb_iter_key(it, &klen);
-        if (klen != HDB_PID_KEY_LEN || k[0] != 'P') break;
-        const unsigned char *v = hdb_iter_value(it, &vlen);
-        hdb_record rec;
-        if (hdb_record_decode(v, vlen, scratch, &rec) != HDB_OK) {
-            rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: a point cannot be decoded", src->label);
-            break;
-        }
-        if (hdb_index_point_matches(index, &rec.point, qp->filter, qp->nfilter)) {
-            bool ok;
-            float score = rescore(ix->metric, qv, qnorm, &rec.point, dim, &ok);
-            if (ok) hdb_topk_push(&top, score, (int64_t)hdb_get_be64(k + 1));
-        }
-        if (++seen % 1024 == 0) hdb_arena_reset(scratch);
-    }
-    if (rc == HDB_OK) rc = hdb_iter_status(it, err, errlen);
-    hdb_iter_free(it);
-    hdb_arena_free(scratch);
-    size_t n = hdb_topk_finish(&top);
-    if (rc == HDB_OK) {
-        uint64_t *pids = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *pids);
-        hdb_get_result *recs = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *recs);
-        for (size_t i = 0; i < n; i++) pids[i] = (uint64_t)heap[i].label;
-        rc = hdb_ingest_get_pids_at(src, snap, pids, n, arena, recs, err, errlen);
-        r->n = 0;
+    enum { CHUNK = 256 };
+    hdb_row rows[CHUNK];
+    uint64_t cursor = 0;
+    size_t n;
+    int rc;
+    do {
+        hdb_arena_reset(scratch);
+        rc = hdb_table_scan(table, snap, &cursor, CHUNK, scratch, rows, &n, err, errlen);
         for (size_t i = 0; rc == HDB_OK && i < n; i++) {
+            const hdb_point *p = &rows[i].rec.point;
+            if (!hdb_index_point_matches(index, p, qp->filter, qp->nfilter)) continue;
+            bool ok;
+            float score = rescore(metric, qv, qnorm, p, dim, &ok);
+            if (ok) hdb_topk_push(&top, score, (int64_t)rows[i].pid);
+        }
+    } while (rc == HDB_OK && n > 0);
+    hdb_arena_free(scratch);
+    size_t nt = hdb_topk_finish(&top);
+    if (rc == HDB_OK) {
+        uint64_t *pids = hdb_arena_alloc(arena, (nt ? nt : 1) * sizeof *pids);
+        hdb_row *recs = hdb_arena_alloc(arena, (nt ? nt : 1) * sizeof *recs);
+        for (size_t i = 0; i < nt; i++) pids[i] = (uint64_t)heap[i].label;
+        rc = hdb_table_get_pids(table, snap, pids, nt, arena, recs, err, errlen);
+        r->n = 0;
+        for (size_t i = 0; rc == HDB_OK && i < nt; i++) {
             if (!recs[i].found) continue;
-            r->hits[r->n++] = (hdb_query_hit){hdb_index_distance(ix->metric, heap[i].score),
-                                              pids[i], recs[i].rec};
+            r->hits[r->n++] = (hdb_query_hit){hdb_index_distance(metric, heap[i].score), pids[i],
+                                              recs[i].rec};
         }
     }
-    hdb_snap_release(src->store, snap);
+    hdb_table_snapshot_release(table, snap);
     hdb_free(heap);
     return rc;
 }
@@ -226,7 +221,9 @@ static int exact_fallback(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *
 int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *queries,
                      size_t nq, const hdb_query_params *qp, hdb_arena *arena,
                      hdb_query_result *results, uint64_t *applied_seq, char *err, size_t errlen) {
-    const hdb_schema *s = &ix->source->schema;
+    hdb_source *src = hdb_ixent_source(ix);
+    hdb_applier *applier = hdb_ixent_applier(ix);
+    const hdb_schema *s = hdb_source_schema(src);
     int64_t k = qp->k;
     if (nq == 0)
         return hdb_errf(err, errlen, HDB_EINVAL,
@@ -247,21 +244,21 @@ int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *
                         cfg->max_results);
     int rc = check_queries(ix, queries, nq, err, errlen);
     if (rc != HDB_OK) return rc;
-    uint64_t last = hdb_commit_last_seq(ix->source->commit);
+    uint64_t last = hdb_table_last_seq(hdb_source_table(src));
     if (qp->min_seq > last)
         return hdb_errf(err, errlen, HDB_EINVAL,
                         "min_seq: %llu is past the last seq of data source %s (%llu)",
-                        (unsigned long long)qp->min_seq, ix->source->label,
+                        (unsigned long long)qp->min_seq, hdb_source_label(src),
                         (unsigned long long)last);
 
     if (qp->min_seq > 0) {
         int64_t deadline = hdb_mono_ns() + (int64_t)cfg->max_wait_ms * 1000000;
         if (qp->deadline_ns < deadline) deadline = qp->deadline_ns;
-        if ((rc = hdb_applier_wait(ix->applier, qp->min_seq, deadline, err, errlen)) != HDB_OK)
+        if ((rc = hdb_applier_wait(applier, qp->min_seq, deadline, err, errlen)) != HDB_OK)
             return rc;
     }
     hdb_index *index;
-    if ((rc = hdb_applier_index(ix->applier, &index, err, errlen)) != HDB_OK) return rc;
+    if ((rc = hdb_applier_index(applier, &index, err, errlen)) != HDB_OK) return rc;
     if ((rc = hdb_index_check_filter(index, qp->filter, qp->nfilter, err, errlen)) != HDB_OK)
         return rc;
     *applied_seq = hdb_index_applied(index);

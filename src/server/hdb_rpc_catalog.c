@@ -9,17 +9,19 @@
 #include "hdb_catalog.h"
 #include "hdb_clock.h"
 #include "hdb_codec.h"
-#include "hdb_commit.h"
 #include "hdb_config.h"
 #include "hdb_err.h"
 #include "hdb_index.h"
-#include "hdb_record.h"
-#include "hdb_store.h"
 
 #include <string.h>
-#include <time.h>
 
 /* ---------------------------------------------------------------- response builders */
+
+static uint64_t point_count(hdb_source *src) {
+    hdb_source_status st;
+    hdb_source_status_get(src, &st);
+    return st.point_count;
+}
 
 static void split_label(hdb_arena *a, const char *label, char **name, char **version) {
     const char *at = strchr(label, '@');
@@ -33,9 +35,13 @@ static Hilbert__V1__DataSourceInfo *source_info(hdb_rpc *rpc, hdb_source *src) {
     Hilbert__V1__DataSourceInfo *info = hdb_arena_alloc(a, sizeof *info);
     hilbert__v1__data_source_info__init(info);
     info->spec = hdb_source_spec(src, a);
-    info->last_seq = hdb_commit_last_seq(src->commit);
-    int64_t count = atomic_load(&src->point_count);
-    info->point_count = count > 0 ? (uint64_t)count : 0;
+    hdb_source_status st;
+    hdb_source_status_get(src, &st);
+    info->last_seq = st.last_seq;
+    info->point_count = st.point_count;
+    info->timeline_first_seq = st.timeline_first_seq;
+    info->timeline_entries = st.timeline_entries;
+    info->timeline_bytes = st.timeline_bytes;
     char **labels;
     size_t n = hdb_source_index_labels(rpc->catalog, src, a, &labels);
     info->n_indices = n;
@@ -77,24 +83,6 @@ static void add_split(const hdb_value *values, size_t n, uint64_t size, void *ar
     c->out[c->n++] = si;
 }
 
-/* Age in seconds of the oldest timeline entry the index has not applied yet (0 if none). */
-static double lag_seconds(hdb_rpc *rpc, hdb_ixent *ix, uint64_t applied, uint64_t last) {
-    if (applied >= last) return 0.0;
-    unsigned char key[HDB_SEQ_KEY_LEN], *val;
-    size_t vlen;
-    hdb_seq_key(key, applied + 1);
-    if (hdb_store_get(ix->source->store, ix->source->timeline_cf, NULL, key, sizeof key,
-                      rpc->arena, &val, &vlen, NULL, 0) != HDB_OK)
-        return 0.0;
-    int64_t t;
-    if (hdb_timeline_peek(val, vlen, NULL, NULL, &t) != HDB_OK) return 0.0;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-    double age = now - (double)t / 1e6;
-    return age > 0 ? age : 0.0;
-}
-
 static Hilbert__V1__IndexInfo *index_info(hdb_rpc *rpc, hdb_ixent *ix) {
     hdb_arena *a = rpc->arena;
     Hilbert__V1__IndexInfo *info = hdb_arena_alloc(a, sizeof *info);
@@ -102,20 +90,20 @@ static Hilbert__V1__IndexInfo *index_info(hdb_rpc *rpc, hdb_ixent *ix) {
     info->spec = hdb_ixent_spec(ix, a);
     Hilbert__V1__IndexStatus *st = hdb_arena_alloc(a, sizeof *st);
     hilbert__v1__index_status__init(st);
-    hdb_applier_status as;
-    hdb_applier_status_get(ix->applier, &as);
-    st->state = (Hilbert__V1__IndexState)as.state; /* the numbers are equal by design */
-    st->source_last_seq = hdb_commit_last_seq(ix->source->commit);
-    st->applied_seq = as.applied_seq;
-    st->lag_entries = st->source_last_seq > st->applied_seq
-                          ? st->source_last_seq - st->applied_seq
-                          : 0;
-    st->lag_seconds = lag_seconds(rpc, ix, st->applied_seq, st->source_last_seq);
-    st->snapshot_seq = as.snapshot_seq;
-    st->snapshot_time_micros = as.snapshot_time_us;
-    st->detail = hdb_arena_strndup(a, as.detail, strlen(as.detail));
+    hdb_ixent_status is;
+    hdb_ixent_status_get(ix, &is);
+    st->state = (Hilbert__V1__IndexState)is.state; /* the numbers are equal by design */
+    st->source_last_seq = is.source_last_seq;
+    st->applied_seq = is.applied_seq;
+    st->lag_entries = is.lag_entries;
+    st->lag_seconds = is.lag_seconds;
+    st->snapshot_seq = is.snapshot_seq;
+    st->snapshot_time_micros = is.snapshot_time_us;
+    st->timeline_entries = is.retained_entries;
+    st->timeline_bytes = is.retained_bytes;
+    st->detail = hdb_arena_strndup(a, is.detail, strlen(is.detail));
     hdb_index *index;
-    if (hdb_applier_index(ix->applier, &index, NULL, 0) == HDB_OK) {
+    if (hdb_applier_index(hdb_ixent_applier(ix), &index, NULL, 0) == HDB_OK) {
         st->size = hdb_index_size(index);
         /* Splits may appear between counting and listing; those are left for the next call. */
         size_t cap = hdb_index_nsplits(index);
@@ -197,11 +185,11 @@ static int drop_data_source(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMe
  * limits.max_wait_ms) so that the client can search it as soon as the create returns. On a
  * non-empty source the build goes on in the background and the reply says BUILDING. */
 static void await_empty_build(hdb_rpc *rpc, hdb_ixent *ix) {
-    if (atomic_load(&ix->source->point_count) != 0) return;
+    if (point_count(hdb_ixent_source(ix)) != 0) return;
     int64_t deadline = hdb_mono_ns() + (int64_t)rpc->config->max_wait_ms * 1000000;
     if (rpc->deadline_ns < deadline) deadline = rpc->deadline_ns;
     char werr[256];
-    (void)hdb_applier_wait(ix->applier, 0, deadline, werr, sizeof werr); /* the status tells */
+    (void)hdb_applier_wait(hdb_ixent_applier(ix), 0, deadline, werr, sizeof werr); /* status */
 }
 
 static int create_index(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
@@ -269,8 +257,7 @@ static Hilbert__V1__ModelSpaceInfo *space_info(hdb_rpc *rpc, hdb_space *sp) {
     info->model_state = sp->model ? HILBERT__V1__MODEL_STATE__MODEL_STATE_LOADED
                                   : HILBERT__V1__MODEL_STATE__MODEL_STATE_FAILED;
     info->detail = sp->detail;
-    int64_t count = atomic_load(&sp->source->point_count);
-    info->point_count = count > 0 ? (uint64_t)count : 0;
+    info->point_count = point_count(sp->source);
     info->index_status = index_info(rpc, sp->index)->status;
     return info;
 }

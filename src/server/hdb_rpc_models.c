@@ -359,7 +359,7 @@ static int find_by_id(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage 
     uint32_t nids[1] = {1};
     for (size_t i = 0; i < n && rc == HDB_OK; i++) {
         Hilbert__V1__SpaceHits *sh = r->results[i];
-        hdb_get_result g;
+        hdb_row g;
         rc = hdb_ingest_get(spaces[i]->source, rpc->config, ids, nids, 1, a, &g, err, errlen);
         if (rc != HDB_OK) {
             hdb_err_prefix(err, errlen, rc, "model space %s: ", spaces[i]->name);

@@ -64,7 +64,7 @@ static int get(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
     size_t n = req->n_ids;
     hdb_attr **ids = hdb_arena_alloc(a, (n ? n : 1) * sizeof *ids);
     uint32_t *nids = hdb_arena_alloc(a, (n ? n : 1) * sizeof *nids);
-    hdb_get_result *res = hdb_arena_alloc(a, (n ? n : 1) * sizeof *res);
+    hdb_row *res = hdb_arena_alloc(a, (n ? n : 1) * sizeof *res);
     if (n > cfg->max_points_per_upload) {
         rc = hdb_errf(err, errlen, HDB_ELIMIT,
                       "ids: %zu ids exceed limits.max_points_per_upload (%u)", n,

@@ -22,11 +22,16 @@ struct hdb_commit {
     bool busy;                      /* a leader or an exclusive section holds the queue */
     hdb_commit_job *head, *tail;    /* waiting jobs, in arrival order */
     _Atomic uint64_t last_seq;      /* written only by the holder of `busy` */
+    hdb_commit_group_fn on_group;
+    void *on_group_arg;
 };
 
-hdb_commit *hdb_commit_create(hdb_store *store, uint64_t last_seq) {
+hdb_commit *hdb_commit_create(hdb_store *store, uint64_t last_seq, hdb_commit_group_fn on_group,
+                              void *arg) {
     hdb_commit *q = hdb_calloc(1, sizeof *q);
     q->store = store;
+    q->on_group = on_group;
+    q->on_group_arg = arg;
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
     atomic_store(&q->last_seq, last_seq);
@@ -80,6 +85,7 @@ static void run_group(hdb_commit *q, hdb_commit_job *group) {
             atomic_store(&q->last_seq, seq - 1);
             for (hdb_commit_job *j = group; j; j = j->_next)
                 if (j->rc == HDB_OK && j->applied) j->applied(j);
+            if (q->on_group) q->on_group(q->on_group_arg, seq - 1);
         }
     }
     hdb_batch_free(batch);
@@ -200,9 +206,12 @@ int hdb_commit_submit_all(hdb_commit *const *qs, hdb_commit_job *const *jobs, si
             j->nseq = 0;
         }
     }
-    if (rc == HDB_OK)
+    if (rc == HDB_OK) {
         for (size_t i = 0; i < n; i++)
             if (jobs[i]->applied) jobs[i]->applied(jobs[i]);
+        for (size_t i = 0; i < n; i++)
+            if (qs[i]->on_group) qs[i]->on_group(qs[i]->on_group_arg, atomic_load(&qs[i]->last_seq));
+    }
     hdb_batch_free(batch);
     for (size_t i = 0; i < n; i++) release(order[i]);
     hdb_free(order);

@@ -152,3 +152,54 @@ int hdb_name_check(const char *what, const char *s, char *err, size_t errlen) {
     }
     return HDB_OK;
 }
+
+int hdb_all_finite(const float *a, size_t d, size_t *bad_index) {
+    /* A float is NaN or +-Inf exactly when all exponent bits are set. Blocks of 64 are checked
+     * branch-free (the compiler vectorises this), and only a bad block is searched. */
+    const uint32_t exp = 0x7f800000u;
+    size_t i = 0;
+    while (i < d) {
+        size_t end = d - i > 64 ? i + 64 : d;
+        uint32_t bad = 0;
+        for (size_t j = i; j < end; j++) {
+            uint32_t u;
+            memcpy(&u, a + j, sizeof u);
+            bad |= (uint32_t)((u & exp) == exp);
+        }
+        if (bad) {
+            for (size_t j = i; j < end; j++) {
+                uint32_t u;
+                memcpy(&u, a + j, sizeof u);
+                if ((u & exp) == exp) {
+                    if (bad_index) *bad_index = j;
+                    return 0;
+                }
+            }
+        }
+        i = end;
+    }
+    return 1;
+}
+
+
+int hdb_sparse_check(const hdb_sparse_vec *v, uint32_t dim, const char *what, size_t i,
+                     char *err, size_t errlen) {
+    for (uint32_t j = 0; j < v->n; j++) {
+        if (v->idx[j] >= dim)
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "%s[%zu].vector.sparse.indices[%u]: %u is not below the dimension %u",
+                            what, i, j, v->idx[j], dim);
+        if (j > 0 && v->idx[j] <= v->idx[j - 1])
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "%s[%zu].vector.sparse.indices[%u]: %u %s; indices must be strictly "
+                            "increasing",
+                            what, i, j, v->idx[j],
+                            v->idx[j] == v->idx[j - 1] ? "is repeated" : "is out of order");
+    }
+    size_t bad;
+    if (!hdb_all_finite(v->val, v->n, &bad))
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "%s[%zu].vector.sparse.values[%zu]: is %s; values must be finite", what, i,
+                        bad, v->val[bad] != v->val[bad] ? "NaN" : "infinite");
+    return HDB_OK;
+}

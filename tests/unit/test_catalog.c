@@ -20,6 +20,7 @@
 #include "hdb_ingest.h"
 #include "hdb_log.h"
 #include "hdb_store.h"
+#include "hdb_table.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -152,11 +153,11 @@ static hdb_index *ready(hdb_ixent *ix, uint64_t seq) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     int64_t deadline = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + 20000000000LL;
-    int rc = hdb_applier_wait(ix->applier, seq, deadline, err, sizeof err);
+    int rc = hdb_applier_wait(hdb_ixent_applier(ix), seq, deadline, err, sizeof err);
     if (rc != HDB_OK) fprintf(stderr, "wait: %s\n", err);
     assert_int_equal(rc, HDB_OK);
     hdb_index *index;
-    assert_int_equal(hdb_applier_index(ix->applier, &index, err, sizeof err), HDB_OK);
+    assert_int_equal(hdb_applier_index(hdb_ixent_applier(ix), &index, err, sizeof err), HDB_OK);
     return index;
 }
 
@@ -226,15 +227,15 @@ static void test_lifecycle_and_reopen(void **state) {
     close_all(f);
     open_all(f);
     assert_int_equal(hdb_catalog_get_source(f->cat, "items", "1", &src, err, sizeof err), HDB_OK);
-    assert_int_equal(hdb_commit_last_seq(src->commit), 4);
-    assert_int_equal(atomic_load(&src->point_count), 4);
+    assert_int_equal(hdb_table_last_seq(hdb_source_table(src)), 4);
+    assert_int_equal(hdb_table_count(hdb_source_table(src)), 4);
     assert_int_equal(hdb_catalog_get_index(f->cat, "by-kind", "1", &ix, err, sizeof err), HDB_OK);
     index = ready(ix, 4);
     assert_int_equal(hdb_index_size(index), 4);
     assert_int_equal(hdb_index_applied(index), 4);
     /* The index came back from the snapshot written when the catalog closed. */
     hdb_applier_status st;
-    hdb_applier_status_get(ix->applier, &st);
+    hdb_applier_status_get(hdb_ixent_applier(ix), &st);
     assert_int_equal(st.snapshot_seq, 4);
     hdb_ixent_unref(ix);
     /* Seqs continue after a reopen. */
@@ -294,13 +295,13 @@ static void test_upload_atomic(void **state) {
                      HDB_EINVAL);
     assert_string_equal(err, "points[1].attributes[\"kind\"]: permanent attribute cannot change "
                              "(stored \"a\", got \"CHANGED\")");
-    assert_int_equal(hdb_commit_last_seq(src->commit), 1);
-    assert_int_equal(atomic_load(&src->point_count), 1);
+    assert_int_equal(hdb_table_last_seq(hdb_source_table(src)), 1);
+    assert_int_equal(hdb_table_count(hdb_source_table(src)), 1);
     assert_int_equal(hdb_index_size(ready(ix, 1)), 1);
     hdb_attr id2 = {"id", {.type = HDB_ATTR_INT64, .u.i = 2}};
     hdb_attr *ids[1] = {&id2};
     uint32_t nids[1] = {1};
-    hdb_get_result res[1];
+    hdb_row res[1];
     assert_int_equal(hdb_ingest_get(src, &f->cfg, ids, nids, 1, f->arena, res, err, sizeof err),
                      HDB_OK);
     assert_false(res[0].found);
@@ -324,7 +325,7 @@ static void test_upload_atomic(void **state) {
                      HDB_OK);
     assert_int_equal(first, 2);
     assert_int_equal(last, 3);
-    assert_int_equal(atomic_load(&src->point_count), 0);
+    assert_int_equal(hdb_table_count(hdb_source_table(src)), 0);
     hdb_index *index = ready(ix, 3);
     assert_int_equal(hdb_index_size(index), 0);
     assert_int_equal(hdb_index_applied(index), 3);

@@ -292,12 +292,27 @@ static void *submitter(void *arg) {
     return NULL;
 }
 
+/* The group hook's record: how often it ran, and whether the seqs it saw only rose. */
+typedef struct {
+    int calls;
+    uint64_t last;
+    bool rising;
+} group_log;
+
+static void on_group(void *arg, uint64_t last_seq) {
+    group_log *g = arg; /* runs with the queue held: no lock needed */
+    g->rising &= last_seq > g->last;
+    g->last = last_seq;
+    g->calls++;
+}
+
 static void test_commit_concurrent(void **state) {
     fixture *f = *state;
     char err[256];
     hdb_cf *cf;
     assert_int_equal(hdb_store_cf_create(f->store, "timeline", &cf, err, sizeof err), HDB_OK);
-    hdb_commit *q = hdb_commit_create(f->store, 100);
+    group_log groups = {0, 100, true};
+    hdb_commit *q = hdb_commit_create(f->store, 100, on_group, &groups);
     enum { THREADS = 6, PER = 40 };
     static test_job jobs[THREADS][PER];
     static uint64_t order[THREADS * PER];
@@ -349,8 +364,11 @@ static void test_commit_concurrent(void **state) {
         }
     }
     free(seen);
-    /* Applied hooks ran in seq order. */
+    /* Applied hooks ran in seq order; the group hook once per durable group, after its jobs. */
     for (size_t i = 1; i < norder; i++) assert_true(order[i - 1] < order[i]);
+    assert_true(groups.rising);
+    assert_int_equal(groups.last, 100 + expected_total);
+    assert_true(groups.calls >= 1 && (size_t)groups.calls <= norder);
 
     /* The database holds exactly the accepted entries: refused writes were rolled back. */
     hdb_iter *it = hdb_iter_create(f->store, cf, NULL);
@@ -390,7 +408,7 @@ static void *excl_thread(void *arg) {
 
 static void test_commit_exclusive(void **state) {
     fixture *f = *state;
-    hdb_commit *q = hdb_commit_create(f->store, 0);
+    hdb_commit *q = hdb_commit_create(f->store, 0, NULL, NULL);
     int inside = 0;
     excl_arg args[3];
     pthread_t th[3];

@@ -1,0 +1,809 @@
+/*
+ * hdb_table.c - one data source's storage: points, identity keys and the timeline in two
+ * column families, written through the source's group-commit queue (see hdb_table.h), and the
+ * RocksDB implementation of the timeline contract (hdb_timeline.h).
+ *
+ * Column families of table n (key layout in hdb_record.h):
+ *   "points.<n>"    'I' + idkey -> pid, and 'P' + pid -> point record
+ *   "timeline.<n>"  seq -> timeline entry; dense from first_seq to last_seq
+ *
+ * Locking: trim_mu serialises trims with subscribes (so that a new subscriber's keep_from is
+ * seen by every later trim); sub_mu guards the subscriber list and is taken inside trim_mu and
+ * inside the commit queue (notification). Neither is held while waiting for the queue.
+ */
+#include "hdb_table.h"
+
+#include "hdb_arena.h"
+#include "hdb_commit.h"
+#include "hdb_err.h"
+#include "hdb_log.h"
+#include "hdb_mem.h"
+#include "hdb_store.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* With no subscriber, the timeline is trimmed once this many entries could go. */
+#define TRIM_UNWATCHED 4096
+
+struct hdb_table {
+    hdb_timeline base; /* first: the timeline handle is the table */
+    hdb_store *store;
+    uint64_t id;
+    char *label;
+    char **id_names;
+    size_t nid;
+    char **perm_names; /* sorted */
+    size_t nperm;
+    hdb_cf *points, *timeline;
+    hdb_commit *commit;
+    _Atomic int64_t count;
+    _Atomic uint64_t first_seq;
+    _Atomic bool trim_held;
+    pthread_mutex_t trim_mu;
+    pthread_mutex_t sub_mu;
+    hdb_timeline_sub *subs;
+    size_t nsubs;
+};
+
+struct hdb_table_txn {
+    hdb_table *t;
+    hdb_batch *b;
+    hdb_table_job *job;
+    hdb_arena *scratch;
+};
+
+static const hdb_timeline_ops rocksdb_timeline_ops;
+
+/* ---------------------------------------------------------------- names and keys */
+
+static void cf_names(uint64_t id, char *points, char *timeline, size_t cap) {
+    snprintf(points, cap, "points.%" PRIu64, id);
+    snprintf(timeline, cap, "timeline.%" PRIu64, id);
+}
+
+static int str_cmp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool is_permanent(const hdb_table *t, const char *name) {
+    return bsearch(&name, t->perm_names, t->nperm, sizeof *t->perm_names, str_cmp) != NULL;
+}
+
+/* 'I' + the tuple of p's id attribute values in declared order. */
+static int id_key(const hdb_table *t, const hdb_attr *attrs, uint32_t nattrs, hdb_arena *arena,
+                  hdb_buf *key, char *err, size_t errlen) {
+    hdb_value vals[t->nid ? t->nid : 1];
+    for (size_t j = 0; j < t->nid; j++) {
+        const hdb_attr *a = hdb_attr_find(attrs, nattrs, t->id_names[j], true);
+        if (a == NULL)
+            return hdb_errf(err, errlen, HDB_EINVAL, "attributes: id attribute \"%s\" is missing",
+                            t->id_names[j]);
+        vals[j] = a->value;
+    }
+    hdb_buf_init(key, arena, 32);
+    hdb_buf_put(key, "I", 1);
+    hdb_tuple_encode(key, vals, t->nid);
+    return HDB_OK;
+}
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---------------------------------------------------------------- open, close */
+
+static void notify_subscribers(void *arg, uint64_t last_seq);
+
+static hdb_table *table_new(hdb_store *store, const hdb_table_spec *spec) {
+    hdb_table *t = hdb_calloc(1, sizeof *t);
+    t->base.ops = &rocksdb_timeline_ops;
+    t->store = store;
+    t->id = spec->id;
+    t->label = hdb_strdup(spec->label);
+    t->nid = spec->nid;
+    t->id_names = hdb_calloc(t->nid ? t->nid : 1, sizeof *t->id_names);
+    for (size_t i = 0; i < t->nid; i++) t->id_names[i] = hdb_strdup(spec->id_names[i]);
+    t->nperm = spec->nperm;
+    t->perm_names = hdb_calloc(t->nperm ? t->nperm : 1, sizeof *t->perm_names);
+    for (size_t i = 0; i < t->nperm; i++) t->perm_names[i] = hdb_strdup(spec->perm_names[i]);
+    qsort(t->perm_names, t->nperm, sizeof *t->perm_names, str_cmp);
+    atomic_store(&t->first_seq, 1);
+    pthread_mutex_init(&t->trim_mu, NULL);
+    pthread_mutex_init(&t->sub_mu, NULL);
+    return t;
+}
+
+static void table_free(hdb_table *t) {
+    hdb_commit_free(t->commit);
+    for (size_t i = 0; i < t->nid; i++) hdb_free(t->id_names[i]);
+    for (size_t i = 0; i < t->nperm; i++) hdb_free(t->perm_names[i]);
+    hdb_free(t->id_names);
+    hdb_free(t->perm_names);
+    pthread_mutex_destroy(&t->trim_mu);
+    pthread_mutex_destroy(&t->sub_mu);
+    hdb_free(t->label);
+    hdb_free(t);
+}
+
+int hdb_table_create(hdb_table **out, hdb_store *store, const hdb_table_spec *spec, char *err,
+                     size_t errlen) {
+    char pn[64], tn[64];
+    cf_names(spec->id, pn, tn, sizeof pn);
+    hdb_table *t = table_new(store, spec);
+    int rc = hdb_store_cf_create(store, pn, &t->points, err, errlen);
+    if (rc == HDB_OK && (rc = hdb_store_cf_create(store, tn, &t->timeline, err, errlen)) != HDB_OK) {
+        hdb_store_cf_drop(store, t->points, NULL, 0);
+        t->points = NULL;
+    }
+    if (rc != HDB_OK) {
+        table_free(t);
+        return rc;
+    }
+    t->commit = hdb_commit_create(store, 0, notify_subscribers, t);
+    *out = t;
+    return HDB_OK;
+}
+
+/* The first and last seq of the timeline (first = last + 1 = 1 when empty). */
+static int timeline_bounds(hdb_table *t, uint64_t *first, uint64_t *last, char *err,
+                           size_t errlen) {
+    hdb_iter *it = hdb_iter_create(t->store, t->timeline, NULL);
+    int rc = HDB_OK;
+    *first = 1;
+    *last = 0;
+    for (int end = 0; end < 2 && rc == HDB_OK; end++) {
+        if (end == 0) hdb_iter_seek_first(it);
+        else hdb_iter_seek_last(it);
+        if (!hdb_iter_valid(it)) {
+            rc = hdb_iter_status(it, err, errlen);
+            break;
+        }
+        size_t klen;
+        const unsigned char *k = hdb_iter_key(it, &klen);
+        if (klen != HDB_SEQ_KEY_LEN) {
+            rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: timeline key of %zu bytes", t->label,
+                          klen);
+            break;
+        }
+        if (end == 0) *first = hdb_get_be64(k);
+        else *last = hdb_get_be64(k);
+    }
+    hdb_iter_free(it);
+    return rc;
+}
+
+/* Counts the live points ('I' keys). */
+static int count_points(hdb_table *t, int64_t *out, char *err, size_t errlen) {
+    hdb_iter *it = hdb_iter_create(t->store, t->points, NULL);
+    int64_t n = 0;
+    for (hdb_iter_seek(it, "I", 1); hdb_iter_valid(it); hdb_iter_next(it)) {
+        size_t klen;
+        const unsigned char *k = hdb_iter_key(it, &klen);
+        if (klen == 0 || k[0] != 'I') break;
+        n++;
+    }
+    int rc = hdb_iter_status(it, err, errlen);
+    hdb_iter_free(it);
+    *out = n;
+    return rc;
+}
+
+int hdb_table_open(hdb_table **out, hdb_store *store, const hdb_table_spec *spec, char *err,
+                   size_t errlen) {
+    char pn[64], tn[64];
+    cf_names(spec->id, pn, tn, sizeof pn);
+    hdb_cf *points = hdb_store_cf(store, pn), *timeline = hdb_store_cf(store, tn);
+    if (points == NULL || timeline == NULL)
+        return hdb_errf(err, errlen, HDB_ECORRUPT, "%s: column family %s is missing",
+                        spec->label, points ? tn : pn);
+    hdb_table *t = table_new(store, spec);
+    t->points = points;
+    t->timeline = timeline;
+    uint64_t first, last;
+    int64_t count;
+    int rc = timeline_bounds(t, &first, &last, err, errlen);
+    if (rc == HDB_OK) rc = count_points(t, &count, err, errlen);
+    if (rc != HDB_OK) {
+        t->points = t->timeline = NULL;
+        table_free(t);
+        return rc;
+    }
+    atomic_store(&t->first_seq, first);
+    atomic_store(&t->count, count);
+    atomic_store(&t->trim_held, true);
+    t->commit = hdb_commit_create(store, last, notify_subscribers, t);
+    *out = t;
+    return HDB_OK;
+}
+
+void hdb_table_trim_start(hdb_table *t) {
+    atomic_store(&t->trim_held, false);
+}
+
+void hdb_table_close(hdb_table *t, bool drop) {
+    if (t == NULL) return;
+    HDB_ASSERT(t->nsubs == 0);
+    if (drop) {
+        char err[256];
+        if (hdb_store_cf_drop(t->store, t->points, err, sizeof err) != HDB_OK)
+            HDB_ERROR("table", "drop of %s points failed: %s", t->label, err);
+        if (hdb_store_cf_drop(t->store, t->timeline, err, sizeof err) != HDB_OK)
+            HDB_ERROR("table", "drop of %s timeline failed: %s", t->label, err);
+    }
+    table_free(t);
+}
+
+typedef struct {
+    hdb_store *store;
+    bool (*live)(void *arg, uint64_t id);
+    void *arg;
+    size_t dropped;
+} orphan_ctx;
+
+static void drop_if_orphan(const char *name, void *arg) {
+    orphan_ctx *o = arg;
+    const char *num = strncmp(name, "points.", 7) == 0     ? name + 7
+                      : strncmp(name, "timeline.", 9) == 0 ? name + 9
+                                                           : NULL;
+    if (num == NULL || *num < '0' || *num > '9') return;
+    char *end;
+    unsigned long long id = strtoull(num, &end, 10);
+    if (*end != '\0' || o->live(o->arg, id)) return;
+    hdb_cf *cf = hdb_store_cf(o->store, name);
+    char err[256];
+    if (cf && hdb_store_cf_drop(o->store, cf, err, sizeof err) == HDB_OK) {
+        HDB_WARN("table", "dropped column family %s, which no definition references (left by an "
+                          "interrupted create or drop)",
+                 name);
+        o->dropped++;
+    }
+}
+
+size_t hdb_table_drop_orphans(hdb_store *store, bool (*live)(void *arg, uint64_t id),
+                              void *arg) {
+    orphan_ctx o = {store, live, arg, 0};
+    hdb_store_cf_foreach(store, drop_if_orphan, &o);
+    return o.dropped;
+}
+
+const char *hdb_table_label(const hdb_table *t) {
+    return t->label;
+}
+
+uint64_t hdb_table_count(hdb_table *t) {
+    int64_t n = atomic_load(&t->count);
+    return n > 0 ? (uint64_t)n : 0;
+}
+
+uint64_t hdb_table_last_seq(hdb_table *t) {
+    return hdb_commit_last_seq(t->commit);
+}
+
+hdb_timeline *hdb_table_timeline(hdb_table *t) {
+    return &t->base;
+}
+
+int hdb_table_space_check(hdb_table *t, uint64_t bytes, char *err, size_t errlen) {
+    return hdb_store_space_check(t->store, bytes, false, err, errlen);
+}
+
+/* ---------------------------------------------------------------- writes */
+
+static int job_prepare(hdb_commit_job *cj, hdb_batch *b, uint64_t first_seq, uint64_t *nseq,
+                       char *err, size_t errlen) {
+    hdb_table_job *job = cj->arg;
+    hdb_table_txn tx = {job->_t, b, job, hdb_arena_create(1 << 14)};
+    job->_delta = 0;
+    job->_time_us = now_us();
+    int rc = job->prepare(job, &tx, first_seq, nseq, err, errlen);
+    hdb_arena_free(tx.scratch);
+    return rc;
+}
+
+static void job_applied(hdb_commit_job *cj) {
+    hdb_table_job *job = cj->arg;
+    atomic_fetch_add(&job->_t->count, job->_delta);
+    if (job->applied) job->applied(job);
+}
+
+static void job_bind(hdb_table *t, hdb_table_job *job) {
+    job->_t = t;
+    job->_cj = (hdb_commit_job){.prepare = job_prepare, .applied = job_applied, .arg = job};
+}
+
+static void job_result(hdb_table_job *job) {
+    job->rc = job->_cj.rc;
+    job->err = job->_cj.err;
+    job->first_seq = job->_cj.first_seq;
+    job->nseq = job->_cj.nseq;
+}
+
+int hdb_table_commit(hdb_table *t, hdb_table_job *job) {
+    job_bind(t, job);
+    hdb_commit_submit(t->commit, &job->_cj);
+    job_result(job);
+    return job->rc;
+}
+
+int hdb_table_commit_all(hdb_table *const *ts, hdb_table_job *const *jobs, size_t n, char *err,
+                         size_t errlen) {
+    hdb_commit **qs = hdb_malloc((n ? n : 1) * sizeof *qs);
+    hdb_commit_job **cjs = hdb_malloc((n ? n : 1) * sizeof *cjs);
+    for (size_t i = 0; i < n; i++) {
+        job_bind(ts[i], jobs[i]);
+        qs[i] = ts[i]->commit;
+        cjs[i] = &jobs[i]->_cj;
+    }
+    int rc = hdb_commit_submit_all(qs, cjs, n, err, errlen);
+    for (size_t i = 0; i < n; i++) job_result(jobs[i]);
+    hdb_free(qs);
+    hdb_free(cjs);
+    return rc;
+}
+
+int hdb_table_exclusive(hdb_table *t, int (*fn)(void *arg), void *arg) {
+    return hdb_commit_exclusive(t->commit, fn, arg);
+}
+
+int hdb_table_txn_find(hdb_table_txn *tx, const hdb_point *p, hdb_arena *arena, hdb_row *out,
+                       char *err, size_t errlen) {
+    hdb_table *t = tx->t;
+    hdb_buf key;
+    memset(out, 0, sizeof *out);
+    int rc = id_key(t, p->attrs, p->nattrs, arena, &key, err, errlen);
+    if (rc != HDB_OK) return rc;
+    unsigned char *val;
+    size_t vlen;
+    rc = hdb_batch_get(t->store, tx->b, t->points, key.p, key.len, arena, &val, &vlen, err,
+                       errlen);
+    if (rc == HDB_ENOTFOUND) return HDB_OK;
+    if (rc != HDB_OK) return rc;
+    if (vlen != 8)
+        return hdb_errf(err, errlen, HDB_ECORRUPT, "%s: identity entry of %zu bytes", t->label,
+                        vlen);
+    uint64_t pid = hdb_get_be64(val);
+    unsigned char pkey[HDB_PID_KEY_LEN];
+    hdb_pid_key(pkey, pid);
+    rc = hdb_batch_get(t->store, tx->b, t->points, pkey, sizeof pkey, arena, &val, &vlen, err,
+                       errlen);
+    if (rc == HDB_ENOTFOUND ||
+        (rc == HDB_OK && hdb_record_decode(val, vlen, arena, &out->rec) != HDB_OK))
+        return hdb_errf(err, errlen, HDB_ECORRUPT, "%s: point %" PRIu64 " is damaged", t->label,
+                        pid);
+    if (rc != HDB_OK) return rc;
+    out->found = true;
+    out->pid = pid;
+    return HDB_OK;
+}
+
+static void put_entry(hdb_table_txn *tx, uint64_t seq, int op, uint64_t pid,
+                      const hdb_point *p) {
+    hdb_buf e;
+    hdb_buf_init(&e, tx->scratch, 256);
+    hdb_timeline_encode(&e, op, pid, tx->job->_time_us, p, seq);
+    unsigned char tkey[HDB_SEQ_KEY_LEN];
+    hdb_seq_key(tkey, seq);
+    hdb_batch_put(tx->b, tx->t->timeline, tkey, sizeof tkey, e.p, e.len);
+}
+
+uint64_t hdb_table_txn_upsert(hdb_table_txn *tx, uint64_t seq, const hdb_point *p,
+                              const hdb_row *old) {
+    hdb_table *t = tx->t;
+    uint64_t pid = seq;
+    if (old->found) {
+        pid = old->pid;
+    } else {
+        hdb_buf key;
+        /* The caller found p's id attributes present (hdb_table_txn_find). */
+        int rc = id_key(t, p->attrs, p->nattrs, tx->scratch, &key, NULL, 0);
+        HDB_ASSERT(rc == HDB_OK);
+        unsigned char pidv[8];
+        hdb_put_be64(pidv, pid);
+        hdb_batch_put(tx->b, t->points, key.p, key.len, pidv, 8);
+        tx->job->_delta++;
+    }
+    unsigned char pkey[HDB_PID_KEY_LEN];
+    hdb_pid_key(pkey, pid);
+    hdb_buf rec;
+    hdb_buf_init(&rec, tx->scratch, 256);
+    hdb_record_encode(&rec, p, seq);
+    hdb_batch_put(tx->b, t->points, pkey, sizeof pkey, rec.p, rec.len);
+    put_entry(tx, seq, HDB_TL_UPSERT, pid, p);
+    return pid;
+}
+
+uint64_t hdb_table_txn_delete(hdb_table_txn *tx, uint64_t seq, const hdb_point *tomb,
+                              const hdb_row *old) {
+    hdb_table *t = tx->t;
+    if (!old->found) {
+        /* A tombstone that matched nothing still takes its seq: seqs stay dense. */
+        hdb_point none = {.attrs = tomb->attrs, .nattrs = tomb->nattrs, .deleted = true};
+        put_entry(tx, seq, HDB_TL_DELETE, 0, &none);
+        return 0;
+    }
+    const hdb_point *stored = &old->rec.point;
+    hdb_buf key;
+    int rc = id_key(t, stored->attrs, stored->nattrs, tx->scratch, &key, NULL, 0);
+    HDB_ASSERT(rc == HDB_OK);
+    unsigned char pkey[HDB_PID_KEY_LEN];
+    hdb_pid_key(pkey, old->pid);
+    hdb_batch_delete(tx->b, t->points, key.p, key.len);
+    hdb_batch_delete(tx->b, t->points, pkey, sizeof pkey);
+    /* The entry keeps the permanent attributes, so appliers find the point's split. */
+    hdb_point perm = {.deleted = true};
+    perm.attrs = hdb_arena_alloc(tx->scratch, (stored->nattrs ? stored->nattrs : 1) *
+                                                  sizeof *perm.attrs);
+    for (uint32_t i = 0; i < stored->nattrs; i++)
+        if (is_permanent(t, stored->attrs[i].name)) perm.attrs[perm.nattrs++] = stored->attrs[i];
+    put_entry(tx, seq, HDB_TL_DELETE, old->pid, &perm);
+    tx->job->_delta--;
+    return old->pid;
+}
+
+/* ---------------------------------------------------------------- reads */
+
+typedef struct {
+    hdb_table *t;
+    hdb_snap *snap;
+    uint64_t seq;
+} snap_ctx;
+
+static int take_snapshot(void *arg) {
+    snap_ctx *c = arg;
+    c->snap = hdb_store_snapshot(c->t->store);
+    c->seq = hdb_commit_last_seq(c->t->commit);
+    return HDB_OK;
+}
+
+hdb_snap *hdb_table_snapshot(hdb_table *t, uint64_t *seq) {
+    if (seq == NULL) return hdb_store_snapshot(t->store); /* no seq: no need to wait */
+    snap_ctx c = {t, NULL, 0};
+    hdb_commit_exclusive(t->commit, take_snapshot, &c);
+    *seq = c.seq;
+    return c.snap;
+}
+
+void hdb_table_snapshot_release(hdb_table *t, hdb_snap *snap) {
+    hdb_snap_release(t->store, snap);
+}
+
+int hdb_table_get_pids(hdb_table *t, const hdb_snap *snap, const uint64_t *pids, size_t n,
+                       hdb_arena *arena, hdb_row *out, char *err, size_t errlen) {
+    const unsigned char **keys = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *keys);
+    size_t *klens = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *klens);
+    unsigned char **vals = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *vals);
+    size_t *vlens = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *vlens);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char *k = hdb_arena_alloc(arena, HDB_PID_KEY_LEN);
+        hdb_pid_key(k, pids[i]);
+        keys[i] = k;
+        klens[i] = HDB_PID_KEY_LEN;
+    }
+    int rc = hdb_store_multi_get(t->store, t->points, snap, n, keys, klens, arena, vals, vlens,
+                                 err, errlen);
+    if (rc != HDB_OK) return rc;
+    for (size_t i = 0; i < n; i++) {
+        out[i].found = pids[i] != 0 && vals[i] != NULL;
+        out[i].pid = pids[i];
+        if (!out[i].found) continue;
+        if (hdb_record_decode(vals[i], vlens[i], arena, &out[i].rec) != HDB_OK)
+            return hdb_errf(err, errlen, HDB_ECORRUPT, "%s: point %" PRIu64 " is damaged",
+                            t->label, pids[i]);
+    }
+    return HDB_OK;
+}
+
+int hdb_table_get_ids(hdb_table *t, const hdb_snap *snap, size_t n, hdb_attr *const *ids,
+                      const uint32_t *nids, hdb_arena *arena, hdb_row *out, char *err,
+                      size_t errlen) {
+    const unsigned char **keys = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *keys);
+    size_t *klens = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *klens);
+    for (size_t i = 0; i < n; i++) {
+        hdb_buf key;
+        int rc = id_key(t, ids[i], nids[i], arena, &key, err, errlen);
+        if (rc != HDB_OK) return hdb_err_prefix(err, errlen, rc, "ids[%zu].", i);
+        keys[i] = key.p;
+        klens[i] = key.len;
+    }
+    unsigned char **vals = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *vals);
+    size_t *vlens = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *vlens);
+    uint64_t *pids = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *pids);
+    hdb_snap *own = snap ? NULL : hdb_store_snapshot(t->store);
+    const hdb_snap *s = snap ? snap : own;
+    int rc = hdb_store_multi_get(t->store, t->points, s, n, keys, klens, arena, vals, vlens, err,
+                                 errlen);
+    for (size_t i = 0; rc == HDB_OK && i < n; i++) {
+        pids[i] = 0;
+        if (vals[i] == NULL) continue;
+        if (vlens[i] != 8)
+            rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: identity entry of %zu bytes", t->label,
+                          vlens[i]);
+        else
+            pids[i] = hdb_get_be64(vals[i]);
+    }
+    if (rc == HDB_OK) rc = hdb_table_get_pids(t, s, pids, n, arena, out, err, errlen);
+    hdb_snap_release(t->store, own);
+    return rc;
+}
+
+int hdb_table_scan(hdb_table *t, const hdb_snap *snap, uint64_t *cursor, size_t max,
+                   hdb_arena *arena, hdb_row *out, size_t *n, char *err, size_t errlen) {
+    *n = 0;
+    if (max == 0) return HDB_OK;
+    unsigned char start[HDB_PID_KEY_LEN];
+    hdb_pid_key(start, *cursor);
+    hdb_iter *it = hdb_iter_create(t->store, t->points, snap);
+    int rc = HDB_OK;
+    for (hdb_iter_seek(it, start, sizeof start); *n < max && hdb_iter_valid(it);
+         hdb_iter_next(it)) {
+        size_t klen, vlen;
+        const unsigned char *k = hdb_iter_key(it, &klen);
+        if (klen == 0 || k[0] != 'P') break;
+        if (klen != HDB_PID_KEY_LEN) {
+            rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: point key of %zu bytes", t->label, klen);
+            break;
+        }
+        uint64_t pid = hdb_get_be64(k + 1);
+        /* The record outlives the iterator's position: decode a copy. */
+        const unsigned char *v = hdb_iter_value(it, &vlen);
+        v = hdb_arena_memdup(arena, v, vlen);
+        hdb_row *r = &out[*n];
+        if (hdb_record_decode(v, vlen, arena, &r->rec) != HDB_OK) {
+            rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: point %" PRIu64 " cannot be decoded",
+                          t->label, pid);
+            break;
+        }
+        r->found = true;
+        r->pid = pid;
+        (*n)++;
+        *cursor = pid + 1;
+    }
+    if (rc == HDB_OK) rc = hdb_iter_status(it, err, errlen);
+    hdb_iter_free(it);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the timeline */
+
+static hdb_table *of(hdb_timeline *tl) {
+    return (hdb_table *)tl;
+}
+
+static uint64_t tl_last_seq(hdb_timeline *tl) {
+    return hdb_commit_last_seq(of(tl)->commit);
+}
+
+static uint64_t tl_first_seq(hdb_timeline *tl) {
+    return atomic_load(&of(tl)->first_seq);
+}
+
+static int trimmed_error(hdb_table *t, uint64_t from, char *err, size_t errlen) {
+    return hdb_errf(err, errlen, HDB_ETRIMMED,
+                    "timeline of %s: entries before %" PRIu64 " were trimmed (asked from %" PRIu64
+                    ")",
+                    t->label, atomic_load(&t->first_seq), from);
+}
+
+static int tl_read(hdb_timeline *tl, uint64_t from, size_t max, hdb_arena *arena,
+                   hdb_timeline_entry *out, size_t *n, char *err, size_t errlen) {
+    hdb_table *t = of(tl);
+    uint64_t last = tl_last_seq(tl);
+    if (from < atomic_load(&t->first_seq)) return trimmed_error(t, from, err, errlen);
+    size_t cap = last - from + 1 < max ? (size_t)(last - from + 1) : max;
+    unsigned char key[HDB_SEQ_KEY_LEN];
+    hdb_seq_key(key, from);
+    hdb_iter *it = hdb_iter_create(t->store, t->timeline, NULL);
+    int rc = HDB_OK;
+    for (hdb_iter_seek(it, key, sizeof key); *n < cap && hdb_iter_valid(it); hdb_iter_next(it)) {
+        size_t klen, vlen;
+        const unsigned char *k = hdb_iter_key(it, &klen);
+        uint64_t seq = klen == HDB_SEQ_KEY_LEN ? hdb_get_be64(k) : 0;
+        if (seq != from + *n) {
+            /* A trim may have run since the check above. */
+            if (from + *n < atomic_load(&t->first_seq))
+                rc = trimmed_error(t, from + *n, err, errlen);
+            else
+                rc = hdb_errf(err, errlen, HDB_ECORRUPT,
+                              "timeline of %s: entry %" PRIu64 " is missing (found %" PRIu64 ")",
+                              t->label, from + *n, seq);
+            break;
+        }
+        /* Entries are used after the iterator has moved on: decode a copy. */
+        const unsigned char *v = hdb_iter_value(it, &vlen);
+        v = hdb_arena_memdup(arena, v, vlen);
+        if (hdb_timeline_decode(v, vlen, arena, &out[*n]) != HDB_OK) {
+            rc = hdb_errf(err, errlen, HDB_ECORRUPT,
+                          "timeline of %s: entry %" PRIu64 " is damaged", t->label, seq);
+            break;
+        }
+        (*n)++;
+    }
+    if (rc == HDB_OK) rc = hdb_iter_status(it, err, errlen);
+    hdb_iter_free(it);
+    if (rc == HDB_OK && *n < cap) {
+        if (from + *n < atomic_load(&t->first_seq))
+            rc = trimmed_error(t, from + *n, err, errlen);
+        else
+            rc = hdb_errf(err, errlen, HDB_ECORRUPT,
+                          "timeline of %s ends at %" PRIu64 ", before %" PRIu64, t->label,
+                          from + *n - 1, from + cap - 1);
+    }
+    if (rc != HDB_OK) *n = 0;
+    return rc;
+}
+
+static int tl_entry_time(hdb_timeline *tl, uint64_t seq, int64_t *time_us, char *err,
+                         size_t errlen) {
+    hdb_table *t = of(tl);
+    unsigned char key[HDB_SEQ_KEY_LEN], *val;
+    size_t vlen;
+    hdb_seq_key(key, seq);
+    hdb_arena *a = hdb_arena_create(1 << 12);
+    int rc = hdb_store_get(t->store, t->timeline, NULL, key, sizeof key, a, &val, &vlen, err,
+                           errlen);
+    if (rc == HDB_ENOTFOUND)
+        hdb_errf(err, errlen, rc, "timeline of %s: entry %" PRIu64 " is not retained", t->label,
+                 seq);
+    else if (rc == HDB_OK && hdb_timeline_peek(val, vlen, NULL, NULL, time_us) != HDB_OK)
+        rc = hdb_errf(err, errlen, HDB_ECORRUPT, "timeline of %s: entry %" PRIu64 " is damaged",
+                      t->label, seq);
+    hdb_arena_free(a);
+    return rc;
+}
+
+typedef struct {
+    hdb_table_job job;
+    const hdb_timeline_input *in;
+    size_t n;
+    hdb_arena *arena;
+} append_job;
+
+static int append_prepare(hdb_table_job *job, hdb_table_txn *tx, uint64_t first_seq,
+                          uint64_t *nseq, char *err, size_t errlen) {
+    append_job *a = (append_job *)job;
+    for (size_t i = 0; i < a->n; i++) {
+        hdb_row old;
+        int rc = hdb_table_txn_find(tx, a->in[i].point, a->arena, &old, err, errlen);
+        if (rc != HDB_OK) return hdb_err_prefix(err, errlen, rc, "entries[%zu].point.", i);
+        if (a->in[i].op == HDB_TL_UPSERT)
+            hdb_table_txn_upsert(tx, first_seq + i, a->in[i].point, &old);
+        else
+            hdb_table_txn_delete(tx, first_seq + i, a->in[i].point, &old);
+    }
+    *nseq = a->n;
+    return HDB_OK;
+}
+
+/* The contract's append: the entries are applied to the points too, in the same write, as an
+ * upload would (without an upload's checks, which are the writer's). */
+static int tl_append(hdb_timeline *tl, const hdb_timeline_input *in, size_t n, hdb_arena *arena,
+                     uint64_t *first_seq, char *err, size_t errlen) {
+    append_job a = {.job = {.prepare = append_prepare}, .in = in, .n = n, .arena = arena};
+    int rc = hdb_table_commit(of(tl), &a.job);
+    if (rc != HDB_OK) return hdb_errf(err, errlen, rc, "%s", a.job.err);
+    *first_seq = a.job.first_seq;
+    return HDB_OK;
+}
+
+/* The lowest keep_from of the subscribers (0 counts as 1), or last + 1 without any; caller
+ * holds sub_mu. */
+static uint64_t keep_from_locked(hdb_table *t, uint64_t last) {
+    uint64_t keep = last + 1;
+    for (hdb_timeline_sub *s = t->subs; s; s = s->_next) {
+        uint64_t k = atomic_load(&s->keep_from);
+        if (k == 0) k = 1;
+        if (k < keep) keep = k;
+    }
+    return keep;
+}
+
+/* Deletes entries below the lowest keep_from (never the newest entry); caller holds trim_mu. */
+static int trim_locked(hdb_table *t, uint64_t min_entries, char *err, size_t errlen) {
+    if (atomic_load(&t->trim_held)) return HDB_OK;
+    uint64_t last = tl_last_seq(&t->base);
+    pthread_mutex_lock(&t->sub_mu);
+    uint64_t keep = keep_from_locked(t, last);
+    pthread_mutex_unlock(&t->sub_mu);
+    if (keep > last) keep = last; /* the newest entry stays: it carries the last seq */
+    uint64_t first = atomic_load(&t->first_seq);
+    if (keep <= first || keep - first < min_entries) return HDB_OK;
+    unsigned char from[HDB_SEQ_KEY_LEN], to[HDB_SEQ_KEY_LEN];
+    hdb_seq_key(from, first);
+    hdb_seq_key(to, keep);
+    /* Readers check first_seq before they read: raise it first. */
+    atomic_store(&t->first_seq, keep);
+    int rc = hdb_store_delete_range(t->store, t->timeline, from, sizeof from, to, sizeof to, err,
+                                    errlen);
+    if (rc != HDB_OK) {
+        atomic_store(&t->first_seq, first); /* nothing was deleted */
+        return rc;
+    }
+    HDB_DEBUG("table", "%s: trimmed timeline entries %" PRIu64 "..%" PRIu64, t->label, first,
+              keep - 1);
+    return HDB_OK;
+}
+
+static int tl_trim(hdb_timeline *tl, char *err, size_t errlen) {
+    hdb_table *t = of(tl);
+    pthread_mutex_lock(&t->trim_mu);
+    int rc = trim_locked(t, 1, err, errlen);
+    pthread_mutex_unlock(&t->trim_mu);
+    return rc;
+}
+
+static void tl_subscribe(hdb_timeline *tl, hdb_timeline_sub *sub) {
+    hdb_table *t = of(tl);
+    pthread_mutex_lock(&t->trim_mu);
+    pthread_mutex_lock(&t->sub_mu);
+    sub->_next = t->subs;
+    t->subs = sub;
+    t->nsubs++;
+    pthread_mutex_unlock(&t->sub_mu);
+    pthread_mutex_unlock(&t->trim_mu);
+}
+
+static void tl_unsubscribe(hdb_timeline *tl, hdb_timeline_sub *sub) {
+    hdb_table *t = of(tl);
+    pthread_mutex_lock(&t->sub_mu);
+    for (hdb_timeline_sub **p = &t->subs; *p; p = &(*p)->_next) {
+        if (*p == sub) {
+            *p = sub->_next;
+            t->nsubs--;
+            break;
+        }
+    }
+    sub->_next = NULL;
+    pthread_mutex_unlock(&t->sub_mu);
+}
+
+static void tl_stats(hdb_timeline *tl, hdb_timeline_stats *st) {
+    hdb_table *t = of(tl);
+    memset(st, 0, sizeof *st);
+    st->last_seq = tl_last_seq(tl);
+    st->first_seq = atomic_load(&t->first_seq);
+    if (st->first_seq > st->last_seq + 1) st->first_seq = st->last_seq + 1;
+    st->entries = st->last_seq + 1 - st->first_seq;
+    st->bytes = hdb_store_cf_bytes(t->store, t->timeline);
+    pthread_mutex_lock(&t->sub_mu);
+    st->keep_from = keep_from_locked(t, st->last_seq);
+    st->subscribers = t->nsubs;
+    pthread_mutex_unlock(&t->sub_mu);
+}
+
+/* After each durable group (the commit queue still held): wake the subscribers; with none,
+ * trim now and then, since no one will ask. */
+static void notify_subscribers(void *arg, uint64_t last_seq) {
+    hdb_table *t = arg;
+    (void)last_seq;
+    pthread_mutex_lock(&t->sub_mu);
+    size_t nsubs = t->nsubs;
+    for (hdb_timeline_sub *s = t->subs; s; s = s->_next) s->notify(s->arg);
+    pthread_mutex_unlock(&t->sub_mu);
+    if (nsubs == 0 && pthread_mutex_trylock(&t->trim_mu) == 0) {
+        char err[256];
+        if (trim_locked(t, TRIM_UNWATCHED, err, sizeof err) != HDB_OK)
+            HDB_WARN("table", "%s: trim failed: %s", t->label, err);
+        pthread_mutex_unlock(&t->trim_mu);
+    }
+}
+
+static const hdb_timeline_ops rocksdb_timeline_ops = {
+    .kind = "rocksdb",
+    .last_seq = tl_last_seq,
+    .first_seq = tl_first_seq,
+    .read = tl_read,
+    .entry_time = tl_entry_time,
+    .append = tl_append,
+    .trim = tl_trim,
+    .subscribe = tl_subscribe,
+    .unsubscribe = tl_unsubscribe,
+    .stats = tl_stats,
+};
