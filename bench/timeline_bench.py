@@ -20,7 +20,10 @@ and, for both, once the upload is done: waits until the index has applied everyt
 has not shrunk for --quiet seconds, or --settle seconds have passed. Reported: upsert rate
 (points/s, from the release of the clients until the last Upload returned), peak and final size
 of the data directory, and final / reference. The dir size is also split into RocksDB SST
-files, RocksDB write-ahead logs (*.log), index snapshots (indices/) and the rest.
+files, RocksDB write-ahead logs (*.log), index snapshots (indices/) and the rest. (The WAL keeps
+every write not yet flushed from a memtable, up to storage.write_buffer_bytes per column family,
+so even a trimmed timeline leaves some WAL behind until the next flush.) The CPU seconds of
+hilbertd and of this client during the upload are reported too.
 
 Fields of IndexStatus and DataSourceInfo about timeline retention (any field whose name
 contains "timeline", "retain", "retention" or "trim", e.g. timeline_entries, timeline_bytes)
@@ -194,6 +197,14 @@ class Run:
         grpc.channel_ready_future(ch).result(timeout=30)
         return ch
 
+    def server_cpu(self) -> float | None:
+        """CPU seconds (user + system) hilbertd has used so far; None where /proc is missing."""
+        try:
+            f = Path(f"/proc/{self.hdb.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
     def sample(self, phase: str) -> dict:
         s = dir_size(self.data)
         s.update(t=round(time.perf_counter() - self.t0, 2), phase=phase)
@@ -338,11 +349,16 @@ def measure(label: str, args, enc: BatchEncoder, upserts: int, clients: int) -> 
     row = {"run": label, "upserts": upserts, "ids": args.ids, "batch": args.batch,
            "clients": clients, "dim": args.dim}
     try:
+        cpu0, srv0 = time.process_time(), run.server_cpu()
         secs = upload(run, enc, upserts, args.ids, args.batch, clients, args.sample, args.seed)
+        cpu, srv = time.process_time() - cpu0, run.server_cpu()
         row["upload_s"] = round(secs, 2)
         row["points_per_s"] = round(upserts / secs)
+        row["client_cpu_s"] = round(cpu, 2)
+        row["server_cpu_s"] = None if srv is None or srv0 is None else round(srv - srv0, 2)
         print(f"  uploaded in {secs:.1f} s: {upserts / secs:.0f} points/s; dir "
-              f"{mib(run.samples[-1]['total']):.1f} MiB", flush=True)
+              f"{mib(run.samples[-1]['total']):.1f} MiB; CPU: hilbertd {row['server_cpu_s']} s, "
+              f"this client {cpu:.1f} s", flush=True)
         caught = run.wait_applied(args.apply_timeout)
         row["apply_wait_s"] = None if caught is None else round(caught, 2)
         if caught is not None:
