@@ -135,6 +135,10 @@ size_t hdb_batch_bytes(hdb_batch *b);
 int hdb_store_delete_range(hdb_store *s, hdb_cf *cf, const void *start, size_t slen,
                            const void *end, size_t elen, char *err, size_t errlen);
 
+/* Writes cf's memtable out to a table file and waits for it (for column families written
+ * rarely, which would otherwise keep old write-ahead log files alive). */
+int hdb_store_flush(hdb_store *s, hdb_cf *cf, char *err, size_t errlen);
+
 /* Approximate bytes cf holds: its table files plus its memtables. */
 uint64_t hdb_store_cf_bytes(hdb_store *s, hdb_cf *cf);
 

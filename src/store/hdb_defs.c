@@ -1,6 +1,9 @@
 /*
  * hdb_defs.c - catalog definitions in the "catalog" column family (see hdb_defs.h).
  *
+ * Definitions change rarely, so each change is flushed at once: the column family then never
+ * keeps old write-ahead log files alive (hdb_store_flush).
+ *
  * Layout (integers little-endian):
  *   'S' + "name@version" -> u64 id + packed DataSourceSpec
  *   'X' + "name@version" -> u64 id + packed IndexSpec
@@ -48,6 +51,14 @@ static size_t def_key(hdb_def_kind kind, const char *label, unsigned char *buf, 
     buf[0] = (unsigned char)kind;
     memcpy(buf + 1, label, n);
     return n + 1;
+}
+
+/* After a durable change: flush it out of the memtable (best effort; only space is at stake). */
+static int settle(hdb_defs *d) {
+    char err[256];
+    if (hdb_store_flush(d->store, d->cf, err, sizeof err) != HDB_OK)
+        HDB_WARN("catalog", "flush of the definitions: %s", err);
+    return HDB_OK;
 }
 
 int hdb_defs_open(hdb_defs **out, hdb_store *store, char *err, size_t errlen) {
@@ -105,14 +116,15 @@ int hdb_defs_put(hdb_defs *d, hdb_def_kind kind, const char *label, uint64_t id,
         if (rc == HDB_OK) atomic_store(&d->next_id, next_id);
     }
     hdb_free(val);
-    return rc;
+    return rc == HDB_OK ? settle(d) : rc;
 }
 
 int hdb_defs_delete(hdb_defs *d, hdb_def_kind kind, const char *label, char *err,
                     size_t errlen) {
     unsigned char key[2 * HDB_NAME_MAX + 8];
     size_t klen = def_key(kind, label, key, sizeof key);
-    return hdb_store_delete(d->store, d->cf, key, klen, err, errlen);
+    int rc = hdb_store_delete(d->store, d->cf, key, klen, err, errlen);
+    return rc == HDB_OK ? settle(d) : rc;
 }
 
 int hdb_defs_foreach(hdb_defs *d, hdb_def_kind kind,

@@ -99,8 +99,11 @@ int hdb_store_open(hdb_store **out, const hdb_store_options *o, char *err, size_
     rocksdb_options_set_max_background_jobs(s->opts, 2);
     /* Float vectors barely compress; LZ4 is cheap and still helps attribute text. */
     rocksdb_options_set_compression(s->opts, rocksdb_lz4_compression);
-    /* Many column families with little traffic must not pin old WAL files forever. */
-    rocksdb_options_set_max_total_wal_size(s->opts, 256u << 20);
+    /* A write-ahead log file goes only once every column family with data in it has flushed,
+     * so column families with little traffic would pin old log files. Past this total RocksDB
+     * flushes them: the log stays within a few memtables' worth. */
+    uint64_t wal_cap = 4 * (uint64_t)o->write_buffer_bytes;
+    rocksdb_options_set_max_total_wal_size(s->opts, wal_cap < (16u << 20) ? 16u << 20 : wal_cap);
     /* RocksDB's own LOG file: warnings only, a few small files (it shares the data disk). */
     rocksdb_options_set_info_log_level(s->opts, 2 /* WARN_LEVEL */);
     rocksdb_options_set_keep_log_file_num(s->opts, 3);
@@ -477,6 +480,16 @@ int hdb_store_delete_range(hdb_store *s, hdb_cf *cf, const void *start, size_t s
         HDB_WARN("store", "%s: compaction of a deleted range: %s", cf->name, rerr);
         rocksdb_free(rerr);
     }
+    return HDB_OK;
+}
+
+int hdb_store_flush(hdb_store *s, hdb_cf *cf, char *err, size_t errlen) {
+    char *rerr = NULL;
+    rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(fo, 1);
+    rocksdb_flush_cf(s->db, fo, cf->h, &rerr);
+    rocksdb_flushoptions_destroy(fo);
+    if (rerr != NULL) return take_err(rerr, HDB_EIO, err, errlen, "flush");
     return HDB_OK;
 }
 
