@@ -7,6 +7,8 @@
  * `points[3].attributes["color"]: value is not set`. Outbound conversions allocate the messages
  * from the per-call arena; they borrow string and byte contents from their inputs, which must
  * outlive the packed response.
+ *
+ * Thread-safety: pure conversions; any thread, each call on its own arena.
  */
 #ifndef HDB_CODEC_H
 #define HDB_CODEC_H

@@ -5,6 +5,8 @@
  * human-readable detail goes into a caller-supplied buffer (char *err, size_t errlen; NULL
  * allowed), never into a global. The server maps codes to gRPC statuses in exactly one place
  * (hdb_server_status_from_rc in hdb_server.c).
+ *
+ * Thread-safety: no state; any thread.
  */
 #ifndef HDB_ERR_H
 #define HDB_ERR_H

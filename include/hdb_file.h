@@ -2,6 +2,8 @@
  * hdb_file.h - durable file helpers for snapshots: a writer that appends a CRC-32C trailer, a
  * reader that verifies it, atomic replace (temp file, fsync, rename, fsync of the directory),
  * and directory creation and removal.
+ *
+ * Thread-safety: any thread; one hdb_fwriter belongs to one thread at a time.
  */
 #ifndef HDB_FILE_H
 #define HDB_FILE_H

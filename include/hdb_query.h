@@ -8,6 +8,9 @@
  * become exact, and a point replaced since the engine saw it is scored as it is now. A point
  * deleted meanwhile is dropped, and the engine is asked for more candidates when that leaves a
  * query short. So deleted and stale points never come back.
+ *
+ * Thread-safety: any thread, concurrently; the index's applier is the only writer of what a
+ * search reads, and a search holds references to the index entry it was given.
  */
 #ifndef HDB_QUERY_H
 #define HDB_QUERY_H

@@ -10,7 +10,8 @@
  * pids as labels.
  *
  * Timeline column family: seq (8 bytes, big-endian) -> timeline entry. Append-only; every
- * seq from 1 to the source's last_seq has an entry.
+ * seq from the oldest retained one to the source's last_seq has an entry (older entries are
+ * trimmed once every index has them in a snapshot; the newest is always kept).
  *
  * Point record (all integers little-endian):
  *   u8 format (=1) | u8 flags | u16 reserved | u32 count | u64 seq | vector |
@@ -28,6 +29,10 @@
  * idkey: the id attributes in the source's declared order, each as u8 type followed by
  *   STRING/BYTES u32 BE len + bytes; INT64/TIMESTAMP u64 BE of (value ^ sign bit); BOOL u8.
  *   The same encoding of split attributes is a split key.
+ *
+ * Only the store (src/store/) uses the key builders: no other layer knows the layout.
+ *
+ * Thread-safety: pure functions over bytes; any thread.
  */
 #ifndef HDB_RECORD_H
 #define HDB_RECORD_H

@@ -1,5 +1,7 @@
 /*
  * hdb_rpc_catalog.h - handlers of the Catalog service: create, get, list and drop data sources and indices, with index status.
+ *
+ * Thread-safety: handlers run on any call thread, concurrently (the catalog serialises DDL).
  */
 #ifndef HDB_RPC_CATALOG_H
 #define HDB_RPC_CATALOG_H

@@ -1,5 +1,7 @@
 /*
  * hdb_rpc_health.h - handlers of the grpc.health.v1.Health service: Check (Watch answers UNIMPLEMENTED).
+ *
+ * Thread-safety: handlers run on any call thread, concurrently.
  */
 #ifndef HDB_RPC_HEALTH_H
 #define HDB_RPC_HEALTH_H

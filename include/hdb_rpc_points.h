@@ -1,5 +1,7 @@
 /*
  * hdb_rpc_points.h - handlers of the Points service: Upload and Get.
+ *
+ * Thread-safety: handlers run on any call thread, concurrently.
  */
 #ifndef HDB_RPC_POINTS_H
 #define HDB_RPC_POINTS_H

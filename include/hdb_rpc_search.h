@@ -1,5 +1,7 @@
 /*
  * hdb_rpc_search.h - handlers of the Search service: k nearest neighbours in one index.
+ *
+ * Thread-safety: handlers run on any call thread, concurrently.
  */
 #ifndef HDB_RPC_SEARCH_H
 #define HDB_RPC_SEARCH_H

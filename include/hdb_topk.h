@@ -5,6 +5,8 @@
  * Scores follow one convention everywhere inside the server: smaller is better. (The index
  * layer turns them into the API's distances.) Ties are broken by label, smaller first, so
  * results are deterministic. A label of -1 marks an empty slot, which sorts after every hit.
+ *
+ * Thread-safety: no shared state; one hdb_topk belongs to one thread.
  */
 #ifndef HDB_TOPK_H
 #define HDB_TOPK_H

@@ -5,6 +5,8 @@
  * These structs never own memory: strings, bytes and vectors point into memory that belongs to
  * someone else (usually the per-call arena or a decoded record), as documented where they are
  * produced.
+ *
+ * Thread-safety: no state; any thread.
  */
 #ifndef HDB_TYPES_H
 #define HDB_TYPES_H

@@ -7,6 +7,8 @@
  * and later break clients. This module walks the wire format with the message descriptors and
  * rejects both, naming the field, e.g. `points[2].attributes[0].value.string_value: invalid
  * UTF-8 at byte 5`. Map entries are named by their position in the request.
+ *
+ * Thread-safety: no state; any thread.
  */
 #ifndef HDB_WIRE_H
 #define HDB_WIRE_H
