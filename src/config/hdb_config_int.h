@@ -153,4 +153,11 @@ int hdb__config_get_list(const hdb__config_loader *L, const yaml_node_t *n, cons
  * L->c->arena. Returns HDB_OK or HDB_EINVAL with "file:line: key[i].field: reason". */
 int hdb__config_load_spec_list(const hdb__config_loader *L, const char *key, const yaml_node_t *n);
 
+/* Checks the YAML schemas of the spec messages against their protobuf-c descriptors: every
+ * field is read by exactly one key, each key names a field of a type it can load (an enum with
+ * its spelling, a message with its schema, an integer with a range), and every algorithm with
+ * parameters has their schema. Returns HDB_OK, or HDB_EINTERNAL with the first mismatch in err.
+ * A mismatch is a programming error; the unit tests call this so that it is caught there. */
+int hdb__config_check_specs(char *err, size_t errlen);
+
 #endif /* HDB_CONFIG_INT_H */

@@ -1,13 +1,14 @@
 /*
  * test_config.c - unit tests of the configuration module (hdb_config.c): defaults, the YAML
  * file with every key, byte-size suffixes, each kind of error (with its key and line), declared
- * data sources and indices as protobuf-c messages, command-line flags, and the shipped
- * config/hilbertd.yaml.
+ * data sources, indices and model spaces as protobuf-c messages (and the schemas behind them
+ * against the descriptors), command-line flags, and the shipped config/hilbertd.yaml.
  *
  * Each test gets a fresh temporary directory under $HDB_TEST_TMP (or /tmp), removed afterwards.
  */
 #include "hdb_config.h"
 
+#include "config/hdb_config_int.h" /* hdb__config_check_specs */
 #include "hdb_arena.h"
 #include "hdb_err.h"
 
@@ -740,6 +741,152 @@ static void test_ann_objects(void **state) {
     assert_int_equal(c->indices[2]->metric, HILBERT__V1__METRIC__METRIC_JACCARD);
 }
 
+/* Model spaces: an image and a tensor input, an index given as a mapping, the YAML key model
+ * for the field model_path, and the defaults of the optional keys. */
+static void test_model_spaces(void **state) {
+    fixture *fx = *state;
+    hdb_config *c = &fx->cfg;
+    int rc = load_text(fx, "model_spaces:\n"
+                           "  - name: img\n"
+                           "    model: m.pt\n"
+                           "    input:\n"
+                           "      image: {width: 28, height: 14, channels: 3, resize: CROP,\n"
+                           "              mean: [0.5, 1e-3, 2], std: [0.25]}\n"
+                           "    output_dim: 64\n"
+                           "    metric: cosine\n"
+                           "    index: {algorithm: faiss, faiss: {factory: Flat, nprobe: 3}}\n"
+                           "    permanent_attributes: [{name: n, type: int64}]\n"
+                           "    split_attributes: [n]\n"
+                           "  - name: vec\n"
+                           "    model: v.pt\n"
+                           "    input: {tensor: {shape: [4, 4]}}\n"
+                           "    output_dim: 16\n"
+                           "    metric: ip\n"
+                           "  - name: plain\n"
+                           "    model: p.pt\n"
+                           "    input: {image: {width: 8, height: 8, channels: 1}}\n"
+                           "    output_dim: 2\n"
+                           "    metric: l2\n"
+                           "    index: {algorithm: HNSW}\n");
+    if (rc != HDB_OK) fail_msg("%s", fx->err);
+    assert_int_equal(c->n_model_spaces, 3);
+
+    const Hilbert__V1__ModelSpaceSpec *ms = c->model_spaces[0];
+    assert_ptr_equal(ms->base.descriptor, &hilbert__v1__model_space_spec__descriptor);
+    assert_string_equal(ms->name, "img");
+    assert_string_equal(ms->model_path, "m.pt");
+    assert_int_equal(ms->input->kind_case, HILBERT__V1__MODEL_INPUT__KIND_IMAGE);
+    const Hilbert__V1__ImageInput *im = ms->input->image;
+    assert_int_equal(im->width, 28);
+    assert_int_equal(im->height, 14);
+    assert_int_equal(im->channels, 3);
+    assert_int_equal(im->resize, HILBERT__V1__RESIZE_MODE__RESIZE_MODE_CROP);
+    assert_int_equal(im->n_mean, 3);
+    assert_true(im->mean[0] == 0.5f && im->mean[1] == 1e-3f && im->mean[2] == 2.0f);
+    assert_int_equal(im->n_std, 1);
+    assert_true(im->std[0] == 0.25f);
+    assert_int_equal(ms->output_dim, 64);
+    assert_int_equal(ms->metric, HILBERT__V1__METRIC__METRIC_COSINE);
+    assert_int_equal(ms->index->kind_case, HILBERT__V1__INDEX_ALGORITHM__KIND_FAISS);
+    assert_string_equal(ms->index->faiss->factory, "Flat");
+    assert_int_equal(ms->index->faiss->nprobe, 3);
+    assert_int_equal(ms->n_permanent_attributes, 1);
+    assert_int_equal(ms->permanent_attributes[0]->type,
+                     HILBERT__V1__ATTRIBUTE_TYPE__ATTRIBUTE_TYPE_INT64);
+    assert_int_equal(ms->n_split_attributes, 1);
+    assert_packs(&ms->base);
+
+    ms = c->model_spaces[1];
+    assert_int_equal(ms->input->kind_case, HILBERT__V1__MODEL_INPUT__KIND_TENSOR);
+    assert_int_equal(ms->input->tensor->n_shape, 2);
+    assert_int_equal(ms->input->tensor->shape[1], 4);
+    assert_int_equal(ms->metric, HILBERT__V1__METRIC__METRIC_INNER_PRODUCT);
+    assert_null(ms->index); /* unset: the catalog indexes it flat */
+    assert_int_equal(ms->n_permanent_attributes, 0);
+    assert_packs(&ms->base);
+
+    ms = c->model_spaces[2];
+    assert_int_equal(ms->input->image->resize, HILBERT__V1__RESIZE_MODE__RESIZE_MODE_STRETCH);
+    assert_int_equal(ms->input->image->n_mean, 0);
+    assert_int_equal(ms->index->kind_case, HILBERT__V1__INDEX_ALGORITHM__KIND_HNSW);
+    assert_non_null(ms->index->hnsw);
+    assert_int_equal(ms->index->hnsw->m, 0);
+    assert_packs(&ms->base);
+}
+
+static void test_model_space_errors(void **state) {
+#define SPACE(rest) "model_spaces:\n  - name: s\n    model: m\n" rest
+#define TENSOR "    input: {tensor: {shape: [2]}}\n"
+    static const error_case cases[] = {
+        {SPACE("    output_dim: 2\n    metric: l2\n"),
+         HDB_EINVAL,
+         {"x.yaml:2: model_spaces[0].input: required key is missing"}},
+        {SPACE("    input: {image: {width: 1, height: 1, channels: 1}, tensor: {shape: [1]}}\n"
+               "    output_dim: 2\n    metric: l2\n"),
+         HDB_EINVAL,
+         {"x.yaml:4: model_spaces[0].input: give image or tensor, not both"}},
+        {SPACE("    input: {}\n    output_dim: 2\n    metric: l2\n"),
+         HDB_EINVAL,
+         {"x.yaml:4: model_spaces[0].input: needs image or tensor"}},
+        {SPACE("    input: [tensor]\n    output_dim: 2\n    metric: l2\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].input: must be a mapping {image: ...} or {tensor: ...}, not a list"}},
+        {SPACE("    input: {image: {width: 1, height: 1}}\n    output_dim: 2\n    metric: l2\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].input.image.channels: required key is missing"}},
+        {SPACE("    input: {image: {width: 1, height: 1, channels: 1, resize: fill}}\n"
+               "    output_dim: 2\n    metric: l2\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].input.image.resize: unknown resize mode \"fill\" (stretch, fit or "
+          "crop)"}},
+        {SPACE("    input: {image: {width: 1, height: 1, channels: 1, mean: [a]}}\n"
+               "    output_dim: 2\n    metric: l2\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].input.image.mean[0]: must be a number"}},
+        {SPACE("    input: {tensor: {shape: [2, 0]}}\n    output_dim: 2\n    metric: l2\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].input.tensor.shape[1]: must be an integer between 1 and 1073741824"}},
+        {SPACE("    input: {tensor: 3}\n    output_dim: 2\n    metric: l2\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].input.tensor: must be a mapping {shape: [...]}, not a scalar"}},
+        {SPACE(TENSOR "    output_dim: 65537\n    metric: l2\n"),
+         HDB_EINVAL,
+         {"x.yaml:5: model_spaces[0].output_dim: must be an integer between 1 and 65536"}},
+        {SPACE(TENSOR "    output_dim: 2\n    metric: manhattan\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].metric: unknown metric \"manhattan\" (expected l2, inner_product or "
+          "cosine)"}},
+        {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    index: flat\n"),
+         HDB_EINVAL,
+         {"x.yaml:7: model_spaces[0].index: must be a mapping {algorithm: ...}, not a scalar"}},
+        {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    index: {algorithm: flat, hnsw: {}}\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].index.hnsw: parameters of another algorithm (algorithm is flat)"}},
+        {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    index: {algorithm: faiss}\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].index.faiss: is required with algorithm faiss (factory: ...)"}},
+        {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    index: {algorithm: ivf}\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].index.algorithm: unknown algorithm \"ivf\" (expected flat, faiss, "
+          "hnsw or sparse)"}},
+        {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    model_path: m\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].model_path: unknown key (expected one of: name, model, input, "
+          "output_dim, metric, index, permanent_attributes, split_attributes)"}},
+    };
+#undef SPACE
+#undef TENSOR
+    run_error_cases(*state, cases, sizeof cases / sizeof cases[0]);
+}
+
+/* The YAML schemas of the spec messages cover every field of their descriptors, with loadable
+ * types; a field added to the API without a config key fails here. */
+static void test_spec_schemas_match_descriptors(void **state) {
+    fixture *fx = *state;
+    int rc = hdb__config_check_specs(fx->err, sizeof fx->err);
+    if (rc != HDB_OK) fail_msg("%s", fx->err);
+}
+
 /* ---- validate ----------------------------------------------------------------------------- */
 
 static void test_validate(void **state) {
@@ -1041,6 +1188,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_catalog_objects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ann_objects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_spaces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_space_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spec_schemas_match_descriptors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_args_none, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flags_override_file, setup, teardown),
