@@ -40,6 +40,8 @@ typedef struct hdb_config {
     bool sync;                /* fsync the WAL per write batch (group commit); default true */
     size_t block_cache_bytes; /* RocksDB block cache; default 256 MiB */
     size_t write_buffer_bytes; /* RocksDB memtable size per column family; default 64 MiB */
+    size_t min_free_bytes;     /* writes are refused below this much free disk; default 256 MiB */
+    size_t ballast_bytes;      /* size of the <data_dir>/ballast reserve file; default 64 MiB */
 
     /* limits: */
     uint32_t max_dimension;         /* largest dense dimension; default 65536 */

@@ -79,6 +79,8 @@ static const key_spec key_table[] = {
     {"storage.block_cache_bytes", SYN_BYTES, ST_SIZE, OFF(block_cache_bytes), MIB, TIB, NULL},
     {"storage.write_buffer_bytes", SYN_BYTES, ST_SIZE, OFF(write_buffer_bytes), MIB, 16 * GIB,
      NULL},
+    {"storage.min_free_bytes", SYN_BYTES, ST_SIZE, OFF(min_free_bytes), 0, TIB, NULL},
+    {"storage.ballast_bytes", SYN_BYTES, ST_SIZE, OFF(ballast_bytes), 0, 64 * GIB, NULL},
     {"limits.max_dimension", SYN_INTEGER, ST_U32, OFF(max_dimension), 1, 1048576, NULL},
     {"limits.max_points_per_upload", SYN_INTEGER, ST_U32, OFF(max_points_per_upload), 1, 1000000,
      NULL},
@@ -128,6 +130,8 @@ void hdb__config_fill_defaults(hdb_config *c) {
     c->sync = true;
     c->block_cache_bytes = 256 * MIB;
     c->write_buffer_bytes = 64 * MIB;
+    c->min_free_bytes = 256 * MIB;
+    c->ballast_bytes = 64 * MIB;
     c->max_dimension = 65536;
     c->max_points_per_upload = 10000;
     c->max_query_vectors = 10000;

@@ -99,6 +99,8 @@ static void assert_defaults(const hdb_config *c) {
     assert_true(c->sync);
     assert_int_equal(c->block_cache_bytes, 256 * MIB);
     assert_int_equal(c->write_buffer_bytes, 64 * MIB);
+    assert_int_equal(c->min_free_bytes, 256 * MIB);
+    assert_int_equal(c->ballast_bytes, 64 * MIB);
     assert_int_equal(c->max_dimension, 65536);
     assert_int_equal(c->max_points_per_upload, 10000);
     assert_int_equal(c->max_query_vectors, 10000);
@@ -144,6 +146,8 @@ static const char full_yaml[] = "# every key, none at its default\n"
                                 "  sync: no\n"
                                 "  block_cache_bytes: 1GiB\n"
                                 "  write_buffer_bytes: 16MiB\n"
+                                "  min_free_bytes: 1GiB\n"
+                                "  ballast_bytes: 0\n"
                                 "limits:\n"
                                 "  max_dimension: 4096\n"
                                 "  max_points_per_upload: 500\n"
@@ -172,6 +176,8 @@ static void test_full_file(void **state) {
     assert_false(c->sync);
     assert_int_equal(c->block_cache_bytes, GIB);
     assert_int_equal(c->write_buffer_bytes, 16 * MIB);
+    assert_int_equal(c->min_free_bytes, GIB);
+    assert_int_equal(c->ballast_bytes, 0);
     assert_int_equal(c->max_dimension, 4096);
     assert_int_equal(c->max_points_per_upload, 500);
     assert_int_equal(c->max_query_vectors, 200);
@@ -229,6 +235,39 @@ static void test_size_suffixes(void **state) {
                      HDB_OK);
     assert_int_equal(c->max_receive_message_bytes, 2147483647);
     assert_int_equal(c->max_value_bytes, 64 * MIB);
+}
+
+/* The free-space guard and its ballast file: byte sizes like the other *_bytes keys, down to 0
+ * (off) and up to 1TiB and 64GiB. */
+static void test_free_space_keys(void **state) {
+    fixture *fx = *state;
+    hdb_config *c = &fx->cfg;
+    assert_int_equal(c->min_free_bytes, 256 * MIB);
+    assert_int_equal(c->ballast_bytes, 64 * MIB);
+    assert_int_equal(load_text(fx, "storage:\n  min_free_bytes: 32MiB\n  ballast_bytes: 32MiB\n"),
+                     HDB_OK);
+    assert_int_equal(c->min_free_bytes, 32 * MIB);
+    assert_int_equal(c->ballast_bytes, 32 * MIB);
+    assert_int_equal(
+        load_text(fx, "storage:\n  min_free_bytes: \"512 KiB\"\n  ballast_bytes: 4096\n"), HDB_OK);
+    assert_int_equal(c->min_free_bytes, 512 * 1024);
+    assert_int_equal(c->ballast_bytes, 4096);
+    assert_int_equal(load_text(fx, "storage:\n  min_free_bytes: 0\n  ballast_bytes: 0B\n"), HDB_OK);
+    assert_int_equal(c->min_free_bytes, 0);
+    assert_int_equal(c->ballast_bytes, 0);
+    assert_int_equal(load_text(fx, "storage:\n  min_free_bytes: 1TiB\n  ballast_bytes: 64GiB\n"),
+                     HDB_OK);
+    assert_int_equal(c->min_free_bytes, (size_t)1 << 40);
+    assert_int_equal(c->ballast_bytes, 64 * GIB);
+    assert_int_equal(hdb_config_validate(c, fx->err, sizeof fx->err), HDB_OK);
+
+    c->ballast_bytes = 64 * GIB + 1;
+    assert_int_equal(hdb_config_validate(c, fx->err, sizeof fx->err), HDB_EINVAL);
+    assert_contains(fx->err, "storage.ballast_bytes: must be a byte size between 0 and 64GiB");
+    c->ballast_bytes = 64 * MIB;
+    c->min_free_bytes = ((size_t)1 << 40) + 1;
+    assert_int_equal(hdb_config_validate(c, fx->err, sizeof fx->err), HDB_EINVAL);
+    assert_contains(fx->err, "storage.min_free_bytes: must be a byte size between 0 and 1TiB");
 }
 
 static void test_booleans(void **state) {
@@ -357,6 +396,16 @@ static void test_out_of_range(void **state) {
         {"server:\n  max_send_message_bytes: 1000\n",
          HDB_EINVAL,
          {"x.yaml:2: server.max_send_message_bytes:"}},
+        {"storage:\n  min_free_bytes: 2TiB\n",
+         HDB_EINVAL,
+         {"x.yaml:2: storage.min_free_bytes: must be a byte size between 0 and 1TiB", "2TiB"}},
+        {"storage:\n  ballast_bytes: 65GiB\n",
+         HDB_EINVAL,
+         {"x.yaml:2: storage.ballast_bytes: must be a byte size between 0 and 64GiB", "65GiB"}},
+        {"storage:\n  min_free_bytes: 256MB\n",
+         HDB_EINVAL,
+         {"x.yaml:2: storage.min_free_bytes: must be a byte size", "\"256MB\""}},
+        {"storage:\n  ballast_bytes: -1\n", HDB_EINVAL, {"x.yaml:2: storage.ballast_bytes:"}},
         {"storage:\n  block_cache_bytes: 2TiB\n",
          HDB_EINVAL,
          {"x.yaml:2: storage.block_cache_bytes: must be a byte size between 1MiB and 1TiB"}},
@@ -859,7 +908,8 @@ static void test_model_space_errors(void **state) {
         {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    index: flat\n"),
          HDB_EINVAL,
          {"x.yaml:7: model_spaces[0].index: must be a mapping {algorithm: ...}, not a scalar"}},
-        {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    index: {algorithm: flat, hnsw: {}}\n"),
+        {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n"
+                      "    index: {algorithm: flat, hnsw: {}}\n"),
          HDB_EINVAL,
          {"model_spaces[0].index.hnsw: parameters of another algorithm (algorithm is flat)"}},
         {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    index: {algorithm: faiss}\n"),
@@ -1175,6 +1225,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_partial_file_keeps_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_and_comment_only_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size_suffixes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_space_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_booleans, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listen_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_keys, setup, teardown),
