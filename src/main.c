@@ -107,12 +107,16 @@ int main(int argc, char **argv) {
     hdb_torch_set_threads(cfg.torch_intra_threads, cfg.torch_inter_threads);
     grpc_init();
 
-    char path[4096];
+    char path[4096], ballast[4200];
     db_path(cfg.data_dir, path, sizeof path);
+    snprintf(ballast, sizeof ballast, "%.*s/ballast", (int)(strlen(path) - 3), path);
     hdb_store_options so = {.path = path,
                             .sync = cfg.sync,
                             .block_cache_bytes = cfg.block_cache_bytes,
-                            .write_buffer_bytes = cfg.write_buffer_bytes};
+                            .write_buffer_bytes = cfg.write_buffer_bytes,
+                            .min_free_bytes = cfg.min_free_bytes,
+                            .ballast_path = ballast,
+                            .ballast_bytes = cfg.ballast_bytes};
     if ((rc = hdb_store_open(&store, &so, err, sizeof err)) != HDB_OK) {
         HDB_ERROR("main", "storage: %s", err);
         goto out;

@@ -39,6 +39,7 @@ struct hdb_applier {
     uint64_t snapshot_seq;
     int64_t snapshot_time_us;
     int64_t last_snapshot_ns; /* CLOCK_MONOTONIC of the last save or load */
+    bool snapshot_waits;      /* the last save was refused for lack of disk space */
 
     _Atomic(hdb_index *) index; /* set when created or loaded; replaced only by a rebuild
                                  * before the state becomes READY */
@@ -84,8 +85,13 @@ static int save_snapshot(hdb_applier *a, hdb_index *ix) {
     int rc = hdb_table_space_check(a->cfg.table, snapshot_bytes(ix), err, sizeof err);
     if (rc == HDB_OK) rc = hdb_index_save(ix, a->dir, seq, err, sizeof err);
     if (rc != HDB_OK) {
-        HDB_ERROR("applier", "%s: snapshot at seq %" PRIu64 " failed: %s", a->label, seq, err);
+        /* A full disk is said once (until a snapshot succeeds again); other failures always. */
+        if (rc != HDB_EFULL)
+            HDB_ERROR("applier", "%s: snapshot at seq %" PRIu64 " failed: %s", a->label, seq, err);
+        else if (!a->snapshot_waits)
+            HDB_WARN("applier", "%s: snapshots wait until the disk has room: %s", a->label, err);
         pthread_mutex_lock(&a->mu);
+        a->snapshot_waits = rc == HDB_EFULL;
         a->last_snapshot_ns = hdb_mono_ns(); /* retry after another interval, not in a loop */
         pthread_mutex_unlock(&a->mu);
         return rc;
@@ -94,6 +100,7 @@ static int save_snapshot(hdb_applier *a, hdb_index *ix) {
     clock_gettime(CLOCK_REALTIME, &ts);
     pthread_mutex_lock(&a->mu);
     a->snapshot_seq = seq;
+    a->snapshot_waits = false;
     a->snapshot_time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
     a->last_snapshot_ns = hdb_mono_ns();
     pthread_mutex_unlock(&a->mu);

@@ -74,7 +74,11 @@ static void run_group(hdb_commit *q, hdb_commit_job *group) {
         char err[HDB_COMMIT_ERRLEN];
         int rc = hdb_store_write(q->store, batch, err, sizeof err);
         if (rc != HDB_OK) {
-            HDB_ERROR("commit", "group write failed, %zu jobs rejected: %s", accepted, err);
+            /* A full disk is the disk guard's to report (once); anything else is news. */
+            if (rc == HDB_EFULL)
+                HDB_DEBUG("commit", "group refused, %zu jobs: %s", accepted, err);
+            else
+                HDB_ERROR("commit", "group write failed, %zu jobs rejected: %s", accepted, err);
             for (hdb_commit_job *j = group; j; j = j->_next) {
                 if (j->rc != HDB_OK) continue;
                 j->rc = rc;
@@ -189,7 +193,8 @@ int hdb_commit_submit_all(hdb_commit *const *qs, hdb_commit_job *const *jobs, si
         char werr[HDB_COMMIT_ERRLEN];
         rc = hdb_store_write(qs[0]->store, batch, werr, sizeof werr);
         if (rc != HDB_OK) {
-            HDB_ERROR("commit", "multi-source write failed: %s", werr);
+            if (rc == HDB_EFULL) HDB_DEBUG("commit", "multi-source write refused: %s", werr);
+            else HDB_ERROR("commit", "multi-source write failed: %s", werr);
             hdb_errf(err, errlen, rc, "storage: %.400s", werr);
         }
     } else {
