@@ -83,15 +83,20 @@ MIB = 1 << 20
 
 def dir_size(path: Path) -> dict:
     """Bytes of every file under path, recursively, in total and split into RocksDB SST files,
-    write-ahead logs (*.log), index snapshots (indices/) and the rest. Files that RocksDB
-    deletes while we walk are skipped."""
-    out = {"total": 0, "sst": 0, "wal": 0, "snapshots": 0, "other": 0, "files": 0}
+    write-ahead logs (*.log), index snapshots (indices/) and the rest. The ballast file (a
+    reserve of free space that newer builds keep in the data dir, storage.ballast_bytes) is
+    reported on its own and not counted in the total. Files that RocksDB deletes while we walk
+    are skipped."""
+    out = {"total": 0, "sst": 0, "wal": 0, "snapshots": 0, "other": 0, "files": 0, "ballast": 0}
     for dirpath, _dirs, files in os.walk(path):
         in_indices = "indices" in Path(dirpath).relative_to(path).parts
         for f in files:
             try:
                 n = os.lstat(os.path.join(dirpath, f)).st_size
             except FileNotFoundError:
+                continue
+            if f == "ballast" and Path(dirpath) == Path(path):
+                out["ballast"] += n
                 continue
             if in_indices:
                 kind = "snapshots"
@@ -374,11 +379,12 @@ def measure(label: str, args, enc: BatchEncoder, upserts: int, clients: int) -> 
         row["final_mib"] = round(mib(row["final_bytes"]), 1)
         row["settle_s"] = final["settle_s"]
         row["final_breakdown"] = {k: final[k] for k in
-                                  ("sst", "wal", "snapshots", "other", "files")}
+                                  ("sst", "wal", "snapshots", "other", "files", "ballast")}
         print(f"  settled after {final['settle_s']:.0f} s: final {row['final_mib']:.1f} MiB "
               f"(sst {mib(final['sst']):.1f}, wal {mib(final['wal']):.1f}, snapshots "
               f"{mib(final['snapshots']):.1f}, other {mib(final['other']):.1f}; "
-              f"{final['files']} files), peak {row['peak_mib']:.1f} MiB", flush=True)
+              f"{final['files']} files; ballast {mib(final['ballast']):.1f} not counted), "
+              f"peak {row['peak_mib']:.1f} MiB", flush=True)
         print(f"  source last_seq {src.last_seq}, points {src.point_count}; index applied "
               f"{st.applied_seq}, snapshot_seq {st.snapshot_seq}, size {st.size}", flush=True)
         ret = retention_fields(src, st)

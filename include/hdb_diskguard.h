@@ -6,8 +6,8 @@
  * So hilbertd never lets it get there. The guard
  *  - refuses writes (HDB_EFULL, which clients see as RESOURCE_EXHAUSTED) while the file system
  *    would keep less than min_free_bytes free after them; data writes need the whole reserve,
- *    metadata writes (catalog changes, which are tiny and include the drops that free space)
- *    half of it;
+ *    metadata writes (catalog changes, which are tiny) half of it, and the deletes of a drop,
+ *    which free space, only 1 MiB;
  *  - keeps a ballast file of ballast_bytes next to the database as an emergency reserve: it is
  *    released when free space falls below half the reserve anyway (another program filled the
  *    disk, say), and at open when free space is short, so that RocksDB can still flush, compact
@@ -43,7 +43,8 @@ typedef struct {
 /* What a write is. */
 typedef enum {
     HDB_WRITE_DATA = 0, /* points and timeline entries, index snapshots: the whole reserve */
-    HDB_WRITE_META = 1  /* catalog entries, column family changes: half the reserve */
+    HDB_WRITE_META = 1, /* catalog entries, column family changes: half the reserve */
+    HDB_WRITE_FREE = 2  /* deletes that free space (drops): 1 MiB, so that drops still work */
 } hdb_write_kind;
 
 /* Starts guarding o->path. Call before the database opens: when free space is below

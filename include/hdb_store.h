@@ -88,12 +88,13 @@ int hdb_store_multi_get(hdb_store *s, hdb_cf *cf, const hdb_snap *snap, size_t n
                         unsigned char **vals, size_t *vlens, char *err, size_t errlen);
 
 /* Writes one key/value pair on its own (used for catalog entries), fsynced when sync is on.
- * Like hdb_store_delete and hdb_store_cf_create, a metadata write: refused (HDB_EFULL) only when
- * free space is below half the reserve. */
+ * Like hdb_store_cf_create, a metadata write: refused (HDB_EFULL) only when free space is below
+ * half the reserve. */
 int hdb_store_put(hdb_store *s, hdb_cf *cf, const void *key, size_t klen, const void *val,
                   size_t vlen, char *err, size_t errlen);
 
-/* Deletes one key on its own, fsynced when sync is on. */
+/* Deletes one key on its own, fsynced when sync is on. Deletes make room, so they are refused
+ * only with less than 1 MiB free. */
 int hdb_store_delete(hdb_store *s, hdb_cf *cf, const void *key, size_t klen, char *err,
                      size_t errlen);
 

@@ -189,7 +189,9 @@ int hdb_diskguard_check(hdb_diskguard *g, uint64_t bytes, hdb_write_kind kind, c
     if (g == NULL || g->min_free == 0) return HDB_OK;
     uint64_t free_b, total_b;
     if (fs_space(g->path, &free_b, &total_b) != 0) return HDB_OK; /* the write will tell */
-    uint64_t keep = kind == HDB_WRITE_META ? g->min_free / 2 : g->min_free;
+    uint64_t keep = kind == HDB_WRITE_DATA   ? g->min_free
+                    : kind == HDB_WRITE_META ? g->min_free / 2
+                                             : (g->min_free < (1u << 20) ? g->min_free : 1u << 20);
     bool ok = free_b >= keep && free_b - keep >= bytes;
     /* Transitions are those of data writes: metadata may pass while data is refused. */
     int was = kind == HDB_WRITE_DATA ? atomic_exchange(&g->state, ok ? STATE_WRITABLE : STATE_FULL)

@@ -332,7 +332,7 @@ int hdb_store_put(hdb_store *s, hdb_cf *cf, const void *key, size_t klen, const 
 
 int hdb_store_delete(hdb_store *s, hdb_cf *cf, const void *key, size_t klen, char *err,
                      size_t errlen) {
-    int rc = hdb_diskguard_check(s->guard, klen, HDB_WRITE_META, err, errlen);
+    int rc = hdb_diskguard_check(s->guard, klen, HDB_WRITE_FREE, err, errlen);
     if (rc != HDB_OK) return rc;
     char *rerr = NULL;
     rocksdb_delete_cf(s->db, s->wopts, cf->h, key, klen, &rerr);

@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 from conftest import Server
-from helpers import (TIMEOUT, create_index, create_source, expect_status, get_points,
-                     get_source, index_spec, point, search, source_spec, upload, wait_ready)
+from helpers import (TIMEOUT, C, create_index, create_source, drop_source, expect_status,
+                     get_points, get_source, index_spec, point, search, source_spec, upload,
+                     wait_ready)
 from hdb_grpc_health.v1 import health_pb2
 
 DIM = 256
@@ -147,7 +148,10 @@ def test_full_disk_is_survived(make_server, small_fs, tmp_path):
     s = make_server(config=cfg, data_dir=data_dir)
     create_source(s, source_spec("s", DIM))
     create_index(s, index_spec("s-flat", "s"))
+    create_source(s, source_spec("junk", DIM))
     rng = np.random.default_rng(7)
+    for i in range(5):
+        upload(s, "junk", batch(rng, i * BATCH))
     acked: List[int] = []
 
     # 1. Full: refused with a message that says so, nothing of the refused batch is written,
@@ -160,6 +164,10 @@ def test_full_disk_is_survived(make_server, small_fs, tmp_path):
     assert_found(s, refused, False)
     assert_reads_serve(s, acked, rng)
     assert get_source(s, "s").point_count == len(acked)
+    # Drops free space, so they still work.
+    drop_source(s, "junk")
+    assert [d.spec.name for d in s.catalog.ListDataSources(
+        C.ListDataSourcesRequest(), timeout=TIMEOUT).data_sources] == ["s"]
 
     # 1b. Something else takes most of what is left: the ballast is given up so that RocksDB
     #     keeps room, and reads still serve.

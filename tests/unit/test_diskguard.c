@@ -79,6 +79,8 @@ static void test_reserve(void **state) {
     assert_non_null(strstr(err, "storage.min_free_bytes"));
     assert_non_null(strstr(err, "full"));
     assert_int_equal(hdb_diskguard_check(g, 0, HDB_WRITE_META, err, sizeof err), HDB_OK);
+    /* Deletes, which make room, need only 1 MiB. */
+    assert_int_equal(hdb_diskguard_check(g, 0, HDB_WRITE_FREE, err, sizeof err), HDB_OK);
     /* A metadata write larger than what is left above half the reserve is refused too. */
     assert_int_equal(hdb_diskguard_check(g, avail, HDB_WRITE_META, err, sizeof err), HDB_EFULL);
     hdb_diskguard_state_get(g, &st);
