@@ -8,7 +8,8 @@
  * hand-built files with a valid CRC but bad contents, missing files; and concurrent searches
  * while a writer churns.
  *
- * The engine's .c file is included (STYLE.md §11) to read its internal counters.
+ * The engine's two .c files are included (STYLE.md §11): hdb_sparse.c to read its internal
+ * counters, hdb_sparse_io.c for the file format's constants and byte helpers.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include <cmocka.h>
 
 #include "../../src/index/hdb_sparse.c"
+#include "../../src/index/hdb_sparse_io.c"
 
 #include <stdatomic.h>
 #include <stdlib.h>
