@@ -5,60 +5,32 @@
  *   "HDBSPRS1" | u32 version (1) | u32 dim | u32 metric | u64 count |
  *   count x { i64 label | u32 nnz | nnz x u32 idx | nnz x f32 val } | u32 CRC-32C of all
  *   preceding bytes.
- * Only live vectors are written, in slot order. load() reads the whole file and checks length,
- * magic, version and CRC before parsing anything, then checks dim and metric against the
+ * Only live vectors are written, in slot order. save() writes through hdb_fwriter (hdb_file.h),
+ * which keeps the CRC-32C and appends it as the trailer (little-endian, as the rest) on close.
+ * load() reads the whole file with hdb_file_read_checked, which checks the CRC; then it checks
+ * length, magic and version before parsing anything, then dim and metric against the
  * caller's parameters (HDB_EINVAL on mismatch), and bounds-checks every count and every vector
  * (labels >= 0 and distinct, indices strictly increasing and < dim, values finite) against the
  * remaining bytes, so even a file with a valid CRC cannot make it read out of bounds.
  */
 #include "hdb_sparse_int.h"
 
-#include "hdb_crc.h"
 #include "hdb_err.h"
+#include "hdb_file.h"
 #include "hdb_log.h"
 #include "hdb_mem.h"
 
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <string.h>
 
 #define FILE_MAGIC "HDBSPRS1"
 #define FILE_VERSION 1u
 #define FILE_HEADER (8 + 4 + 4 + 4 + 8)
-#define FILE_TRAILER 4
+#define FILE_TRAILER 4 /* the CRC-32C that hdb_fwriter_close appends */
 #define FILE_VEC_HEAD (8 + 4)
 
-/* ---- save --------------------------------------------------------------------------------- */
-
-typedef struct {
-    FILE *f;
-    uint32_t crc;
-    size_t n;
-    int failed;
-    unsigned char buf[1 << 16];
-} writer;
-
-static void w_flush(writer *w) {
-    if (w->n == 0) return;
-    w->crc = hdb_crc32c(w->crc, w->buf, w->n);
-    if (!w->failed && fwrite(w->buf, 1, w->n, w->f) != w->n) w->failed = 1;
-    w->n = 0;
-}
-
-static void w_bytes(writer *w, const void *p, size_t n) {
-    const unsigned char *b = p;
-    while (n > 0) {
-        if (w->n == sizeof w->buf) w_flush(w);
-        size_t c = sizeof w->buf - w->n;
-        if (c > n) c = n;
-        memcpy(w->buf + w->n, b, c);
-        w->n += c;
-        b += c;
-        n -= c;
-    }
-}
+/* ---- byte order --------------------------------------------------------------------------- */
 
 static void put_u32(unsigned char *b, uint32_t v) {
     for (int i = 0; i < 4; i++)
@@ -78,115 +50,57 @@ static uint64_t get_u64(const unsigned char *b) {
     return (uint64_t)get_u32(b) | (uint64_t)get_u32(b + 4) << 32;
 }
 
-static void w_u32(writer *w, uint32_t v) {
-    unsigned char b[4];
-    put_u32(b, v);
-    w_bytes(w, b, 4);
-}
-
-static void w_u64(writer *w, uint64_t v) {
-    unsigned char b[8];
-    put_u64(b, v);
-    w_bytes(w, b, 8);
-}
+/* ---- save --------------------------------------------------------------------------------- */
 
 int hdb_sparse_save(hdb_sparse *s, const char *path, char *err, size_t errlen) {
-    writer *w = NULL;
-    int rc = HDB_OK;
-    int locked = 0;
+    hdb_fwriter w;
+    unsigned char head[FILE_HEADER];
+    unsigned char *rec = NULL; /* one encoded vector, handed to the writer in one piece */
+    size_t rec_cap = 0;
 
     HDB_ASSERT(s != NULL);
     if (path == NULL) return hdb_errf(err, errlen, HDB_EINVAL, "sparse: path must not be NULL");
-    w = hdb_calloc(1, sizeof *w);
-    w->f = fopen(path, "wb");
-    if (w->f == NULL) {
-        rc = hdb_errf(err, errlen, HDB_EIO, "sparse: cannot create %s: %s", path, strerror(errno));
-        goto done;
-    }
+    int rc = hdb_fwriter_open(&w, path, err, errlen);
+    if (rc != HDB_OK) return rc;
     pthread_rwlock_wrlock(&s->lock);
-    locked = 1;
-    w_bytes(w, FILE_MAGIC, 8);
-    w_u32(w, FILE_VERSION);
-    w_u32(w, s->dim);
-    w_u32(w, (uint32_t)s->metric);
-    w_u64(w, s->nlive);
+    memcpy(head, FILE_MAGIC, 8);
+    put_u32(head + 8, FILE_VERSION);
+    put_u32(head + 12, s->dim);
+    put_u32(head + 16, (uint32_t)s->metric);
+    put_u64(head + 20, s->nlive);
+    hdb_fwriter_put(&w, head, sizeof head);
     for (size_t slot = 0; slot < s->nslots; slot++) {
         if (s->labels[slot] < 0) continue;
         uint32_t n = s->nnz[slot];
         const float *val = slot_vals(s, slot);
-        w_u64(w, (uint64_t)s->labels[slot]);
-        w_u32(w, n);
-        for (uint32_t j = 0; j < n; j++)
-            w_u32(w, s->data[slot][j]);
-        for (uint32_t j = 0; j < n; j++) {
+        size_t len = FILE_VEC_HEAD + 8 * (size_t)n;
+        if (len > rec_cap) {
+            rec_cap = len > 2 * rec_cap ? len : 2 * rec_cap;
+            rec = hdb_realloc(rec, rec_cap);
+        }
+        put_u64(rec, (uint64_t)s->labels[slot]);
+        put_u32(rec + 8, n);
+        unsigned char *q = rec + FILE_VEC_HEAD;
+        for (uint32_t j = 0; j < n; j++, q += 4)
+            put_u32(q, s->data[slot][j]);
+        for (uint32_t j = 0; j < n; j++, q += 4) {
             uint32_t bits;
             memcpy(&bits, &val[j], 4);
-            w_u32(w, bits);
+            put_u32(q, bits);
         }
+        hdb_fwriter_put(&w, rec, len);
     }
     pthread_rwlock_unlock(&s->lock);
-    locked = 0;
-    w_flush(w);
-    unsigned char trailer[4];
-    put_u32(trailer, w->crc);
-    if (!w->failed && fwrite(trailer, 1, 4, w->f) != 4) w->failed = 1;
-    if (!w->failed && fflush(w->f) != 0) w->failed = 1;
-    if (w->failed)
-        rc = hdb_errf(err, errlen, HDB_EIO, "sparse: cannot write %s: %s", path, strerror(errno));
-
-done:
-    if (locked) pthread_rwlock_unlock(&s->lock);
-    if (w && w->f && fclose(w->f) != 0 && rc == HDB_OK)
-        rc = hdb_errf(err, errlen, HDB_EIO, "sparse: cannot close %s: %s", path, strerror(errno));
-    hdb_free(w);
-    return rc;
+    hdb_free(rec);
+    return hdb_fwriter_close(&w, err, errlen);
 }
 
 /* ---- load --------------------------------------------------------------------------------- */
 
-/* Reads the whole file into *buf (hdb_free) and its length into *len. */
-static int read_file(const char *path, unsigned char **buf, size_t *len, char *err, size_t errlen) {
-    FILE *f = NULL;
-    unsigned char *b = NULL;
-    size_t cap = 1 << 16, n = 0;
-    int rc = HDB_OK;
-
-    *buf = NULL;
-    *len = 0;
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        rc = hdb_errf(err, errlen, HDB_EIO, "sparse: cannot open %s: %s", path, strerror(errno));
-        goto done;
-    }
-    /* Read to EOF with a growing buffer rather than trusting a size from fseek/ftell. */
-    b = hdb_malloc(cap);
-    for (;;) {
-        if (n == cap) {
-            cap *= 2;
-            b = hdb_realloc(b, cap);
-        }
-        size_t got = fread(b + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) {
-        rc = hdb_errf(err, errlen, HDB_EIO, "sparse: cannot read %s: %s", path, strerror(errno));
-        goto done;
-    }
-    *buf = b;
-    *len = n;
-    b = NULL;
-
-done:
-    if (f) fclose(f);
-    hdb_free(b);
-    return rc;
-}
-
 int hdb_sparse_load(hdb_sparse **out, const hdb_sparse_params *p, const char *path, char *err,
                     size_t errlen) {
     unsigned char *buf = NULL;
-    size_t len = 0;
+    size_t body = 0; /* the bytes before the CRC trailer */
     hdb_sparse *s = NULL;
     uint32_t *idx = NULL;
     float *val = NULL;
@@ -198,10 +112,13 @@ int hdb_sparse_load(hdb_sparse **out, const hdb_sparse_params *p, const char *pa
     if (rc != HDB_OK) return rc;
     if (path == NULL) return hdb_errf(err, errlen, HDB_EINVAL, "sparse: path must not be NULL");
 
-    rc = read_file(path, &buf, &len, err, errlen);
+    /* Checks the CRC-32C trailer (HDB_ECORRUPT when it is missing or wrong) and leaves it out
+     * of body. */
+    rc = hdb_file_read_checked(path, &buf, &body, err, errlen);
     if (rc != HDB_OK) goto done;
-    if (len < FILE_HEADER + FILE_TRAILER) {
-        rc = hdb_errf(err, errlen, HDB_ECORRUPT, "sparse: %s: truncated (%zu bytes)", path, len);
+    if (body < FILE_HEADER) {
+        rc = hdb_errf(err, errlen, HDB_ECORRUPT, "sparse: %s: truncated (%zu bytes)", path,
+                      body + FILE_TRAILER);
         goto done;
     }
     if (memcmp(buf, FILE_MAGIC, 8) != 0) {
@@ -211,11 +128,6 @@ int hdb_sparse_load(hdb_sparse **out, const hdb_sparse_params *p, const char *pa
     if (get_u32(buf + 8) != FILE_VERSION) {
         rc = hdb_errf(err, errlen, HDB_ECORRUPT, "sparse: %s: unsupported version %u", path,
                       get_u32(buf + 8));
-        goto done;
-    }
-    size_t body = len - FILE_TRAILER;
-    if (hdb_crc32c(0, buf, body) != get_u32(buf + body)) {
-        rc = hdb_errf(err, errlen, HDB_ECORRUPT, "sparse: %s: checksum mismatch", path);
         goto done;
     }
     uint32_t dim = get_u32(buf + 12), metric = get_u32(buf + 16);

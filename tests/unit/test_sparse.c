@@ -20,6 +20,8 @@
 #include "../../src/index/hdb_sparse.c"
 #include "../../src/index/hdb_sparse_io.c"
 
+#include "hdb_crc.h" /* hand-built files with a valid CRC */
+
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/stat.h>
