@@ -13,6 +13,9 @@
  *    disk, say), and at open when free space is short, so that RocksDB can still flush, compact
  *    and recover; it is recreated once the disk has room for it and the whole reserve again;
  *  - notices by itself when space comes back, so writes resume without a restart.
+ * On a disk too small for the configured figures (a reserve of more than half the disk, a
+ * ballast of more than a sixteenth) it keeps a quarter of the disk free and a thirty-second of
+ * it as ballast instead, and logs that, so that a small disk still takes writes.
  *
  * A monitor thread re-reads the free space every interval and looks after the ballast; the
  * checks read the file system directly (one statvfs call), so they never act on stale figures.
@@ -76,6 +79,9 @@ typedef struct {
 
 /* Reads the current state (one statvfs call). */
 void hdb_diskguard_state_get(hdb_diskguard *g, hdb_diskguard_state *st);
+
+/* The reserve in force: min_free_bytes, or less on a small disk (see above). */
+uint64_t hdb_diskguard_min_free(const hdb_diskguard *g);
 
 /* The watched directory, as given to open. */
 const char *hdb_diskguard_path(const hdb_diskguard *g);

@@ -82,7 +82,9 @@ static void run_group(hdb_commit *q, hdb_commit_job *group) {
             for (hdb_commit_job *j = group; j; j = j->_next) {
                 if (j->rc != HDB_OK) continue;
                 j->rc = rc;
-                snprintf(j->err, sizeof j->err, "storage: %.400s", err);
+                /* The disk guard's message names the storage itself. */
+                snprintf(j->err, sizeof j->err, "%s%.400s", rc == HDB_EFULL ? "" : "storage: ",
+                         err);
                 j->nseq = 0;
             }
         } else {
@@ -195,7 +197,7 @@ int hdb_commit_submit_all(hdb_commit *const *qs, hdb_commit_job *const *jobs, si
         if (rc != HDB_OK) {
             if (rc == HDB_EFULL) HDB_DEBUG("commit", "multi-source write refused: %s", werr);
             else HDB_ERROR("commit", "multi-source write failed: %s", werr);
-            hdb_errf(err, errlen, rc, "storage: %.400s", werr);
+            hdb_errf(err, errlen, rc, "%s%.400s", rc == HDB_EFULL ? "" : "storage: ", werr);
         }
     } else {
         hdb_errf(err, errlen, rc, "%s", jobs[failed]->err);

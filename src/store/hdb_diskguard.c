@@ -140,6 +140,20 @@ int hdb_diskguard_open(hdb_diskguard **out, const hdb_diskguard_options *o, char
         g->ballast_bytes = o->ballast_bytes;
     }
     g->min_free = o->min_free_bytes;
+    /* On a small disk the configured reserve would take most of it, or all: keep a quarter of
+     * the disk free instead (and a ballast of a thirty-second), and say so. */
+    if (g->min_free > total_b / 2) {
+        HDB_WARN("disk", "the disk holding %s has only %.1f MiB; keeping %.1f MiB free instead "
+                         "of storage.min_free_bytes (%.1f MiB)",
+                 g->path, mib(total_b), mib(total_b / 4), mib(g->min_free));
+        g->min_free = total_b / 4;
+    }
+    if (g->ballast && g->ballast_bytes > total_b / 16) {
+        HDB_WARN("disk", "the disk holding %s has only %.1f MiB; the ballast takes %.1f MiB "
+                         "instead of storage.ballast_bytes (%.1f MiB)",
+                 g->path, mib(total_b), mib(total_b / 32), mib(g->ballast_bytes));
+        g->ballast_bytes = total_b / 32;
+    }
     g->interval_ms = o->interval_ms > 0 ? o->interval_ms : 1000;
     pthread_mutex_init(&g->mu, NULL);
     pthread_condattr_t ca;
@@ -218,6 +232,10 @@ void hdb_diskguard_state_get(hdb_diskguard *g, hdb_diskguard_state *st) {
     if (fs_space(g->path, &st->free_bytes, &st->total_bytes) != 0) return;
     st->writable = g->min_free == 0 || st->free_bytes >= g->min_free;
     st->ballast_present = ballast_present(g);
+}
+
+uint64_t hdb_diskguard_min_free(const hdb_diskguard *g) {
+    return g->min_free;
 }
 
 const char *hdb_diskguard_path(const hdb_diskguard *g) {

@@ -95,14 +95,24 @@ int hdb_store_open(hdb_store **out, const hdb_store_options *o, char *err, size_
     rocksdb_options_set_create_if_missing(s->opts, 1);
     rocksdb_options_set_create_missing_column_families(s->opts, 1);
     rocksdb_options_set_block_based_table_factory(s->opts, s->table);
-    rocksdb_options_set_write_buffer_size(s->opts, o->write_buffer_bytes);
+    /* A memtable flush must fit in the reserve, with room for a few at once. */
+    size_t write_buffer = o->write_buffer_bytes;
+    uint64_t reserve = hdb_diskguard_min_free(s->guard);
+    if (reserve > 0 && write_buffer > reserve / 4) {
+        write_buffer = reserve / 4 > (1u << 20) ? (size_t)(reserve / 4) : 1u << 20;
+        HDB_INFO("store", "memtables of %.1f MiB (storage.write_buffer_bytes is %.1f MiB): the "
+                          "disk reserve of %.1f MiB must hold their flushes",
+                 (double)write_buffer / 1048576.0, (double)o->write_buffer_bytes / 1048576.0,
+                 (double)reserve / 1048576.0);
+    }
+    rocksdb_options_set_write_buffer_size(s->opts, write_buffer);
     rocksdb_options_set_max_background_jobs(s->opts, 2);
     /* Float vectors barely compress; LZ4 is cheap and still helps attribute text. */
     rocksdb_options_set_compression(s->opts, rocksdb_lz4_compression);
     /* A write-ahead log file goes only once every column family with data in it has flushed,
      * so column families with little traffic would pin old log files. Past this total RocksDB
      * flushes them: the log stays within a few memtables' worth. */
-    uint64_t wal_cap = 4 * (uint64_t)o->write_buffer_bytes;
+    uint64_t wal_cap = 4 * (uint64_t)write_buffer;
     rocksdb_options_set_max_total_wal_size(s->opts, wal_cap < (16u << 20) ? 16u << 20 : wal_cap);
     /* RocksDB's own LOG file: warnings only, a few small files (it shares the data disk). */
     rocksdb_options_set_info_log_level(s->opts, 2 /* WARN_LEVEL */);

@@ -95,6 +95,15 @@ static void test_reserve(void **state) {
                      HDB_OK);
     hdb_diskguard_close(g);
 
+    /* A reserve of more than half the disk would stop every write: a quarter is kept. */
+    struct statvfs v;
+    assert_int_equal(statvfs(f->dir, &v), 0);
+    uint64_t total = (uint64_t)v.f_blocks * v.f_frsize;
+    hdb_diskguard_options huge = {.path = f->dir, .min_free_bytes = 2 * total};
+    assert_int_equal(hdb_diskguard_open(&g, &huge, err, sizeof err), HDB_OK);
+    assert_int_equal(hdb_diskguard_min_free(g), total / 4);
+    hdb_diskguard_close(g);
+
     hdb_diskguard_options missing = {.path = "/nonexistent/hilbertdb", .min_free_bytes = 1};
     assert_int_equal(hdb_diskguard_open(&g, &missing, err, sizeof err), HDB_EIO);
     assert_non_null(strstr(err, "/nonexistent/hilbertdb"));
@@ -119,7 +128,7 @@ static void test_ballast(void **state) {
 
     /* Short of space at open: the ballast goes before anything else happens. */
     uint64_t avail = free_bytes(f->dir);
-    o.min_free_bytes = 2 * avail + (1 << 30);
+    o.min_free_bytes = avail + avail / 2;
     assert_int_equal(hdb_diskguard_open(&g, &o, err, sizeof err), HDB_OK);
     assert_int_equal(file_size(f->ballast), -1);
     hdb_diskguard_close(g);
