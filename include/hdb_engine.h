@@ -58,8 +58,11 @@ typedef struct hdb_engine hdb_engine;
 const char *hdb_algo_name(hdb_algo algo);
 
 /* Checks a spec (ranges, metric fits the algorithm, FAISS factory builds) without creating an
- * engine. Messages name the field under "spec.algorithm" / "spec.metric". */
-int hdb_engine_check(const hdb_engine_spec *spec, char *err, size_t errlen);
+ * engine. Messages name the metric "spec.metric" and the algorithm's fields under `algorithm`,
+ * the caller's name for the algorithm message (NULL: "spec.algorithm"; a model space says
+ * "spec.index"). Any thread. */
+int hdb_engine_check(const hdb_engine_spec *spec, const char *algorithm, char *err,
+                     size_t errlen);
 
 /* Creates an empty engine. Free with hdb_engine_free. */
 int hdb_engine_create(hdb_engine **out, const hdb_engine_spec *spec, char *err, size_t errlen);

@@ -39,15 +39,14 @@ int hdb_ingest_upload(hdb_source *src, const hdb_config *cfg, const hdb_point *p
                       hdb_arena *arena, uint64_t *first_seq, uint64_t *last_seq, char *err,
                       size_t errlen);
 
-/* Writes points[i] (npoints[i] of them) to srcs[i] for every i, atomically: all of them in one
- * write, or nothing. The sources must be distinct. On success first_seqs[i] is the seq of
- * points[i][0] in srcs[i]. On failure *failed is the index of the source whose points were
- * refused; the message is that source's, with fields named as in an Upload
- * (points[j].attributes["color"]: ...) and the caller adds its own prefix. */
-int hdb_ingest_upload_many(hdb_source *const *srcs, const hdb_point *const *points,
-                           const size_t *npoints, size_t nsrc, const hdb_config *cfg,
-                           hdb_arena *arena, uint64_t *first_seqs, size_t *failed, char *err,
-                           size_t errlen);
+/* Writes points[i], one point, to srcs[i] for every i, atomically: all of them in one write,
+ * or nothing. The sources must be distinct. On success seqs[i] is the seq of points[i] in
+ * srcs[i]. On failure *failed is the index of the source whose point was refused, and the
+ * message names the field within that point ("vector: ...", "attributes[\"color\"]: ..."):
+ * the caller prefixes its own path. Same errors as hdb_ingest_upload otherwise. */
+int hdb_ingest_upload_each(hdb_source *const *srcs, const hdb_point *points, size_t nsrc,
+                           const hdb_config *cfg, hdb_arena *arena, uint64_t *seqs,
+                           size_t *failed, char *err, size_t errlen);
 
 /* Reads n points by id attributes from one consistent snapshot. ids[i] (nids[i] attributes,
  * sorted by name) must hold exactly the source's id attributes with their types; errors name

@@ -116,9 +116,9 @@ void hdb_attrs_sort(hdb_attr *attrs, size_t n);
 int hdb_all_finite(const float *a, size_t d, size_t *bad_index);
 
 /* Checks a sparse vector: indices strictly increasing and below dim, values finite. On failure
- * returns HDB_EINVAL with a message naming <what>[i].vector.sparse.indices[j] (or .values[j]). */
-int hdb_sparse_check(const hdb_sparse_vec *v, uint32_t dim, const char *what, size_t i,
-                     char *err, size_t errlen);
+ * returns HDB_EINVAL with a message naming vector.sparse.indices[j] (or .values[j]); the caller
+ * prefixes the path of the vector's owner (e.g. "points[3]."). */
+int hdb_sparse_check(const hdb_sparse_vec *v, uint32_t dim, char *err, size_t errlen);
 
 #define HDB_NAME_MAX 128
 

@@ -511,7 +511,7 @@ int hdb__create_index_locked(hdb_catalog *cat, const Hilbert__V1__IndexSpec *spe
         return rc;
     }
     hdb_engine_spec es;
-    if ((rc = hdb__index_spec_check(spec, &src->schema, src->label, &es, err, errlen)) !=
+    if ((rc = hdb__index_spec_check(spec, &src->schema, src->label, NULL, &es, err, errlen)) !=
         HDB_OK) {
         hdb_source_unref(src);
         return rc;

@@ -83,9 +83,11 @@ void hdb__schema_free(hdb_schema *s);
 Hilbert__V1__DataSourceSpec *hdb__source_spec_normalise(const Hilbert__V1__DataSourceSpec *spec,
                                                         hdb_arena *arena);
 
-/* Validates an index spec against the schema of source `label` and derives the engine spec. */
+/* Validates an index spec against the schema of source `label` and derives the engine spec.
+ * Messages name the algorithm's fields under `algorithm` (NULL: "spec.algorithm"). */
 int hdb__index_spec_check(const Hilbert__V1__IndexSpec *spec, const hdb_schema *s,
-                          const char *label, hdb_engine_spec *es, char *err, size_t errlen);
+                          const char *label, const char *algorithm, hdb_engine_spec *es,
+                          char *err, size_t errlen);
 
 /* The checks of an index spec that need no source: names and the data source reference. */
 int hdb__index_spec_basic_check(const Hilbert__V1__IndexSpec *spec, char *err, size_t errlen);

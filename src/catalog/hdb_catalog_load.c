@@ -71,7 +71,7 @@ static int load_index(void *arg, const char *label, uint64_t id, const unsigned 
         return hdb_errf(err, errlen, HDB_ECORRUPT, "index %s reads missing data source %s@%s",
                         label, spec->data_source->name, spec->data_source->version);
     hdb_engine_spec es;
-    int rc = hdb__index_spec_check(spec, &src->schema, src->label, &es, err, errlen);
+    int rc = hdb__index_spec_check(spec, &src->schema, src->label, NULL, &es, err, errlen);
     if (rc != HDB_OK) return rc;
     unsigned char *bytes = hdb_malloc(vlen ? vlen : 1);
     memcpy(bytes, v, vlen);

@@ -283,17 +283,10 @@ static int space_index_check(hdb_catalog *cat, const Hilbert__V1__ModelSpaceSpec
     if (rc != HDB_OK) return rc;
     const char *label = hdb_arena_sprintf(a, "%s@%s", n->name, HDB_SPACE_VERSION);
     hdb_engine_spec es;
-    rc = hdb__index_spec_check(space_index_spec(n, a), &schema, label, &es, err, errlen);
+    /* The index spec's algorithm is the space's own field spec.index. */
+    rc = hdb__index_spec_check(space_index_spec(n, a), &schema, label, "spec.index", &es, err,
+                               errlen);
     hdb__schema_free(&schema);
-    if (rc != HDB_OK && err) {
-        /* The index spec's fields are the space's own: spec.algorithm -> spec.index. */
-        static const char alg[] = "spec.algorithm";
-        if (strncmp(err, alg, sizeof alg - 1) == 0) {
-            char rest[1024];
-            snprintf(rest, sizeof rest, "%s", err + sizeof alg - 1);
-            snprintf(err, errlen, "spec.index%s", rest);
-        }
-    }
     return rc;
 }
 

@@ -158,21 +158,23 @@ Hilbert__V1__DataSourceSpec *hdb__source_spec_normalise(const Hilbert__V1__DataS
 }
 
 /* Validates an index spec against its source and derives the engine spec. Messages name the
- * field under "spec.". */
+ * field under "spec.", the algorithm as `algorithm` (NULL: "spec.algorithm"). */
 int hdb__index_spec_check(const Hilbert__V1__IndexSpec *spec, const hdb_schema *s,
-                          const char *label, hdb_engine_spec *es, char *err, size_t errlen) {
+                          const char *label, const char *algorithm, hdb_engine_spec *es,
+                          char *err, size_t errlen) {
     const Hilbert__V1__IndexAlgorithm *alg = spec->algorithm;
+    const char *af = algorithm ? algorithm : "spec.algorithm";
     memset(es, 0, sizeof *es);
     if (alg == NULL || alg->kind_case == HILBERT__V1__INDEX_ALGORITHM__KIND__NOT_SET)
         return hdb_errf(err, errlen, HDB_EINVAL,
-                        "spec.algorithm: is required (flat, faiss, hnsw or sparse)");
+                        "%s: is required (flat, faiss, hnsw or sparse)", af);
     switch (alg->kind_case) {
     case HILBERT__V1__INDEX_ALGORITHM__KIND_FLAT: es->algo = HDB_ALGO_FLAT; break;
     case HILBERT__V1__INDEX_ALGORITHM__KIND_FAISS:
         es->algo = HDB_ALGO_FAISS;
         if (alg->faiss->factory == NULL || strlen(alg->faiss->factory) >= sizeof es->factory)
             return hdb_errf(err, errlen, HDB_EINVAL,
-                            "spec.algorithm.faiss.factory: must be 1 to %zu characters",
+                            "%s.faiss.factory: must be 1 to %zu characters", af,
                             sizeof es->factory - 1);
         snprintf(es->factory, sizeof es->factory, "%s", alg->faiss->factory);
         es->nprobe = alg->faiss->nprobe;
@@ -186,22 +188,22 @@ int hdb__index_spec_check(const Hilbert__V1__IndexSpec *spec, const hdb_schema *
         break;
     case HILBERT__V1__INDEX_ALGORITHM__KIND_SPARSE: es->algo = HDB_ALGO_SPARSE; break;
     default:
-        return hdb_errf(err, errlen, HDB_EINVAL, "spec.algorithm: unknown algorithm %d",
+        return hdb_errf(err, errlen, HDB_EINVAL, "%s: unknown algorithm %d", af,
                         (int)alg->kind_case);
     }
     if (s->sparse != (es->algo == HDB_ALGO_SPARSE))
         return hdb_errf(err, errlen, HDB_EINVAL,
-                        s->sparse ? "spec.algorithm: data source %s holds sparse vectors; use "
-                                    "the sparse algorithm"
-                                  : "spec.algorithm: the sparse algorithm needs a sparse data "
-                                    "source; %s is dense",
-                        label);
+                        s->sparse ? "%s: data source %s holds sparse vectors; use the sparse "
+                                    "algorithm"
+                                  : "%s: the sparse algorithm needs a sparse data source; %s is "
+                                    "dense",
+                        af, label);
     if ((int)spec->metric < HDB_METRIC_L2 || (int)spec->metric > HDB_METRIC_JACCARD)
         return hdb_errf(err, errlen, HDB_EINVAL,
                         "spec.metric: is required (L2, INNER_PRODUCT, COSINE or JACCARD)");
     es->metric = (hdb_metric)spec->metric;
     es->dim = s->dim;
-    int rc = hdb_engine_check(es, err, errlen);
+    int rc = hdb_engine_check(es, af, err, errlen);
     if (rc != HDB_OK) return rc;
     for (size_t i = 0; i < spec->n_split_attributes; i++) {
         const char *name = spec->split_attributes[i];

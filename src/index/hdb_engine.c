@@ -63,7 +63,8 @@ static bool dense_metric(hdb_metric m) {
     return m == HDB_METRIC_L2 || m == HDB_METRIC_IP || m == HDB_METRIC_COSINE;
 }
 
-int hdb_engine_check(const hdb_engine_spec *s, char *err, size_t errlen) {
+int hdb_engine_check(const hdb_engine_spec *s, const char *algorithm, char *err, size_t errlen) {
+    const char *alg = algorithm ? algorithm : "spec.algorithm";
     if (s->dim == 0) return hdb_errf(err, errlen, HDB_EINVAL, "spec: dimension must be >= 1");
     switch (s->algo) {
     case HDB_ALGO_FLAT:
@@ -80,34 +81,34 @@ int hdb_engine_check(const hdb_engine_spec *s, char *err, size_t errlen) {
                             "spec.metric: sparse needs COSINE or JACCARD, not %s",
                             hdb_metric_name(s->metric));
         return HDB_OK;
-    default: return hdb_errf(err, errlen, HDB_EINVAL, "spec.algorithm: unknown algorithm");
+    default: return hdb_errf(err, errlen, HDB_EINVAL, "%s: unknown algorithm", alg);
     }
     if (s->algo == HDB_ALGO_FAISS) {
         if (s->factory[0] == '\0')
             return hdb_errf(err, errlen, HDB_EINVAL,
-                            "spec.algorithm.faiss.factory: is required (e.g. \"IVF256,Flat\")");
+                            "%s.faiss.factory: is required (e.g. \"IVF256,Flat\")", alg);
         hdb_faiss_params p = faiss_params(s);
         int rc = hdb_faiss_validate(&p, err, errlen);
-        if (rc != HDB_OK) hdb_err_prefix(err, errlen, rc, "spec.algorithm.faiss.factory: ");
+        if (rc != HDB_OK) hdb_err_prefix(err, errlen, rc, "%s.faiss.factory: ", alg);
         return rc;
     }
     if (s->algo == HDB_ALGO_HNSW) {
         if (s->m != 0 && (s->m < 2 || s->m > 128))
             return hdb_errf(err, errlen, HDB_EINVAL,
-                            "spec.algorithm.hnsw.m: %u is outside 2..128", s->m);
+                            "%s.hnsw.m: %u is outside 2..128", alg, s->m);
         if (s->ef_construction > 100000)
             return hdb_errf(err, errlen, HDB_EINVAL,
-                            "spec.algorithm.hnsw.ef_construction: %u is above 100000",
+                            "%s.hnsw.ef_construction: %u is above 100000", alg,
                             s->ef_construction);
         if (s->ef_search > 100000)
             return hdb_errf(err, errlen, HDB_EINVAL,
-                            "spec.algorithm.hnsw.ef_search: %u is above 100000", s->ef_search);
+                            "%s.hnsw.ef_search: %u is above 100000", alg, s->ef_search);
     }
     return HDB_OK;
 }
 
 int hdb_engine_create(hdb_engine **out, const hdb_engine_spec *spec, char *err, size_t errlen) {
-    int rc = hdb_engine_check(spec, err, errlen);
+    int rc = hdb_engine_check(spec, NULL, err, errlen);
     if (rc != HDB_OK) return rc;
     hdb_engine *e = hdb_calloc(1, sizeof *e);
     e->spec = *spec;

@@ -54,7 +54,7 @@ struct hdb_index {
 };
 
 int hdb_index_create(hdb_index **out, const hdb_index_params *p, char *err, size_t errlen) {
-    int rc = hdb_engine_check(&p->engine, err, errlen);
+    int rc = hdb_engine_check(&p->engine, NULL, err, errlen);
     if (rc != HDB_OK) return rc;
     hdb_index *ix = hdb_calloc(1, sizeof *ix);
     ix->engine = p->engine;

@@ -15,79 +15,72 @@
 
 /* ---------------------------------------------------------------- stateless validation */
 
-static int check_type(const hdb_attr *a, const hdb_attr_spec *spec, const char *what,
-                      size_t index, char *err, size_t errlen) {
+/* Messages below name the field within one point ("vector: ...", "attributes[\"x\"]: ...");
+ * the caller prefixes the point's own path ("points[3].") when it has one. */
+
+static int check_type(const hdb_attr *a, const hdb_attr_spec *spec, char *err, size_t errlen) {
     if (a->value.type == spec->type) return HDB_OK;
-    return hdb_errf(err, errlen, HDB_EINVAL, "%s[%zu].attributes[\"%s\"]: has type %s, the data "
-                    "source declares %s", what, index, spec->name,
-                    hdb_attr_type_name(a->value.type), hdb_attr_type_name(spec->type));
+    return hdb_errf(err, errlen, HDB_EINVAL, "attributes[\"%s\"]: has type %s, the data source "
+                    "declares %s", spec->name, hdb_attr_type_name(a->value.type),
+                    hdb_attr_type_name(spec->type));
 }
 
 /* Every permanent attribute present with its declared type. */
-static int check_permanent(const hdb_schema *s, const hdb_point *p, size_t i, char *err,
-                           size_t errlen) {
+static int check_permanent(const hdb_schema *s, const hdb_point *p, char *err, size_t errlen) {
     for (size_t j = 0; j < s->nperm; j++) {
         const hdb_attr *a = hdb_attr_find(p->attrs, p->nattrs, s->perm[j].name, true);
         if (a == NULL)
             return hdb_errf(err, errlen, HDB_EINVAL,
-                            "points[%zu].attributes: permanent attribute \"%s\" (%s) is missing",
-                            i, s->perm[j].name, hdb_attr_type_name(s->perm[j].type));
-        int rc = check_type(a, &s->perm[j], "points", i, err, errlen);
+                            "attributes: permanent attribute \"%s\" (%s) is missing",
+                            s->perm[j].name, hdb_attr_type_name(s->perm[j].type));
+        int rc = check_type(a, &s->perm[j], err, errlen);
         if (rc != HDB_OK) return rc;
     }
     return HDB_OK;
 }
 
-/* Every id attribute present with its declared type; gathers their values in declared order. */
+/* Every id attribute present with its declared type; gathers their values in declared order.
+ * field names the attributes in the message ("attributes", "id_attributes"). */
 static int id_values(const hdb_schema *s, const hdb_attr *attrs, uint32_t nattrs,
-                     const char *what, size_t i, const char *field, hdb_value *vals, char *err,
-                     size_t errlen) {
+                     const char *field, hdb_value *vals, char *err, size_t errlen) {
     for (size_t j = 0; j < s->nid; j++) {
         const hdb_attr *a = hdb_attr_find(attrs, nattrs, s->id[j]->name, true);
         if (a == NULL)
-            return hdb_errf(err, errlen, HDB_EINVAL,
-                            "%s[%zu].%s: id attribute \"%s\" (%s) is missing", what, i, field,
-                            s->id[j]->name, hdb_attr_type_name(s->id[j]->type));
+            return hdb_errf(err, errlen, HDB_EINVAL, "%s: id attribute \"%s\" (%s) is missing",
+                            field, s->id[j]->name, hdb_attr_type_name(s->id[j]->type));
         if (a->value.type != s->id[j]->type)
             return hdb_errf(err, errlen, HDB_EINVAL,
-                            "%s[%zu].%s[\"%s\"]: has type %s, the data source declares %s", what,
-                            i, field, s->id[j]->name, hdb_attr_type_name(a->value.type),
+                            "%s[\"%s\"]: has type %s, the data source declares %s", field,
+                            s->id[j]->name, hdb_attr_type_name(a->value.type),
                             hdb_attr_type_name(s->id[j]->type));
         vals[j] = a->value;
     }
     return HDB_OK;
 }
 
-static int check_point(const hdb_schema *s, const hdb_point *p, size_t i, char *err,
-                       size_t errlen) {
+static int check_point(const hdb_schema *s, const hdb_point *p, char *err, size_t errlen) {
     if (p->deleted) return HDB_OK; /* a tombstone needs only its id attributes (job_init) */
     if (s->sparse) {
         if (!p->sparse)
             return hdb_errf(err, errlen, HDB_EINVAL,
-                            "points[%zu].vector: the data source holds sparse vectors; set "
-                            "vector.sparse",
-                            i);
-        int rc = hdb_sparse_check(&p->sp, s->dim, "points", i, err, errlen);
-        return rc != HDB_OK ? rc : check_permanent(s, p, i, err, errlen);
+                            "vector: the data source holds sparse vectors; set vector.sparse");
+        int rc = hdb_sparse_check(&p->sp, s->dim, err, errlen);
+        return rc != HDB_OK ? rc : check_permanent(s, p, err, errlen);
     }
     if (p->sparse)
         return hdb_errf(err, errlen, HDB_EINVAL,
-                        "points[%zu].vector: the data source holds dense vectors; set "
-                        "vector.dense",
-                        i);
+                        "vector: the data source holds dense vectors; set vector.dense");
     if (p->vec == NULL)
-        return hdb_errf(err, errlen, HDB_EINVAL,
-                        "points[%zu].vector: is required unless is_deleted is set", i);
+        return hdb_errf(err, errlen, HDB_EINVAL, "vector: is required unless is_deleted is set");
     if (p->dim != s->dim)
         return hdb_errf(err, errlen, HDB_EINVAL,
-                        "points[%zu].vector: has dimension %u, the data source expects %u", i,
-                        p->dim, s->dim);
+                        "vector: has dimension %u, the data source expects %u", p->dim, s->dim);
     size_t bad;
     if (!hdb_all_finite(p->vec, p->dim, &bad))
         return hdb_errf(err, errlen, HDB_EINVAL,
-                        "points[%zu].vector: component %zu is %s; vectors must be finite", i, bad,
+                        "vector: component %zu is %s; vectors must be finite", bad,
                         p->vec[bad] != p->vec[bad] ? "NaN" : "infinite");
-    return check_permanent(s, p, i, err, errlen);
+    return check_permanent(s, p, err, errlen);
 }
 
 /* Every id attribute of an identity (ids: nids attributes) is present with its type, and no
@@ -104,7 +97,8 @@ static int check_ids(const hdb_source *src, const hdb_attr *ids, uint32_t nids, 
                             ids[j].name, hdb_source_label(src));
     }
     hdb_value vals[s->nid ? s->nid : 1];
-    return id_values(s, ids, nids, "ids", i, "id_attributes", vals, err, errlen);
+    int rc = id_values(s, ids, nids, "id_attributes", vals, err, errlen);
+    return rc != HDB_OK ? hdb_err_prefix(err, errlen, rc, "ids[%zu].", i) : HDB_OK;
 }
 
 /* ---------------------------------------------------------------- the commit job */
@@ -114,11 +108,12 @@ typedef struct {
     hdb_source *src;
     const hdb_point *points;
     size_t n;
+    bool batch; /* an Upload's batch: messages name the point as points[i] */
     hdb_arena *arena;
 } upload_job;
 
 static int compare_permanent(const hdb_schema *s, const hdb_point *stored, const hdb_point *p,
-                             size_t i, char *err, size_t errlen) {
+                             char *err, size_t errlen) {
     for (size_t j = 0; j < s->nperm; j++) {
         const hdb_attr *old = hdb_attr_find(stored->attrs, stored->nattrs, s->perm[j].name, true);
         const hdb_attr *neu = hdb_attr_find(p->attrs, p->nattrs, s->perm[j].name, true);
@@ -126,9 +121,9 @@ static int compare_permanent(const hdb_schema *s, const hdb_point *stored, const
         if (hdb_value_cmp(&old->value, &neu->value) != 0) {
             char a[64], b[64];
             return hdb_errf(err, errlen, HDB_EINVAL,
-                            "points[%zu].attributes[\"%s\"]: permanent attribute cannot change "
-                            "(stored %s, got %s)",
-                            i, s->perm[j].name, hdb_value_format(&old->value, a, sizeof a),
+                            "attributes[\"%s\"]: permanent attribute cannot change (stored "
+                            "%s, got %s)",
+                            s->perm[j].name, hdb_value_format(&old->value, a, sizeof a),
                             hdb_value_format(&neu->value, b, sizeof b));
         }
     }
@@ -153,17 +148,18 @@ static int upload_prepare(hdb_table_job *job, hdb_table_txn *tx, uint64_t first_
             hdb_table_txn_delete(tx, first_seq + i, p, &old);
             continue;
         }
-        if (old.found && (rc = compare_permanent(schema, &old.rec.point, p, i, err, errlen)))
-            return rc;
+        if (old.found && (rc = compare_permanent(schema, &old.rec.point, p, err, errlen)))
+            return u->batch ? hdb_err_prefix(err, errlen, rc, "points[%zu].", i) : rc;
         hdb_table_txn_upsert(tx, first_seq + i, p, &old);
     }
     *nseq = u->n;
     return HDB_OK;
 }
 
-/* Checks a batch for src and builds its commit job in u. */
+/* Checks the points for src and builds their commit job in u. A batch (an Upload's) names its
+ * points points[i] in messages; a single point is named by the caller. */
 static int job_init(upload_job *u, hdb_source *src, const hdb_config *cfg,
-                    const hdb_point *points, size_t n, hdb_arena *arena, char *err,
+                    const hdb_point *points, size_t n, bool batch, hdb_arena *arena, char *err,
                     size_t errlen) {
     if (n == 0) return hdb_errf(err, errlen, HDB_EINVAL, "points: at least one point is required");
     if (n > cfg->max_points_per_upload)
@@ -175,15 +171,15 @@ static int job_init(upload_job *u, hdb_source *src, const hdb_config *cfg,
                       .src = src,
                       .points = points,
                       .n = n,
+                      .batch = batch,
                       .arena = arena};
     const hdb_schema *s = hdb_source_schema(src);
     hdb_value vals[s->nid ? s->nid : 1];
     for (size_t i = 0; i < n; i++) {
-        int rc = check_point(s, &points[i], i, err, errlen);
+        int rc = check_point(s, &points[i], err, errlen);
         if (rc == HDB_OK)
-            rc = id_values(s, points[i].attrs, points[i].nattrs, "points", i, "attributes", vals,
-                           err, errlen);
-        if (rc != HDB_OK) return rc;
+            rc = id_values(s, points[i].attrs, points[i].nattrs, "attributes", vals, err, errlen);
+        if (rc != HDB_OK) return batch ? hdb_err_prefix(err, errlen, rc, "points[%zu].", i) : rc;
     }
     return HDB_OK;
 }
@@ -192,7 +188,7 @@ int hdb_ingest_upload(hdb_source *src, const hdb_config *cfg, const hdb_point *p
                       hdb_arena *arena, uint64_t *first_seq, uint64_t *last_seq, char *err,
                       size_t errlen) {
     upload_job u;
-    int rc = job_init(&u, src, cfg, points, n, arena, err, errlen);
+    int rc = job_init(&u, src, cfg, points, n, true, arena, err, errlen);
     if (rc != HDB_OK) return rc;
     rc = hdb_table_commit(hdb_source_table(src), &u.job);
     if (rc != HDB_OK) return hdb_errf(err, errlen, rc, "%s", u.job.err);
@@ -201,15 +197,14 @@ int hdb_ingest_upload(hdb_source *src, const hdb_config *cfg, const hdb_point *p
     return HDB_OK;
 }
 
-int hdb_ingest_upload_many(hdb_source *const *srcs, const hdb_point *const *points,
-                           const size_t *npoints, size_t nsrc, const hdb_config *cfg,
-                           hdb_arena *arena, uint64_t *first_seqs, size_t *failed, char *err,
-                           size_t errlen) {
+int hdb_ingest_upload_each(hdb_source *const *srcs, const hdb_point *points, size_t nsrc,
+                           const hdb_config *cfg, hdb_arena *arena, uint64_t *seqs,
+                           size_t *failed, char *err, size_t errlen) {
     upload_job *jobs = hdb_arena_alloc(arena, (nsrc ? nsrc : 1) * sizeof *jobs);
     hdb_table **ts = hdb_arena_alloc(arena, (nsrc ? nsrc : 1) * sizeof *ts);
     hdb_table_job **js = hdb_arena_alloc(arena, (nsrc ? nsrc : 1) * sizeof *js);
     for (size_t i = 0; i < nsrc; i++) {
-        int rc = job_init(&jobs[i], srcs[i], cfg, points[i], npoints[i], arena, err, errlen);
+        int rc = job_init(&jobs[i], srcs[i], cfg, &points[i], 1, false, arena, err, errlen);
         if (rc != HDB_OK) {
             *failed = i;
             return rc;
@@ -227,7 +222,7 @@ int hdb_ingest_upload_many(hdb_source *const *srcs, const hdb_point *const *poin
             }
         return rc;
     }
-    for (size_t i = 0; i < nsrc; i++) first_seqs[i] = jobs[i].job.first_seq;
+    for (size_t i = 0; i < nsrc; i++) seqs[i] = jobs[i].job.first_seq;
     return HDB_OK;
 }
 

@@ -34,8 +34,8 @@ static int check_queries(hdb_ixent *ix, const hdb_query_vec *q, size_t nq, char 
             return hdb_errf(err, errlen, HDB_EINVAL, "query_vectors[%zu]: a %s vector is required",
                             i, s->sparse ? "sparse" : "dense");
         if (s->sparse) {
-            int rc = hdb_sparse_check(&q[i].sp, s->dim, "query_vectors", i, err, errlen);
-            if (rc != HDB_OK) return rc;
+            int rc = hdb_sparse_check(&q[i].sp, s->dim, err, errlen);
+            if (rc != HDB_OK) return hdb_err_prefix(err, errlen, rc, "query_vectors[%zu].", i);
             bool nonzero = false;
             for (uint32_t j = 0; j < q[i].sp.n && !nonzero; j++) nonzero = q[i].sp.val[j] != 0.0f;
             if (q[i].sp.n == 0 || (metric == HDB_METRIC_COSINE && !nonzero))

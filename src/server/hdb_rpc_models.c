@@ -93,23 +93,13 @@ static int write_points(hdb_rpc *rpc, hdb_space **spaces, size_t n, hdb_point *p
                         float **vecs, Hilbert__V1__SpaceWrite ***out, char *err, size_t errlen) {
     hdb_arena *a = rpc->arena;
     hdb_source **srcs = hdb_arena_alloc(a, n * sizeof *srcs);
-    const hdb_point **pp = hdb_arena_alloc(a, n * sizeof *pp);
-    size_t *np = hdb_arena_alloc(a, n * sizeof *np);
     uint64_t *seqs = hdb_arena_alloc(a, n * sizeof *seqs);
-    for (size_t i = 0; i < n; i++) {
-        srcs[i] = spaces[i]->source;
-        pp[i] = &points[i];
-        np[i] = 1;
-    }
+    for (size_t i = 0; i < n; i++) srcs[i] = spaces[i]->source;
     size_t failed = 0;
-    int rc = hdb_ingest_upload_many(srcs, pp, np, n, rpc->config, a, seqs, &failed, err, errlen);
-    if (rc != HDB_OK) {
-        /* Ingest names the field as in an Upload of one point; here it is the request's own. */
-        static const char point0[] = "points[0].";
-        if (err && strncmp(err, point0, sizeof point0 - 1) == 0)
-            memmove(err, err + sizeof point0 - 1, strlen(err) - (sizeof point0 - 1) + 1);
+    /* Ingest names the field within the point, which is the request's own. */
+    int rc = hdb_ingest_upload_each(srcs, points, n, rpc->config, a, seqs, &failed, err, errlen);
+    if (rc != HDB_OK)
         return hdb_err_prefix(err, errlen, rc, "model space %s: ", spaces[failed]->name);
-    }
     *out = hdb_arena_alloc(a, n * sizeof **out);
     for (size_t i = 0; i < n; i++) (*out)[i] = space_write(a, spaces[i], seqs[i], vecs ? vecs[i] : NULL);
     return HDB_OK;

@@ -182,24 +182,22 @@ int hdb_all_finite(const float *a, size_t d, size_t *bad_index) {
 }
 
 
-int hdb_sparse_check(const hdb_sparse_vec *v, uint32_t dim, const char *what, size_t i,
-                     char *err, size_t errlen) {
+int hdb_sparse_check(const hdb_sparse_vec *v, uint32_t dim, char *err, size_t errlen) {
     for (uint32_t j = 0; j < v->n; j++) {
         if (v->idx[j] >= dim)
             return hdb_errf(err, errlen, HDB_EINVAL,
-                            "%s[%zu].vector.sparse.indices[%u]: %u is not below the dimension %u",
-                            what, i, j, v->idx[j], dim);
+                            "vector.sparse.indices[%u]: %u is not below the dimension %u", j,
+                            v->idx[j], dim);
         if (j > 0 && v->idx[j] <= v->idx[j - 1])
             return hdb_errf(err, errlen, HDB_EINVAL,
-                            "%s[%zu].vector.sparse.indices[%u]: %u %s; indices must be strictly "
+                            "vector.sparse.indices[%u]: %u %s; indices must be strictly "
                             "increasing",
-                            what, i, j, v->idx[j],
+                            j, v->idx[j],
                             v->idx[j] == v->idx[j - 1] ? "is repeated" : "is out of order");
     }
     size_t bad;
     if (!hdb_all_finite(v->val, v->n, &bad))
         return hdb_errf(err, errlen, HDB_EINVAL,
-                        "%s[%zu].vector.sparse.values[%zu]: is %s; values must be finite", what, i,
-                        bad, v->val[bad] != v->val[bad] ? "NaN" : "infinite");
+                        "vector.sparse.values[%zu]: is %s; values must be finite", bad, v->val[bad] != v->val[bad] ? "NaN" : "infinite");
     return HDB_OK;
 }
