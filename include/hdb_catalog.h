@@ -34,6 +34,7 @@ extern "C" {
 typedef struct hdb_arena hdb_arena;
 typedef struct hdb_catalog hdb_catalog;
 typedef struct hdb_config hdb_config;
+typedef struct hdb_defs hdb_defs;
 typedef struct hdb_applier hdb_applier;
 typedef struct hdb_index hdb_index;
 typedef struct hdb_store hdb_store;
@@ -196,6 +197,44 @@ void hdb_space_unref(hdb_space *sp);
 
 /* Unpacks the stored spec into arena memory (for responses). */
 Hilbert__V1__ModelSpaceSpec *hdb_space_spec(const hdb_space *sp, hdb_arena *arena);
+
+/* An owned pair: a data source plus one index on it, created, adopted and dropped as one by an
+ * upper layer (a model space). The strings and messages are the caller's. */
+typedef struct {
+    const Hilbert__V1__DataSourceSpec *source;
+    const Hilbert__V1__IndexSpec *index; /* reads source */
+    const char *algorithm;  /* how messages name index->algorithm (NULL: "spec.algorithm") */
+    const char *owner_kind; /* named when a plain drop is refused: "model space" */
+    const char *owner_name; /* e.g. "gray" */
+} hdb_owned_spec;
+
+/* Validates os->source and os->index (with the configured limits) without creating anything:
+ * the checks hdb_catalog_create_source and _create_index would make. Messages name the fields
+ * under "spec.", the algorithm as os->algorithm. Any thread. */
+int hdb_catalog_check_owned(hdb_catalog *cat, const hdb_owned_spec *os, char *err,
+                            size_t errlen);
+
+/* Creates the pair of os, or adopts a pair left by an interrupted create or drop when the
+ * stored definitions of both equal the requested ones (HDB_EEXIST naming the object when not),
+ * and marks both as owned: a plain hdb_catalog_drop_source / _drop_index of either is refused
+ * with HDB_EPRECOND ("data_source: x@v belongs to <kind> <name>; drop the <kind>"). Atomic as
+ * seen from other DDL (it holds the DDL lock); a pair it created is removed again on failure.
+ * On success *src and *ix hold references, released by the caller after
+ * hdb_catalog_drop_owned or at shutdown. The ownership lasts while the catalog is open; an
+ * owner claims its pair again after each hdb_catalog_open. Any thread. */
+int hdb_catalog_create_owned(hdb_catalog *cat, const hdb_owned_spec *os, hdb_source **src,
+                             hdb_ixent **ix, char *err, size_t errlen);
+
+/* Drops an owned pair from hdb_catalog_create_owned: the index, then the source with its
+ * points, under the DDL lock. A part dropped already (by an earlier failed call) is skipped.
+ * The caller keeps its references. Any thread. */
+int hdb_catalog_drop_owned(hdb_catalog *cat, hdb_source *src, hdb_ixent *ix, char *err,
+                           size_t errlen);
+
+/* The catalog's definition store (hdb_defs.h), for upper layers that keep definitions of
+ * their own (model spaces, kind HDB_DEF_SPACE). Borrowed: valid until hdb_catalog_close.
+ * Writers serialise changes to one label themselves. */
+hdb_defs *hdb_catalog_defs(hdb_catalog *cat);
 
 /* Labels ("name@version") of the indices reading src, copied into arena. */
 size_t hdb_source_index_labels(hdb_catalog *cat, hdb_source *src, hdb_arena *arena,

@@ -33,6 +33,8 @@ static void source_destroy(hdb_source *src) {
     hdb_table_close(src->table, dropped);
     if (dropped) HDB_INFO("catalog", "data source %s dropped, storage released", src->label);
     hdb__schema_free(&src->schema);
+    hdb_free(src->owner_kind);
+    hdb_free(src->owner_name);
     hdb_free(src->indices);
     hdb_free(src->spec_bytes);
     hdb_free(src->label);
@@ -54,6 +56,8 @@ static void ixent_destroy(hdb_ixent *ix) {
     hdb_applier_stop(ix->applier, false); /* already stopped unless startup failed midway */
     hdb_applier_free(ix->applier);
     hdb_free(ix->dir);
+    hdb_free(ix->owner_kind);
+    hdb_free(ix->owner_name);
     hdb_source_unref(ix->source);
     hdb_free(ix->spec_bytes);
     hdb_free(ix->label);
@@ -432,10 +436,9 @@ int hdb_catalog_drop_source(hdb_catalog *cat, const char *name, const char *vers
     int rc = hdb_catalog_get_source(cat, name, version, &src, err, errlen);
     if (rc != HDB_OK) return rc;
     pthread_mutex_lock(&cat->ddl);
-    if (src->owned_by_space)
-        rc = hdb_errf(err, errlen, HDB_EPRECOND,
-                      "data_source: %s belongs to model space %s; drop the model space", src->label,
-                      src->name);
+    if (src->owner_kind)
+        rc = hdb_errf(err, errlen, HDB_EPRECOND, "data_source: %s belongs to %s %s; drop the %s",
+                      src->label, src->owner_kind, src->owner_name, src->owner_kind);
     else
         rc = hdb__drop_source_locked(cat, src, err, errlen);
     pthread_mutex_unlock(&cat->ddl);
@@ -494,9 +497,10 @@ static int create_index_excl(void *arg) {
     return HDB_OK;
 }
 
-/* Creates an index; caller holds ddl. */
+/* Creates an index; caller holds ddl. Messages name the algorithm `algorithm` (NULL:
+ * "spec.algorithm"). */
 int hdb__create_index_locked(hdb_catalog *cat, const Hilbert__V1__IndexSpec *spec,
-                             hdb_ixent **out, char *err, size_t errlen) {
+                             const char *algorithm, hdb_ixent **out, char *err, size_t errlen) {
     int rc;
     hdb_source *src = NULL;
     pthread_rwlock_rdlock(&cat->lock);
@@ -511,8 +515,8 @@ int hdb__create_index_locked(hdb_catalog *cat, const Hilbert__V1__IndexSpec *spe
         return rc;
     }
     hdb_engine_spec es;
-    if ((rc = hdb__index_spec_check(spec, &src->schema, src->label, NULL, &es, err, errlen)) !=
-        HDB_OK) {
+    if ((rc = hdb__index_spec_check(spec, &src->schema, src->label, algorithm, &es, err,
+                                    errlen)) != HDB_OK) {
         hdb_source_unref(src);
         return rc;
     }
@@ -549,7 +553,7 @@ int hdb_catalog_create_index(hdb_catalog *cat, const Hilbert__V1__IndexSpec *spe
     int rc = hdb__index_spec_basic_check(spec, err, errlen);
     if (rc != HDB_OK) return rc;
     pthread_mutex_lock(&cat->ddl);
-    rc = hdb__create_index_locked(cat, spec, out, err, errlen);
+    rc = hdb__create_index_locked(cat, spec, NULL, out, err, errlen);
     pthread_mutex_unlock(&cat->ddl);
     return rc;
 }
@@ -612,10 +616,9 @@ int hdb_catalog_drop_index(hdb_catalog *cat, const char *name, const char *versi
     int rc = hdb_catalog_get_index(cat, name, version, &ix, err, errlen);
     if (rc != HDB_OK) return rc;
     pthread_mutex_lock(&cat->ddl);
-    if (ix->owned_by_space)
-        rc = hdb_errf(err, errlen, HDB_EPRECOND,
-                      "index: %s belongs to model space %s; drop the model space", ix->label,
-                      ix->name);
+    if (ix->owner_kind)
+        rc = hdb_errf(err, errlen, HDB_EPRECOND, "index: %s belongs to %s %s; drop the %s",
+                      ix->label, ix->owner_kind, ix->owner_name, ix->owner_kind);
     else
         rc = hdb__drop_index_locked(cat, ix, err, errlen);
     pthread_mutex_unlock(&cat->ddl);

@@ -5,6 +5,7 @@
  *   hdb_catalog_spec.c   validation and normalisation of definitions (no storage)
  *   hdb_catalog.c        objects, the registry, creates, drops, lookups, status
  *   hdb_catalog_load.c   open and close: recovery of definitions, orphans, ensure
+ *   hdb_catalog_owned.c  owned pairs of a source and an index (model spaces build on them)
  *   hdb_catalog_space.c  model spaces
  *
  * Locking as in hdb_catalog.h. Fields marked (immutable) never change after creation.
@@ -47,7 +48,8 @@ struct hdb_source {
      * hdb_table_exclusive while holding the registry lock for writing; readable under either. */
     hdb_ixent **indices;
     size_t nindices;
-    bool owned_by_space; /* belongs to a model space; dropped with it (set under ddl) */
+    /* The owner of an owned pair (hdb_catalog_create_owned), or NULL; set and read under ddl. */
+    char *owner_kind, *owner_name;
     _Atomic bool dropped;
     _Atomic int refs;
 };
@@ -62,7 +64,7 @@ struct hdb_ixent {
     hdb_source *source;        /* (immutable) holds a reference */
     hdb_applier *applier;      /* (immutable) keeps the split engines in step; owns the index */
     char *dir;                 /* (immutable) snapshot directory */
-    bool owned_by_space;       /* belongs to a model space; dropped with it (set under ddl) */
+    char *owner_kind, *owner_name; /* as in hdb_source */
     _Atomic bool dropped;
     _Atomic int refs;
 };
@@ -130,8 +132,16 @@ int hdb__create_source_locked(hdb_catalog *cat, const Hilbert__V1__DataSourceSpe
                               hdb_schema *schema, hdb_source **out, char *err, size_t errlen);
 int hdb__drop_source_locked(hdb_catalog *cat, hdb_source *src, char *err, size_t errlen);
 int hdb__create_index_locked(hdb_catalog *cat, const Hilbert__V1__IndexSpec *spec,
-                             hdb_ixent **out, char *err, size_t errlen);
+                             const char *algorithm, hdb_ixent **out, char *err, size_t errlen);
 int hdb__drop_index_locked(hdb_catalog *cat, hdb_ixent *ix, char *err, size_t errlen);
+
+/* ---- hdb_catalog_owned.c ---- */
+
+/* hdb_catalog_create_owned and hdb_catalog_drop_owned; the caller holds ddl. */
+int hdb__create_owned_locked(hdb_catalog *cat, const hdb_owned_spec *os, hdb_source **src,
+                             hdb_ixent **ix, char *err, size_t errlen);
+int hdb__drop_owned_locked(hdb_catalog *cat, hdb_source *src, hdb_ixent *ix, char *err,
+                           size_t errlen);
 
 /* ---- hdb_catalog_space.c ---- */
 

@@ -236,58 +236,28 @@ static void registry_add_space(hdb_catalog *cat, hdb_space *sp) {
     cat->nspaces++;
 }
 
+/* The owned pair of a space, built in arena memory. */
+static hdb_owned_spec space_owned(const Hilbert__V1__ModelSpaceSpec *n, hdb_arena *a) {
+    return (hdb_owned_spec){.source = space_source_spec(n, a),
+                            .index = space_index_spec(n, a),
+                            .algorithm = "spec.index", /* the space's own field */
+                            .owner_kind = "model space",
+                            .owner_name = n->name};
+}
+
 /* Finds or creates the data source and index of a space (a leftover of an interrupted create
  * or drop is adopted when its definition matches) and marks them as owned. Caller holds ddl. */
 static int space_attach(hdb_catalog *cat, hdb_space *sp, const Hilbert__V1__ModelSpaceSpec *n,
                         hdb_arena *a, char *err, size_t errlen) {
-    Hilbert__V1__DataSourceSpec *ds = space_source_spec(n, a);
-    Hilbert__V1__IndexSpec *is = space_index_spec(n, a);
-    bool created = false;
-    int rc;
-    if (hdb_catalog_get_source(cat, n->name, HDB_SPACE_VERSION, &sp->source, NULL, 0) == HDB_OK) {
-        /* A leftover of an interrupted create or drop: adopted only if it is what we need. */
-        size_t len;
-        unsigned char *want = hdb__catalog_pack(&hdb__source_spec_normalise(ds, a)->base, &len);
-        bool same = len == sp->source->spec_len && memcmp(want, sp->source->spec_bytes, len) == 0;
-        hdb_free(want);
-        if (!same)
-            return hdb_errf(err, errlen, HDB_EEXIST,
-                            "data source %s exists with another definition; drop it first",
-                            sp->source->label);
-    } else {
-        hdb_schema schema;
-        if ((rc = hdb__source_spec_check(ds, cat->cfg, &schema, err, errlen)) != HDB_OK) return rc;
-        rc = hdb__create_source_locked(cat, ds, &schema, &sp->source, err, errlen);
-        hdb__schema_free(&schema);
-        if (rc != HDB_OK) return rc;
-        created = true;
-    }
-    if (hdb_catalog_get_index(cat, n->name, HDB_SPACE_VERSION, &sp->index, NULL, 0) != HDB_OK &&
-        (rc = hdb__create_index_locked(cat, is, &sp->index, err, errlen)) != HDB_OK) {
-        if (created && hdb__drop_source_locked(cat, sp->source, NULL, 0) != HDB_OK)
-            HDB_WARN("catalog", "data source %s is left over; drop it", sp->source->label);
-        hdb_source_unref(sp->source);
-        sp->source = NULL;
-        return rc;
-    }
-    sp->source->owned_by_space = true;
-    sp->index->owned_by_space = true;
-    return HDB_OK;
+    hdb_owned_spec os = space_owned(n, a);
+    return hdb__create_owned_locked(cat, &os, &sp->source, &sp->index, err, errlen);
 }
 
 /* Checks a space's index definition against its data source's schema before anything exists. */
 static int space_index_check(hdb_catalog *cat, const Hilbert__V1__ModelSpaceSpec *n,
                              hdb_arena *a, char *err, size_t errlen) {
-    hdb_schema schema;
-    int rc = hdb__source_spec_check(space_source_spec(n, a), cat->cfg, &schema, err, errlen);
-    if (rc != HDB_OK) return rc;
-    const char *label = hdb_arena_sprintf(a, "%s@%s", n->name, HDB_SPACE_VERSION);
-    hdb_engine_spec es;
-    /* The index spec's algorithm is the space's own field spec.index. */
-    rc = hdb__index_spec_check(space_index_spec(n, a), &schema, label, "spec.index", &es, err,
-                               errlen);
-    hdb__schema_free(&schema);
-    return rc;
+    hdb_owned_spec os = space_owned(n, a);
+    return hdb_catalog_check_owned(cat, &os, err, errlen);
 }
 
 int hdb__space_load(hdb_catalog *cat, const unsigned char *v, size_t vlen, hdb_arena *arena,
@@ -406,8 +376,7 @@ int hdb_catalog_drop_space(hdb_catalog *cat, const char *name, char *err, size_t
     }
     pthread_rwlock_unlock(&cat->lock);
     atomic_store(&sp->dropped, true);
-    if ((rc = hdb__drop_index_locked(cat, sp->index, err, errlen)) == HDB_OK)
-        rc = hdb__drop_source_locked(cat, sp->source, err, errlen);
+    rc = hdb__drop_owned_locked(cat, sp->source, sp->index, err, errlen);
     if (rc != HDB_OK)
         HDB_WARN("catalog", "model space %s dropped, but its storage was not: %s", name, err);
     hdb_space_unref(sp); /* the registry's reference */

@@ -2,7 +2,8 @@
  * test_catalog.c - unit tests of the catalog and the ingest path on real RocksDB files:
  * definitions are validated, stored and reloaded; indices are rebuilt from points on reopen;
  * drops release storage; orphaned column families are cleaned up; uploads are atomic (a
- * rejected batch writes nothing) and keep permanent attributes unchanged.
+ * rejected batch writes nothing) and keep permanent attributes unchanged; owned pairs of a
+ * source and an index are created, refused to plain drops, adopted and dropped as one.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -271,6 +272,71 @@ static void test_orphans_dropped(void **state) {
     assert_non_null(hdb_store_cf(f->store, "catalog"));
 }
 
+/* An owned pair: created and dropped as one, refused to plain drops, adopted after a reopen
+ * when its definitions match, and removed again when its index cannot be created. */
+static void test_owned_pair(void **state) {
+    fixture *f = *state;
+    char err[512];
+    hdb_owned_spec os = {.source = items_spec(f->arena),
+                         .index = index_spec(f->arena, "items", NULL),
+                         .algorithm = "spec.index",
+                         .owner_kind = "model space",
+                         .owner_name = "items"};
+    /* Validation names the algorithm as the owner asks. */
+    Hilbert__V1__IndexSpec *noalg = index_spec(f->arena, "items", NULL);
+    noalg->algorithm = NULL;
+    hdb_owned_spec bad = os;
+    bad.index = noalg;
+    assert_int_equal(hdb_catalog_check_owned(f->cat, &bad, err, sizeof err), HDB_EINVAL);
+    assert_string_equal(err, "spec.index: is required (flat, faiss, hnsw or sparse)");
+    assert_int_equal(hdb_catalog_check_owned(f->cat, &os, err, sizeof err), HDB_OK);
+    /* An index that cannot be created leaves no data source behind. */
+    bad.index = index_spec(f->arena, "items", "nope");
+    assert_int_equal(hdb_catalog_create_owned(f->cat, &bad, NULL, NULL, err, sizeof err),
+                     HDB_EINVAL);
+    assert_string_equal(err, "spec.split_attributes[0]: \"nope\" is not a permanent attribute "
+                             "of data source items@1");
+    hdb_source *src, *src2;
+    hdb_ixent *ix, *ix2;
+    assert_int_equal(hdb_catalog_get_source(f->cat, "items", "1", &src, err, sizeof err),
+                     HDB_ENOTFOUND);
+
+    assert_int_equal(hdb_catalog_create_owned(f->cat, &os, &src, &ix, err, sizeof err), HDB_OK);
+    assert_ptr_equal(hdb_ixent_source(ix), src);
+    assert_int_equal(hdb_catalog_drop_source(f->cat, "items", "1", err, sizeof err), HDB_EPRECOND);
+    assert_string_equal(err, "data_source: items@1 belongs to model space items; drop the model "
+                             "space");
+    assert_int_equal(hdb_catalog_drop_index(f->cat, "items", "1", err, sizeof err), HDB_EPRECOND);
+    assert_string_equal(err, "index: items@1 belongs to model space items; drop the model space");
+    assert_int_equal(hdb_catalog_create_owned(f->cat, &os, &src2, &ix2, err, sizeof err),
+                     HDB_EEXIST);
+    hdb_ixent_unref(ix);
+    hdb_source_unref(src);
+
+    /* After a reopen the pair is plain until its owner claims it again. */
+    close_all(f);
+    open_all(f);
+    hdb_owned_spec other = os;
+    other.index = index_spec(f->arena, "items", "kind");
+    assert_int_equal(hdb_catalog_create_owned(f->cat, &other, &src, &ix, err, sizeof err),
+                     HDB_EEXIST);
+    assert_string_equal(err, "index items@1 exists with another definition; drop it first");
+    assert_int_equal(hdb_catalog_get_source(f->cat, "items", "1", &src2, err, sizeof err), HDB_OK);
+    assert_int_equal(hdb_catalog_create_owned(f->cat, &os, &src, &ix, err, sizeof err), HDB_OK);
+    assert_ptr_equal(src, src2);
+    hdb_source_unref(src2);
+    assert_int_equal(hdb_catalog_drop_index(f->cat, "items", "1", err, sizeof err), HDB_EPRECOND);
+
+    assert_int_equal(hdb_catalog_drop_owned(f->cat, src, ix, err, sizeof err), HDB_OK);
+    assert_true(hdb_source_dropped(src));
+    hdb_ixent_unref(ix);
+    hdb_source_unref(src);
+    assert_int_equal(hdb_catalog_get_index(f->cat, "items", "1", &ix, err, sizeof err),
+                     HDB_ENOTFOUND);
+    assert_int_equal(hdb_catalog_get_source(f->cat, "items", "1", &src, err, sizeof err),
+                     HDB_ENOTFOUND);
+}
+
 static void test_upload_atomic(void **state) {
     fixture *f = *state;
     char err[512];
@@ -339,6 +405,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_source_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lifecycle_and_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphans_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owned_pair, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_atomic, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
