@@ -1,7 +1,8 @@
 /*
- * hdb_catalog.h - the registry of data sources, indices and model spaces: validation of their
- * definitions, their durable storage (hdb_defs.h), creation and removal of each source's table
- * (hdb_table.h), and the start of every index's applier.
+ * hdb_catalog.h - the registry of data sources and indices: validation of their definitions,
+ * their durable storage (hdb_defs.h), creation and removal of each source's table
+ * (hdb_table.h), and the start of every index's applier. Model spaces (hdb_space.h, one layer
+ * up) build on it through owned pairs of a source and an index.
  *
  * Data sources and indices are reference-counted objects. Lookups return a new reference that
  * the caller releases with hdb_source_unref / hdb_ixent_unref; a dropped object disappears from
@@ -25,7 +26,6 @@
 
 #include "hdb_types.h"
 #include "hilbert/v1/catalog.pb-c.h"
-#include "hilbert/v1/modelspaces.pb-c.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -56,7 +56,6 @@ typedef struct {
     const hdb_attr_spec **id; /* id attributes in declared order; point into perm */
 } hdb_schema;
 
-typedef struct hdb_model hdb_model;
 typedef struct hdb_source hdb_source;
 typedef struct hdb_table hdb_table;
 
@@ -98,30 +97,6 @@ typedef struct {
 } hdb_ixent_status;
 
 void hdb_ixent_status_get(hdb_ixent *ix, hdb_ixent_status *st);
-
-/* The version of the data source and index that a model space owns: name@space. */
-#define HDB_SPACE_VERSION "space"
-
-/* A model space: a model plus the data source and index its vectors go to. */
-typedef struct hdb_space {
-    char *name;                 /* (immutable) */
-    unsigned char *spec_bytes;  /* (immutable) the normalised ModelSpaceSpec, packed */
-    size_t spec_len;
-    bool image;                 /* (immutable) image input (else tensor) */
-    uint32_t width, height, channels; /* image input */
-    int resize;                 /* hdb_resize_mode */
-    float mean[3], std[3];
-    int64_t shape[4];           /* tensor input, without the batch dimension */
-    size_t ndim;
-    int64_t input_size;         /* floats per item */
-    uint32_t output_dim;
-    hdb_model *model;           /* (immutable) NULL when it failed to load */
-    char *detail;               /* (immutable) why it failed to load, or "" */
-    hdb_source *source;         /* (immutable) holds a reference */
-    hdb_ixent *index;           /* (immutable) holds a reference */
-    _Atomic bool dropped;
-    _Atomic int refs;
-} hdb_space;
 
 /* Opens the catalog stored in store: loads every definition, reopens the column families,
  * recovers each source's last seq and point count, starts one applier per index (which loads
@@ -175,28 +150,6 @@ int hdb_catalog_drop_index(hdb_catalog *cat, const char *name, const char *versi
 
 /* As hdb_catalog_list_sources, for indices. */
 size_t hdb_catalog_list_indices(hdb_catalog *cat, hdb_arena *arena, hdb_ixent ***out);
-
-/* Creates a model space: checks the spec, loads the model (the file must exist, be
- * TorchScript, and take and return the declared shapes; messages name spec.model_path), stores
- * the definition, then creates its data source and index name@space. HDB_EEXIST if taken. */
-int hdb_catalog_create_space(hdb_catalog *cat, const Hilbert__V1__ModelSpaceSpec *spec,
-                             hdb_space **out, char *err, size_t errlen);
-
-/* Looks up a model space; HDB_ENOTFOUND if absent. On success *out holds a reference. */
-int hdb_catalog_get_space(hdb_catalog *cat, const char *name, hdb_space **out, char *err,
-                          size_t errlen);
-
-/* Drops a model space with its index, data source and points. */
-int hdb_catalog_drop_space(hdb_catalog *cat, const char *name, char *err, size_t errlen);
-
-/* References to every model space, sorted by name, in an arena array; the caller unrefs each. */
-size_t hdb_catalog_list_spaces(hdb_catalog *cat, hdb_arena *arena, hdb_space ***out);
-
-void hdb_space_ref(hdb_space *sp);
-void hdb_space_unref(hdb_space *sp);
-
-/* Unpacks the stored spec into arena memory (for responses). */
-Hilbert__V1__ModelSpaceSpec *hdb_space_spec(const hdb_space *sp, hdb_arena *arena);
 
 /* An owned pair: a data source plus one index on it, created, adopted and dropped as one by an
  * upper layer (a model space). The strings and messages are the caller's. */

@@ -26,12 +26,14 @@ typedef struct hdb_arena hdb_arena;
 typedef struct hdb_catalog hdb_catalog;
 typedef struct hdb_config hdb_config;
 typedef struct hdb_server hdb_server;
+typedef struct hdb_space_registry hdb_space_registry;
 
 /* What a handler sees of its call. */
 typedef struct hdb_infer hdb_infer;
 
 typedef struct {
     hdb_catalog *catalog;
+    hdb_space_registry *spaces; /* the model spaces (hdb_space.h) */
     const hdb_config *config;
     hdb_infer *infer;        /* the inference pool */
     hdb_arena *arena;        /* per call; everything in the response may live here */
@@ -62,11 +64,12 @@ bool hdb_rpc_expired(const hdb_rpc *rpc);
 bool hdb_server_serving(const hdb_server *s);
 
 /* Creates the server: binds cfg->listen, registers the methods, starts the cfg->threads call
- * threads and the cfg->model_rpc_threads model handlers. catalog, infer
- * and cfg are borrowed and must outlive the server. Returns HDB_EIO when the address cannot be
- * bound. *port receives the bound port (useful with port 0). */
+ * threads and the cfg->model_rpc_threads model handlers. catalog, spaces, infer and cfg are
+ * borrowed and must outlive the server. Returns HDB_EIO when the address cannot be bound.
+ * *port receives the bound port (useful with port 0). */
 int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catalog,
-                     hdb_infer *infer, int *port, char *err, size_t errlen);
+                     hdb_space_registry *spaces, hdb_infer *infer, int *port, char *err,
+                     size_t errlen);
 
 /* Stops accepting calls, lets calls in flight finish for up to cfg->shutdown_grace_ms, cancels
  * the rest, closes client connections left open (after a short wait once no call is left),

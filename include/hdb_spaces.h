@@ -15,16 +15,16 @@ extern "C" {
 #endif
 
 typedef struct hdb_arena hdb_arena;
-typedef struct hdb_catalog hdb_catalog;
 typedef struct hdb_config hdb_config;
 typedef struct hdb_infer hdb_infer;
 typedef struct hdb_space hdb_space;
+typedef struct hdb_space_registry hdb_space_registry;
 
 /* Resolves names[0..n) into references (in arena memory; release with hdb_spaces_release).
  * n == 0 means every model space (HDB_ENOTFOUND when there is none). Errors name the entry:
  * model_spaces[1]: model space "x" does not exist (HDB_ENOTFOUND), or: "x" is listed twice
  * (HDB_EINVAL). */
-int hdb_spaces_resolve(hdb_catalog *cat, char *const *names, size_t n, hdb_arena *arena,
+int hdb_spaces_resolve(hdb_space_registry *reg, char *const *names, size_t n, hdb_arena *arena,
                        hdb_space ***out, size_t *nout, char *err, size_t errlen);
 
 /* Releases the references of hdb_spaces_resolve. */
@@ -41,7 +41,7 @@ typedef struct {
     size_t ndim;
 } hdb_model_input;
 
-/* Computes the vector of `in` in each space: vecs[i] gets spaces[i]->output_dim floats in arena
+/* Computes the vector of `in` in each space: vecs[i] gets hdb_space_output_dim(spaces[i]) floats in arena
  * memory. An image is decoded once and converted once per distinct input spec; the spaces'
  * models run in parallel on the inference pool. Errors:
  * HDB_EPRECOND when a space's model did not load; HDB_EINVAL for an image of the wrong input

@@ -1,9 +1,10 @@
 /*
- * main.c - hilbertd: parse the configuration, open the store and the catalog, serve gRPC until
- * SIGINT or SIGTERM, then shut down cleanly (calls in flight finish, the store is closed).
+ * main.c - hilbertd: parse the configuration, open the store, the catalog and the model spaces
+ * on top of it, serve gRPC until SIGINT or SIGTERM, then shut down cleanly (calls in flight
+ * finish, the store is closed).
  *
  * Exit codes: 0 after a clean shutdown or --help/--version, 2 for a bad command line or config,
- * 1 when startup fails (store, catalog, listen address).
+ * 1 when startup fails (store, catalog, model spaces, listen address).
  */
 #include "hdb_catalog.h"
 #include "hdb_config.h"
@@ -13,6 +14,7 @@
 #include "hdb_infer.h"
 #include "hdb_log.h"
 #include "hdb_server.h"
+#include "hdb_space.h"
 #include "hdb_store.h"
 #include "hdb_torch.h"
 
@@ -66,6 +68,7 @@ int main(int argc, char **argv) {
     hdb_config_action action;
     hdb_store *store = NULL;
     hdb_catalog *catalog = NULL;
+    hdb_space_registry *spaces = NULL;
     hdb_infer *infer = NULL;
     hdb_server *server = NULL;
 
@@ -125,7 +128,13 @@ int main(int argc, char **argv) {
         HDB_ERROR("main", "%s", err);
         goto out;
     }
-    if ((rc = hdb_catalog_ensure(catalog, &cfg, err, sizeof err)) != HDB_OK) {
+    /* Model spaces live on top of the catalog: opened after it, closed before it. */
+    if ((rc = hdb_spaces_open(&spaces, catalog, &cfg, err, sizeof err)) != HDB_OK) {
+        HDB_ERROR("main", "%s", err);
+        goto out;
+    }
+    if ((rc = hdb_catalog_ensure(catalog, &cfg, err, sizeof err)) != HDB_OK ||
+        (rc = hdb_spaces_ensure(spaces, &cfg, err, sizeof err)) != HDB_OK) {
         HDB_ERROR("main", "config: %s", err);
         exit_code = 2;
         goto out;
@@ -136,7 +145,8 @@ int main(int argc, char **argv) {
         goto out;
     }
     int port = 0;
-    if ((rc = hdb_server_start(&server, &cfg, catalog, infer, &port, err, sizeof err)) != HDB_OK) {
+    if ((rc = hdb_server_start(&server, &cfg, catalog, spaces, infer, &port, err,
+                               sizeof err)) != HDB_OK) {
         HDB_ERROR("main", "%s", err);
         goto out;
     }
@@ -155,6 +165,7 @@ int main(int argc, char **argv) {
 out:
     hdb_server_stop(server);
     hdb_infer_free(infer);
+    hdb_spaces_close(spaces);
     hdb_catalog_close(catalog);
     hdb_store_close(store);
     grpc_shutdown();

@@ -6,7 +6,6 @@
  *   hdb_catalog.c        objects, the registry, creates, drops, lookups, status
  *   hdb_catalog_load.c   open and close: recovery of definitions, orphans, ensure
  *   hdb_catalog_owned.c  owned pairs of a source and an index (model spaces build on them)
- *   hdb_catalog_space.c  model spaces
  *
  * Locking as in hdb_catalog.h. Fields marked (immutable) never change after creation.
  */
@@ -32,8 +31,6 @@ struct hdb_catalog {
     size_t nsources;
     hdb_ixent **indices;   /* likewise */
     size_t nindices;
-    hdb_space **spaces;    /* sorted by name */
-    size_t nspaces;
 };
 
 struct hdb_source {
@@ -134,23 +131,5 @@ int hdb__drop_source_locked(hdb_catalog *cat, hdb_source *src, char *err, size_t
 int hdb__create_index_locked(hdb_catalog *cat, const Hilbert__V1__IndexSpec *spec,
                              const char *algorithm, hdb_ixent **out, char *err, size_t errlen);
 int hdb__drop_index_locked(hdb_catalog *cat, hdb_ixent *ix, char *err, size_t errlen);
-
-/* ---- hdb_catalog_owned.c ---- */
-
-/* hdb_catalog_create_owned and hdb_catalog_drop_owned; the caller holds ddl. */
-int hdb__create_owned_locked(hdb_catalog *cat, const hdb_owned_spec *os, hdb_source **src,
-                             hdb_ixent **ix, char *err, size_t errlen);
-int hdb__drop_owned_locked(hdb_catalog *cat, hdb_source *src, hdb_ixent *ix, char *err,
-                           size_t errlen);
-
-/* ---- hdb_catalog_space.c ---- */
-
-/* Loads a stored model space (called by open, after every source and index). */
-int hdb__space_load(hdb_catalog *cat, const unsigned char *spec, size_t len, hdb_arena *arena,
-                    char *err, size_t errlen);
-
-/* Ensures config model space i. */
-int hdb__space_ensure(hdb_catalog *cat, const Hilbert__V1__ModelSpaceSpec *spec, size_t i,
-                      hdb_arena *arena, char *err, size_t errlen);
 
 #endif /* HDB_CATALOG_INT_H */

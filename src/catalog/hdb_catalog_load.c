@@ -1,7 +1,7 @@
 /*
  * hdb_catalog_load.c - the catalog at start and stop: every stored definition becomes an object
- * again (sources with their tables, indices with their appliers, then model spaces), storage
- * that no definition references is removed, and the config's declarations are ensured.
+ * again (sources with their tables, indices with their appliers), storage that no definition
+ * references is removed, and the config's data sources and indices are ensured.
  */
 #include "hdb_catalog_int.h"
 
@@ -84,14 +84,6 @@ static int load_index(void *arg, const char *label, uint64_t id, const unsigned 
     return HDB_OK;
 }
 
-static int load_space(void *arg, const char *label, uint64_t id, const unsigned char *v,
-                      size_t vlen, char *err, size_t errlen) {
-    load_ctx *l = arg;
-    (void)label, (void)id;
-    hdb_arena_reset(l->arena);
-    return hdb__space_load(l->cat, v, vlen, l->arena, err, errlen);
-}
-
 static bool source_exists(void *arg, uint64_t id) {
     hdb_catalog *cat = arg;
     for (size_t i = 0; i < cat->nsources; i++)
@@ -134,17 +126,15 @@ int hdb_catalog_open(hdb_catalog **out, hdb_store *store, const hdb_config *cfg,
     pthread_rwlock_init(&cat->lock, NULL);
     load_ctx l = {cat, hdb_arena_create(0)};
     if ((rc = hdb_defs_open(&cat->defs, store, err, errlen)) != HDB_OK) goto fail;
-    /* Sources first, so indices find theirs; spaces last, they adopt both. */
+    /* Sources first, so indices find theirs. (Model spaces claim their pairs after open.) */
     if ((rc = hdb_defs_foreach(cat->defs, HDB_DEF_SOURCE, load_source, &l, err, errlen)) ||
-        (rc = hdb_defs_foreach(cat->defs, HDB_DEF_INDEX, load_index, &l, err, errlen)) ||
-        (rc = hdb_defs_foreach(cat->defs, HDB_DEF_SPACE, load_space, &l, err, errlen)))
+        (rc = hdb_defs_foreach(cat->defs, HDB_DEF_INDEX, load_index, &l, err, errlen)))
         goto fail;
     /* Every index has subscribed to its source's timeline: trimming may begin. */
     for (size_t i = 0; i < cat->nsources; i++) hdb_table_trim_start(cat->sources[i]->table);
     hdb_table_drop_orphans(store, source_exists, cat);
     drop_orphan_dirs(cat);
-    HDB_INFO("catalog", "%zu data sources, %zu indices, %zu model spaces", cat->nsources,
-             cat->nindices, cat->nspaces);
+    HDB_INFO("catalog", "%zu data sources, %zu indices", cat->nsources, cat->nindices);
     *out = cat;
     cat = NULL;
 fail:
@@ -166,8 +156,6 @@ void hdb_catalog_close(hdb_catalog *cat) {
     if (cat == NULL) return;
     /* No calls are running any more: each applier catches up and saves a final snapshot. */
     for (size_t i = 0; i < cat->nindices; i++) hdb_applier_stop(cat->indices[i]->applier, true);
-    for (size_t i = 0; i < cat->nspaces; i++) hdb_space_unref(cat->spaces[i]);
-    hdb_free(cat->spaces);
     for (size_t i = 0; i < cat->nindices; i++) hdb_ixent_unref(cat->indices[i]);
     for (size_t i = 0; i < cat->nsources; i++) hdb_source_unref(cat->sources[i]);
     hdb_free(cat->indices);
@@ -224,8 +212,6 @@ int hdb_catalog_ensure(hdb_catalog *cat, const hdb_config *cfg, char *err, size_
             if (rc != HDB_OK) hdb_err_prefix(err, errlen, rc, "indices[%zu]: ", i);
         }
     }
-    for (size_t i = 0; i < cfg->n_model_spaces && rc == HDB_OK; i++)
-        rc = hdb__space_ensure(cat, cfg->model_spaces[i], i, arena, err, errlen);
     hdb_arena_free(arena);
     return rc;
 }

@@ -50,8 +50,9 @@ int hdb_catalog_check_owned(hdb_catalog *cat, const hdb_owned_spec *os, char *er
     return rc;
 }
 
-int hdb__create_owned_locked(hdb_catalog *cat, const hdb_owned_spec *os, hdb_source **src_out,
-                             hdb_ixent **ix_out, char *err, size_t errlen) {
+/* hdb_catalog_create_owned; the caller holds ddl. */
+static int create_owned_locked(hdb_catalog *cat, const hdb_owned_spec *os, hdb_source **src_out,
+                               hdb_ixent **ix_out, char *err, size_t errlen) {
     const Hilbert__V1__DataSourceSpec *ds = os->source;
     const Hilbert__V1__IndexSpec *is = os->index;
     hdb_arena *a = hdb_arena_create(0);
@@ -112,24 +113,18 @@ fail:
 int hdb_catalog_create_owned(hdb_catalog *cat, const hdb_owned_spec *os, hdb_source **src,
                              hdb_ixent **ix, char *err, size_t errlen) {
     pthread_mutex_lock(&cat->ddl);
-    int rc = hdb__create_owned_locked(cat, os, src, ix, err, errlen);
+    int rc = create_owned_locked(cat, os, src, ix, err, errlen);
     pthread_mutex_unlock(&cat->ddl);
-    return rc;
-}
-
-int hdb__drop_owned_locked(hdb_catalog *cat, hdb_source *src, hdb_ixent *ix, char *err,
-                           size_t errlen) {
-    HDB_ASSERT(ix->source == src && src->owner_kind != NULL && ix->owner_kind != NULL);
-    int rc = atomic_load(&ix->dropped) ? HDB_OK : hdb__drop_index_locked(cat, ix, err, errlen);
-    if (rc == HDB_OK && !atomic_load(&src->dropped))
-        rc = hdb__drop_source_locked(cat, src, err, errlen);
     return rc;
 }
 
 int hdb_catalog_drop_owned(hdb_catalog *cat, hdb_source *src, hdb_ixent *ix, char *err,
                            size_t errlen) {
     pthread_mutex_lock(&cat->ddl);
-    int rc = hdb__drop_owned_locked(cat, src, ix, err, errlen);
+    HDB_ASSERT(ix->source == src && src->owner_kind != NULL && ix->owner_kind != NULL);
+    int rc = atomic_load(&ix->dropped) ? HDB_OK : hdb__drop_index_locked(cat, ix, err, errlen);
+    if (rc == HDB_OK && !atomic_load(&src->dropped))
+        rc = hdb__drop_source_locked(cat, src, err, errlen);
     pthread_mutex_unlock(&cat->ddl);
     return rc;
 }

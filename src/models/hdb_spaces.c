@@ -4,7 +4,7 @@
 #include "hdb_spaces.h"
 
 #include "hdb_arena.h"
-#include "hdb_catalog.h"
+#include "hdb_space.h"
 #include "hdb_config.h"
 #include "hdb_err.h"
 #include "hdb_image.h"
@@ -13,10 +13,10 @@
 #include <stdio.h>
 #include <string.h>
 
-int hdb_spaces_resolve(hdb_catalog *cat, char *const *names, size_t n, hdb_arena *arena,
+int hdb_spaces_resolve(hdb_space_registry *reg, char *const *names, size_t n, hdb_arena *arena,
                        hdb_space ***out, size_t *nout, char *err, size_t errlen) {
     if (n == 0) {
-        *nout = hdb_catalog_list_spaces(cat, arena, out);
+        *nout = hdb_spaces_list(reg, arena, out);
         if (*nout == 0)
             return hdb_errf(err, errlen, HDB_ENOTFOUND,
                             "model_spaces: the server has no model spaces");
@@ -31,7 +31,7 @@ int hdb_spaces_resolve(hdb_catalog *cat, char *const *names, size_t n, hdb_arena
                                 i, names[i]);
             }
         }
-        int rc = hdb_catalog_get_space(cat, names[i], &list[i], err, errlen);
+        int rc = hdb_spaces_get(reg, names[i], &list[i], err, errlen);
         if (rc != HDB_OK) {
             hdb_spaces_release(list, i);
             return hdb_err_prefix(err, errlen, rc, "model_spaces[%zu]: ", i);
@@ -46,7 +46,7 @@ void hdb_spaces_release(hdb_space **spaces, size_t n) {
     for (size_t i = 0; i < n; i++) hdb_space_unref(spaces[i]);
 }
 
-static bool same_image_spec(const hdb_space *a, const hdb_space *b) {
+static bool same_image_spec(const hdb_image_spec *a, const hdb_image_spec *b) {
     return a->width == b->width && a->height == b->height && a->channels == b->channels &&
            a->resize == b->resize && memcmp(a->mean, b->mean, sizeof a->mean) == 0 &&
            memcmp(a->std, b->std, sizeof a->std) == 0;
@@ -66,38 +66,40 @@ static int input_for(hdb_space *const *spaces, size_t i, const hdb_model_input *
                      const hdb_image *img, float **inputs, hdb_arena *arena, char *err,
                      size_t errlen) {
     const hdb_space *sp = spaces[i];
+    const hdb_image_spec *is = hdb_space_image(sp);
+    int64_t size = hdb_space_input_size(sp);
     if (!in->is_image) {
-        if (sp->image)
+        if (is)
             return hdb_errf(err, errlen, HDB_EINVAL,
-                            "tensor: model space %s takes images, not tensors", sp->name);
-        bool ok = in->ndim == sp->ndim;
-        for (size_t d = 0; ok && d < sp->ndim; d++) ok = in->shape[d] == (uint64_t)sp->shape[d];
+                            "tensor: model space %s takes images, not tensors", hdb_space_name(sp));
+        size_t ndim;
+        const int64_t *shape = hdb_space_shape(sp, &ndim);
+        bool ok = in->ndim == ndim;
+        for (size_t d = 0; ok && d < ndim; d++) ok = in->shape[d] == (uint64_t)shape[d];
         char want[96];
-        shape_text(sp->shape, sp->ndim, want, sizeof want);
+        shape_text(shape, ndim, want, sizeof want);
         if (!ok)
             return hdb_errf(err, errlen, HDB_EINVAL,
-                            "tensor.shape: model space %s expects %s", sp->name, want);
-        if (in->tensor_len != (size_t)sp->input_size)
+                            "tensor.shape: model space %s expects %s", hdb_space_name(sp), want);
+        if (in->tensor_len != (size_t)size)
             return hdb_errf(err, errlen, HDB_EINVAL,
                             "tensor.values: %zu values, shape %s needs %lld", in->tensor_len,
-                            want, (long long)sp->input_size);
+                            want, (long long)size);
         inputs[i] = (float *)in->tensor;
         return HDB_OK;
     }
-    if (!sp->image)
+    if (is == NULL)
         return hdb_errf(err, errlen, HDB_EINVAL,
-                        "image: model space %s takes tensors, not images", sp->name);
+                        "image: model space %s takes tensors, not images", hdb_space_name(sp));
     for (size_t j = 0; j < i; j++) {
-        if (spaces[j]->image && same_image_spec(spaces[j], sp)) {
+        const hdb_image_spec *other = hdb_space_image(spaces[j]);
+        if (other && same_image_spec(other, is)) {
             inputs[i] = inputs[j];
             return HDB_OK;
         }
     }
-    hdb_image_spec is = {sp->width, sp->height, sp->channels, (hdb_resize_mode)sp->resize,
-                         {sp->mean[0], sp->mean[1], sp->mean[2]},
-                         {sp->std[0], sp->std[1], sp->std[2]}};
-    inputs[i] = hdb_arena_alloc(arena, (size_t)sp->input_size * sizeof(float));
-    return hdb_image_to_input(img, &is, inputs[i], err, errlen);
+    inputs[i] = hdb_arena_alloc(arena, (size_t)size * sizeof(float));
+    return hdb_image_to_input(img, is, inputs[i], err, errlen);
 }
 
 int hdb_spaces_embed(hdb_space *const *spaces, size_t n, const hdb_model_input *in,
@@ -106,9 +108,9 @@ int hdb_spaces_embed(hdb_space *const *spaces, size_t n, const hdb_model_input *
     int rc = HDB_OK;
     hdb_image img = {0};
     for (size_t i = 0; i < n; i++)
-        if (spaces[i]->model == NULL)
+        if (hdb_space_model(spaces[i]) == NULL)
             return hdb_errf(err, errlen, HDB_EPRECOND, "model_spaces[%zu]: model space %s: %s", i,
-                            spaces[i]->name, spaces[i]->detail);
+                            hdb_space_name(spaces[i]), hdb_space_detail(spaces[i]));
     if (in->is_image) {
         if (in->image_len == 0) return hdb_errf(err, errlen, HDB_EINVAL, "image: is empty");
         hdb_image_limits lim = {cfg->max_image_bytes, cfg->max_image_side, cfg->max_image_pixels,
@@ -124,11 +126,12 @@ int hdb_spaces_embed(hdb_space *const *spaces, size_t n, const hdb_model_input *
     /* All spaces at once: their models run in parallel on the pool's threads. */
     hdb_infer_job *jobs = hdb_arena_alloc(arena, n * sizeof *jobs);
     for (size_t i = 0; i < n; i++) {
-        vecs[i] = hdb_arena_alloc(arena, spaces[i]->output_dim * sizeof(float));
-        jobs[i] = (hdb_infer_job){spaces[i]->model, inputs[i], 1, vecs[i]};
+        vecs[i] = hdb_arena_alloc(arena, hdb_space_output_dim(spaces[i]) * sizeof(float));
+        jobs[i] = (hdb_infer_job){hdb_space_model(spaces[i]), inputs[i], 1, vecs[i]};
     }
     size_t failed = 0;
     rc = hdb_infer_run_jobs(infer, jobs, n, deadline_ns, &failed, err, errlen);
-    if (rc != HDB_OK) hdb_err_prefix(err, errlen, rc, "model space %s: ", spaces[failed]->name);
+    if (rc != HDB_OK) hdb_err_prefix(err, errlen, rc, "model space %s: ",
+                                      hdb_space_name(spaces[failed]));
     return rc;
 }

@@ -1,6 +1,7 @@
 /*
- * hdb_rpc_catalog.c - the Catalog service: thin handlers over hdb_catalog, plus the assembly
- * of DataSourceInfo and IndexInfo (with index status) responses.
+ * hdb_rpc_catalog.c - the Catalog service: thin handlers over hdb_catalog (data sources,
+ * indices) and the model-space registry (hdb_space.h), plus the assembly of DataSourceInfo,
+ * IndexInfo (with index status) and ModelSpaceInfo responses.
  */
 #include "hdb_rpc_catalog.h"
 
@@ -12,6 +13,7 @@
 #include "hdb_config.h"
 #include "hdb_err.h"
 #include "hdb_index.h"
+#include "hdb_space.h"
 
 #include <string.h>
 
@@ -254,11 +256,12 @@ static Hilbert__V1__ModelSpaceInfo *space_info(hdb_rpc *rpc, hdb_space *sp) {
     Hilbert__V1__ModelSpaceInfo *info = hdb_arena_alloc(a, sizeof *info);
     hilbert__v1__model_space_info__init(info);
     info->spec = hdb_space_spec(sp, a);
-    info->model_state = sp->model ? HILBERT__V1__MODEL_STATE__MODEL_STATE_LOADED
-                                  : HILBERT__V1__MODEL_STATE__MODEL_STATE_FAILED;
-    info->detail = sp->detail;
-    info->point_count = point_count(sp->source);
-    info->index_status = index_info(rpc, sp->index)->status;
+    info->model_state = hdb_space_model(sp) ? HILBERT__V1__MODEL_STATE__MODEL_STATE_LOADED
+                                            : HILBERT__V1__MODEL_STATE__MODEL_STATE_FAILED;
+    /* A copy: the response outlives the caller's reference. */
+    info->detail = hdb_arena_strndup(a, hdb_space_detail(sp), strlen(hdb_space_detail(sp)));
+    info->point_count = point_count(hdb_space_source(sp));
+    info->index_status = index_info(rpc, hdb_space_index(sp))->status;
     return info;
 }
 
@@ -266,9 +269,9 @@ static int create_model_space(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufC
                               char *err, size_t errlen) {
     const Hilbert__V1__CreateModelSpaceRequest *req = (const void *)m;
     hdb_space *sp;
-    int rc = hdb_catalog_create_space(rpc->catalog, req->spec, &sp, err, errlen);
+    int rc = hdb_spaces_create(rpc->spaces, req->spec, &sp, err, errlen);
     if (rc != HDB_OK) return rc;
-    await_empty_build(rpc, sp->index);
+    await_empty_build(rpc, hdb_space_index(sp));
     *resp = &space_info(rpc, sp)->base;
     hdb_space_unref(sp);
     return HDB_OK;
@@ -278,7 +281,7 @@ static int get_model_space(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMes
                            char *err, size_t errlen) {
     const Hilbert__V1__GetModelSpaceRequest *req = (const void *)m;
     hdb_space *sp;
-    int rc = hdb_catalog_get_space(rpc->catalog, req->name, &sp, err, errlen);
+    int rc = hdb_spaces_get(rpc->spaces, req->name, &sp, err, errlen);
     if (rc != HDB_OK) return hdb_err_prefix(err, errlen, rc, "name: ");
     *resp = &space_info(rpc, sp)->base;
     hdb_space_unref(sp);
@@ -289,7 +292,7 @@ static int list_model_spaces(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCM
                              char *err, size_t errlen) {
     (void)m, (void)err, (void)errlen;
     hdb_space **list;
-    size_t n = hdb_catalog_list_spaces(rpc->catalog, rpc->arena, &list);
+    size_t n = hdb_spaces_list(rpc->spaces, rpc->arena, &list);
     Hilbert__V1__ListModelSpacesResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
     hilbert__v1__list_model_spaces_response__init(r);
     r->model_spaces = hdb_arena_alloc(rpc->arena, (n ? n : 1) * sizeof *r->model_spaces);
@@ -305,7 +308,7 @@ static int list_model_spaces(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCM
 static int drop_model_space(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
                             char *err, size_t errlen) {
     const Hilbert__V1__DropModelSpaceRequest *req = (const void *)m;
-    int rc = hdb_catalog_drop_space(rpc->catalog, req->name, err, errlen);
+    int rc = hdb_spaces_drop(rpc->spaces, req->name, err, errlen);
     if (rc != HDB_OK) return hdb_err_prefix(err, errlen, rc, "name: ");
     Hilbert__V1__DropModelSpaceResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
     hilbert__v1__drop_model_space_response__init(r);

@@ -14,6 +14,7 @@
 #include "hdb_ingest.h"
 #include "hdb_query.h"
 #include "hdb_rpc_search.h"
+#include "hdb_space.h"
 #include "hdb_spaces.h"
 #include "hilbert/v1/modelspaces.pb-c.h"
 
@@ -21,6 +22,12 @@
 #include <string.h>
 
 /* ---------------------------------------------------------------- shared pieces */
+
+/* The name of sp copied into arena: the response outlives the call's references. */
+static char *name_copy(hdb_arena *a, const hdb_space *sp) {
+    const char *name = hdb_space_name(sp);
+    return hdb_arena_strndup(a, name, strlen(name));
+}
 
 static int check_id(const hdb_config *cfg, const char *id, char *err, size_t errlen) {
     if (id == NULL || id[0] == '\0') return hdb_errf(err, errlen, HDB_EINVAL, "id: is required");
@@ -76,13 +83,13 @@ static Hilbert__V1__SpaceWrite *space_write(hdb_arena *a, const hdb_space *sp, u
                                             const float *vec) {
     Hilbert__V1__SpaceWrite *w = hdb_arena_alloc(a, sizeof *w);
     hilbert__v1__space_write__init(w);
-    w->model_space = sp->name;
+    w->model_space = name_copy(a, sp);
     w->seq = seq;
     if (vec) {
         Hilbert__V1__DenseVector *d = hdb_arena_alloc(a, sizeof *d);
         hilbert__v1__dense_vector__init(d);
         d->values = (float *)vec;
-        d->n_values = sp->output_dim;
+        d->n_values = hdb_space_output_dim(sp);
         w->vector = d;
     }
     return w;
@@ -94,12 +101,12 @@ static int write_points(hdb_rpc *rpc, hdb_space **spaces, size_t n, hdb_point *p
     hdb_arena *a = rpc->arena;
     hdb_source **srcs = hdb_arena_alloc(a, n * sizeof *srcs);
     uint64_t *seqs = hdb_arena_alloc(a, n * sizeof *seqs);
-    for (size_t i = 0; i < n; i++) srcs[i] = spaces[i]->source;
+    for (size_t i = 0; i < n; i++) srcs[i] = hdb_space_source(spaces[i]);
     size_t failed = 0;
     /* Ingest names the field within the point, which is the request's own. */
     int rc = hdb_ingest_upload_each(srcs, points, n, rpc->config, a, seqs, &failed, err, errlen);
     if (rc != HDB_OK)
-        return hdb_err_prefix(err, errlen, rc, "model space %s: ", spaces[failed]->name);
+        return hdb_err_prefix(err, errlen, rc, "model space %s: ", hdb_space_name(spaces[failed]));
     *out = hdb_arena_alloc(a, n * sizeof **out);
     for (size_t i = 0; i < n; i++) (*out)[i] = space_write(a, spaces[i], seqs[i], vecs ? vecs[i] : NULL);
     return HDB_OK;
@@ -120,7 +127,7 @@ static int add(hdb_rpc *rpc, const char *id, const hdb_model_input *in, char *co
     if (rc != HDB_OK) return rc;
     hdb_space **spaces;
     size_t n;
-    if ((rc = hdb_spaces_resolve(rpc->catalog, names, nnames, a, &spaces, &n, err, errlen)))
+    if ((rc = hdb_spaces_resolve(rpc->spaces, names, nnames, a, &spaces, &n, err, errlen)))
         return rc;
     float **vecs = hdb_arena_alloc(a, n * sizeof *vecs);
     rc = hdb_spaces_embed(spaces, n, in, rpc->config, rpc->infer, rpc->deadline_ns, a, vecs, err,
@@ -128,7 +135,7 @@ static int add(hdb_rpc *rpc, const char *id, const hdb_model_input *in, char *co
     if (rc == HDB_OK) {
         hdb_point *points = hdb_arena_calloc(a, n, sizeof *points);
         for (size_t i = 0; i < n; i++)
-            points[i] = (hdb_point){.vec = vecs[i], .dim = spaces[i]->output_dim, .attrs = attrs,
+            points[i] = (hdb_point){.vec = vecs[i], .dim = hdb_space_output_dim(spaces[i]), .attrs = attrs,
                                     .nattrs = nattrs};
         Hilbert__V1__AddResponse *r = hdb_arena_alloc(a, sizeof *r);
         hilbert__v1__add_response__init(r);
@@ -225,7 +232,7 @@ static int min_seq_check(const find_params *fp, hdb_space **spaces, size_t n, ch
     for (size_t i = 0; i < fp->nmin_seq; i++) {
         bool known = false;
         for (size_t j = 0; j < n && !known; j++)
-            known = strcmp(fp->min_seq[i].key, spaces[j]->name) == 0;
+            known = strcmp(fp->min_seq[i].key, hdb_space_name(spaces[j])) == 0;
         if (!known)
             return hdb_errf(err, errlen, HDB_EINVAL,
                             "min_seq[\"%s\"]: not one of the requested model spaces",
@@ -236,14 +243,14 @@ static int min_seq_check(const find_params *fp, hdb_space **spaces, size_t n, ch
 
 static uint64_t min_seq_of(const find_params *fp, const hdb_space *sp) {
     for (size_t i = 0; i < fp->nmin_seq; i++)
-        if (strcmp(fp->min_seq[i].key, sp->name) == 0) return fp->min_seq[i].value;
+        if (strcmp(fp->min_seq[i].key, hdb_space_name(sp)) == 0) return fp->min_seq[i].value;
     return 0;
 }
 
 /* Searches vec in sp's index; excludes pid `self` (0: none). */
 static int find_in_space(hdb_rpc *rpc, hdb_space *sp, const float *vec, const find_params *fp,
                          uint64_t self, Hilbert__V1__SpaceHits *out, char *err, size_t errlen) {
-    hdb_query_vec q = {.present = true, .vec = vec, .dim = sp->output_dim};
+    hdb_query_vec q = {.present = true, .vec = vec, .dim = hdb_space_output_dim(sp)};
     hdb_query_params qp = {.k = fp->k,
                            .min_seq = min_seq_of(fp, sp),
                            .opts = fp->opts,
@@ -254,9 +261,9 @@ static int find_in_space(hdb_rpc *rpc, hdb_space *sp, const float *vec, const fi
     if (self && fp->k > 0 && (uint32_t)fp->k < rpc->config->max_k) qp.k = fp->k + 1;
     hdb_query_result res;
     uint64_t applied;
-    int rc = hdb_query_search(sp->index, rpc->config, &q, 1, &qp, rpc->arena, &res, &applied, err,
+    int rc = hdb_query_search(hdb_space_index(sp), rpc->config, &q, 1, &qp, rpc->arena, &res, &applied, err,
                               errlen);
-    if (rc != HDB_OK) return hdb_err_prefix(err, errlen, rc, "model space %s: ", sp->name);
+    if (rc != HDB_OK) return hdb_err_prefix(err, errlen, rc, "model space %s: ", hdb_space_name(sp));
     if (self) {
         size_t w = 0;
         for (size_t i = 0; i < res.n; i++)
@@ -278,7 +285,7 @@ static Hilbert__V1__FindSimilarResponse *find_response(hdb_arena *a, hdb_space *
     for (size_t i = 0; i < n; i++) {
         r->results[i] = hdb_arena_alloc(a, sizeof **r->results);
         hilbert__v1__space_hits__init(r->results[i]);
-        r->results[i]->model_space = spaces[i]->name;
+        r->results[i]->model_space = name_copy(a, spaces[i]);
     }
     return r;
 }
@@ -289,7 +296,7 @@ static int find_by_input(hdb_rpc *rpc, const hdb_model_input *in, char *const *n
     hdb_arena *a = rpc->arena;
     hdb_space **spaces;
     size_t n;
-    int rc = hdb_spaces_resolve(rpc->catalog, names, nnames, a, &spaces, &n, err, errlen);
+    int rc = hdb_spaces_resolve(rpc->spaces, names, nnames, a, &spaces, &n, err, errlen);
     if (rc != HDB_OK) return rc;
     float **vecs = hdb_arena_alloc(a, n * sizeof *vecs);
     if ((rc = min_seq_check(fp, spaces, n, err, errlen)) == HDB_OK)
@@ -339,7 +346,7 @@ static int find_by_id(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage 
     if (rc != HDB_OK) return rc;
     hdb_space **spaces;
     size_t n;
-    if ((rc = hdb_spaces_resolve(rpc->catalog, req->model_spaces, req->n_model_spaces, a, &spaces,
+    if ((rc = hdb_spaces_resolve(rpc->spaces, req->model_spaces, req->n_model_spaces, a, &spaces,
                                  &n, err, errlen)))
         return rc;
     rc = min_seq_check(&fp, spaces, n, err, errlen);
@@ -350,9 +357,9 @@ static int find_by_id(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage 
     for (size_t i = 0; i < n && rc == HDB_OK; i++) {
         Hilbert__V1__SpaceHits *sh = r->results[i];
         hdb_row g;
-        rc = hdb_ingest_get(spaces[i]->source, rpc->config, ids, nids, 1, a, &g, err, errlen);
+        rc = hdb_ingest_get(hdb_space_source(spaces[i]), rpc->config, ids, nids, 1, a, &g, err, errlen);
         if (rc != HDB_OK) {
-            hdb_err_prefix(err, errlen, rc, "model space %s: ", spaces[i]->name);
+            hdb_err_prefix(err, errlen, rc, "model space %s: ", hdb_space_name(spaces[i]));
             break;
         }
         if (!g.found) continue; /* found = false, no hits */
@@ -373,7 +380,7 @@ static int remove_image(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessag
     if (rc != HDB_OK) return rc;
     hdb_space **spaces;
     size_t n;
-    if ((rc = hdb_spaces_resolve(rpc->catalog, req->model_spaces, req->n_model_spaces, a, &spaces,
+    if ((rc = hdb_spaces_resolve(rpc->spaces, req->model_spaces, req->n_model_spaces, a, &spaces,
                                  &n, err, errlen)))
         return rc;
     hdb_attr *id = hdb_arena_alloc(a, sizeof *id);
@@ -406,7 +413,7 @@ static int embed(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **res
     if (rc != HDB_OK) return rc;
     hdb_space **spaces;
     size_t n;
-    if ((rc = hdb_spaces_resolve(rpc->catalog, req->model_spaces, req->n_model_spaces, a, &spaces,
+    if ((rc = hdb_spaces_resolve(rpc->spaces, req->model_spaces, req->n_model_spaces, a, &spaces,
                                  &n, err, errlen)))
         return rc;
     float **vecs = hdb_arena_alloc(a, n * sizeof *vecs);
@@ -420,11 +427,11 @@ static int embed(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **res
         for (size_t i = 0; i < n; i++) {
             Hilbert__V1__SpaceVector *sv = hdb_arena_alloc(a, sizeof *sv);
             hilbert__v1__space_vector__init(sv);
-            sv->model_space = spaces[i]->name;
+            sv->model_space = name_copy(a, spaces[i]);
             Hilbert__V1__DenseVector *d = hdb_arena_alloc(a, sizeof *d);
             hilbert__v1__dense_vector__init(d);
             d->values = vecs[i];
-            d->n_values = spaces[i]->output_dim;
+            d->n_values = hdb_space_output_dim(spaces[i]);
             sv->vector = d;
             r->vectors[i] = sv;
         }

@@ -91,6 +91,7 @@ typedef struct {
 struct hdb_server {
     const hdb_config *cfg;
     hdb_catalog *catalog;
+    hdb_space_registry *spaces;
     hdb_infer *infer;
     grpc_server *srv;
     grpc_completion_queue *cq;  /* the call threads' */
@@ -271,6 +272,7 @@ static void handle_unary(call_ctx *c) {
     }
 
     hdb_rpc rpc = {.catalog = s->catalog,
+                   .spaces = s->spaces,
                    .config = s->cfg,
                    .infer = s->infer,
                    .arena = c->arena,
@@ -420,10 +422,12 @@ static void server_free(hdb_server *s) {
 }
 
 int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catalog,
-                     hdb_infer *infer, int *port, char *err, size_t errlen) {
+                     hdb_space_registry *spaces, hdb_infer *infer, int *port, char *err,
+                     size_t errlen) {
     hdb_server *s = hdb_calloc(1, sizeof *s);
     s->cfg = cfg;
     s->catalog = catalog;
+    s->spaces = spaces;
     s->infer = infer;
     size_t n;
     const hdb_rpc_method *m;
