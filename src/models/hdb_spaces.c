@@ -1,20 +1,32 @@
 /*
- * hdb_spaces.c - model-space name resolution and per-space embedding of one input.
+ * hdb_spaces.c - the ModelSpaces calls (see hdb_spaces.h): name resolution, per-space
+ * embedding of one input, the atomic write of one item across spaces, and searches that leave
+ * a stored item out of its own neighbours.
  */
 #include "hdb_spaces.h"
 
 #include "hdb_arena.h"
-#include "hdb_space.h"
 #include "hdb_config.h"
 #include "hdb_err.h"
 #include "hdb_image.h"
 #include "hdb_infer.h"
+#include "hdb_ingest.h"
+#include "hdb_space.h"
 
 #include <stdio.h>
 #include <string.h>
 
-int hdb_spaces_resolve(hdb_space_registry *reg, char *const *names, size_t n, hdb_arena *arena,
-                       hdb_space ***out, size_t *nout, char *err, size_t errlen) {
+/* ---------------------------------------------------------------- spaces by name */
+
+static void release(hdb_space **spaces, size_t n) {
+    for (size_t i = 0; i < n; i++) hdb_space_unref(spaces[i]);
+}
+
+/* Resolves names[0..n) into references (in arena memory; released with release()). n == 0 means
+ * every model space (HDB_ENOTFOUND when there is none). Errors name the entry:
+ * model_spaces[1]: model space "x" does not exist, or: "x" is listed twice (HDB_EINVAL). */
+static int resolve(hdb_space_registry *reg, char *const *names, size_t n, hdb_arena *arena,
+                   hdb_space ***out, size_t *nout, char *err, size_t errlen) {
     if (n == 0) {
         *nout = hdb_spaces_list(reg, arena, out);
         if (*nout == 0)
@@ -26,14 +38,14 @@ int hdb_spaces_resolve(hdb_space_registry *reg, char *const *names, size_t n, hd
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < i; j++) {
             if (strcmp(names[i], names[j]) == 0) {
-                hdb_spaces_release(list, i);
+                release(list, i);
                 return hdb_errf(err, errlen, HDB_EINVAL, "model_spaces[%zu]: \"%s\" is listed twice",
                                 i, names[i]);
             }
         }
         int rc = hdb_spaces_get(reg, names[i], &list[i], err, errlen);
         if (rc != HDB_OK) {
-            hdb_spaces_release(list, i);
+            release(list, i);
             return hdb_err_prefix(err, errlen, rc, "model_spaces[%zu]: ", i);
         }
     }
@@ -42,9 +54,7 @@ int hdb_spaces_resolve(hdb_space_registry *reg, char *const *names, size_t n, hd
     return HDB_OK;
 }
 
-void hdb_spaces_release(hdb_space **spaces, size_t n) {
-    for (size_t i = 0; i < n; i++) hdb_space_unref(spaces[i]);
-}
+/* ---------------------------------------------------------------- model inputs */
 
 static bool same_image_spec(const hdb_image_spec *a, const hdb_image_spec *b) {
     return a->width == b->width && a->height == b->height && a->channels == b->channels &&
@@ -102,9 +112,13 @@ static int input_for(hdb_space *const *spaces, size_t i, const hdb_model_input *
     return hdb_image_to_input(img, is, inputs[i], err, errlen);
 }
 
-int hdb_spaces_embed(hdb_space *const *spaces, size_t n, const hdb_model_input *in,
-                     const hdb_config *cfg, hdb_infer *infer, int64_t deadline_ns,
-                     hdb_arena *arena, float **vecs, char *err, size_t errlen) {
+/* Computes the vector of `in` in each space: vecs[i] gets the output_dim floats of spaces[i] in
+ * arena memory. An image is decoded once and converted once per distinct input spec; the
+ * spaces' models run in parallel on the inference pool. */
+static int embed_all(const hdb_spaces_call *c, hdb_space *const *spaces, size_t n,
+                     const hdb_model_input *in, float **vecs, char *err, size_t errlen) {
+    const hdb_config *cfg = c->cfg;
+    hdb_arena *arena = c->arena;
     int rc = HDB_OK;
     hdb_image img = {0};
     for (size_t i = 0; i < n; i++)
@@ -118,20 +132,266 @@ int hdb_spaces_embed(hdb_space *const *spaces, size_t n, const hdb_model_input *
         if ((rc = hdb_image_decode(in->image, in->image_len, &lim, &img, err, errlen)) != HDB_OK)
             return rc;
     }
-    float **inputs = hdb_arena_alloc(arena, n * sizeof *inputs);
+    float **inputs = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *inputs);
     for (size_t i = 0; i < n && rc == HDB_OK; i++)
         rc = input_for(spaces, i, in, &img, inputs, arena, err, errlen);
     hdb_image_free(&img);
     if (rc != HDB_OK) return rc;
     /* All spaces at once: their models run in parallel on the pool's threads. */
-    hdb_infer_job *jobs = hdb_arena_alloc(arena, n * sizeof *jobs);
+    hdb_infer_job *jobs = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *jobs);
     for (size_t i = 0; i < n; i++) {
         vecs[i] = hdb_arena_alloc(arena, hdb_space_output_dim(spaces[i]) * sizeof(float));
         jobs[i] = (hdb_infer_job){hdb_space_model(spaces[i]), inputs[i], 1, vecs[i]};
     }
     size_t failed = 0;
-    rc = hdb_infer_run_jobs(infer, jobs, n, deadline_ns, &failed, err, errlen);
-    if (rc != HDB_OK) hdb_err_prefix(err, errlen, rc, "model space %s: ",
-                                      hdb_space_name(spaces[failed]));
+    rc = hdb_infer_run_jobs(c->infer, jobs, n, c->deadline_ns, &failed, err, errlen);
+    if (rc != HDB_OK)
+        hdb_err_prefix(err, errlen, rc, "model space %s: ", hdb_space_name(spaces[failed]));
+    return rc;
+}
+
+/* ---------------------------------------------------------------- items and writes */
+
+int hdb_spaces_check_id(const hdb_config *cfg, const char *id, char *err, size_t errlen) {
+    if (id == NULL || id[0] == '\0') return hdb_errf(err, errlen, HDB_EINVAL, "id: is required");
+    if (strlen(id) > cfg->max_value_bytes)
+        return hdb_errf(err, errlen, HDB_EINVAL, "id: longer than limits.max_value_bytes (%u)",
+                        cfg->max_value_bytes);
+    return HDB_OK;
+}
+
+/* The attribute {"id": id}, whose value points at id. */
+static hdb_attr id_attr(const char *id) {
+    hdb_attr a = {.name = "id", .value = {.type = HDB_ATTR_STRING}};
+    a.value.u.s.p = id;
+    a.value.u.s.n = strlen(id);
+    return a;
+}
+
+/* attrs plus {"id": id}, sorted, in arena memory. */
+static int item_attrs(hdb_arena *arena, const char *id, const hdb_attr *attrs, uint32_t n,
+                      hdb_attr **out, uint32_t *nout, char *err, size_t errlen) {
+    if (hdb_attr_find(attrs, n, "id", true))
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "attributes[\"id\"]: the item id goes in the id field");
+    hdb_attr *all = hdb_arena_alloc(arena, (n + 1) * sizeof *all);
+    memcpy(all, attrs, n * sizeof *all);
+    all[n] = id_attr(id);
+    hdb_attrs_sort(all, n + 1);
+    *out = all;
+    *nout = n + 1;
+    return HDB_OK;
+}
+
+static const char *name_copy(hdb_arena *a, const hdb_space *sp) {
+    const char *name = hdb_space_name(sp);
+    return hdb_arena_strndup(a, name, strlen(name));
+}
+
+/* Writes points[i] to spaces[i] for every i, all or nothing, and fills out[0..n). */
+static int write_all(const hdb_spaces_call *c, hdb_space **spaces, size_t n,
+                     const hdb_point *points, float **vecs, hdb_space_vec **out, char *err,
+                     size_t errlen) {
+    hdb_arena *a = c->arena;
+    hdb_source **srcs = hdb_arena_alloc(a, (n ? n : 1) * sizeof *srcs);
+    uint64_t *seqs = hdb_arena_alloc(a, (n ? n : 1) * sizeof *seqs);
+    for (size_t i = 0; i < n; i++) srcs[i] = hdb_space_source(spaces[i]);
+    size_t failed = 0;
+    /* Ingest names the field within the point, which is the request's own item. */
+    int rc = hdb_ingest_upload_each(srcs, points, n, c->cfg, a, seqs, &failed, err, errlen);
+    if (rc != HDB_OK)
+        return hdb_err_prefix(err, errlen, rc, "model space %s: ", hdb_space_name(spaces[failed]));
+    hdb_space_vec *r = hdb_arena_alloc(a, (n ? n : 1) * sizeof *r);
+    for (size_t i = 0; i < n; i++)
+        r[i] = (hdb_space_vec){.space = name_copy(a, spaces[i]),
+                               .seq = seqs[i],
+                               .vec = vecs ? vecs[i] : NULL,
+                               .dim = hdb_space_output_dim(spaces[i])};
+    *out = r;
+    return HDB_OK;
+}
+
+int hdb_spaces_add(const hdb_spaces_call *c, const char *id, const hdb_model_input *in,
+                   char *const *names, size_t nnames, const hdb_attr *attrs, uint32_t nattrs,
+                   bool want_vectors, hdb_space_vec **out, size_t *nout, char *err,
+                   size_t errlen) {
+    hdb_arena *a = c->arena;
+    hdb_attr *all = NULL;
+    uint32_t nall = 0;
+    hdb_space **spaces = NULL;
+    size_t n = 0;
+    int rc = hdb_spaces_check_id(c->cfg, id, err, errlen);
+    if (rc == HDB_OK) rc = item_attrs(a, id, attrs, nattrs, &all, &nall, err, errlen);
+    if (rc == HDB_OK) rc = resolve(c->reg, names, nnames, a, &spaces, &n, err, errlen);
+    if (rc != HDB_OK) return rc;
+    float **vecs = hdb_arena_alloc(a, (n ? n : 1) * sizeof *vecs);
+    if ((rc = embed_all(c, spaces, n, in, vecs, err, errlen)) == HDB_OK) {
+        hdb_point *points = hdb_arena_calloc(a, n ? n : 1, sizeof *points);
+        for (size_t i = 0; i < n; i++)
+            points[i] = (hdb_point){.vec = vecs[i],
+                                    .dim = hdb_space_output_dim(spaces[i]),
+                                    .attrs = all,
+                                    .nattrs = nall};
+        rc = write_all(c, spaces, n, points, want_vectors ? vecs : NULL, out, err, errlen);
+        *nout = n;
+    }
+    release(spaces, n);
+    return rc;
+}
+
+int hdb_spaces_remove(const hdb_spaces_call *c, const char *id, char *const *names,
+                      size_t nnames, hdb_space_vec **out, size_t *nout, char *err,
+                      size_t errlen) {
+    hdb_arena *a = c->arena;
+    hdb_space **spaces = NULL;
+    size_t n = 0;
+    int rc = hdb_spaces_check_id(c->cfg, id, err, errlen);
+    if (rc == HDB_OK) rc = resolve(c->reg, names, nnames, a, &spaces, &n, err, errlen);
+    if (rc != HDB_OK) return rc;
+    hdb_attr *ida = hdb_arena_alloc(a, sizeof *ida);
+    *ida = id_attr(id);
+    hdb_point *points = hdb_arena_calloc(a, n ? n : 1, sizeof *points);
+    for (size_t i = 0; i < n; i++)
+        points[i] = (hdb_point){.attrs = ida, .nattrs = 1, .deleted = true};
+    rc = write_all(c, spaces, n, points, NULL, out, err, errlen);
+    *nout = n;
+    release(spaces, n);
+    return rc;
+}
+
+int hdb_spaces_embed(const hdb_spaces_call *c, const hdb_model_input *in, char *const *names,
+                     size_t nnames, hdb_space_vec **out, size_t *nout, char *err,
+                     size_t errlen) {
+    hdb_arena *a = c->arena;
+    hdb_space **spaces;
+    size_t n;
+    int rc = resolve(c->reg, names, nnames, a, &spaces, &n, err, errlen);
+    if (rc != HDB_OK) return rc;
+    float **vecs = hdb_arena_alloc(a, (n ? n : 1) * sizeof *vecs);
+    if ((rc = embed_all(c, spaces, n, in, vecs, err, errlen)) == HDB_OK) {
+        hdb_space_vec *r = hdb_arena_alloc(a, (n ? n : 1) * sizeof *r);
+        for (size_t i = 0; i < n; i++)
+            r[i] = (hdb_space_vec){.space = name_copy(a, spaces[i]),
+                                   .vec = vecs[i],
+                                   .dim = hdb_space_output_dim(spaces[i])};
+        *out = r;
+        *nout = n;
+    }
+    release(spaces, n);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- finds */
+
+/* min_seq entries must name requested spaces. */
+static int min_seq_check(const hdb_spaces_find_params *fp, hdb_space **spaces, size_t n,
+                         char *err, size_t errlen) {
+    for (size_t i = 0; i < fp->nmin_seq; i++) {
+        bool known = false;
+        for (size_t j = 0; j < n && !known; j++)
+            known = strcmp(fp->min_seq[i].space, hdb_space_name(spaces[j])) == 0;
+        if (!known)
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "min_seq[\"%s\"]: not one of the requested model spaces",
+                            fp->min_seq[i].space);
+    }
+    return HDB_OK;
+}
+
+/* The min_seq entry for sp (0 if none). */
+static uint64_t min_seq_of(const hdb_spaces_find_params *fp, const hdb_space *sp) {
+    for (size_t i = 0; i < fp->nmin_seq; i++)
+        if (strcmp(fp->min_seq[i].space, hdb_space_name(sp)) == 0) return fp->min_seq[i].seq;
+    return 0;
+}
+
+/* Searches vec in sp's index into out->hits, leaving out pid `self` (0: none). */
+static int search_space(const hdb_spaces_call *c, hdb_space *sp, const float *vec,
+                        const hdb_spaces_find_params *fp, uint64_t self, hdb_space_hits *out,
+                        char *err, size_t errlen) {
+    hdb_query_vec q = {.present = true, .vec = vec, .dim = hdb_space_output_dim(sp)};
+    hdb_query_params qp = {.k = fp->k,
+                           .min_seq = min_seq_of(fp, sp),
+                           .opts = fp->opts,
+                           .filter = fp->filter,
+                           .nfilter = fp->nfilter,
+                           .deadline_ns = c->deadline_ns};
+    /* One more, to make room for the item itself; limits are judged on the client's k. */
+    if (self && fp->k > 0 && (uint32_t)fp->k < c->cfg->max_k) qp.k = fp->k + 1;
+    hdb_query_result res;
+    uint64_t applied;
+    int rc = hdb_query_search(hdb_space_index(sp), c->cfg, &q, 1, &qp, c->arena, &res, &applied,
+                              err, errlen);
+    if (rc != HDB_OK)
+        return hdb_err_prefix(err, errlen, rc, "model space %s: ", hdb_space_name(sp));
+    if (self) {
+        size_t w = 0;
+        for (size_t i = 0; i < res.n; i++)
+            if (res.hits[i].pid != self) res.hits[w++] = res.hits[i];
+        res.n = w > (size_t)fp->k ? (size_t)fp->k : w;
+    }
+    out->found = true;
+    out->hits = res;
+    return HDB_OK;
+}
+
+/* n empty answers, each named after its space, in arena memory. */
+static hdb_space_hits *hits_new(hdb_arena *a, hdb_space **spaces, size_t n) {
+    hdb_space_hits *r = hdb_arena_calloc(a, n ? n : 1, sizeof *r);
+    for (size_t i = 0; i < n; i++) r[i].space = name_copy(a, spaces[i]);
+    return r;
+}
+
+int hdb_spaces_find(const hdb_spaces_call *c, const hdb_model_input *in, char *const *names,
+                    size_t nnames, const hdb_spaces_find_params *fp, hdb_space_hits **out,
+                    size_t *nout, char *err, size_t errlen) {
+    hdb_arena *a = c->arena;
+    hdb_space **spaces;
+    size_t n;
+    int rc = resolve(c->reg, names, nnames, a, &spaces, &n, err, errlen);
+    if (rc != HDB_OK) return rc;
+    float **vecs = hdb_arena_alloc(a, (n ? n : 1) * sizeof *vecs);
+    if ((rc = min_seq_check(fp, spaces, n, err, errlen)) == HDB_OK)
+        rc = embed_all(c, spaces, n, in, vecs, err, errlen);
+    hdb_space_hits *r = hits_new(a, spaces, n);
+    for (size_t i = 0; i < n && rc == HDB_OK; i++)
+        rc = search_space(c, spaces[i], vecs[i], fp, 0, &r[i], err, errlen);
+    release(spaces, n);
+    if (rc == HDB_OK) {
+        *out = r;
+        *nout = n;
+    }
+    return rc;
+}
+
+int hdb_spaces_find_by_id(const hdb_spaces_call *c, const char *id, char *const *names,
+                          size_t nnames, const hdb_spaces_find_params *fp, hdb_space_hits **out,
+                          size_t *nout, char *err, size_t errlen) {
+    hdb_arena *a = c->arena;
+    hdb_space **spaces = NULL;
+    size_t n = 0;
+    int rc = hdb_spaces_check_id(c->cfg, id, err, errlen);
+    if (rc == HDB_OK) rc = resolve(c->reg, names, nnames, a, &spaces, &n, err, errlen);
+    if (rc != HDB_OK) return rc;
+    rc = min_seq_check(fp, spaces, n, err, errlen);
+    hdb_space_hits *r = hits_new(a, spaces, n);
+    hdb_attr ida = id_attr(id);
+    hdb_attr *ids[1] = {&ida};
+    uint32_t nids[1] = {1};
+    for (size_t i = 0; i < n && rc == HDB_OK; i++) {
+        hdb_row g;
+        rc = hdb_ingest_get(hdb_space_source(spaces[i]), c->cfg, ids, nids, 1, a, &g, err, errlen);
+        if (rc != HDB_OK) {
+            hdb_err_prefix(err, errlen, rc, "model space %s: ", hdb_space_name(spaces[i]));
+            break;
+        }
+        if (!g.found) continue; /* found = false, no hits */
+        rc = search_space(c, spaces[i], g.rec.point.vec, fp, g.pid, &r[i], err, errlen);
+    }
+    release(spaces, n);
+    if (rc == HDB_OK) {
+        *out = r;
+        *nout = n;
+    }
     return rc;
 }
