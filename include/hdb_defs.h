@@ -8,7 +8,8 @@
  * still takes drops.
  *
  * Thread-safety: every function may be called from any thread; callers serialise changes to
- * one label (the catalog's DDL lock does).
+ * one label (the catalog's DDL lock does for sources and indices, the model-space registry's
+ * lock for spaces).
  */
 #ifndef HDB_DEFS_H
 #define HDB_DEFS_H
