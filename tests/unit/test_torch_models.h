@@ -1,8 +1,8 @@
 /*
  * test_torch_models.h - where the unit tests that run TorchScript models (test_torch,
- * test_infer) find their fixtures: the directory named by $HDB_TORCH_MODELS, which ctest fills
- * first from tests/unit/fixtures/make_torch_models.py (fixture torch_models). Header-only, for
- * the unit tests; owns nothing.
+ * test_infer, test_space) find their fixtures: the directory named by $HDB_TORCH_MODELS, which
+ * ctest fills first from tests/unit/fixtures/make_torch_models.py (fixture torch_models).
+ * Header-only, for the unit tests; owns nothing.
  */
 #ifndef HDB_TEST_TORCH_MODELS_H
 #define HDB_TEST_TORCH_MODELS_H
