@@ -173,8 +173,9 @@ int hdb_catalog_check_owned(hdb_catalog *cat, const hdb_owned_spec *os, char *er
  * with HDB_EPRECOND ("data_source: x@v belongs to <kind> <name>; drop the <kind>"). Atomic as
  * seen from other DDL (it holds the DDL lock); a pair it created is removed again on failure.
  * On success *src and *ix hold references, which the caller releases (after
- * hdb_catalog_drop_owned, or at shutdown before hdb_catalog_close). The ownership lasts while the catalog is open; an
- * owner claims its pair again after each hdb_catalog_open. Any thread. */
+ * hdb_catalog_drop_owned, or at shutdown before hdb_catalog_close). The ownership lasts while
+ * the catalog is open; an owner claims its pair again after each hdb_catalog_open. Any
+ * thread. */
 int hdb_catalog_create_owned(hdb_catalog *cat, const hdb_owned_spec *os, hdb_source **src,
                              hdb_ixent **ix, char *err, size_t errlen);
 

@@ -88,14 +88,15 @@ typedef struct {
  * sees before any other. */
 int hdb_spaces_check_id(const hdb_config *cfg, const char *id, char *err, size_t errlen);
 
-/* Adds item `id` with attrs (sorted by name, without "id") to the named spaces: computes its
- * vector in each (their models run in parallel on the pool) and writes one point per space,
- * all in one atomic write or nothing. *out receives nout results (vectors when want_vectors).
- * Errors: those of hdb_spaces_check_id; HDB_EINVAL 'attributes["id"]: ...'; the names'
- * (model_spaces[i]: ..., HDB_ENOTFOUND or HDB_EINVAL); HDB_EPRECOND when a space's model did
- * not load; the input's (image: ..., tensor.shape: ..., HDB_ELIMIT for an image over the
- * limits); the write's, prefixed "model space <name>: " and naming the field within the item
- * (attributes: permanent attribute "owner" (string) is missing). */
+/* Adds item `id` with attrs (sorted by name, without "id"; NULL allowed when nattrs is 0) to
+ * the named spaces: computes its vector in each (their models run in parallel on the pool) and
+ * writes one point per space, all in one atomic write or nothing. *out receives nout results
+ * (with vectors when want_vectors). Errors: those of hdb_spaces_check_id; HDB_EINVAL
+ * 'attributes["id"]: ...'; the names' (model_spaces[i]: ..., HDB_ENOTFOUND or HDB_EINVAL);
+ * HDB_EPRECOND when a space's model did not load; the input's (image: ..., tensor.shape: ...,
+ * HDB_ELIMIT for an image over the limits); the write's, prefixed "model space <name>: " and
+ * naming the field within the item (attributes: permanent attribute "owner" (string) is
+ * missing). */
 int hdb_spaces_add(const hdb_spaces_call *c, const char *id, const hdb_model_input *in,
                    char *const *names, size_t nnames, const hdb_attr *attrs, uint32_t nattrs,
                    bool want_vectors, hdb_space_vec **out, size_t *nout, char *err,

@@ -175,7 +175,7 @@ static int item_attrs(hdb_arena *arena, const char *id, const hdb_attr *attrs, u
         return hdb_errf(err, errlen, HDB_EINVAL,
                         "attributes[\"id\"]: the item id goes in the id field");
     hdb_attr *all = hdb_arena_alloc(arena, (n + 1) * sizeof *all);
-    memcpy(all, attrs, n * sizeof *all);
+    if (n) memcpy(all, attrs, n * sizeof *all); /* attrs may be NULL when n is 0 */
     all[n] = id_attr(id);
     hdb_attrs_sort(all, n + 1);
     *out = all;

@@ -198,6 +198,7 @@ int hdb_sparse_check(const hdb_sparse_vec *v, uint32_t dim, char *err, size_t er
     size_t bad;
     if (!hdb_all_finite(v->val, v->n, &bad))
         return hdb_errf(err, errlen, HDB_EINVAL,
-                        "vector.sparse.values[%zu]: is %s; values must be finite", bad, v->val[bad] != v->val[bad] ? "NaN" : "infinite");
+                        "vector.sparse.values[%zu]: is %s; values must be finite", bad,
+                        v->val[bad] != v->val[bad] ? "NaN" : "infinite");
     return HDB_OK;
 }
