@@ -1,6 +1,6 @@
 /*
  * hdb_config_int.h - internals shared by the files of the configuration module. Not installed
- * and not for other modules: everything outside src/config uses include/hdb_config.h.
+ * and not for other modules: everything outside src/config uses hdb_config.h.
  *
  *   hdb_config.c        the key table, defaults, reading and writing fields, value parsing and
  *                       formatting, validation

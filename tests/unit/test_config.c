@@ -8,7 +8,7 @@
  */
 #include "hdb_config.h"
 
-#include "config/hdb_config_int.h" /* hdb__config_check_specs */
+#include "hdb_config_int.h" /* hdb__config_check_specs */
 #include "hdb_arena.h"
 #include "hdb_err.h"
 
