@@ -144,14 +144,14 @@ int hdb_commit_exclusive(hdb_commit *q, int (*fn)(void *arg), void *arg) {
     return rc;
 }
 
-static void hold(hdb_commit *q) {
+static void queue_hold(hdb_commit *q) {
     pthread_mutex_lock(&q->mu);
     while (q->busy) pthread_cond_wait(&q->cv, &q->mu);
     q->busy = true;
     pthread_mutex_unlock(&q->mu);
 }
 
-static void release(hdb_commit *q) {
+static void queue_release(hdb_commit *q) {
     pthread_mutex_lock(&q->mu);
     q->busy = false;
     pthread_cond_broadcast(&q->cv);
@@ -177,7 +177,7 @@ int hdb_commit_submit_all(hdb_commit *const *qs, hdb_commit_job *const *jobs, si
     for (size_t i = 0; i < n; i++) {
         HDB_ASSERT(i == 0 || order[i] != order[i - 1]);
         HDB_ASSERT(qs[i]->store == qs[0]->store);
-        hold(order[i]);
+        queue_hold(order[i]);
     }
     hdb_batch *batch = hdb_batch_create();
     int rc = HDB_OK;
@@ -220,7 +220,7 @@ int hdb_commit_submit_all(hdb_commit *const *qs, hdb_commit_job *const *jobs, si
             if (qs[i]->on_group) qs[i]->on_group(qs[i]->on_group_arg, atomic_load(&qs[i]->last_seq));
     }
     hdb_batch_free(batch);
-    for (size_t i = 0; i < n; i++) release(order[i]);
+    for (size_t i = 0; i < n; i++) queue_release(order[i]);
     hdb_free(order);
     return rc;
 }
