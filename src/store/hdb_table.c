@@ -185,6 +185,11 @@ int hdb_table_open(hdb_table **out, hdb_store *store, const hdb_table_spec *spec
 
 void hdb_table_trim_start(hdb_table *t) {
     atomic_store(&t->trim_held, false);
+    /* What every subscriber already let go of (a timeline written before trimming existed,
+     * say) goes now rather than at the next snapshot. */
+    char err[512];
+    if (hdb_timeline_trim(&t->base, err, sizeof err) != HDB_OK)
+        HDB_WARN("table", "%s: trim failed: %s", t->label, err);
 }
 
 void hdb_table_close(hdb_table *t, bool drop) {

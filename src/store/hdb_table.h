@@ -65,7 +65,8 @@ int hdb_table_create(hdb_table **out, hdb_store *store, const hdb_table_spec *sp
 int hdb_table_open(hdb_table **out, hdb_store *store, const hdb_table_spec *spec, char *err,
                    size_t errlen);
 
-/* Lets an opened table trim its timeline (see "Retention"). Idempotent. */
+/* Lets an opened table trim its timeline (see "Retention"), and trims what it may at once.
+ * Idempotent. */
 void hdb_table_trim_start(hdb_table *t);
 
 /* Releases the table; with drop, deletes its column families and so all its data. No job may
