@@ -2,7 +2,8 @@
 # Installs the Debian (bookworm) packages that HilbertDB needs, when they are missing.
 #
 #   scripts/install-deps.sh build   what building and running hilbertd needs
-#   scripts/install-deps.sh test    build + what the unit and end-to-end tests need
+#   scripts/install-deps.sh run     build + what the Python client and its example need
+#   scripts/install-deps.sh test    run + what the unit and end-to-end tests need
 #   scripts/install-deps.sh bench   test + what the benchmarks need
 #
 # Runs `apt-get update` and `apt-get install` only when something is missing, through sudo when
@@ -13,15 +14,17 @@ BUILD=(cmake make gcc g++ pkg-config
        protobuf-compiler protobuf-c-compiler protobuf-compiler-grpc
        libgrpc-dev libprotobuf-dev libprotobuf-c-dev librocksdb-dev libyaml-dev libopenblas-dev
        libfaiss-dev libhnswlib-dev libtorch-dev libpng-dev libjpeg-dev)
-TEST=(libcmocka-dev python3 python3-grpcio python3-protobuf python3-numpy python3-pytest
-      python3-pil python3-torch dataset-fashion-mnist clang libclang-rt-14-dev libomp-dev)
-BENCH=(python3-matplotlib python3-faiss python3-hnswlib)
+RUN=(python3 python3-grpcio python3-protobuf python3-numpy python3-pil python3-matplotlib
+     dataset-fashion-mnist)
+TEST=(libcmocka-dev python3-pytest python3-torch clang libclang-rt-14-dev libomp-dev)
+BENCH=(python3-faiss python3-hnswlib)
 
 case "${1:-build}" in
   build) want=("${BUILD[@]}") ;;
-  test)  want=("${BUILD[@]}" "${TEST[@]}") ;;
-  bench) want=("${BUILD[@]}" "${TEST[@]}" "${BENCH[@]}") ;;
-  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+  run)   want=("${BUILD[@]}" "${RUN[@]}") ;;
+  test)  want=("${BUILD[@]}" "${RUN[@]}" "${TEST[@]}") ;;
+  bench) want=("${BUILD[@]}" "${RUN[@]}" "${TEST[@]}" "${BENCH[@]}") ;;
+  *) echo "usage: $0 [build|run|test|bench]" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -8,7 +8,7 @@ attributes), then queries a few other test images with FindSimilarImage and prin
 per model space. With ``--plot`` it draws each query next to its hits, one row per model space.
 
     PYTHONPATH=clients/python /usr/bin/python3 clients/python/examples/fashion_mnist_search.py \\
-        --target 127.0.0.1:50051 -n 2000 --queries 4 -k 8 --plot fmnist_hits.png
+        --target 127.0.0.1:50051 --images 2000 --queries 4 -k 8 --plot fmnist_hits.png
 
 Needs Debian's dataset-fashion-mnist (``/usr/share/datasets/fashion-mnist``), numpy, Pillow,
 and matplotlib for ``--plot``. Item ids are ``fmnist-test-<index>``: running it again replaces
@@ -33,7 +33,7 @@ from hilbertdb.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--target", default="127.0.0.1:50051", help="hilbertd address")
-    ap.add_argument("-n", "--num-images", type=int, default=2000,
+    ap.add_argument("-n", "--images", "--num-images", dest="num_images", type=int, default=2000,
                     help="test images to add (default 2000)")
     ap.add_argument("--queries", type=int, default=4, help="query images (default 4)")
     ap.add_argument("-k", type=int, default=8, help="hits per model space (default 8)")
