@@ -8,8 +8,9 @@ thread searches and uploads on an ordinary data source: every call must succeed,
 search and upload latency must stay far below one forward pass. Batching is inferred from
 timing only: N concurrent Embed calls finish in much less than N forward passes.
 
-The bounds are generous (a busy 2-core machine, an ASan build of the server; libtorch itself is
-not instrumented, so forwards take the same time there).
+No bound is a fixed time: each is a multiple of what the test measures on the machine it runs
+on (one forward pass alone, one cheap call), with wide margins, so a faster or a busier machine
+changes the figures but not the verdict.
 """
 from __future__ import annotations
 
@@ -29,8 +30,6 @@ IMAGES = [png_bytes((RNG.random((28, 28)) * 255).astype(np.uint8)) for _ in rang
 DIM = 32
 LOAD_THREADS = 10          # more than models.rpc_threads (8)
 LOAD_SECONDS = 4.0 if SANITIZED else 3.0
-#: Median latency bound of searches and uploads under load (the forward pass takes ~300 ms).
-MEDIAN_BOUND_S = 0.15 if SANITIZED else 0.10
 
 
 @pytest.fixture
@@ -63,6 +62,17 @@ def single_forward_seconds(db) -> float:
     return statistics.median(times[2:])
 
 
+def cheap_call_seconds(db) -> float:
+    """Median wall time of a call that does next to nothing (a catalog read): the overhead that
+    every timing below carries."""
+    times = []
+    for _ in range(10):
+        t = time.perf_counter()
+        db.get_data_source("plain")
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def burst(db, n: int):
     """n Embed calls released at once from n threads: (wall time, per-call latencies, vectors)."""
     barrier = threading.Barrier(n)
@@ -85,7 +95,10 @@ def test_concurrent_calls_are_batched(slow_server):
     take 4 rounds of 2 parallel passes. The bound, 3 forward times, sits between the two."""
     _, db, models = slow_server
     single = single_forward_seconds(db)
-    assert single > 0.1, f"the slow model is not slow ({single * 1000:.0f} ms): calibration?"
+    cheap = cheap_call_seconds(db)
+    # The argument below needs a forward pass that dwarfs a call's overhead.
+    assert single > 10 * cheap, (f"the slow model is not slow next to a call "
+                                 f"({single * 1000:.1f} ms vs {cheap * 1000:.1f} ms)")
     n = 8
     burst(db, n)  # warm-up: new batch sizes
     runs = [burst(db, n) for _ in range(2)]
@@ -172,8 +185,8 @@ def test_slow_model_does_not_hold_up_searches_and_uploads(slow_server):
     assert calls >= max(4, int(0.5 * LOAD_SECONDS / single)), (calls, single)
     # Far more searches ran than model batches could have allowed if they had waited for them.
     assert len(search_lat) >= 3 * LOAD_SECONDS / single, (len(search_lat), single)
-    assert med_s < MEDIAN_BOUND_S and med_s < single / 2, (med_s, single)
-    assert med_u < MEDIAN_BOUND_S and med_u < single / 2, (med_u, single)
+    assert med_s < single / 2, (med_s, single)
+    assert med_u < single / 2, (med_u, single)
     # Everything the writers added is there (the space's index followed).
     info = db.get_model_space("slow")
     assert info.point_count > 0 and db.wait_for_index("slow@space", timeout=300)
