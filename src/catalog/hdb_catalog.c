@@ -240,6 +240,7 @@ int hdb__ixent_start(hdb_catalog *cat, uint64_t id, const Hilbert__V1__IndexSpec
         .batch = cfg->apply_batch,
         .snapshot_interval_ms = (int64_t)cfg->snapshot_interval_seconds * 1000,
         .snapshot_min_entries = cfg->snapshot_min_entries,
+        .snapshot_every_entries = cfg->snapshot_every_entries,
     };
     int rc = hdb_applier_start(&ix->applier, &ac, err, errlen);
     if (rc != HDB_OK) {

@@ -109,7 +109,7 @@ int hdb_catalog_open(hdb_catalog **out, hdb_store *store, const hdb_config *cfg,
 /* True while the disk under the store has room for data writes (hdb_diskguard.h). */
 bool hdb_catalog_writable(hdb_catalog *cat);
 
-/* Stops every applier (each catches up and saves a final snapshot), closes the catalog and
+/* Stops every applier (each saves a snapshot of what it applied), closes the catalog and
  * releases its references. Every reference handed out must have been released. NULL is
  * allowed. */
 void hdb_catalog_close(hdb_catalog *cat);

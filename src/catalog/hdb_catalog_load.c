@@ -154,7 +154,7 @@ bool hdb_catalog_writable(hdb_catalog *cat) {
 
 void hdb_catalog_close(hdb_catalog *cat) {
     if (cat == NULL) return;
-    /* No calls are running any more: each applier catches up and saves a final snapshot. */
+    /* No calls are running any more: each applier saves a final snapshot of what it applied. */
     for (size_t i = 0; i < cat->nindices; i++) hdb_applier_stop(cat->indices[i]->applier, true);
     for (size_t i = 0; i < cat->nindices; i++) hdb_ixent_unref(cat->indices[i]);
     for (size_t i = 0; i < cat->nsources; i++) hdb_source_unref(cat->sources[i]);

@@ -96,6 +96,8 @@ static const key_spec key_table[] = {
      86400, NULL},
     {"index.snapshot_min_entries", SYN_INTEGER, ST_U32, OFF(snapshot_min_entries), 1, 1000000000,
      NULL},
+    {"index.snapshot_every_entries", SYN_INTEGER, ST_U32, OFF(snapshot_every_entries), 0,
+     1000000000, NULL},
     {"index.apply_batch", SYN_INTEGER, ST_U32, OFF(apply_batch), 1, 1000000, NULL},
     {"models.dir", SYN_STRING, ST_STR, OFF(models_dir), 0, 0, NULL},
     {"models.rpc_threads", SYN_INTEGER, ST_INT, OFF(model_rpc_threads), 1, 256, NULL},
@@ -144,6 +146,7 @@ void hdb__config_fill_defaults(hdb_config *c) {
     c->max_wait_ms = 30000;
     c->snapshot_interval_seconds = 60;
     c->snapshot_min_entries = 1000;
+    c->snapshot_every_entries = 1000000;
     c->apply_batch = 4096;
     c->models_dir = DEFAULT_MODELS_DIR;
     c->model_rpc_threads = 8;

@@ -61,6 +61,7 @@ typedef struct hdb_config {
     /* index: */
     uint32_t snapshot_interval_seconds; /* periodic snapshots at most this often; 0: never */
     uint32_t snapshot_min_entries;      /* ...and only after this many new entries */
+    uint32_t snapshot_every_entries;    /* ...or whenever this many were applied; 0: never */
     uint32_t apply_batch;               /* timeline entries an applier applies per step */
 
     /* models: */

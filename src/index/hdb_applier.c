@@ -114,9 +114,13 @@ static int save_snapshot(hdb_applier *a, hdb_index *ix) {
 static bool snapshot_due(hdb_applier *a, hdb_index *ix) {
     uint64_t applied = hdb_index_applied(ix);
     pthread_mutex_lock(&a->mu);
-    bool due = a->cfg.snapshot_interval_ms > 0 && applied > a->snapshot_seq &&
-               applied - a->snapshot_seq >= a->cfg.snapshot_min_entries &&
-               hdb_mono_ns() - a->last_snapshot_ns >= a->cfg.snapshot_interval_ms * 1000000;
+    uint64_t fresh = applied > a->snapshot_seq ? applied - a->snapshot_seq : 0;
+    int64_t since = hdb_mono_ns() - a->last_snapshot_ns;
+    bool due = (a->cfg.snapshot_interval_ms > 0 && fresh > 0 &&
+                fresh >= a->cfg.snapshot_min_entries &&
+                since >= a->cfg.snapshot_interval_ms * 1000000) ||
+               (a->cfg.snapshot_every_entries > 0 && fresh >= a->cfg.snapshot_every_entries &&
+                !a->snapshot_waits);
     pthread_mutex_unlock(&a->mu);
     return due;
 }
@@ -194,14 +198,16 @@ static long apply_batch(hdb_applier *a, hdb_index *ix, hdb_arena *arena, char *e
     return (long)n;
 }
 
-/* Applies until caught up (or stopped, unless `drain`). */
-static int catch_up(hdb_applier *a, hdb_index *ix, bool drain, char *err, size_t errlen) {
+/* Applies until caught up or stopped. A long catch-up saves snapshots on the way (when one is
+ * due, as in the steady state), so an index that lags keeps its progress across a crash. */
+static int catch_up(hdb_applier *a, hdb_index *ix, char *err, size_t errlen) {
     hdb_arena *arena = hdb_arena_create(1 << 20);
     long n;
     do {
         hdb_arena_reset(arena);
         n = apply_batch(a, ix, arena, err, errlen);
-    } while (n > 0 && (drain || !stopping(a)));
+        if (n > 0 && snapshot_due(a, ix)) save_snapshot(a, ix);
+    } while (n > 0 && !stopping(a));
     hdb_arena_free(arena);
     return n < 0 ? (int)n : HDB_OK;
 }
@@ -243,6 +249,15 @@ static hdb_index *load(hdb_applier *a, int64_t t0) {
         hdb_index_free(ix);
         return NULL;
     }
+    /* Replaying costs about one engine update per entry, a rebuild one per live point. */
+    uint64_t live = hdb_table_count(a->cfg.table);
+    if (last - seq > live && last - seq > 1000) {
+        HDB_INFO("applier", "%s: snapshot at seq %" PRIu64 " has %" PRIu64 " entries to replay, "
+                 "more than the %" PRIu64 " points a rebuild reads; rebuilding from the data "
+                 "source", a->label, seq, last - seq, live);
+        hdb_index_free(ix);
+        return NULL;
+    }
     char range[64] = "";
     if (last > seq) snprintf(range, sizeof range, " (%" PRIu64 "..%" PRIu64 ")", seq + 1, last);
     HDB_INFO("applier", "%s: loaded snapshot at seq %" PRIu64 " (%" PRIu64 " points) in "
@@ -280,12 +295,12 @@ static int rebuild(hdb_applier *a, hdb_index **ixp, char *err, size_t errlen) {
 }
 
 /* catch_up, rebuilding when the timeline no longer holds what the index needs. */
-static int follow(hdb_applier *a, hdb_index **ixp, bool drain, char *err, size_t errlen) {
-    int rc = catch_up(a, *ixp, drain, err, errlen);
+static int follow(hdb_applier *a, hdb_index **ixp, char *err, size_t errlen) {
+    int rc = catch_up(a, *ixp, err, errlen);
     if (rc != HDB_ETRIMMED) return rc;
     HDB_WARN("applier", "%s: %s; rebuilding from the data source", a->label, err);
     if ((rc = rebuild(a, ixp, err, errlen)) != HDB_OK) return rc;
-    return catch_up(a, *ixp, drain, err, errlen);
+    return catch_up(a, *ixp, err, errlen);
 }
 
 static void *run(void *arg) {
@@ -302,7 +317,7 @@ static void *run(void *arg) {
         goto idle;
     }
     /* Replay the tail before serving, so a restart serves what it served before it stopped. */
-    if ((rc = follow(a, &ix, false, err, sizeof err)) != HDB_OK) {
+    if ((rc = follow(a, &ix, err, sizeof err)) != HDB_OK) {
         if (rc != HDB_EUNAVAIL) fail(a, rc, err);
         goto idle;
     }
@@ -323,7 +338,7 @@ static void *run(void *arg) {
         bool stop = a->stop;
         pthread_mutex_unlock(&a->mu);
         if (stop) break;
-        if ((rc = catch_up(a, ix, false, err, sizeof err)) != HDB_OK) {
+        if ((rc = catch_up(a, ix, err, sizeof err)) != HDB_OK) {
             fail(a, rc, err);
             goto idle;
         }
@@ -333,10 +348,8 @@ static void *run(void *arg) {
     bool final = a->final_snapshot;
     pthread_mutex_unlock(&a->mu);
     if (final) {
-        if ((rc = catch_up(a, ix, true, err, sizeof err)) != HDB_OK) {
-            fail(a, rc, err);
-            return NULL;
-        }
+        /* What was applied goes into a snapshot; a backlog is not drained here (a stop must
+         * not wait for it) but replayed at the next start. */
         pthread_mutex_lock(&a->mu);
         bool changed = hdb_index_applied(ix) != a->snapshot_seq;
         pthread_mutex_unlock(&a->mu);

@@ -8,9 +8,13 @@
  * follows the timeline as a subscriber (hdb_timeline.h): woken after each durable commit, it
  * reads the new entries in batches and applies them to the split engines in seq order, and
  * records the seq it has applied. It saves a snapshot when enough has changed and enough time
- * has passed, after a build, and on a clean stop (after catching up); snapshots are skipped
+ * has passed (during a long catch-up too), after a build, and on a clean stop (of what it has
+ * applied: a backlog is replayed at the next start, not drained at the stop); snapshots are
+ * skipped
  * while the disk is full. After each durable snapshot (and after a build) it tells the
  * timeline that it no longer needs the entries before it, so that the timeline stays bounded.
+ * A snapshot whose tail is longer than the source has live points is not replayed: building
+ * from the points costs less.
  *
  * Thread-safety: every function may be called from any thread; start, stop and free by the
  * owner only.
@@ -48,6 +52,7 @@ typedef struct {
     uint32_t batch;              /* timeline entries per apply step */
     int64_t snapshot_interval_ms; /* at most one periodic snapshot per interval; 0: none */
     uint64_t snapshot_min_entries; /* periodic snapshots need this many new entries */
+    uint64_t snapshot_every_entries; /* ...and one is due whenever this many were applied; 0: off */
 } hdb_applier_config;
 
 /* Starts the thread. The applier owns the index it loads or builds. Stop with
@@ -75,8 +80,8 @@ typedef struct {
 /* Fills st with the current state. Any thread. */
 void hdb_applier_status_get(hdb_applier *a, hdb_applier_status *st);
 
-/* Stops the thread and joins it. With final_snapshot, first applies everything committed and
- * saves a snapshot if anything changed since the last one. Idempotent. */
+/* Stops the thread and joins it. With final_snapshot, saves a snapshot of what it has applied
+ * if that changed since the last one (it does not wait to apply a backlog first). Idempotent. */
 void hdb_applier_stop(hdb_applier *a, bool final_snapshot);
 
 /* Releases a stopped applier and its index. NULL is allowed. */
