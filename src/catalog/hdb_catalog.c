@@ -137,32 +137,24 @@ void hdb_source_status_get(hdb_source *src, hdb_source_status *st) {
                               .timeline_bytes = ts.bytes};
 }
 
-static int64_t wall_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 void hdb_ixent_status_get(hdb_ixent *ix, hdb_ixent_status *st) {
     hdb_timeline *tl = hdb_table_timeline(ix->source->table);
     hdb_applier_status as;
     hdb_applier_status_get(ix->applier, &as);
     memset(st, 0, sizeof *st);
     st->state = as.state;
-    st->applied_seq = as.applied_seq;
     st->snapshot_seq = as.snapshot_seq;
     st->snapshot_time_us = as.snapshot_time_us;
     snprintf(st->detail, sizeof st->detail, "%s", as.detail);
     hdb_timeline_stats ts;
     hdb_timeline_stats_get(tl, &ts);
-    st->source_last_seq = ts.last_seq;
-    st->lag_entries = ts.last_seq > as.applied_seq ? ts.last_seq - as.applied_seq : 0;
-    int64_t t;
-    if (st->lag_entries > 0 &&
-        hdb_timeline_entry_time(tl, as.applied_seq + 1, &t, NULL, 0) == HDB_OK) {
-        double age = (double)(wall_us() - t) / 1e6;
-        st->lag_seconds = age > 0 ? age : 0.0;
-    }
+    hdb__lag lag; /* read after as: the applied seq and the lag come from one reading */
+    hdb__ixent_lag(ix, &lag);
+    st->applied_seq = lag.applied;
+    st->source_last_seq = lag.last;
+    st->lag_entries = lag.entries;
+    st->lag_seconds = lag.seconds;
+    st->lagging = lag.lagging;
     /* What the timeline keeps on this index's behalf: from its keep_from on. */
     uint64_t keep = as.keep_from > ts.first_seq ? as.keep_from : ts.first_seq;
     st->retained_entries = ts.last_seq >= keep ? ts.last_seq - keep + 1 : 0;
@@ -219,6 +211,9 @@ int hdb__ixent_start(hdb_catalog *cat, uint64_t id, const Hilbert__V1__IndexSpec
     ix->source = src;
     ix->dir = hdb_malloc(strlen(cat->cfg->data_dir) + 48);
     sprintf(ix->dir, "%s/indices/%" PRIu64, cat->cfg->data_dir, id);
+    ix->max_lag_entries = cat->cfg->max_lag_entries;
+    ix->max_lag_ms = cat->cfg->max_lag_ms;
+    ix->backpressure = strcmp(cat->cfg->lag_mode, "backpressure") == 0;
     atomic_store(&ix->refs, 1);
     if (!load_snapshot) hdb_rmtree(ix->dir, NULL, 0); /* a directory of a new id is a leftover */
 

@@ -93,6 +93,7 @@ typedef struct {
     int64_t snapshot_time_us;
     uint64_t retained_entries; /* timeline entries kept for this index (after its snapshot) */
     uint64_t retained_bytes;   /* their approximate size */
+    bool lagging;              /* READY and past index.max_lag_entries or index.max_lag_ms */
     char detail[256];
 } hdb_ixent_status;
 
@@ -184,6 +185,16 @@ int hdb_catalog_create_owned(hdb_catalog *cat, const hdb_owned_spec *os, hdb_sou
  * The caller keeps its references. Any thread. */
 int hdb_catalog_drop_owned(hdb_catalog *cat, hdb_source *src, hdb_ixent *ix, char *err,
                            size_t errlen);
+
+/* Admits a write to src under index.lag_mode. In backpressure mode, while a READY index reading
+ * src is past index.max_lag_entries or index.max_lag_ms, waits for it to catch up, up to
+ * deadline_ns (CLOCK_MONOTONIC; INT64_MAX for none) and limits.max_wait_ms; returns HDB_ELIMIT,
+ * naming the index and its lag, when the wait ends first or when server.threads - 1 writes
+ * wait already; HDB_EUNAVAIL when the server stops meanwhile. In fall_behind mode, and when no
+ * index lags, returns HDB_OK at once. Either mode logs when an index passes a bound and when it
+ * is back. Holds no lock while it waits. Any thread. */
+int hdb_catalog_admit_write(hdb_catalog *cat, hdb_source *src, int64_t deadline_ns, char *err,
+                            size_t errlen);
 
 /* The catalog's definition store (hdb_defs.h), for upper layers that keep definitions of
  * their own (model spaces, kind HDB_DEF_SPACE). Borrowed: valid until hdb_catalog_close.

@@ -6,6 +6,7 @@
  *   hdb_catalog.c        objects, the registry, creates, drops, lookups, status
  *   hdb_catalog_load.c   open and close: recovery of definitions, orphans, ensure
  *   hdb_catalog_owned.c  owned pairs of a source and an index (model spaces build on them)
+ *   hdb_catalog_lag.c    index lag, its bounds, and backpressure on the writers
  *
  * Locking as in hdb_catalog.h. Fields marked (immutable) never change after creation.
  */
@@ -31,6 +32,7 @@ struct hdb_catalog {
     size_t nsources;
     hdb_ixent **indices;   /* likewise */
     size_t nindices;
+    _Atomic int lag_waiters; /* writes waiting for lagging indices (hdb_catalog_lag.c) */
 };
 
 struct hdb_source {
@@ -62,6 +64,9 @@ struct hdb_ixent {
     hdb_applier *applier;      /* (immutable) keeps the split engines in step; owns the index */
     char *dir;                 /* (immutable) snapshot directory */
     char *owner_kind, *owner_name; /* as in hdb_source */
+    uint32_t max_lag_entries, max_lag_ms; /* (immutable) index.max_lag_*; 0: unbounded */
+    bool backpressure;         /* (immutable) index.lag_mode is backpressure */
+    _Atomic bool lagging;      /* last seen past a lag bound (for logging transitions once) */
     _Atomic bool dropped;
     _Atomic int refs;
 };
@@ -97,6 +102,20 @@ int hdb__ref_check(const char *what, const char *name, const char *version, char
 
 /* "name@version" in hdb_malloc'ed memory. */
 char *hdb__make_label(const char *name, const char *version);
+
+/* ---- hdb_catalog_lag.c ---- */
+
+/* An index's lag, read now. */
+typedef struct {
+    int state;             /* HDB_INDEX_* */
+    uint64_t applied, last, entries;
+    double seconds;        /* age of the oldest entry not applied yet */
+    bool over_entries, over_time; /* past index.max_lag_entries / index.max_lag_ms */
+    bool lagging;          /* READY and past a bound */
+} hdb__lag;
+
+/* Reads ix's lag into *lag, and logs when ix passes a bound or comes back. Any thread. */
+void hdb__ixent_lag(hdb_ixent *ix, hdb__lag *lag);
 
 /* ---- hdb_catalog.c ---- */
 

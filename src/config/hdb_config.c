@@ -31,6 +31,7 @@ _Static_assert(sizeof(size_t) >= 8, "HilbertDB targets 64-bit platforms (sizes u
 #define DEFAULT_LISTEN "127.0.0.1:50051"
 #define DEFAULT_DATA_DIR "./data"
 #define DEFAULT_MODELS_DIR "./models"
+#define DEFAULT_LAG_MODE "backpressure"
 
 /* ---- the key table ------------------------------------------------------------------------ */
 
@@ -59,6 +60,7 @@ struct hdb__config_key {
 typedef struct hdb__config_key key_spec;
 
 static int check_listen(const char *s, char *msg, size_t msglen);
+static int check_lag_mode(const char *s, char *msg, size_t msglen);
 
 #define OFF(field) offsetof(hdb_config, field)
 
@@ -99,6 +101,9 @@ static const key_spec key_table[] = {
     {"index.snapshot_every_entries", SYN_INTEGER, ST_U32, OFF(snapshot_every_entries), 0,
      1000000000, NULL},
     {"index.apply_batch", SYN_INTEGER, ST_U32, OFF(apply_batch), 1, 1000000, NULL},
+    {"index.max_lag_entries", SYN_INTEGER, ST_U32, OFF(max_lag_entries), 0, 1000000000, NULL},
+    {"index.max_lag_ms", SYN_INTEGER, ST_U32, OFF(max_lag_ms), 0, 86400000, NULL},
+    {"index.lag_mode", SYN_STRING, ST_STR, OFF(lag_mode), 0, 0, check_lag_mode},
     {"models.dir", SYN_STRING, ST_STR, OFF(models_dir), 0, 0, NULL},
     {"models.rpc_threads", SYN_INTEGER, ST_INT, OFF(model_rpc_threads), 1, 256, NULL},
     {"models.inference_threads", SYN_INTEGER, ST_INT, OFF(inference_threads), 1, 64, NULL},
@@ -148,6 +153,9 @@ void hdb__config_fill_defaults(hdb_config *c) {
     c->snapshot_min_entries = 1000;
     c->snapshot_every_entries = 1000000;
     c->apply_batch = 4096;
+    c->max_lag_entries = 100000;
+    c->max_lag_ms = 5000;
+    c->lag_mode = DEFAULT_LAG_MODE;
     c->models_dir = DEFAULT_MODELS_DIR;
     c->model_rpc_threads = 8;
     c->inference_threads = 2;
@@ -367,6 +375,12 @@ static int check_listen(const char *s, char *msg, size_t msglen) {
     if (hdb__config_parse_uint(p, &pos, &port) != 0 || p[pos] != '\0' || port > 65535)
         return hdb_errf(msg, msglen, HDB_EINVAL, "%s; the port must be 0..65535", hint);
     return HDB_OK;
+}
+
+static int check_lag_mode(const char *s, char *msg, size_t msglen) {
+    if (strcmp(s, "backpressure") == 0 || strcmp(s, "fall_behind") == 0) return HDB_OK;
+    return hdb_errf(msg, msglen, HDB_EINVAL, "must be backpressure or fall_behind (got \"%s\")",
+                    s);
 }
 
 /* Parses the scalar text (len bytes, NUL-terminated; NULL for a YAML null) for key k and stores

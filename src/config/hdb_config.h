@@ -63,6 +63,9 @@ typedef struct hdb_config {
     uint32_t snapshot_min_entries;      /* ...and only after this many new entries */
     uint32_t snapshot_every_entries;    /* ...or whenever this many were applied; 0: never */
     uint32_t apply_batch;               /* timeline entries an applier applies per step */
+    uint32_t max_lag_entries;           /* a READY index this far behind is lagging; 0: no bound */
+    uint32_t max_lag_ms;                /* ...or whose oldest unapplied entry is this old */
+    char *lag_mode;                     /* "backpressure" (uploads wait) or "fall_behind" */
 
     /* models: */
     char *models_dir;            /* where relative model paths are found; default "./models" */

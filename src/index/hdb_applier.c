@@ -485,6 +485,15 @@ void hdb_applier_status_get(hdb_applier *a, hdb_applier_status *st) {
     if (st->state == HDB_INDEX_READY && ix) hdb_index_describe(ix, st->detail, sizeof st->detail);
 }
 
+int hdb_applier_progress(hdb_applier *a, uint64_t *applied_seq) {
+    pthread_mutex_lock(&a->mu);
+    hdb_index *ix = atomic_load(&a->index);
+    int state = a->state;
+    *applied_seq = ix ? hdb_index_applied(ix) : 0;
+    pthread_mutex_unlock(&a->mu);
+    return state;
+}
+
 void hdb_applier_stop(hdb_applier *a, bool final_snapshot) {
     if (a == NULL || a->joined) return;
     pthread_mutex_lock(&a->mu);

@@ -80,6 +80,10 @@ typedef struct {
 /* Fills st with the current state. Any thread. */
 void hdb_applier_status_get(hdb_applier *a, hdb_applier_status *st);
 
+/* The state and applied seq alone, without the detail text: cheap enough for every upload's
+ * lag check. Any thread. */
+int hdb_applier_progress(hdb_applier *a, uint64_t *applied_seq);
+
 /* Stops the thread and joins it. With final_snapshot, saves a snapshot of what it has applied
  * if that changed since the last one (it does not wait to apply a backlog first). Idempotent. */
 void hdb_applier_stop(hdb_applier *a, bool final_snapshot);

@@ -184,12 +184,13 @@ static int job_init(upload_job *u, hdb_source *src, const hdb_config *cfg,
     return HDB_OK;
 }
 
-int hdb_ingest_upload(hdb_source *src, const hdb_config *cfg, const hdb_point *points, size_t n,
-                      hdb_arena *arena, uint64_t *first_seq, uint64_t *last_seq, char *err,
-                      size_t errlen) {
+int hdb_ingest_upload(hdb_catalog *cat, hdb_source *src, const hdb_config *cfg,
+                      int64_t deadline_ns, const hdb_point *points, size_t n, hdb_arena *arena,
+                      uint64_t *first_seq, uint64_t *last_seq, char *err, size_t errlen) {
     upload_job u;
     int rc = job_init(&u, src, cfg, points, n, true, arena, err, errlen);
     if (rc != HDB_OK) return rc;
+    if ((rc = hdb_catalog_admit_write(cat, src, deadline_ns, err, errlen)) != HDB_OK) return rc;
     rc = hdb_table_commit(hdb_source_table(src), &u.job);
     if (rc != HDB_OK) return hdb_errf(err, errlen, rc, "%s", u.job.err);
     *first_seq = u.job.first_seq;
@@ -197,9 +198,10 @@ int hdb_ingest_upload(hdb_source *src, const hdb_config *cfg, const hdb_point *p
     return HDB_OK;
 }
 
-int hdb_ingest_upload_each(hdb_source *const *srcs, const hdb_point *points, size_t nsrc,
-                           const hdb_config *cfg, hdb_arena *arena, uint64_t *seqs,
-                           size_t *failed, char *err, size_t errlen) {
+int hdb_ingest_upload_each(hdb_catalog *cat, hdb_source *const *srcs, const hdb_point *points,
+                           size_t nsrc, const hdb_config *cfg, int64_t deadline_ns,
+                           hdb_arena *arena, uint64_t *seqs, size_t *failed, char *err,
+                           size_t errlen) {
     upload_job *jobs = hdb_arena_alloc(arena, (nsrc ? nsrc : 1) * sizeof *jobs);
     hdb_table **ts = hdb_arena_alloc(arena, (nsrc ? nsrc : 1) * sizeof *ts);
     hdb_table_job **js = hdb_arena_alloc(arena, (nsrc ? nsrc : 1) * sizeof *js);
@@ -211,6 +213,13 @@ int hdb_ingest_upload_each(hdb_source *const *srcs, const hdb_point *points, siz
         }
         ts[i] = hdb_source_table(srcs[i]);
         js[i] = &jobs[i].job;
+    }
+    for (size_t i = 0; i < nsrc; i++) {
+        int rc = hdb_catalog_admit_write(cat, srcs[i], deadline_ns, err, errlen);
+        if (rc != HDB_OK) {
+            *failed = i;
+            return rc;
+        }
     }
     int rc = hdb_table_commit_all(ts, js, nsrc, err, errlen);
     if (rc != HDB_OK) {

@@ -26,27 +26,33 @@ extern "C" {
 #endif
 
 typedef struct hdb_arena hdb_arena;
+typedef struct hdb_catalog hdb_catalog;
 typedef struct hdb_config hdb_config;
 typedef struct hdb_source hdb_source;
 
-/* Writes n points (domain form, attributes sorted, from hdb_codec_point_in) to src. Points and
- * their memory belong to the caller (arena); this function allocates scratch from arena too.
- * On success *first_seq..*last_seq are the seqs of points[0..n). Errors: HDB_EINVAL naming the
- * field (points[i]...), HDB_ELIMIT for too many points, HDB_ENOTFOUND if the source was dropped,
- * HDB_EFULL when the disk is full, HDB_EIO for storage failures. Nothing is written unless
- * HDB_OK is returned. */
-int hdb_ingest_upload(hdb_source *src, const hdb_config *cfg, const hdb_point *points, size_t n,
-                      hdb_arena *arena, uint64_t *first_seq, uint64_t *last_seq, char *err,
-                      size_t errlen);
+/* Writes n points (domain form, attributes sorted, from hdb_codec_point_in) to src, a source of
+ * cat. Points and their memory belong to the caller (arena); this function allocates scratch
+ * from arena too. The points are validated first, then the write is admitted under
+ * index.lag_mode (hdb_catalog_admit_write: it may wait for a lagging index up to deadline_ns,
+ * CLOCK_MONOTONIC, INT64_MAX for none), then committed. On success *first_seq..*last_seq are
+ * the seqs of points[0..n). Errors: HDB_EINVAL naming the field (points[i]...), HDB_ELIMIT for
+ * too many points or a lagging index, HDB_ENOTFOUND if the source was dropped, HDB_EFULL when
+ * the disk is full, HDB_EIO for storage failures. Nothing is written unless HDB_OK is
+ * returned. */
+int hdb_ingest_upload(hdb_catalog *cat, hdb_source *src, const hdb_config *cfg,
+                      int64_t deadline_ns, const hdb_point *points, size_t n, hdb_arena *arena,
+                      uint64_t *first_seq, uint64_t *last_seq, char *err, size_t errlen);
 
 /* Writes points[i], one point, to srcs[i] for every i, atomically: all of them in one write,
- * or nothing. The sources must be distinct. On success seqs[i] is the seq of points[i] in
- * srcs[i]. On failure *failed is the index of the source whose point was refused, and the
- * message names the field within that point ("vector: ...", "attributes[\"color\"]: ..."):
- * the caller prefixes its own path. Same errors as hdb_ingest_upload otherwise. */
-int hdb_ingest_upload_each(hdb_source *const *srcs, const hdb_point *points, size_t nsrc,
-                           const hdb_config *cfg, hdb_arena *arena, uint64_t *seqs,
-                           size_t *failed, char *err, size_t errlen);
+ * or nothing. The sources must be distinct, and each is admitted as in hdb_ingest_upload. On
+ * success seqs[i] is the seq of points[i] in srcs[i]. On failure *failed is the index of the
+ * source whose point was refused, and the message names the field within that point
+ * ("vector: ...", "attributes[\"color\"]: ..."): the caller prefixes its own path. Same errors
+ * as hdb_ingest_upload otherwise. */
+int hdb_ingest_upload_each(hdb_catalog *cat, hdb_source *const *srcs, const hdb_point *points,
+                           size_t nsrc, const hdb_config *cfg, int64_t deadline_ns,
+                           hdb_arena *arena, uint64_t *seqs, size_t *failed, char *err,
+                           size_t errlen);
 
 /* Reads n points by id attributes from one consistent snapshot. ids[i] (nids[i] attributes,
  * sorted by name) must hold exactly the source's id attributes with their types; errors name

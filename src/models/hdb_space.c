@@ -387,6 +387,10 @@ fail:
     return rc;
 }
 
+hdb_catalog *hdb_spaces_catalog(hdb_space_registry *reg) {
+    return reg->cat;
+}
+
 int hdb_spaces_open(hdb_space_registry **out, hdb_catalog *cat, const hdb_config *cfg,
                     char *err, size_t errlen) {
     hdb_space_registry *reg = hdb_calloc(1, sizeof *reg);

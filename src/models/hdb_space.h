@@ -62,6 +62,9 @@ int hdb_spaces_ensure(hdb_space_registry *reg, const hdb_config *cfg, char *err,
  * been released. Call before hdb_catalog_close. NULL is allowed. */
 void hdb_spaces_close(hdb_space_registry *reg);
 
+/* The catalog the registry was opened on (borrowed). Any thread. */
+hdb_catalog *hdb_spaces_catalog(hdb_space_registry *reg);
+
 /* Creates a model space: checks the spec (messages name fields under "spec."), checks its data
  * source and index definitions, loads the model (the file must exist, be TorchScript, and take
  * and return the declared shapes; messages name spec.model_path), stores the definition, then

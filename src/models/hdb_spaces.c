@@ -198,7 +198,8 @@ static int write_all(const hdb_spaces_call *c, hdb_space **spaces, size_t n,
     for (size_t i = 0; i < n; i++) srcs[i] = hdb_space_source(spaces[i]);
     size_t failed = 0;
     /* Ingest names the field within the point, which is the request's own item. */
-    int rc = hdb_ingest_upload_each(srcs, points, n, c->cfg, a, seqs, &failed, err, errlen);
+    int rc = hdb_ingest_upload_each(hdb_spaces_catalog(c->reg), srcs, points, n, c->cfg,
+                                    c->deadline_ns, a, seqs, &failed, err, errlen);
     if (rc != HDB_OK)
         return hdb_err_prefix(err, errlen, rc, "model space %s: ", hdb_space_name(spaces[failed]));
     hdb_space_vec *r = hdb_arena_alloc(a, (n ? n : 1) * sizeof *r);

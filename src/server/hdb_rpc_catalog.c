@@ -99,6 +99,7 @@ static Hilbert__V1__IndexInfo *index_info(hdb_rpc *rpc, hdb_ixent *ix) {
     st->applied_seq = is.applied_seq;
     st->lag_entries = is.lag_entries;
     st->lag_seconds = is.lag_seconds;
+    st->lagging = is.lagging;
     st->snapshot_seq = is.snapshot_seq;
     st->snapshot_time_micros = is.snapshot_time_us;
     st->timeline_entries = is.retained_entries;

@@ -40,8 +40,8 @@ static int upload(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **re
         if (rc != HDB_OK) goto done;
     }
     uint64_t first, last;
-    rc = hdb_ingest_upload(src, cfg, points, req->n_points, rpc->arena, &first, &last, err,
-                           errlen);
+    rc = hdb_ingest_upload(rpc->catalog, src, cfg, rpc->deadline_ns, points, req->n_points,
+                           rpc->arena, &first, &last, err, errlen);
     if (rc != HDB_OK) goto done;
     Hilbert__V1__UploadResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
     hilbert__v1__upload_response__init(r);

@@ -41,7 +41,9 @@ typedef struct {
 
 static void open_all(fixture *f) {
     char err[512];
-    hdb_store_options o = {.path = f->dbpath, .sync = false, .block_cache_bytes = 8 << 20,
+    hdb_store_options o = {.path = f->dbpath,
+                           .sync = false,
+                           .block_cache_bytes = 8 << 20,
                            .write_buffer_bytes = 4 << 20};
     assert_int_equal(hdb_store_open(&f->store, &o, err, sizeof err), HDB_OK);
     int rc = hdb_catalog_open(&f->cat, f->store, &f->cfg, err, sizeof err);
@@ -144,8 +146,11 @@ static hdb_point make_point(hdb_arena *a, int64_t id, const char *kind, float x,
     v[0] = x;
     v[1] = 0;
     v[2] = 0;
-    return (hdb_point){.vec = deleted ? NULL : v, .dim = deleted ? 0 : 3, .attrs = attrs,
-                       .nattrs = deleted ? 1 : 2, .deleted = deleted};
+    return (hdb_point){.vec = deleted ? NULL : v,
+                       .dim = deleted ? 0 : 3,
+                       .attrs = attrs,
+                       .nattrs = deleted ? 1 : 2,
+                       .deleted = deleted};
 }
 
 /* Waits (up to 20 s) until the index has applied seq, and returns it. */
@@ -204,10 +209,11 @@ static void test_lifecycle_and_reopen(void **state) {
     assert_int_equal(hdb_catalog_create_source(f->cat, items_spec(f->arena), NULL, err, sizeof err),
                      HDB_EEXIST);
     hdb_point pts[4];
-    for (int i = 0; i < 4; i++) pts[i] = make_point(f->arena, i, i % 2 ? "odd" : "even", (float)i, false);
+    for (int i = 0; i < 4; i++)
+        pts[i] = make_point(f->arena, i, i % 2 ? "odd" : "even", (float)i, false);
     uint64_t first, last;
-    assert_int_equal(hdb_ingest_upload(src, &f->cfg, pts, 4, f->arena, &first, &last, err,
-                                       sizeof err),
+    assert_int_equal(hdb_ingest_upload(f->cat, src, &f->cfg, INT64_MAX, pts, 4, f->arena, &first,
+                                       &last, err, sizeof err),
                      HDB_OK);
     assert_int_equal(first, 1);
     assert_int_equal(last, 4);
@@ -241,8 +247,8 @@ static void test_lifecycle_and_reopen(void **state) {
     hdb_ixent_unref(ix);
     /* Seqs continue after a reopen. */
     hdb_point more = make_point(f->arena, 10, "even", 10, false);
-    assert_int_equal(hdb_ingest_upload(src, &f->cfg, &more, 1, f->arena, &first, &last, err,
-                                       sizeof err),
+    assert_int_equal(hdb_ingest_upload(f->cat, src, &f->cfg, INT64_MAX, &more, 1, f->arena, &first,
+                                       &last, err, sizeof err),
                      HDB_OK);
     assert_int_equal(first, 5);
     hdb_source_unref(src);
@@ -344,20 +350,20 @@ static void test_upload_atomic(void **state) {
     assert_int_equal(hdb_catalog_create_source(f->cat, items_spec(f->arena), &src, err, sizeof err),
                      HDB_OK);
     hdb_ixent *ix;
-    assert_int_equal(hdb_catalog_create_index(f->cat, index_spec(f->arena, "all", NULL), &ix, err,
-                                              sizeof err),
-                     HDB_OK);
+    assert_int_equal(
+        hdb_catalog_create_index(f->cat, index_spec(f->arena, "all", NULL), &ix, err, sizeof err),
+        HDB_OK);
     uint64_t first, last;
     hdb_point p0 = make_point(f->arena, 1, "a", 1, false);
-    assert_int_equal(hdb_ingest_upload(src, &f->cfg, &p0, 1, f->arena, &first, &last, err,
-                                       sizeof err),
+    assert_int_equal(hdb_ingest_upload(f->cat, src, &f->cfg, INT64_MAX, &p0, 1, f->arena, &first,
+                                       &last, err, sizeof err),
                      HDB_OK);
     /* Point 1 of this batch changes a permanent attribute: the whole batch is refused. */
     hdb_point batch[3] = {make_point(f->arena, 2, "b", 2, false),
                           make_point(f->arena, 1, "CHANGED", 1, false),
                           make_point(f->arena, 3, "c", 3, false)};
-    assert_int_equal(hdb_ingest_upload(src, &f->cfg, batch, 3, f->arena, &first, &last, err,
-                                       sizeof err),
+    assert_int_equal(hdb_ingest_upload(f->cat, src, &f->cfg, INT64_MAX, batch, 3, f->arena, &first,
+                                       &last, err, sizeof err),
                      HDB_EINVAL);
     assert_string_equal(err, "points[1].attributes[\"kind\"]: permanent attribute cannot change "
                              "(stored \"a\", got \"CHANGED\")");
@@ -374,20 +380,21 @@ static void test_upload_atomic(void **state) {
 
     /* Dimension and NaN checks name the point and the component. */
     hdb_point bad = make_point(f->arena, 5, "x", NAN, false);
-    assert_int_equal(hdb_ingest_upload(src, &f->cfg, &bad, 1, f->arena, &first, &last, err,
-                                       sizeof err),
+    assert_int_equal(hdb_ingest_upload(f->cat, src, &f->cfg, INT64_MAX, &bad, 1, f->arena, &first,
+                                       &last, err, sizeof err),
                      HDB_EINVAL);
     assert_string_equal(err, "points[0].vector: component 0 is NaN; vectors must be finite");
     bad.dim = 2;
-    assert_int_equal(hdb_ingest_upload(src, &f->cfg, &bad, 1, f->arena, &first, &last, err,
-                                       sizeof err),
+    assert_int_equal(hdb_ingest_upload(f->cat, src, &f->cfg, INT64_MAX, &bad, 1, f->arena, &first,
+                                       &last, err, sizeof err),
                      HDB_EINVAL);
     assert_non_null(strstr(err, "dimension 2"));
 
     /* Delete, then the tombstone of an absent point: both take a seq. */
-    hdb_point del[2] = {make_point(f->arena, 1, "a", 0, true), make_point(f->arena, 7, "a", 0, true)};
-    assert_int_equal(hdb_ingest_upload(src, &f->cfg, del, 2, f->arena, &first, &last, err,
-                                       sizeof err),
+    hdb_point del[2] = {make_point(f->arena, 1, "a", 0, true),
+                        make_point(f->arena, 7, "a", 0, true)};
+    assert_int_equal(hdb_ingest_upload(f->cat, src, &f->cfg, INT64_MAX, del, 2, f->arena, &first,
+                                       &last, err, sizeof err),
                      HDB_OK);
     assert_int_equal(first, 2);
     assert_int_equal(last, 3);

@@ -97,6 +97,9 @@ static void assert_defaults(const hdb_config *c) {
     assert_int_equal(c->log_level, HDB_LOG_INFO);
     assert_string_equal(c->data_dir, "./data");
     assert_true(c->sync);
+    assert_int_equal(c->max_lag_entries, 100000);
+    assert_int_equal(c->max_lag_ms, 5000);
+    assert_string_equal(c->lag_mode, "backpressure");
     assert_int_equal(c->block_cache_bytes, 256 * MIB);
     assert_int_equal(c->write_buffer_bytes, 64 * MIB);
     assert_int_equal(c->min_free_bytes, 256 * MIB);
@@ -417,6 +420,13 @@ static void test_out_of_range(void **state) {
          HDB_EINVAL,
          {"x.yaml:2: server.listen: must be host:port"}},
         {"server:\n  listen: host:70000\n", HDB_EINVAL, {"x.yaml:2: server.listen:", "port"}},
+        {"index:\n  lag_mode: sideways\n",
+         HDB_EINVAL,
+         {"x.yaml:2: index.lag_mode: must be backpressure or fall_behind", "sideways"}},
+        {"index:\n  max_lag_ms: 86400001\n",
+         HDB_EINVAL,
+         {"x.yaml:2: index.max_lag_ms: must be an integer between 0 and 86400000"}},
+        {"index:\n  max_lag_entries: -1\n", HDB_EINVAL, {"x.yaml:2: index.max_lag_entries:"}},
         {"server:\n  listen: \"::1:5000\"\n", HDB_EINVAL, {"x.yaml:2: server.listen:", "IPv6"}},
     };
     run_error_cases(*state, cases, sizeof cases / sizeof cases[0]);

@@ -1,0 +1,154 @@
+/*
+ * hdb_catalog_lag.c - how far each index is behind its data source, and what that does to the
+ * source's writers (index.max_lag_entries, index.max_lag_ms, index.lag_mode).
+ *
+ * An index's lag is read from its applier (state, applied seq) and the source's timeline (last
+ * seq, and the append time of the oldest entry not applied yet). A READY index past either bound
+ * is lagging; one that is still building, or has failed, is not bounded. In backpressure mode a
+ * write to the source waits on the lagging index's applier (no lock held) until every index is
+ * back within the bounds, or its wait ends; at most server.threads - 1 writers wait at once, so
+ * that waiting writers never take the last call thread from the reads.
+ *
+ * Each index remembers whether it was last seen lagging, only so that the log says once when it
+ * passes a bound and once when it is back.
+ */
+#include "hdb_catalog_int.h"
+
+#include "hdb_applier.h"
+#include "hdb_clock.h"
+#include "hdb_config.h"
+#include "hdb_err.h"
+#include "hdb_log.h"
+#include "hdb_timeline.h"
+
+#include <inttypes.h>
+#include <string.h>
+#include <time.h>
+
+static int64_t wall_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void hdb__ixent_lag(hdb_ixent *ix, hdb__lag *lag) {
+    hdb_timeline *tl = hdb_table_timeline(ix->source->table);
+    memset(lag, 0, sizeof *lag);
+    lag->state = hdb_applier_progress(ix->applier, &lag->applied);
+    lag->last = hdb_timeline_last_seq(tl);
+    lag->entries = lag->last > lag->applied ? lag->last - lag->applied : 0;
+    int64_t t;
+    if (lag->entries > 0 && hdb_timeline_entry_time(tl, lag->applied + 1, &t, NULL, 0) == HDB_OK) {
+        double age = (double)(wall_us() - t) / 1e6;
+        lag->seconds = age > 0 ? age : 0.0;
+    }
+    lag->over_entries = ix->max_lag_entries > 0 && lag->entries > ix->max_lag_entries;
+    lag->over_time = ix->max_lag_ms > 0 && lag->seconds * 1000.0 > (double)ix->max_lag_ms;
+    lag->lagging = lag->state == HDB_INDEX_READY && (lag->over_entries || lag->over_time);
+
+    /* Say when the index passes a bound and when it is back, once each. */
+    bool was = atomic_exchange(&ix->lagging, lag->lagging);
+    if (lag->lagging && !was)
+        HDB_WARN("catalog", "index %s is lagging: %" PRIu64 " entries (%.1f s) behind data "
+                 "source %s, above index.max_lag_entries (%u) or index.max_lag_ms (%u); %s",
+                 ix->label, lag->entries, lag->seconds, ix->source->label, ix->max_lag_entries,
+                 ix->max_lag_ms,
+                 ix->backpressure ? "uploads to the source wait for it (index.lag_mode: "
+                                    "backpressure)"
+                                  : "uploads go on and searches without min_seq miss the newest "
+                                    "writes (index.lag_mode: fall_behind)");
+    else if (!lag->lagging && was)
+        HDB_INFO("catalog", "index %s is back within its lag bounds (%" PRIu64 " entries, %.1f s "
+                 "behind)", ix->label, lag->entries, lag->seconds);
+}
+
+static int lag_error(const hdb_ixent *ix, const hdb__lag *lag, const char *why, char *err,
+                     size_t errlen) {
+    return hdb_errf(err, errlen, HDB_ELIMIT,
+                    "index %s is lagging: %" PRIu64 " entries (%.1f s) behind data source %s, "
+                    "above index.max_lag_entries (%u) or index.max_lag_ms (%u), and uploads to "
+                    "the source wait for it (index.lag_mode: backpressure); %s",
+                    ix->label, lag->entries, lag->seconds, ix->source->label,
+                    ix->max_lag_entries, ix->max_lag_ms, why);
+}
+
+/* The first lagging index of src, with a reference, and its lag; NULL when none lags. */
+static hdb_ixent *first_lagging(hdb_catalog *cat, hdb_source *src, hdb__lag *lag) {
+    hdb_ixent *over = NULL;
+    pthread_rwlock_rdlock(&cat->lock);
+    for (size_t i = 0; i < src->nindices && over == NULL; i++) {
+        hdb_ixent *ix = src->indices[i];
+        if (atomic_load(&ix->dropped)) continue;
+        hdb__ixent_lag(ix, lag);
+        if (lag->lagging) {
+            hdb_ixent_ref(ix);
+            over = ix;
+        }
+    }
+    pthread_rwlock_unlock(&cat->lock);
+    return over;
+}
+
+int hdb_catalog_admit_write(hdb_catalog *cat, hdb_source *src, int64_t deadline_ns, char *err,
+                            size_t errlen) {
+    const hdb_config *cfg = cat->cfg;
+    if (cfg->max_lag_entries == 0 && cfg->max_lag_ms == 0) return HDB_OK;
+    bool backpressure = strcmp(cfg->lag_mode, "backpressure") == 0;
+    int64_t start = hdb_mono_ns();
+    int64_t until = start + (int64_t)cfg->max_wait_ms * 1000000;
+    if (deadline_ns < until) {
+        /* End a little before the caller's deadline, so that it gets the reason, not a bare
+         * DEADLINE_EXCEEDED. */
+        int64_t margin = (deadline_ns - start) / 10;
+        until = deadline_ns - (margin < 200000000 ? margin : 200000000);
+    }
+    int cap = cfg->threads - 1; /* waiters; one call thread stays free for the reads */
+    bool waiting = false;
+    int rc = HDB_OK;
+    for (;;) {
+        hdb__lag lag;
+        hdb_ixent *ix = first_lagging(cat, src, &lag);
+        if (ix == NULL) break;
+        if (!backpressure) {
+            hdb_ixent_unref(ix);
+            break;
+        }
+        if (!waiting) {
+            if (atomic_fetch_add(&cat->lag_waiters, 1) >= cap) {
+                atomic_fetch_sub(&cat->lag_waiters, 1);
+                char why[160];
+                snprintf(why, sizeof why, "%d other writes wait already (server.threads - 1); "
+                         "retry later", cap);
+                rc = lag_error(ix, &lag, why, err, errlen);
+                hdb_ixent_unref(ix);
+                break;
+            }
+            waiting = true;
+        }
+        int64_t now = hdb_mono_ns();
+        if (now >= until) {
+            char why[160];
+            snprintf(why, sizeof why, "this write waited %.1f s (up to the call's deadline and "
+                     "limits.max_wait_ms) and was not applied; retry later",
+                     (double)(now - start) / 1e9);
+            rc = lag_error(ix, &lag, why, err, errlen);
+            hdb_ixent_unref(ix);
+            break;
+        }
+        /* Wait for enough progress to lift the entries bound, or for any progress (the next
+         * entry's age decides the time bound); re-check at least every 100 ms. */
+        uint64_t target = lag.over_entries ? lag.last - ix->max_lag_entries : lag.applied + 1;
+        int64_t wake = now + 100000000 < until ? now + 100000000 : until;
+        char werr[256];
+        int wrc = hdb_applier_wait(ix->applier, target, wake, werr, sizeof werr);
+        if (wrc == HDB_EUNAVAIL) { /* failed or stopping: it bounds nothing any more */
+            uint64_t applied;
+            if (hdb_applier_progress(ix->applier, &applied) == HDB_INDEX_READY)
+                rc = hdb_errf(err, errlen, HDB_EUNAVAIL, "%s", werr); /* the server stops */
+        }
+        hdb_ixent_unref(ix);
+        if (rc != HDB_OK) break;
+    }
+    if (waiting) atomic_fetch_sub(&cat->lag_waiters, 1);
+    return rc;
+}
