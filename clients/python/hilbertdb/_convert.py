@@ -386,7 +386,7 @@ def index_status_out(s: C.IndexStatus) -> IndexStatus:
         source_last_seq=s.source_last_seq, lag_entries=s.lag_entries, lag_seconds=s.lag_seconds,
         size=s.size, splits=[Split(attrs_out(sp.split_values), sp.size) for sp in s.splits],
         snapshot_seq=s.snapshot_seq, snapshot_time=_micros_datetime(s.snapshot_time_micros),
-        detail=s.detail)
+        detail=s.detail, lagging=s.lagging)
 
 
 def data_source_out(info: C.DataSourceInfo) -> DataSourceInfo:

@@ -260,6 +260,7 @@ class IndexStatus:
     snapshot_seq: int
     snapshot_time: Optional[_dt.datetime]
     detail: str
+    lagging: bool = False  # READY and past index.max_lag_entries or index.max_lag_ms
 
     @property
     def caught_up(self) -> bool:
