@@ -159,6 +159,9 @@ int main(int argc, char **argv) {
     }
     HDB_INFO("main", "%s received, shutting down (grace %d ms)",
              stop_signal == SIGINT ? "SIGINT" : "SIGTERM", cfg.shutdown_grace_ms);
+    /* Calls that wait on an index (min_seq, a lagging index) answer UNAVAILABLE now rather than
+     * hold the drain up; the others finish within the grace. */
+    hdb_catalog_interrupt_waits(catalog);
     hdb_server_stop(server);
     server = NULL;
     exit_code = 0;

@@ -196,6 +196,11 @@ int hdb_catalog_drop_owned(hdb_catalog *cat, hdb_source *src, hdb_ixent *ix, cha
 int hdb_catalog_admit_write(hdb_catalog *cat, hdb_source *src, int64_t deadline_ns, char *err,
                             size_t errlen);
 
+/* The first step of a shutdown: every wait on an index (a search's min_seq, a write held back
+ * by a lagging index) ends now with HDB_EUNAVAIL, and later ones at once; the appliers go on
+ * until hdb_catalog_close. Any thread. */
+void hdb_catalog_interrupt_waits(hdb_catalog *cat);
+
 /* The catalog's definition store (hdb_defs.h), for upper layers that keep definitions of
  * their own (model spaces, kind HDB_DEF_SPACE). Borrowed: valid until hdb_catalog_close.
  * Writers serialise changes to one label themselves. */

@@ -152,3 +152,9 @@ int hdb_catalog_admit_write(hdb_catalog *cat, hdb_source *src, int64_t deadline_
     if (waiting) atomic_fetch_sub(&cat->lag_waiters, 1);
     return rc;
 }
+
+void hdb_catalog_interrupt_waits(hdb_catalog *cat) {
+    pthread_rwlock_rdlock(&cat->lock);
+    for (size_t i = 0; i < cat->nindices; i++) hdb_applier_interrupt(cat->indices[i]->applier);
+    pthread_rwlock_unlock(&cat->lock);
+}

@@ -34,6 +34,7 @@ struct hdb_applier {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop, final_snapshot, notified;
+    bool interrupted; /* hdb_applier_interrupt: waiters return, the thread goes on */
     int state;
     char detail[256];
     uint64_t snapshot_seq;
@@ -424,7 +425,7 @@ int hdb_applier_start(hdb_applier **out, const hdb_applier_config *c, char *err,
 static void describe_unavailable(hdb_applier *a, char *err, size_t errlen) {
     if (a->state == HDB_INDEX_FAILED)
         hdb_errf(err, errlen, HDB_EUNAVAIL, "index %s failed: %s", a->label, a->detail);
-    else if (a->stop)
+    else if (a->stop || a->interrupted)
         hdb_errf(err, errlen, HDB_EUNAVAIL, "index %s is stopping", a->label);
     else
         hdb_errf(err, errlen, HDB_EUNAVAIL, "index %s is not ready yet (%s)", a->label,
@@ -451,7 +452,7 @@ int hdb_applier_wait(hdb_applier *a, uint64_t seq, int64_t deadline_ns, char *er
     for (;;) {
         hdb_index *ix = atomic_load(&a->index);
         if (a->state == HDB_INDEX_READY && ix && hdb_index_applied(ix) >= seq) break;
-        if (a->state == HDB_INDEX_FAILED || a->stop) {
+        if (a->state == HDB_INDEX_FAILED || a->stop || a->interrupted) {
             describe_unavailable(a, err, errlen);
             rc = HDB_EUNAVAIL;
             break;
@@ -483,6 +484,13 @@ void hdb_applier_status_get(hdb_applier *a, hdb_applier_status *st) {
     snprintf(st->detail, sizeof st->detail, "%s", a->detail);
     pthread_mutex_unlock(&a->mu);
     if (st->state == HDB_INDEX_READY && ix) hdb_index_describe(ix, st->detail, sizeof st->detail);
+}
+
+void hdb_applier_interrupt(hdb_applier *a) {
+    pthread_mutex_lock(&a->mu);
+    a->interrupted = true;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
 }
 
 int hdb_applier_progress(hdb_applier *a, uint64_t *applied_seq) {

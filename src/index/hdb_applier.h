@@ -80,6 +80,11 @@ typedef struct {
 /* Fills st with the current state. Any thread. */
 void hdb_applier_status_get(hdb_applier *a, hdb_applier_status *st);
 
+/* Ends every hdb_applier_wait, now and later, with HDB_EUNAVAIL ("index ... is stopping"),
+ * while the thread goes on applying until hdb_applier_stop: a shutdown's first step, so that
+ * no call waits out the grace period. Any thread. */
+void hdb_applier_interrupt(hdb_applier *a);
+
 /* The state and applied seq alone, without the detail text: cheap enough for every upload's
  * lag check. Any thread. */
 int hdb_applier_progress(hdb_applier *a, uint64_t *applied_seq);

@@ -21,7 +21,9 @@
  * The ctx passes from thread to thread only through a lock or a gRPC completion, so its fields
  * need no lock of their own. `inflight` counts calls between arrival and the end of FINISHING;
  * shutdown waits for it to reach zero before the completion queue is shut down (a batch
- * started on a shut-down queue aborts inside gRPC).
+ * started on a shut-down queue aborts inside gRPC). `working` counts only the calls that were
+ * let in to do their work (not the ones refused while draining): the drain waits for those, so
+ * that clients that keep calling during a shutdown cannot hold it up for the whole grace.
  */
 #include "hdb_server.h"
 
@@ -74,6 +76,7 @@ typedef struct call_ctx {
     bool have_status_details;
     int cancelled;
     int64_t start_ns;
+    bool working; /* counted in hdb_server.working */
     hdb_arena *arena;
 } call_ctx;
 
@@ -105,6 +108,7 @@ struct hdb_server {
     _Atomic bool draining; /* shutdown, first phase: new calls are refused, connections stay */
     _Atomic bool stopping; /* second phase: gRPC is shutting down; slots are not re-armed */
     _Atomic int inflight;
+    _Atomic int working; /* the part of inflight let in to do work (see the top) */
 };
 
 int hdb_server_status_from_rc(int rc) {
@@ -220,6 +224,7 @@ static void finish(call_ctx *c, int code, const ProtobufCMessage *resp, const ch
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
     if (e != GRPC_CALL_OK) {
         HDB_ERROR("server", "cannot finish call: grpc_call_start_batch error %d", (int)e);
+        if (c->working) atomic_fetch_sub(&s->working, 1);
         ctx_free(c);
         atomic_fetch_sub(&s->inflight, 1);
     }
@@ -381,15 +386,20 @@ static void *call_thread_main(void *arg) {
             atomic_fetch_add(&s->inflight, 1);
             c->start_ns = hdb_mono_ns();
             if (!atomic_load(&s->stopping)) post_request(s, c->kind, c->method);
-            if (c->kind == CALL_UNKNOWN)
+            if (c->kind == CALL_UNKNOWN) {
                 handle_unknown(c);
-            else if (atomic_load(&s->draining) && !is_health(&s->methods[c->method]))
+            } else if (atomic_load(&s->draining) && !is_health(&s->methods[c->method])) {
                 finish(c, GRPC_STATUS_UNAVAILABLE, NULL, "hilbertd is shutting down");
-            else if (s->methods[c->method].model)
-                pool_push(&s->model, c);
-            else
-                handle_unary(c);
+            } else {
+                c->working = true;
+                atomic_fetch_add(&s->working, 1);
+                if (s->methods[c->method].model)
+                    pool_push(&s->model, c);
+                else
+                    handle_unary(c);
+            }
         } else {
+            if (c->working) atomic_fetch_sub(&s->working, 1);
             ctx_free(c);
             atomic_fetch_sub(&s->inflight, 1);
         }
@@ -511,8 +521,8 @@ void hdb_server_stop(hdb_server *s) {
      * connection as soon as its last call is done, and closing a socket that still holds
      * unread bytes resets the connection, which can cut off a response not yet delivered. */
     atomic_store(&s->draining, true);
-    while (atomic_load(&s->inflight) > 0 && hdb_mono_ns() < deadline) usleep(1000);
-    if (atomic_load(&s->inflight) == 0) usleep(DRAIN_PAUSE_US);
+    while (atomic_load(&s->working) > 0 && hdb_mono_ns() < deadline) usleep(1000);
+    if (atomic_load(&s->working) == 0) usleep(DRAIN_PAUSE_US);
     /* Then gRPC stops: GOAWAY to every client, listeners closed; the notification comes once
      * every connection is gone. With no call left, only connections hold it up, and a client
      * that keeps an idle channel open may not close it for seconds: after IDLE_CLOSE_NS such
@@ -521,14 +531,14 @@ void hdb_server_stop(hdb_server *s) {
     atomic_store(&s->stopping, true);
     grpc_server_shutdown_and_notify(s->srv, s->ctl, &shutdown_tag);
     int64_t now = hdb_mono_ns(), until = deadline;
-    if (atomic_load(&s->inflight) == 0 && now + IDLE_CLOSE_NS < deadline)
+    if (atomic_load(&s->working) == 0 && now + IDLE_CLOSE_NS < deadline)
         until = now + IDLE_CLOSE_NS;
     gpr_timespec wait = gpr_time_add(
         gpr_now(GPR_CLOCK_MONOTONIC),
         gpr_time_from_nanos(until > now ? until - now : 0, GPR_TIMESPAN));
     grpc_event ev = grpc_completion_queue_next(s->ctl, wait, NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT) {
-        int running = atomic_load(&s->inflight);
+        int running = atomic_load(&s->working);
         if (running > 0)
             HDB_WARN("server", "%d call(s) still running after %d ms; cancelling them", running,
                      s->cfg->shutdown_grace_ms);

@@ -12,15 +12,19 @@ uploads are not held back. Where a test needs a lag, it makes one and checks tha
 from __future__ import annotations
 
 import re
+import signal
 import threading
+import time
 from pathlib import Path
 
 import grpc
 import numpy as np
 
 from ann_helpers import ann_spec, wait_log, wait_status
-from helpers import (L2, SANITIZED, create_index, create_source, expect_status, get_index,
-                     get_points, get_source, point, search, source_spec, upload)
+from helpers import (L2, SANITIZED, create_index, create_source, ds_ref, expect_status,
+                     get_index, get_points, get_source, ix_ref, point, search, source_spec,
+                     upload, vec)
+from hilbert.v1 import points_pb2, points_pb2_grpc, search_pb2, search_pb2_grpc
 
 DIM = 256
 
@@ -164,3 +168,58 @@ def test_a_time_bound_holds_uploads_back_too(make_server, tmp_path):
                        "index.max_lag_ms (1)"):
         for i in range(8):  # a backlog older than 1 ms; the index cannot apply 1000s in 100 ms
             upload(s, "s", points(rng, i * 4000, 4000))
+
+
+def test_a_stop_ends_the_waits_at_once(make_server, tmp_path):
+    """SIGTERM while an upload waits for a lagging index and a search waits for a min_seq that
+    never comes: both answer UNAVAILABLE at once (their own waits would last 10 minutes, and so
+    would the grace), nothing of the upload is written, and the server exits 0."""
+    bound = 100
+    s = make_server(config=config(tmp_path, dict(max_lag_entries=bound, max_lag_ms=0),
+                                  limits=dict(max_wait_ms=600000)))
+    (tmp_path / "hilbertd.yaml").write_text((tmp_path / "hilbertd.yaml").read_text() +
+                                            "server:\n  shutdown_grace_ms: 600000\n")
+    s.stop()
+    s.start()
+    slow_index(s)
+    rng = np.random.default_rng(10)
+    ch = grpc.insecure_channel(f"127.0.0.1:{s.port}")
+    pts = points_pb2_grpc.PointsStub(ch)
+    srch = search_pb2_grpc.SearchStub(ch)
+    outcome: dict = {}
+
+    def call(name, fn):
+        try:
+            fn()
+            outcome[name] = "OK"
+        except grpc.RpcError as e:
+            outcome[name] = (e.code(), e.details())
+
+    # A backlog of thousands of entries takes this index seconds to apply, on any machine.
+    nid, last = lag_of_at_least(s, 2000, rng, 0)
+    one = points(rng, 10**6, 1)
+    up = threading.Thread(target=call, args=("upload", lambda: pts.Upload(
+        points_pb2.UploadRequest(data_source=ds_ref("s"), points=one), timeout=900)))
+    q = search_pb2.SearchRequest(index=ix_ref("slow"), k=1, min_seq=last,
+                                 query_vectors=[vec(np.zeros(DIM, np.float32))])
+    sr = threading.Thread(target=call, args=("search", lambda: srch.Search(q, timeout=900)))
+    up.start()
+    sr.start()
+    time.sleep(0.3)  # for the two calls to reach the server
+    st = get_index(s, "slow").status
+    assert st.lag_entries > 500, st  # still far behind: the upload and the search still wait
+    before = get_source(s, "s").last_seq
+    s.proc.send_signal(signal.SIGTERM)
+    up.join(120)
+    sr.join(120)
+    assert not up.is_alive() and not sr.is_alive(), "the waits outlived the stop"
+    for name in ("upload", "search"):
+        code, details = outcome[name]
+        # "is stopping": the wait was ended; "shutting down": the call came after the SIGTERM.
+        assert code == grpc.StatusCode.UNAVAILABLE and (
+            "index slow@1 is stopping" in details or "shutting down" in details), (
+            name, outcome[name])
+    ch.close()
+    assert s.stop(timeout=120) == 0, s.log_since_start()[-3000:]
+    s.start()
+    assert get_source(s, "s").last_seq == before  # the waiting upload wrote nothing
