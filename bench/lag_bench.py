@@ -195,8 +195,10 @@ def run(mode: str | None, x: np.ndarray, clients: int, seconds: float) -> dict:
         "sigterm_exit_seconds": round(exit_s, 2),
         "exit_code": code,
         "lagging_log_lines": sum(1 for ln in log.splitlines() if " is lagging: " in ln),
+        "timeline": [[round(t, 2), e, round(sec, 2), bool(lg)] for t, e, sec, lg in samples],
     }
-    print(f"   [{res['mode']}] {res}", flush=True)
+    brief = {k: v for k, v in res.items() if k != "timeline"}
+    print(f"   [{res['mode']}] {brief}", flush=True)
     return res
 
 

@@ -18,8 +18,14 @@ ef_construction 200):
 Times are from spawning the process: to listening (process start: RocksDB open, catalog load)
 and to READY. The log lines of the applier are printed as evidence of what it did.
 
-Usage:  /usr/bin/python3 bench/restart_bench.py [--tail 2000]
-Writes: bench/results/restart.json
+With --under-load SECONDS, step 2 is a kill under write load instead: 4 writers replace
+random points (new vectors for existing ids, batches of 100) for that long and the process is
+killed while they write. The data dir is then copied, and the two restarts (snapshot + tail
+replay, and a rebuild with the snapshot removed) start from the same files; each checks that
+the last acknowledged vector of a sample of replaced ids finds its id.
+
+Usage:  /usr/bin/python3 bench/restart_bench.py [--tail 2000] [--under-load 20]
+Writes: bench/results/restart.json (restart_load.json with --under-load)
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -106,10 +113,79 @@ class Node:
         self.hdb.stop(kill=kill)
 
 
+def under_load(args, work: Path, x: np.ndarray, q: np.ndarray, rows: dict) -> None:
+    """A kill while 4 writers replace points; then replay and rebuild from the same files."""
+    n = Node(work)
+    n.wait_ready()
+    writers, stop, acked, lock = 4, threading.Event(), {}, threading.Lock()
+    counts = [0] * writers
+
+    def writer(w: int) -> None:
+        rng = np.random.default_rng(w)
+        while not stop.is_set():
+            ids = rng.choice(np.arange(w, len(x), writers), 100, replace=False)
+            rows_ = rng.integers(0, len(q), 100)
+            pts = []
+            for pid, r in zip(ids, rows_):
+                p = T.DataPoint(vector=T.Vector(dense=T.DenseVector(values=q[r])))
+                p.attributes["id"].int64_value = int(pid)
+                pts.append(p)
+            try:
+                n.points.Upload(P.UploadRequest(data_source=SRC, points=pts), timeout=300)
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    time.sleep(0.05)  # backpressure: the index lags; retry
+                    continue
+                return  # the kill
+            with lock:
+                acked.update(zip(ids.tolist(), rows_.tolist()))
+            counts[w] += 100
+
+    threads = [threading.Thread(target=writer, args=(w,), daemon=True) for w in range(writers)]
+    for t in threads:
+        t.start()
+    time.sleep(args.under_load)
+    st = n.catalog.GetIndex(C.GetIndexRequest(index=IDX), timeout=30).status
+    n.hdb.proc.kill()
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    n.stop(kill=True)
+    with lock:
+        sample = list(acked.items())[-200:]
+    print(f"  {sum(counts)} replacements acknowledged in {args.under_load} s, lag at the kill "
+          f"{st.lag_entries} entries ({st.lag_seconds:.1f} s); SIGKILL", flush=True)
+    copy = Path(str(work) + "-rebuild")
+    shutil.copytree(work, copy)
+    try:
+        dirs = [d for d in (copy / "data" / "indices").iterdir() if d.is_dir()]
+        shutil.rmtree(dirs[0])
+        for what, wd in (("snapshot", work), ("rebuild", copy)):
+            m = Node(wd)
+            ready = m.wait_ready()
+            hits = sum(m.nearest_id(q[r]) == pid for pid, r in sample)
+            rows[what] = {"listening_s": round(m.listening, 3), "ready_s": round(ready, 3),
+                          "self_hits": f"{hits}/{len(sample)}"}
+            print(f"  restart ({what}): index READY after {ready:.2f} s; {hits}/{len(sample)} "
+                  f"replaced vectors find their id", flush=True)
+            for ln in m.applier_log():
+                print("    log: " + ln.split("applier", 1)[1].strip(" ]:"), flush=True)
+            m.stop()
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    rows.update({"points": len(x), "replacements": sum(counts), "seconds": args.under_load,
+                 "lag_at_kill": st.lag_entries, "loadavg": os.getloadavg()})
+    print(f"  serving again after a kill under load: {rows['snapshot']['ready_s']:.2f} s from "
+          f"the snapshot and its tail, {rows['rebuild']['ready_s']:.2f} s rebuilding", flush=True)
+    benchlib.write_json(ROOT / "bench" / "results" / "restart_load.json", rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tail", type=int, default=2000,
                     help="points uploaded after the snapshot, replayed at the restart")
+    ap.add_argument("--under-load", type=float, default=0, metavar="SECONDS",
+                    help="kill while 4 writers replace points for this long (see above)")
     args = ap.parse_args()
     x, _ = fashion_mnist_vectors("train")
     q, _ = fashion_mnist_vectors("test", limit=max(args.tail, 1))
@@ -134,6 +210,9 @@ def main() -> None:
         print(f"  first build: {rows['first_build_s']} s (seq {last})", flush=True)
         n.stop()
 
+        if args.under_load:
+            under_load(args, work, x, q, rows)
+            return
         n = Node(work)
         n.wait_ready()
         tail_last = n.upload(q[:args.tail], len(x)) if args.tail else last

@@ -110,6 +110,7 @@ typedef struct {
     int state;             /* HDB_INDEX_* */
     uint64_t applied, last, entries;
     double seconds;        /* age of the oldest entry not applied yet */
+    double catch_up_seconds; /* entries / the applier's recent rate: how long they will take */
     bool over_entries, over_time; /* past index.max_lag_entries / index.max_lag_ms */
     bool lagging;          /* READY and past a bound */
 } hdb__lag;

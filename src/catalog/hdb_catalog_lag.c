@@ -34,7 +34,8 @@ static int64_t wall_us(void) {
 void hdb__ixent_lag(hdb_ixent *ix, hdb__lag *lag) {
     hdb_timeline *tl = hdb_table_timeline(ix->source->table);
     memset(lag, 0, sizeof *lag);
-    lag->state = hdb_applier_progress(ix->applier, &lag->applied);
+    double rate;
+    lag->state = hdb_applier_progress(ix->applier, &lag->applied, &rate);
     lag->last = hdb_timeline_last_seq(tl);
     lag->entries = lag->last > lag->applied ? lag->last - lag->applied : 0;
     int64_t t;
@@ -42,16 +43,24 @@ void hdb__ixent_lag(hdb_ixent *ix, hdb__lag *lag) {
         double age = (double)(wall_us() - t) / 1e6;
         lag->seconds = age > 0 ? age : 0.0;
     }
+    /* The time bound looks ahead: the newest entry will be about entries / rate old when the
+     * applier reaches it, so a backlog that takes longer than the bound to apply is over it
+     * already (otherwise writers would be let in until the oldest entry is max_lag_ms old, and
+     * the index would then need several times that to catch up). */
+    lag->catch_up_seconds = rate > 0 ? (double)lag->entries / rate : 0.0;
+    double worst = lag->seconds > lag->catch_up_seconds ? lag->seconds : lag->catch_up_seconds;
     lag->over_entries = ix->max_lag_entries > 0 && lag->entries > ix->max_lag_entries;
-    lag->over_time = ix->max_lag_ms > 0 && lag->seconds * 1000.0 > (double)ix->max_lag_ms;
+    lag->over_time = ix->max_lag_ms > 0 && worst * 1000.0 > (double)ix->max_lag_ms;
     lag->lagging = lag->state == HDB_INDEX_READY && (lag->over_entries || lag->over_time);
 
     /* Say when the index passes a bound and when it is back, once each. */
     bool was = atomic_exchange(&ix->lagging, lag->lagging);
     if (lag->lagging && !was)
         HDB_WARN("catalog", "index %s is lagging: %" PRIu64 " entries (%.1f s) behind data "
-                 "source %s, above index.max_lag_entries (%u) or index.max_lag_ms (%u); %s",
-                 ix->label, lag->entries, lag->seconds, ix->source->label, ix->max_lag_entries,
+                 "source %s (%.1f s to apply), above index.max_lag_entries (%u) or "
+                 "index.max_lag_ms (%u); %s",
+                 ix->label, lag->entries, lag->seconds, ix->source->label,
+                 lag->catch_up_seconds, ix->max_lag_entries,
                  ix->max_lag_ms,
                  ix->backpressure ? "uploads to the source wait for it (index.lag_mode: "
                                     "backpressure)"
@@ -65,11 +74,12 @@ void hdb__ixent_lag(hdb_ixent *ix, hdb__lag *lag) {
 static int lag_error(const hdb_ixent *ix, const hdb__lag *lag, const char *why, char *err,
                      size_t errlen) {
     return hdb_errf(err, errlen, HDB_ELIMIT,
-                    "index %s is lagging: %" PRIu64 " entries (%.1f s) behind data source %s, "
-                    "above index.max_lag_entries (%u) or index.max_lag_ms (%u), and uploads to "
-                    "the source wait for it (index.lag_mode: backpressure); %s",
+                    "index %s is lagging: %" PRIu64 " entries (%.1f s) behind data source %s "
+                    "(%.1f s to apply), above index.max_lag_entries (%u) or index.max_lag_ms "
+                    "(%u), and uploads to the source wait for it (index.lag_mode: "
+                    "backpressure); %s",
                     ix->label, lag->entries, lag->seconds, ix->source->label,
-                    ix->max_lag_entries, ix->max_lag_ms, why);
+                    lag->catch_up_seconds, ix->max_lag_entries, ix->max_lag_ms, why);
 }
 
 /* The first lagging index of src, with a reference, and its lag; NULL when none lags. */
@@ -143,7 +153,7 @@ int hdb_catalog_admit_write(hdb_catalog *cat, hdb_source *src, int64_t deadline_
         int wrc = hdb_applier_wait(ix->applier, target, wake, werr, sizeof werr);
         if (wrc == HDB_EUNAVAIL) { /* failed or stopping: it bounds nothing any more */
             uint64_t applied;
-            if (hdb_applier_progress(ix->applier, &applied) == HDB_INDEX_READY)
+            if (hdb_applier_progress(ix->applier, &applied, NULL) == HDB_INDEX_READY)
                 rc = hdb_errf(err, errlen, HDB_EUNAVAIL, "%s", werr); /* the server stops */
         }
         hdb_ixent_unref(ix);

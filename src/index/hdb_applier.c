@@ -35,6 +35,7 @@ struct hdb_applier {
     pthread_cond_t cv;
     bool stop, final_snapshot, notified;
     bool interrupted; /* hdb_applier_interrupt: waiters return, the thread goes on */
+    double rate;      /* entries per second that apply steps have managed (EWMA); 0: unknown */
     int state;
     char detail[256];
     uint64_t snapshot_seq;
@@ -42,6 +43,8 @@ struct hdb_applier {
     int64_t last_snapshot_ns; /* CLOCK_MONOTONIC of the last save or load */
     bool snapshot_waits;      /* the last save was refused for lack of disk space */
 
+    size_t window;              /* entries per apply step: cfg.batch at most, fewer when an
+                                 * engine is slow (see apply_batch); applier thread only */
     _Atomic(hdb_index *) index; /* set when created or loaded; replaced only by a rebuild
                                  * before the state becomes READY */
     hdb_timeline_sub sub;       /* subscribed from start to free */
@@ -171,13 +174,31 @@ static int build(hdb_applier *a, hdb_index *ix, uint64_t *seq, char *err, size_t
 
 /* ---------------------------------------------------------------- follow */
 
-/* Applies committed entries after the index's applied seq, at most one batch. Returns the
- * number applied (0 when caught up) or a negative rc (HDB_ETRIMMED when the timeline no longer
- * holds them). */
+/* How long one apply step should take at most. The applied seq moves (and min_seq waiters,
+ * lag bounds and a stop see progress) only between steps, so a step of 4,096 HNSW updates of
+ * large vectors, which can take tens of seconds, would hold all of them up that long. */
+#define STEP_TARGET_NS 200000000LL
+#define MIN_WINDOW 16
+
+/* Sizes the next step from the last one: as many entries as fit in STEP_TARGET_NS at the
+ * rate just measured, between MIN_WINDOW and cfg.batch. */
+static void adapt_window(hdb_applier *a, size_t n, int64_t ns) {
+    size_t cap = a->cfg.batch ? a->cfg.batch : 1024;
+    if (ns <= 0 || n == 0) return;
+    double fit = (double)n * (double)STEP_TARGET_NS / (double)ns;
+    size_t w = fit >= (double)cap ? cap : (size_t)fit;
+    /* Grow gently (a fast step after a slow one may be luck), shrink at once. */
+    if (w > a->window) w = a->window * 2 < w ? a->window * 2 : w;
+    a->window = w < MIN_WINDOW ? (cap < MIN_WINDOW ? cap : MIN_WINDOW) : w;
+}
+
+/* Applies committed entries after the index's applied seq, at most one step (a->window
+ * entries; each label's last change in the step wins). Returns the number applied (0 when
+ * caught up) or a negative rc (HDB_ETRIMMED when the timeline no longer holds them). */
 static long apply_batch(hdb_applier *a, hdb_index *ix, hdb_arena *arena, char *err,
                         size_t errlen) {
     uint64_t applied = hdb_index_applied(ix);
-    size_t cap = a->cfg.batch ? a->cfg.batch : 1024;
+    size_t cap = a->window;
     hdb_timeline_entry *ents = hdb_arena_alloc(arena, cap * sizeof *ents);
     size_t n;
     int rc = hdb_timeline_read(a->cfg.timeline, applied + 1, cap, arena, ents, &n, err, errlen);
@@ -191,7 +212,17 @@ static long apply_batch(hdb_applier *a, hdb_index *ix, hdb_arena *arena, char *e
         ops[nops++] = (hdb_index_op){.label = (int64_t)e->pid, .remove = e->op == HDB_TL_DELETE,
                                      .point = &e->rec.point};
     }
+    int64_t t0 = hdb_mono_ns();
     if ((rc = hdb_index_apply(ix, nops, ops, err, errlen)) != HDB_OK) return rc;
+    /* Full steps measure the rate; a partial one only says when it was too slow. */
+    int64_t took = hdb_mono_ns() - t0;
+    if (n == cap || took > STEP_TARGET_NS) adapt_window(a, n, took);
+    if ((n >= 64 || took > STEP_TARGET_NS) && took > 0) {
+        double r = (double)n * 1e9 / (double)took;
+        pthread_mutex_lock(&a->mu);
+        a->rate = a->rate > 0 ? 0.7 * a->rate + 0.3 * r : r;
+        pthread_mutex_unlock(&a->mu);
+    }
     hdb_index_set_applied(ix, ents[n - 1].rec.seq);
     pthread_mutex_lock(&a->mu);
     pthread_cond_broadcast(&a->cv); /* min_seq waiters */
@@ -395,6 +426,7 @@ int hdb_applier_start(hdb_applier **out, const hdb_applier_config *c, char *err,
     a->cfg.label = a->label;
     a->cfg.snapshot_dir = a->dir;
     a->state = HDB_INDEX_BUILDING;
+    a->window = c->batch ? c->batch : 1024;
     snprintf(a->detail, sizeof a->detail, "starting");
     a->last_snapshot_ns = hdb_mono_ns();
     pthread_mutex_init(&a->mu, NULL);
@@ -493,11 +525,12 @@ void hdb_applier_interrupt(hdb_applier *a) {
     pthread_mutex_unlock(&a->mu);
 }
 
-int hdb_applier_progress(hdb_applier *a, uint64_t *applied_seq) {
+int hdb_applier_progress(hdb_applier *a, uint64_t *applied_seq, double *rate) {
     pthread_mutex_lock(&a->mu);
     hdb_index *ix = atomic_load(&a->index);
     int state = a->state;
     *applied_seq = ix ? hdb_index_applied(ix) : 0;
+    if (rate) *rate = a->rate;
     pthread_mutex_unlock(&a->mu);
     return state;
 }

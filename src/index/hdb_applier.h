@@ -86,8 +86,9 @@ void hdb_applier_status_get(hdb_applier *a, hdb_applier_status *st);
 void hdb_applier_interrupt(hdb_applier *a);
 
 /* The state and applied seq alone, without the detail text: cheap enough for every upload's
- * lag check. Any thread. */
-int hdb_applier_progress(hdb_applier *a, uint64_t *applied_seq);
+ * lag check. With rate, also the entries per second its apply steps have been managing lately
+ * (0 until a step large enough to tell has run). Any thread. */
+int hdb_applier_progress(hdb_applier *a, uint64_t *applied_seq, double *rate);
 
 /* Stops the thread and joins it. With final_snapshot, saves a snapshot of what it has applied
  * if that changed since the last one (it does not wait to apply a backlog first). Idempotent. */
