@@ -652,6 +652,107 @@ static void test_churn(void **state) {
     data_free(&td);
 }
 
+/* Sanitizer builds run several times slower; the churn-recall test scales its data set down
+ * there (the assertions stay the same). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define HDB_TEST_SLOW_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define HDB_TEST_SLOW_BUILD 1
+#endif
+#endif
+#ifndef HDB_TEST_SLOW_BUILD
+#define HDB_TEST_SLOW_BUILD 0
+#endif
+
+/* Self-recall@1 over every live label of m: the share of live vectors whose own search (ef)
+ * returns that label first. */
+static double self_recall(hdb_hnsw *h, const model *m, uint32_t ef) {
+    size_t live = model_count(m), j = 0;
+    float *q = alloc_floats(live * m->d);
+    int64_t *want = malloc(live * sizeof *want);
+    hdb_hit *out = malloc(live * sizeof *out);
+    assert_non_null(want);
+    assert_non_null(out);
+    for (size_t l = 0; l < m->cap; l++)
+        if (m->live[l]) {
+            memcpy(q + j * m->d, m->x + l * m->d, m->d * sizeof(float));
+            want[j++] = (int64_t)l;
+        }
+    assert_int_equal(hdb_hnsw_search(h, live, q, 1, ef, out, NULL, 0), HDB_OK);
+    size_t hit = 0;
+    for (size_t i = 0; i < live; i++)
+        hit += out[i].label == want[i];
+    free(q);
+    free(want);
+    free(out);
+    return live ? (double)hit / (double)live : 1.0;
+}
+
+/* Issue 8 item 5: every point of a 5k set replaced 20 times (in batches, with fresh random
+ * vectors), then 10% deleted. The churned graph must answer like a fresh build of the same
+ * live vectors with the same parameters: self-recall@1 >= 0.98 and recall@10 against brute
+ * force within 0.01 of the fresh graph's. */
+static void test_churn_recall(void **state) {
+    (void)state;
+    enum { D = 32, NQ = 300, K = 10, BATCH = 500, EF = 64 };
+    const size_t n = HDB_TEST_SLOW_BUILD ? 2000 : 5000;
+    const int rounds = HDB_TEST_SLOW_BUILD ? 8 : 20;
+    const uint32_t pm = 16, efc = 200;
+    uint64_t s = 23;
+    float *x = alloc_floats(n * D), *q = alloc_floats(NQ * D);
+    int64_t *l = iota_labels(n);
+    fill_random(&s, q, NQ, D);
+    model m;
+    model_init(&m, HDB_METRIC_L2, D, n);
+    hdb_hnsw *h = make(HDB_METRIC_L2, D, pm, efc);
+    double t0 = now_s();
+    for (int round = 0; round <= rounds; round++) { /* round 0 is the first build */
+        fill_random(&s, x, n, D);
+        for (size_t i = 0; i < n; i += BATCH)
+            upsert(h, &m, n - i < BATCH ? n - i : BATCH, l + i, x + i * D);
+    }
+    size_t ndel = n / 10, del = 0;
+    int64_t *gone = malloc(ndel * sizeof *gone);
+    assert_non_null(gone);
+    while (del < ndel) {
+        int64_t v = (int64_t)rng_below(&s, n);
+        if (!m.live[v]) continue;
+        m.live[v] = 0;
+        gone[del++] = v;
+    }
+    assert_int_equal(hdb_hnsw_remove(h, ndel, gone), ndel);
+    assert_int_equal(hdb_hnsw_size(h), n - ndel);
+    double t1 = now_s();
+
+    /* A fresh graph of the same live vectors, same parameters. */
+    hdb_hnsw *f = make(HDB_METRIC_L2, D, pm, efc);
+    size_t live = 0;
+    for (size_t i = 0; i < n; i++)
+        if (m.live[i]) {
+            memcpy(x + live * D, m.x + i * D, D * sizeof(float));
+            l[live++] = (int64_t)i;
+        }
+    upsert(f, NULL, live, l, x);
+    double t2 = now_s();
+
+    double self_c = self_recall(h, &m, EF), self_f = self_recall(f, &m, EF);
+    double rc = search_recall(h, &m, q, NQ, K, EF), rf = search_recall(f, &m, q, NQ, K, EF);
+    fprintf(stderr,
+            "    churn recall: %zu points x %d replacements, %zu deleted (%.1f s; fresh build "
+            "%.1f s): self-recall@1 %.4f (fresh %.4f), recall@10 %.4f (fresh %.4f)\n",
+            n, rounds, ndel, t1 - t0, t2 - t1, self_c, self_f, rc, rf);
+    assert_true(self_c >= 0.98);
+    assert_true(rc >= rf - 0.01);
+    hdb_hnsw_free(f);
+    hdb_hnsw_free(h);
+    model_free(&m);
+    free(gone);
+    free(l);
+    free(x);
+    free(q);
+}
+
 /* Save and load give the same results, before and after further writes. */
 static void test_save_load(void **state) {
     (void)state;
@@ -1067,6 +1168,7 @@ int main(void) {
         cmocka_unit_test(test_update_in_place),
         cmocka_unit_test(test_remove),
         cmocka_unit_test(test_churn),
+        cmocka_unit_test(test_churn_recall),
         cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_load_damaged),
         cmocka_unit_test(test_concurrency),
