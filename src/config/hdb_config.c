@@ -99,6 +99,7 @@ static const key_spec key_table[] = {
     {"index.snapshot_every_entries", SYN_INTEGER, ST_U32, OFF(snapshot_every_entries), 0,
      1000000000, NULL},
     {"index.apply_batch", SYN_INTEGER, ST_U32, OFF(apply_batch), 1, 1000000, NULL},
+    {"index.build_threads", SYN_INTEGER, ST_INT, OFF(build_threads), 0, 256, NULL},
     {"models.dir", SYN_STRING, ST_STR, OFF(models_dir), 0, 0, NULL},
     {"models.rpc_threads", SYN_INTEGER, ST_INT, OFF(model_rpc_threads), 1, 256, NULL},
     {"models.inference_threads", SYN_INTEGER, ST_INT, OFF(inference_threads), 1, 64, NULL},
@@ -148,6 +149,7 @@ void hdb__config_fill_defaults(hdb_config *c) {
     c->snapshot_min_entries = 1000;
     c->snapshot_every_entries = 1000000;
     c->apply_batch = 4096;
+    c->build_threads = 0;
     c->models_dir = DEFAULT_MODELS_DIR;
     c->model_rpc_threads = 8;
     c->inference_threads = 2;

@@ -63,6 +63,7 @@ typedef struct hdb_config {
     uint32_t snapshot_min_entries;      /* ...and only after this many new entries */
     uint32_t snapshot_every_entries;    /* ...or whenever this many were applied; 0: never */
     uint32_t apply_batch;               /* timeline entries an applier applies per step */
+    int build_threads;                  /* threads inserting new HNSW points; 0: all cores */
 
     /* models: */
     char *models_dir;            /* where relative model paths are found; default "./models" */
