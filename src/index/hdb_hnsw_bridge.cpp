@@ -1134,7 +1134,9 @@ int hdb_hnsw_upsert(hdb_hnsw *h, size_t n, const int64_t *labels, const float *v
         }
         for (size_t next = 0; next < par.size();) {
             std::unique_lock<RwLock> xl(h->rw);
-            grow(h, need);
+            /* Exact room for what is left (a revived label whose slot an earlier fresh label
+             * of the batch took was appended, beyond need): addPoint cannot grow. */
+            grow(h, g.cur_element_count + (par.size() - next));
             insert_parallel(h, par, &next, labels, vecs, nt);
         }
         return HDB_OK;
