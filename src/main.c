@@ -11,6 +11,7 @@
 #include "hdb_distance.h"
 #include "hdb_err.h"
 #include "hdb_faiss.h"
+#include "hdb_hnsw.h"
 #include "hdb_infer.h"
 #include "hdb_log.h"
 #include "hdb_server.h"
@@ -107,6 +108,7 @@ int main(int argc, char **argv) {
              cfg.data_dir, cfg.threads, (hdb_distance_init(), hdb_distance_isa()));
     openblas_set_num_threads(cfg.blas_threads);
     hdb_faiss_set_threads(cfg.faiss_threads);
+    hdb_hnsw_set_build_threads(cfg.build_threads);
     hdb_torch_set_threads(cfg.torch_intra_threads, cfg.torch_inter_threads);
     grpc_init();
 

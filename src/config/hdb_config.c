@@ -104,6 +104,7 @@ static const key_spec key_table[] = {
     {"index.max_lag_entries", SYN_INTEGER, ST_U32, OFF(max_lag_entries), 0, 1000000000, NULL},
     {"index.max_lag_ms", SYN_INTEGER, ST_U32, OFF(max_lag_ms), 0, 86400000, NULL},
     {"index.lag_mode", SYN_STRING, ST_STR, OFF(lag_mode), 0, 0, check_lag_mode},
+    {"index.build_threads", SYN_INTEGER, ST_INT, OFF(build_threads), 0, 256, NULL},
     {"models.dir", SYN_STRING, ST_STR, OFF(models_dir), 0, 0, NULL},
     {"models.rpc_threads", SYN_INTEGER, ST_INT, OFF(model_rpc_threads), 1, 256, NULL},
     {"models.inference_threads", SYN_INTEGER, ST_INT, OFF(inference_threads), 1, 64, NULL},
@@ -156,6 +157,7 @@ void hdb__config_fill_defaults(hdb_config *c) {
     c->max_lag_entries = 100000;
     c->max_lag_ms = 5000;
     c->lag_mode = DEFAULT_LAG_MODE;
+    c->build_threads = 0;
     c->models_dir = DEFAULT_MODELS_DIR;
     c->model_rpc_threads = 8;
     c->inference_threads = 2;

@@ -66,6 +66,7 @@ typedef struct hdb_config {
     uint32_t max_lag_entries;           /* a READY index this far behind is lagging; 0: no bound */
     uint32_t max_lag_ms;                /* ...or whose oldest unapplied entry is this old */
     char *lag_mode;                     /* "backpressure" (uploads wait) or "fall_behind" */
+    int build_threads;                  /* threads inserting new HNSW points; 0: all cores */
 
     /* models: */
     char *models_dir;            /* where relative model paths are found; default "./models" */

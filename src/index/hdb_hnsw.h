@@ -46,7 +46,11 @@ void hdb_hnsw_free(hdb_hnsw *h);
 
 /* Inserts or updates n vectors (n x dim, copied) under labels (>= 0, distinct in the call).
  * A negative label or a non-finite component gives HDB_EINVAL before anything changes; more
- * than 2^31-1 slots give HDB_ELIMIT. */
+ * than 2^31-1 slots give HDB_ELIMIT. Labels new to the graph beyond its free slots (a build)
+ * are inserted by hdb_hnsw_build_threads() threads at once when there are at least 64 of
+ * them; the graph then depends on thread timing (same recall, not the same links).
+ * Updates and slot reuses run on the calling thread. Any thread may call it; writers are
+ * serialised. */
 int hdb_hnsw_upsert(hdb_hnsw *h, size_t n, const int64_t *labels, const float *vecs, char *err,
                     size_t errlen);
 
@@ -71,6 +75,14 @@ int hdb_hnsw_save(hdb_hnsw *h, const char *path, char *err, size_t errlen);
  * ef_construction come from the file; ef_search and seed from p when non-zero, else the file. */
 int hdb_hnsw_load(hdb_hnsw **out, const hdb_hnsw_params *p, const char *path, char *err,
                   size_t errlen);
+
+/* Sets the threads one upsert call uses to insert new labels, for every graph of the process:
+ * n >= 1 threads, 0 (the default) = the online cores, capped at 256; negative counts as 0.
+ * Takes effect at the next upsert call. Any thread may call it, at any time. */
+void hdb_hnsw_set_build_threads(int n);
+
+/* The thread count upserts currently use (0 resolved to the online cores). Any thread. */
+int hdb_hnsw_build_threads(void);
 
 #ifdef __cplusplus
 }
