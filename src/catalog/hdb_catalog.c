@@ -236,6 +236,7 @@ int hdb__ixent_start(hdb_catalog *cat, uint64_t id, const Hilbert__V1__IndexSpec
         .snapshot_interval_ms = (int64_t)cfg->snapshot_interval_seconds * 1000,
         .snapshot_min_entries = cfg->snapshot_min_entries,
         .snapshot_every_entries = cfg->snapshot_every_entries,
+        .snapshot_every_apply_ms = (int64_t)cfg->snapshot_every_apply_seconds * 1000,
     };
     int rc = hdb_applier_start(&ix->applier, &ac, err, errlen);
     if (rc != HDB_OK) {

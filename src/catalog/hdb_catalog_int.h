@@ -66,7 +66,7 @@ struct hdb_ixent {
     char *owner_kind, *owner_name; /* as in hdb_source */
     uint32_t max_lag_entries, max_lag_ms; /* (immutable) index.max_lag_*; 0: unbounded */
     bool backpressure;         /* (immutable) index.lag_mode is backpressure */
-    _Atomic bool lagging;      /* last seen past a lag bound (for logging transitions once) */
+    _Atomic bool lagging;      /* reported lagging in the log, not yet back (hdb_catalog_lag.c) */
     _Atomic bool dropped;
     _Atomic int refs;
 };

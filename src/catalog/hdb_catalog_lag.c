@@ -9,8 +9,8 @@
  * back within the bounds, or its wait ends; at most server.threads - 1 writers wait at once, so
  * that waiting writers never take the last call thread from the reads.
  *
- * Each index remembers whether it was last seen lagging, only so that the log says once when it
- * passes a bound and once when it is back.
+ * Each index remembers whether it was last reported lagging, only so that the log says once when
+ * it passes a bound and once when it is back well within them.
  */
 #include "hdb_catalog_int.h"
 
@@ -47,14 +47,23 @@ void hdb__ixent_lag(hdb_ixent *ix, hdb__lag *lag) {
      * applier reaches it, so a backlog that takes longer than the bound to apply is over it
      * already (otherwise writers would be let in until the oldest entry is max_lag_ms old, and
      * the index would then need several times that to catch up). */
-    lag->catch_up_seconds = rate > 0 ? (double)lag->entries / rate : 0.0;
+    lag->catch_up_seconds = rate > 0 && lag->entries > 0
+                                ? (double)lag->entries / rate + HDB_APPLIER_STEP_SECONDS
+                                : 0.0;
     double worst = lag->seconds > lag->catch_up_seconds ? lag->seconds : lag->catch_up_seconds;
     lag->over_entries = ix->max_lag_entries > 0 && lag->entries > ix->max_lag_entries;
     lag->over_time = ix->max_lag_ms > 0 && worst * 1000.0 > (double)ix->max_lag_ms;
     lag->lagging = lag->state == HDB_INDEX_READY && (lag->over_entries || lag->over_time);
 
-    /* Say when the index passes a bound and when it is back, once each. */
-    bool was = atomic_exchange(&ix->lagging, lag->lagging);
+    /* Say when the index passes a bound, and when it is back well within them (under half of
+     * each), so that an index hovering at a bound under backpressure is not logged at every
+     * crossing. */
+    bool calm = lag->state != HDB_INDEX_READY ||
+                ((ix->max_lag_entries == 0 || lag->entries * 2 <= ix->max_lag_entries) &&
+                 (ix->max_lag_ms == 0 || worst * 2000.0 <= (double)ix->max_lag_ms));
+    bool was = atomic_load(&ix->lagging);
+    if (lag->lagging && !was) atomic_store(&ix->lagging, true);
+    if (calm && was) atomic_store(&ix->lagging, false);
     if (lag->lagging && !was)
         HDB_WARN("catalog", "index %s is lagging: %" PRIu64 " entries (%.1f s) behind data "
                  "source %s (%.1f s to apply), above index.max_lag_entries (%u) or "
@@ -66,7 +75,7 @@ void hdb__ixent_lag(hdb_ixent *ix, hdb__lag *lag) {
                                     "backpressure)"
                                   : "uploads go on and searches without min_seq miss the newest "
                                     "writes (index.lag_mode: fall_behind)");
-    else if (!lag->lagging && was)
+    else if (calm && was)
         HDB_INFO("catalog", "index %s is back within its lag bounds (%" PRIu64 " entries, %.1f s "
                  "behind)", ix->label, lag->entries, lag->seconds);
 }

@@ -100,6 +100,8 @@ static const key_spec key_table[] = {
      NULL},
     {"index.snapshot_every_entries", SYN_INTEGER, ST_U32, OFF(snapshot_every_entries), 0,
      1000000000, NULL},
+    {"index.snapshot_every_apply_seconds", SYN_INTEGER, ST_U32, OFF(snapshot_every_apply_seconds),
+     0, 86400, NULL},
     {"index.apply_batch", SYN_INTEGER, ST_U32, OFF(apply_batch), 1, 1000000, NULL},
     {"index.max_lag_entries", SYN_INTEGER, ST_U32, OFF(max_lag_entries), 0, 1000000000, NULL},
     {"index.max_lag_ms", SYN_INTEGER, ST_U32, OFF(max_lag_ms), 0, 86400000, NULL},
@@ -153,6 +155,7 @@ void hdb__config_fill_defaults(hdb_config *c) {
     c->snapshot_interval_seconds = 60;
     c->snapshot_min_entries = 1000;
     c->snapshot_every_entries = 1000000;
+    c->snapshot_every_apply_seconds = 10;
     c->apply_batch = 4096;
     c->max_lag_entries = 100000;
     c->max_lag_ms = 5000;

@@ -62,6 +62,7 @@ typedef struct hdb_config {
     uint32_t snapshot_interval_seconds; /* periodic snapshots at most this often; 0: never */
     uint32_t snapshot_min_entries;      /* ...and only after this many new entries */
     uint32_t snapshot_every_entries;    /* ...or whenever this many were applied; 0: never */
+    uint32_t snapshot_every_apply_seconds; /* ...or after this much applying; 0: never */
     uint32_t apply_batch;               /* timeline entries an applier applies per step */
     uint32_t max_lag_entries;           /* a READY index this far behind is lagging; 0: no bound */
     uint32_t max_lag_ms;                /* ...or whose oldest unapplied entry is this old */

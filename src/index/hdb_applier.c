@@ -42,6 +42,8 @@ struct hdb_applier {
     int64_t snapshot_time_us;
     int64_t last_snapshot_ns; /* CLOCK_MONOTONIC of the last save or load */
     bool snapshot_waits;      /* the last save was refused for lack of disk space */
+    int64_t work_ns;          /* time spent in apply steps since the last save or load */
+    int64_t last_save_ns;     /* how long the last save took */
 
     size_t window;              /* entries per apply step: cfg.batch at most, fewer when an
                                  * engine is slow (see apply_batch); applier thread only */
@@ -97,6 +99,7 @@ static int save_snapshot(hdb_applier *a, hdb_index *ix) {
         pthread_mutex_lock(&a->mu);
         a->snapshot_waits = rc == HDB_EFULL;
         a->last_snapshot_ns = hdb_mono_ns(); /* retry after another interval, not in a loop */
+        a->work_ns = 0;
         pthread_mutex_unlock(&a->mu);
         return rc;
     }
@@ -105,6 +108,8 @@ static int save_snapshot(hdb_applier *a, hdb_index *ix) {
     pthread_mutex_lock(&a->mu);
     a->snapshot_seq = seq;
     a->snapshot_waits = false;
+    a->work_ns = 0;
+    a->last_save_ns = hdb_mono_ns() - t0;
     a->snapshot_time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
     a->last_snapshot_ns = hdb_mono_ns();
     pthread_mutex_unlock(&a->mu);
@@ -124,7 +129,10 @@ static bool snapshot_due(hdb_applier *a, hdb_index *ix) {
                 fresh >= a->cfg.snapshot_min_entries &&
                 since >= a->cfg.snapshot_interval_ms * 1000000) ||
                (a->cfg.snapshot_every_entries > 0 && fresh >= a->cfg.snapshot_every_entries &&
-                !a->snapshot_waits);
+                !a->snapshot_waits) ||
+               (a->cfg.snapshot_every_apply_ms > 0 && fresh > 0 && !a->snapshot_waits &&
+                a->work_ns >= a->cfg.snapshot_every_apply_ms * 1000000 &&
+                a->work_ns >= 4 * a->last_save_ns);
     pthread_mutex_unlock(&a->mu);
     return due;
 }
@@ -177,8 +185,9 @@ static int build(hdb_applier *a, hdb_index *ix, uint64_t *seq, char *err, size_t
 /* How long one apply step should take at most. The applied seq moves (and min_seq waiters,
  * lag bounds and a stop see progress) only between steps, so a step of 4,096 HNSW updates of
  * large vectors, which can take tens of seconds, would hold all of them up that long. */
-#define STEP_TARGET_NS 200000000LL
+#define STEP_TARGET_NS ((int64_t)(HDB_APPLIER_STEP_SECONDS * 1e9))
 #define MIN_WINDOW 16
+#define FIRST_WINDOW 64 /* the first steps are small, so that the rate is known early */
 
 /* Sizes the next step from the last one: as many entries as fit in STEP_TARGET_NS at the
  * rate just measured, between MIN_WINDOW and cfg.batch. */
@@ -223,6 +232,9 @@ static long apply_batch(hdb_applier *a, hdb_index *ix, hdb_arena *arena, char *e
         a->rate = a->rate > 0 ? 0.7 * a->rate + 0.3 * r : r;
         pthread_mutex_unlock(&a->mu);
     }
+    pthread_mutex_lock(&a->mu);
+    a->work_ns += took;
+    pthread_mutex_unlock(&a->mu);
     hdb_index_set_applied(ix, ents[n - 1].rec.seq);
     pthread_mutex_lock(&a->mu);
     pthread_cond_broadcast(&a->cv); /* min_seq waiters */
@@ -281,11 +293,14 @@ static hdb_index *load(hdb_applier *a, int64_t t0) {
         hdb_index_free(ix);
         return NULL;
     }
-    /* Replaying costs about one engine update per entry, a rebuild one per live point. */
+    /* Replaying costs one engine change per entry, a rebuild one insert per live point. (An
+     * HNSW update costs several inserts, but an insert is just one: without knowing the mix,
+     * a tail no longer than the live points is replayed, and index.snapshot_every_apply_seconds
+     * bounds the work a tail can hold.) */
     uint64_t live = hdb_table_count(a->cfg.table);
     if (last - seq > live && last - seq > 1000) {
         HDB_INFO("applier", "%s: snapshot at seq %" PRIu64 " has %" PRIu64 " entries to replay, "
-                 "more than the %" PRIu64 " points a rebuild reads; rebuilding from the data "
+                 "more work than rebuilding its %" PRIu64 " points; rebuilding from the data "
                  "source", a->label, seq, last - seq, live);
         hdb_index_free(ix);
         return NULL;
@@ -426,7 +441,7 @@ int hdb_applier_start(hdb_applier **out, const hdb_applier_config *c, char *err,
     a->cfg.label = a->label;
     a->cfg.snapshot_dir = a->dir;
     a->state = HDB_INDEX_BUILDING;
-    a->window = c->batch ? c->batch : 1024;
+    a->window = c->batch && c->batch < FIRST_WINDOW ? c->batch : FIRST_WINDOW;
     snprintf(a->detail, sizeof a->detail, "starting");
     a->last_snapshot_ns = hdb_mono_ns();
     pthread_mutex_init(&a->mu, NULL);

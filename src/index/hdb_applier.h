@@ -41,6 +41,9 @@ typedef struct hdb_timeline hdb_timeline;
 
 enum { HDB_INDEX_READY = 1, HDB_INDEX_BUILDING = 2, HDB_INDEX_FAILED = 3 };
 
+/* How long one apply step takes at most, about: the applied seq moves between steps only. */
+#define HDB_APPLIER_STEP_SECONDS 0.2
+
 typedef struct {
     const char *label;           /* "name@version", for logs; copied */
     hdb_table *table;            /* the data source's points, for builds; borrowed, must
@@ -53,6 +56,7 @@ typedef struct {
     int64_t snapshot_interval_ms; /* at most one periodic snapshot per interval; 0: none */
     uint64_t snapshot_min_entries; /* periodic snapshots need this many new entries */
     uint64_t snapshot_every_entries; /* ...and one is due whenever this many were applied; 0: off */
+    int64_t snapshot_every_apply_ms; /* ...or after this much time spent applying; 0: off */
 } hdb_applier_config;
 
 /* Starts the thread. The applier owns the index it loads or builds. Stop with

@@ -51,12 +51,36 @@ def test_snapshots_every_so_many_entries(make_server, tmp_path):
     assert all(b - a >= 1000 for a, b in zip(seqs, seqs[1:])), seqs
 
 
+def test_snapshots_after_so_much_apply_work(make_server, tmp_path):
+    """index.snapshot_every_apply_seconds: the time spent applying, not the entry count or the
+    clock, makes a snapshot due, so a crash replays at most about that much work."""
+    dim = 256
+    s = make_server(config=config(tmp_path, snapshot_interval_seconds=0, snapshot_every_entries=0,
+                                  snapshot_every_apply_seconds=1, lag_mode="fall_behind"))
+    create_source(s, source_spec("s", dim))
+    create_index(s, ann_spec("slow", "s", L2, "hnsw", m=16, ef_construction=400))
+    rng = np.random.default_rng(4)
+    nid, seqs = 0, []
+    for _ in range(5):  # more points until applying them took over a second (on any machine)
+        for _ in range(4):
+            x = rng.random((1000, dim), dtype=np.float32)
+            last = upload(s, "s", [point(x[j], {"id": nid + j}) for j in range(1000)]).last_seq
+            nid += 1000
+        search(s, "slow", x[0], 1, min_seq=last)
+        seqs = snapshot_seqs(s.log_since_start(), "slow")
+        if seqs:
+            break
+    assert seqs, s.log_since_start()[-3000:]
+    assert seqs == sorted(seqs) and seqs[-1] <= last, seqs
+
+
 def test_clean_stop_saves_what_was_applied_and_does_not_drain(make_server, tmp_path):
     """An index far behind its source: SIGTERM saves a snapshot at its applied seq at once, and
     the next start replays the rest."""
     dim, n0, n = 2048, 500, 6000
     s = make_server(config=config(tmp_path, snapshot_interval_seconds=0, snapshot_every_entries=0,
-                                  apply_batch=64))
+                                  snapshot_every_apply_seconds=0, apply_batch=64,
+                                  lag_mode="fall_behind"))
     create_source(s, source_spec("s", dim))
     create_index(s, ann_spec("slow", "s", L2, "hnsw", m=32, ef_construction=2000))
     x = np.random.default_rng(2).random((n, dim), dtype=np.float32)
@@ -94,8 +118,8 @@ def test_a_tail_longer_than_the_points_rebuilds(make_server, tmp_path):
     s.start()
     wait_ready(s, "s-flat")
     log = s.log_since_start()
-    assert re.search(r"s-flat@1: snapshot at seq 100 has 3000 entries to replay, more than the "
-                     r"100 points a rebuild reads; rebuilding", log), log[-3000:]
+    assert re.search(r"s-flat@1: snapshot at seq 100 has 3000 entries to replay, more work than "
+                     r"rebuilding its 100 points; rebuilding", log), log[-3000:]
     assert "s-flat@1: built from 100 points" in log, log[-3000:]
     assert get_index(s, "s-flat").status.applied_seq == last
     assert get_index(s, "s-flat").status.size == 100
