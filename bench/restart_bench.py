@@ -124,10 +124,13 @@ def under_load(args, work: Path, x: np.ndarray, q: np.ndarray, rows: dict) -> No
         rng = np.random.default_rng(w)
         while not stop.is_set():
             ids = rng.choice(np.arange(w, len(x), writers), 100, replace=False)
-            rows_ = rng.integers(0, len(q), 100)
+            # A test image plus a little noise: every vector written is unique, so it must
+            # find its own id first.
+            vecs = (q[rng.integers(0, len(q), 100)] +
+                    rng.random((100, q.shape[1]), dtype=np.float32) * 0.01)
             pts = []
-            for pid, r in zip(ids, rows_):
-                p = T.DataPoint(vector=T.Vector(dense=T.DenseVector(values=q[r])))
+            for pid, v in zip(ids, vecs):
+                p = T.DataPoint(vector=T.Vector(dense=T.DenseVector(values=v)))
                 p.attributes["id"].int64_value = int(pid)
                 pts.append(p)
             try:
@@ -138,7 +141,7 @@ def under_load(args, work: Path, x: np.ndarray, q: np.ndarray, rows: dict) -> No
                     continue
                 return  # the kill
             with lock:
-                acked.update(zip(ids.tolist(), rows_.tolist()))
+                acked.update(zip(ids.tolist(), vecs))
             counts[w] += 100
 
     threads = [threading.Thread(target=writer, args=(w,), daemon=True) for w in range(writers)]
@@ -163,7 +166,7 @@ def under_load(args, work: Path, x: np.ndarray, q: np.ndarray, rows: dict) -> No
         for what, wd in (("snapshot", work), ("rebuild", copy)):
             m = Node(wd)
             ready = m.wait_ready()
-            hits = sum(m.nearest_id(q[r]) == pid for pid, r in sample)
+            hits = sum(m.nearest_id(v) == pid for pid, v in sample)
             rows[what] = {"listening_s": round(m.listening, 3), "ready_s": round(ready, 3),
                           "self_hits": f"{hits}/{len(sample)}"}
             print(f"  restart ({what}): index READY after {ready:.2f} s; {hits}/{len(sample)} "
