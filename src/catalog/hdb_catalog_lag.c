@@ -61,10 +61,8 @@ void hdb__ixent_lag(hdb_ixent *ix, hdb__lag *lag) {
     bool calm = lag->state != HDB_INDEX_READY ||
                 ((ix->max_lag_entries == 0 || lag->entries * 2 <= ix->max_lag_entries) &&
                  (ix->max_lag_ms == 0 || worst * 2000.0 <= (double)ix->max_lag_ms));
-    bool was = atomic_load(&ix->lagging);
-    if (lag->lagging && !was) atomic_store(&ix->lagging, true);
-    if (calm && was) atomic_store(&ix->lagging, false);
-    if (lag->lagging && !was)
+    bool no = false, yes = true; /* compare-exchange: one thread logs each transition */
+    if (lag->lagging && atomic_compare_exchange_strong(&ix->lagging, &no, true))
         HDB_WARN("catalog", "index %s is lagging: %" PRIu64 " entries (%.1f s) behind data "
                  "source %s (%.1f s to apply), above index.max_lag_entries (%u) or "
                  "index.max_lag_ms (%u); %s",
@@ -75,7 +73,7 @@ void hdb__ixent_lag(hdb_ixent *ix, hdb__lag *lag) {
                                     "backpressure)"
                                   : "uploads go on and searches without min_seq miss the newest "
                                     "writes (index.lag_mode: fall_behind)");
-    else if (calm && was)
+    else if (calm && atomic_compare_exchange_strong(&ix->lagging, &yes, false))
         HDB_INFO("catalog", "index %s is back within its lag bounds (%" PRIu64 " entries, %.1f s "
                  "behind)", ix->label, lag->entries, lag->seconds);
 }
