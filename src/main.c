@@ -109,6 +109,7 @@ int main(int argc, char **argv) {
     openblas_set_num_threads(cfg.blas_threads);
     hdb_faiss_set_threads(cfg.faiss_threads);
     hdb_hnsw_set_build_threads(cfg.build_threads);
+    hdb_faiss_set_build_threads(cfg.build_threads);
     hdb_torch_set_threads(cfg.torch_intra_threads, cfg.torch_inter_threads);
     grpc_init();
 

@@ -226,12 +226,6 @@ static long apply_batch(hdb_applier *a, hdb_index *ix, hdb_arena *arena, char *e
     /* Full steps measure the rate; a partial one only says when it was too slow. */
     int64_t took = hdb_mono_ns() - t0;
     if (n == cap || took > STEP_TARGET_NS) adapt_window(a, n, took);
-    if ((n >= 64 || took > STEP_TARGET_NS) && took > 0) {
-        double r = (double)n * 1e9 / (double)took;
-        pthread_mutex_lock(&a->mu);
-        a->rate = a->rate > 0 ? 0.7 * a->rate + 0.3 * r : r;
-        pthread_mutex_unlock(&a->mu);
-    }
     pthread_mutex_lock(&a->mu);
     a->work_ns += took;
     pthread_mutex_unlock(&a->mu);
@@ -247,10 +241,21 @@ static long apply_batch(hdb_applier *a, hdb_index *ix, hdb_arena *arena, char *e
 static int catch_up(hdb_applier *a, hdb_index *ix, char *err, size_t errlen) {
     hdb_arena *arena = hdb_arena_create(1 << 20);
     long n;
+    int64_t mark = hdb_mono_ns();
     do {
         hdb_arena_reset(arena);
         n = apply_batch(a, ix, arena, err, errlen);
+        /* The rate a backlog drains at, for the lag bounds: wall time from one step to the
+         * next (reads and snapshots included), from steps large or slow enough to tell. */
+        int64_t now = hdb_mono_ns(), span = now - mark;
+        if (n > 0 && (n >= 64 || span > STEP_TARGET_NS) && span > 0) {
+            double r = (double)n * 1e9 / (double)span;
+            pthread_mutex_lock(&a->mu);
+            a->rate = a->rate > 0 ? 0.7 * a->rate + 0.3 * r : r;
+            pthread_mutex_unlock(&a->mu);
+        }
         if (n > 0 && snapshot_due(a, ix)) save_snapshot(a, ix);
+        mark = now; /* a snapshot's time counts in the next step's span */
     } while (n > 0 && !stopping(a));
     hdb_arena_free(arena);
     return n < 0 ? (int)n : HDB_OK;

@@ -101,6 +101,11 @@ int hdb_faiss_load(hdb_faiss **out, const hdb_faiss_params *p, const char *path,
  * calling thread. */
 void hdb_faiss_set_threads(int n);
 
+/* Sets the OpenMP threads an upsert (its add and any training) uses, process-wide: n >= 1, or
+ * 0 (the default) for the online cores; negative counts as 0. Upserts hold the engine's lock
+ * exclusively, so more threads also shorten the searches' wait. Any thread, at any time. */
+void hdb_faiss_set_build_threads(int n);
+
 #ifdef __cplusplus
 }
 #endif

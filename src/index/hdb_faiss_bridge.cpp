@@ -146,6 +146,16 @@ void apply_threads() {
     if (n > 0 && omp_get_max_threads() != n) omp_set_num_threads(n);
 }
 
+/* Upserts (adds and trainings, which hold the engine's lock exclusively) use their own count,
+ * hdb_faiss_set_build_threads: 0 = the online cores. */
+std::atomic<int> g_build_threads{0};
+
+void apply_build_threads() {
+    int n = g_build_threads.load(std::memory_order_relaxed);
+    if (n <= 0) n = omp_get_num_procs();
+    if (n > 0 && omp_get_max_threads() != n) omp_set_num_threads(n);
+}
+
 /* ---- a writer-preferring reader/writer lock -------------------------------------------------- */
 
 using hdb_bridge::RwLock; /* hdb_rwlock_bridge.hpp */
@@ -1127,7 +1137,7 @@ int hdb_faiss_upsert(hdb_faiss *f, size_t n, const int64_t *labels, const float 
     if (n > SIZE_MAX / sizeof(float) / f->dim)
         return hdb_errf(err, errlen, HDB_EINVAL, "upsert: too many vectors");
     try {
-        apply_threads();
+        apply_build_threads();
         std::unordered_set<int64_t> seen;
         seen.reserve(n);
         for (size_t i = 0; i < n; i++) {
@@ -1282,6 +1292,10 @@ int hdb_faiss_load(hdb_faiss **out, const hdb_faiss_params *p, const char *path,
         return HDB_OK;
     }
     HDB_FAISS_CATCH(err, errlen, "load")
+}
+
+void hdb_faiss_set_build_threads(int n) {
+    g_build_threads.store(n < 0 ? 0 : n, std::memory_order_relaxed);
 }
 
 void hdb_faiss_set_threads(int n) {

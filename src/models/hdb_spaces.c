@@ -284,17 +284,21 @@ int hdb_spaces_embed(const hdb_spaces_call *c, const hdb_model_input *in, char *
 
 /* ---------------------------------------------------------------- finds */
 
-/* min_seq entries must name requested spaces. */
-static int min_seq_check(const hdb_spaces_find_params *fp, hdb_space **spaces, size_t n,
-                         char *err, size_t errlen) {
+/* min_seq entries must name model spaces that exist; entries for spaces this find does not
+ * search are ignored, so that the seqs of a multi-space add serve a find over any subset. */
+static int min_seq_check(const hdb_spaces_call *c, const hdb_spaces_find_params *fp,
+                         hdb_space **spaces, size_t n, char *err, size_t errlen) {
     for (size_t i = 0; i < fp->nmin_seq; i++) {
         bool known = false;
         for (size_t j = 0; j < n && !known; j++)
             known = strcmp(fp->min_seq[i].space, hdb_space_name(spaces[j])) == 0;
-        if (!known)
-            return hdb_errf(err, errlen, HDB_EINVAL,
-                            "min_seq[\"%s\"]: not one of the requested model spaces",
+        if (known) continue;
+        hdb_space *other;
+        char why[256];
+        if (hdb_spaces_get(c->reg, fp->min_seq[i].space, &other, why, sizeof why) != HDB_OK)
+            return hdb_errf(err, errlen, HDB_EINVAL, "min_seq[\"%s\"]: no such model space",
                             fp->min_seq[i].space);
+        hdb_space_unref(other);
     }
     return HDB_OK;
 }
@@ -352,7 +356,7 @@ int hdb_spaces_find(const hdb_spaces_call *c, const hdb_model_input *in, char *c
     int rc = resolve(c->reg, names, nnames, a, &spaces, &n, err, errlen);
     if (rc != HDB_OK) return rc;
     float **vecs = hdb_arena_alloc(a, (n ? n : 1) * sizeof *vecs);
-    if ((rc = min_seq_check(fp, spaces, n, err, errlen)) == HDB_OK)
+    if ((rc = min_seq_check(c, fp, spaces, n, err, errlen)) == HDB_OK)
         rc = embed_all(c, spaces, n, in, vecs, err, errlen);
     hdb_space_hits *r = hits_new(a, spaces, n);
     for (size_t i = 0; i < n && rc == HDB_OK; i++)
@@ -374,7 +378,7 @@ int hdb_spaces_find_by_id(const hdb_spaces_call *c, const char *id, char *const 
     int rc = hdb_spaces_check_id(c->cfg, id, err, errlen);
     if (rc == HDB_OK) rc = resolve(c->reg, names, nnames, a, &spaces, &n, err, errlen);
     if (rc != HDB_OK) return rc;
-    rc = min_seq_check(fp, spaces, n, err, errlen);
+    rc = min_seq_check(c, fp, spaces, n, err, errlen);
     hdb_space_hits *r = hits_new(a, spaces, n);
     hdb_attr ida = id_attr(id);
     hdb_attr *ids[1] = {&ida};

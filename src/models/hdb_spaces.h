@@ -107,9 +107,10 @@ int hdb_spaces_remove(const hdb_spaces_call *c, const char *id, char *const *nam
                       size_t nnames, hdb_space_vec **out, size_t *nout, char *err,
                       size_t errlen);
 
-/* Finds the items nearest to the vector of `in` in each named space. Errors as for add, plus
- * min_seq["x"]: not one of the requested model spaces, and the search's (prefixed "model
- * space <name>: "). */
+/* Finds the items nearest to the vector of `in` in each named space, each search waiting for
+ * its space's min_seq entry (entries for other existing spaces are ignored: the seqs of one
+ * add serve a find over any subset of its spaces). Errors as for add, plus min_seq["x"]: no
+ * such model space, and the search's (prefixed "model space <name>: "). */
 int hdb_spaces_find(const hdb_spaces_call *c, const hdb_model_input *in, char *const *names,
                     size_t nnames, const hdb_spaces_find_params *fp, hdb_space_hits **out,
                     size_t *nout, char *err, size_t errlen);

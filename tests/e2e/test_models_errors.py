@@ -262,8 +262,10 @@ def test_ids_attributes_and_options(db):
     with pytest.raises(InvalidArgument, match=r'attributes\["id"\]: the item id goes in the id '
                                               r'field'):
         db.add_image("a", GOOD_PNG, "gray", attributes={"id": "b"})
-    with pytest.raises(InvalidArgument, match=r'min_seq\["rgb"\]: not one of the requested'):
-        db.find_similar_image(GOOD_PNG, "gray", min_seq={"rgb": 1})
+    with pytest.raises(InvalidArgument, match=r'min_seq\["nope"\]: no such model space'):
+        db.find_similar_image(GOOD_PNG, "gray", min_seq={"nope": 1})
+    # An entry for another existing space (the seqs of a multi-space add) is ignored.
+    db.find_similar_image(GOOD_PNG, "gray", min_seq={"rgb": 10**9})
     with pytest.raises(InvalidArgument, match="k: must be >= 1, got 0"):
         db.find_similar_image(GOOD_PNG, "gray", k=0)
     with pytest.raises(InvalidArgument, match="split_filter"):

@@ -236,7 +236,7 @@ static void test_lifecycle(void **state) {
     ms.space = "other";
     assert_int_equal(hdb_spaces_find_by_id(&c, "a", names, 1, &fp, &h, &n, err, sizeof err),
                      HDB_EINVAL);
-    assert_string_equal(err, "min_seq[\"other\"]: not one of the requested model spaces");
+    assert_string_equal(err, "min_seq[\"other\"]: no such model space");
     hdb_space_vec *w;
     assert_int_equal(hdb_spaces_remove(&c, "c", names, 1, &w, &n, err, sizeof err), HDB_OK);
     assert_int_equal(w[0].seq, 4);
