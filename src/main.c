@@ -11,6 +11,7 @@
 #include "hdb_distance.h"
 #include "hdb_err.h"
 #include "hdb_faiss.h"
+#include "hdb_metrics.h"
 #include "hdb_hnsw.h"
 #include "hdb_infer.h"
 #include "hdb_log.h"
@@ -72,6 +73,7 @@ int main(int argc, char **argv) {
     hdb_space_registry *spaces = NULL;
     hdb_infer *infer = NULL;
     hdb_server *server = NULL;
+    hdb_metrics_http *metrics = NULL;
 
     hdb_config_init(&cfg);
     int rc = hdb_config_from_args(&cfg, argc, argv, stdout, &action, err, sizeof err);
@@ -156,6 +158,21 @@ int main(int argc, char **argv) {
     const char *colon = strrchr(cfg.listen, ':');
     int hostlen = colon ? (int)(colon - cfg.listen) : (int)strlen(cfg.listen);
     HDB_INFO("main", "hilbertd ready, listening on %.*s:%d", hostlen, cfg.listen, port);
+    if (strcmp(cfg.metrics_listen, "off") != 0) {
+        hdb_metrics_sources ms = {.metrics = hdb_server_metrics(server),
+                                  .catalog = catalog,
+                                  .infer = infer,
+                                  .store = store};
+        int mport;
+        if ((rc = hdb_metrics_http_start(&metrics, cfg.metrics_listen, &ms, &mport, err,
+                                         sizeof err)) != HDB_OK) {
+            HDB_ERROR("main", "%s", err);
+            goto out;
+        }
+        colon = strrchr(cfg.metrics_listen, ':');
+        HDB_INFO("main", "metrics served at http://%.*s:%d/metrics",
+                 (int)(colon - cfg.metrics_listen), cfg.metrics_listen, mport);
+    }
 
     pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
     while (sem_wait(&stop_sem) != 0 && errno == EINTR) {
@@ -165,10 +182,13 @@ int main(int argc, char **argv) {
     /* Calls that wait on an index (min_seq, a lagging index) answer UNAVAILABLE now rather than
      * hold the drain up; the others finish within the grace. */
     hdb_catalog_interrupt_waits(catalog);
+    hdb_metrics_http_stop(metrics);
+    metrics = NULL;
     hdb_server_stop(server);
     server = NULL;
     exit_code = 0;
 out:
+    hdb_metrics_http_stop(metrics);
     hdb_server_stop(server);
     hdb_infer_free(infer);
     hdb_spaces_close(spaces);

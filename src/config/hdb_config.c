@@ -61,6 +61,7 @@ typedef struct hdb__config_key key_spec;
 
 static int check_listen(const char *s, char *msg, size_t msglen);
 static int check_lag_mode(const char *s, char *msg, size_t msglen);
+static int check_metrics_listen(const char *s, char *msg, size_t msglen);
 
 #define OFF(field) offsetof(hdb_config, field)
 
@@ -107,6 +108,7 @@ static const key_spec key_table[] = {
     {"index.max_lag_ms", SYN_INTEGER, ST_U32, OFF(max_lag_ms), 0, 86400000, NULL},
     {"index.lag_mode", SYN_STRING, ST_STR, OFF(lag_mode), 0, 0, check_lag_mode},
     {"index.build_threads", SYN_INTEGER, ST_INT, OFF(build_threads), 0, 256, NULL},
+    {"metrics.listen", SYN_STRING, ST_STR, OFF(metrics_listen), 0, 0, check_metrics_listen},
     {"models.dir", SYN_STRING, ST_STR, OFF(models_dir), 0, 0, NULL},
     {"models.rpc_threads", SYN_INTEGER, ST_INT, OFF(model_rpc_threads), 1, 256, NULL},
     {"models.inference_threads", SYN_INTEGER, ST_INT, OFF(inference_threads), 1, 64, NULL},
@@ -161,6 +163,7 @@ void hdb__config_fill_defaults(hdb_config *c) {
     c->max_lag_ms = 5000;
     c->lag_mode = DEFAULT_LAG_MODE;
     c->build_threads = 0;
+    c->metrics_listen = "off";
     c->models_dir = DEFAULT_MODELS_DIR;
     c->model_rpc_threads = 8;
     c->inference_threads = 2;
@@ -380,6 +383,25 @@ static int check_listen(const char *s, char *msg, size_t msglen) {
     if (hdb__config_parse_uint(p, &pos, &port) != 0 || p[pos] != '\0' || port > 65535)
         return hdb_errf(msg, msglen, HDB_EINVAL, "%s; the port must be 0..65535", hint);
     return HDB_OK;
+}
+
+static int check_metrics_listen(const char *s, char *msg, size_t msglen) {
+    if (strcmp(s, "off") == 0) return HDB_OK;
+    static const char *const hosts[] = {"127.0.0.1:", "localhost:", "[::1]:"};
+    for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
+        size_t hl = strlen(hosts[i]);
+        if (strncmp(s, hosts[i], hl) != 0) continue;
+        size_t pos = 0;
+        uint64_t port;
+        if (hdb__config_parse_uint(s + hl, &pos, &port) == 0 && s[hl + pos] == '\0' &&
+            port <= 65535)
+            return HDB_OK;
+        return hdb_errf(msg, msglen, HDB_EINVAL, "the port must be 0..65535 (got \"%s\")", s);
+    }
+    return hdb_errf(msg, msglen, HDB_EINVAL,
+                    "must be off or 127.0.0.1:PORT, localhost:PORT or [::1]:PORT (got \"%s\"): "
+                    "the endpoint has no TLS and no keys, so it serves this machine only",
+                    s);
 }
 
 static int check_lag_mode(const char *s, char *msg, size_t msglen) {

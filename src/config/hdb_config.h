@@ -69,6 +69,9 @@ typedef struct hdb_config {
     char *lag_mode;                     /* "backpressure" (uploads wait) or "fall_behind" */
     int build_threads;                  /* threads inserting new HNSW points; 0: all cores */
 
+    /* metrics: */
+    char *metrics_listen; /* loopback host:port of the Prometheus endpoint, or "off" */
+
     /* models: */
     char *models_dir;            /* where relative model paths are found; default "./models" */
     int model_rpc_threads;       /* threads serving ModelSpaces calls; default 8 */

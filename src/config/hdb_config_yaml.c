@@ -29,11 +29,11 @@
 
 /* Top-level keys: the sections of the key table, then the lists of catalog objects
  * (hdb_config_specs.c). */
-static const char *const top_keys[] = {"server",  "log",         "storage", "limits",
-                                       "search",  "index",       "models",  "data_sources",
-                                       "indices", "model_spaces"};
+static const char *const top_keys[] = {"server",  "log",          "storage", "limits",
+                                       "search",  "index",        "metrics", "models",
+                                       "data_sources", "indices", "model_spaces"};
 #define N_TOP (sizeof top_keys / sizeof top_keys[0])
-#define N_SECTIONS 7 /* top_keys[0..6] are sections of scalar keys */
+#define N_SECTIONS 8 /* top_keys[0..7] are sections of scalar keys */
 
 typedef hdb__config_loader loader;
 

@@ -33,6 +33,7 @@
 #include "hdb_err.h"
 #include "hdb_log.h"
 #include "hdb_mem.h"
+#include "hdb_metrics.h"
 #include "hdb_rpc_catalog.h"
 #include "hdb_rpc_health.h"
 #include "hdb_rpc_models.h"
@@ -109,6 +110,7 @@ struct hdb_server {
     _Atomic bool stopping; /* second phase: gRPC is shutting down; slots are not re-armed */
     _Atomic int inflight;
     _Atomic int working; /* the part of inflight let in to do work (see the top) */
+    hdb_metrics *metrics; /* per-method counters (hdb_metrics.h) */
 };
 
 int hdb_server_status_from_rc(int rc) {
@@ -133,6 +135,10 @@ int hdb_server_status_from_rc(int rc) {
 
 bool hdb_rpc_expired(const hdb_rpc *rpc) {
     return rpc->deadline_ns != INT64_MAX && hdb_mono_ns() > rpc->deadline_ns;
+}
+
+hdb_metrics *hdb_server_metrics(hdb_server *s) {
+    return s->metrics;
 }
 
 bool hdb_server_serving(const hdb_server *s) {
@@ -201,6 +207,8 @@ static void finish(call_ctx *c, int code, const ProtobufCMessage *resp, const ch
     c->status_details = grpc_slice_from_copied_string(msg ? msg : "");
     c->have_status_details = true;
 
+    if (c->kind == CALL_UNARY)
+        hdb_metrics_observe(s->metrics, c->method, code, hdb_mono_ns() - c->start_ns);
     grpc_op ops[4];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
@@ -425,6 +433,7 @@ static void drain_and_destroy(grpc_completion_queue *cq) {
 }
 
 static void server_free(hdb_server *s) {
+    hdb_metrics_free(s->metrics);
     hdb_free(s->threads);
     hdb_free(s->handles);
     hdb_free(s->methods);
@@ -451,6 +460,16 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
     add_methods(s, m, n);
     m = hdb_rpc_models_methods(&n);
     add_methods(s, m, n);
+    {
+        char **names = hdb_calloc(s->nmethods, sizeof *names);
+        for (size_t i = 0; i < s->nmethods; i++) {
+            names[i] = hdb_malloc(strlen(s->methods[i].service) + strlen(s->methods[i].method) + 2);
+            sprintf(names[i], "%s/%s", s->methods[i].service, s->methods[i].method);
+        }
+        s->metrics = hdb_metrics_create((const char *const *)names, s->nmethods);
+        for (size_t i = 0; i < s->nmethods; i++) hdb_free(names[i]);
+        hdb_free(names);
+    }
 
     grpc_arg args[3];
     memset(args, 0, sizeof args);

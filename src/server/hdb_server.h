@@ -25,6 +25,7 @@ extern "C" {
 typedef struct hdb_arena hdb_arena;
 typedef struct hdb_catalog hdb_catalog;
 typedef struct hdb_config hdb_config;
+typedef struct hdb_metrics hdb_metrics;
 typedef struct hdb_server hdb_server;
 typedef struct hdb_space_registry hdb_space_registry;
 
@@ -75,6 +76,10 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
  * the rest, closes client connections left open (after a short wait once no call is left),
  * joins the threads and frees the server. NULL is allowed. */
 void hdb_server_stop(hdb_server *s);
+
+/* The server's per-method call counters (hdb_metrics.h), for the metrics endpoint. Valid until
+ * hdb_server_stop. Any thread. */
+hdb_metrics *hdb_server_metrics(hdb_server *s);
 
 #ifdef __cplusplus
 }

@@ -243,6 +243,21 @@ int hdb_store_cf_drop(hdb_store *s, hdb_cf *cf, char *err, size_t errlen) {
     return HDB_OK;
 }
 
+bool hdb_store_property(hdb_store *s, const char *name, bool sum, uint64_t *out) {
+    if (!sum) return rocksdb_property_int(s->db, name, out) == 0;
+    uint64_t total = 0, v;
+    bool any = false;
+    pthread_mutex_lock(&s->cf_mu); /* the handles stay valid while it is held */
+    for (size_t i = 0; i < s->ncfs; i++)
+        if (rocksdb_property_int_cf(s->db, s->cfs[i]->h, name, &v) == 0) {
+            total += v;
+            any = true;
+        }
+    pthread_mutex_unlock(&s->cf_mu);
+    *out = total;
+    return any;
+}
+
 void hdb_store_cf_foreach(hdb_store *s, void (*fn)(const char *name, void *arg), void *arg) {
     /* Copy the names first so fn may create or drop column families. */
     pthread_mutex_lock(&s->cf_mu);

@@ -157,6 +157,12 @@ typedef struct {
 
 void hdb_store_space_get(hdb_store *s, hdb_store_space *out);
 
+/* A RocksDB integer property: of the database ("rocksdb.is-write-stopped", read on the default
+ * column family) or, with sum, summed over every column family
+ * ("rocksdb.estimate-pending-compaction-bytes"). false when RocksDB does not know it. Any
+ * thread. */
+bool hdb_store_property(hdb_store *s, const char *name, bool sum, uint64_t *out);
+
 /* --- iterators --- */
 
 /* Creates an iterator over cf as of snap (or the latest state). Free with hdb_iter_free. */

@@ -199,6 +199,8 @@ def test_flags_override_config(make_server, tmp_path):
     ("indices:\n  - name: i\n    version: '1'\n    data_source: {name: a, version: '1'}\n"
      "    algorithm: flat\n    metric: l2\n    colour: red\n", ["indices[0]", "colour"]),
     ("server: [1, 2\n", ["hilbertd"]),
+    ("metrics:\n  listen: 0.0.0.0:9464\n", ["metrics.listen", "0.0.0.0:9464", "no TLS"]),
+    ("index:\n  lag_mode: sideways\n", ["index.lag_mode", "backpressure or fall_behind"]),
 ])
 def test_bad_config_file_exits_2(tmp_path, text, named):
     cfg = tmp_path / "bad.yaml"
