@@ -113,6 +113,8 @@ typedef struct {
     double catch_up_seconds; /* entries / the applier's recent rate: how long they will take */
     bool over_entries, over_time; /* past index.max_lag_entries / index.max_lag_ms */
     bool lagging;          /* READY and past a bound */
+    bool hold_time;        /* past 3/4 of index.max_lag_ms (with the look-ahead) */
+    bool hold;             /* READY and past the entries bound or hold_time: writers wait */
 } hdb__lag;
 
 /* Reads ix's lag into *lag, and logs when ix passes a bound or comes back. Any thread. */

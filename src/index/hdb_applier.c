@@ -36,6 +36,7 @@ struct hdb_applier {
     bool stop, final_snapshot, notified;
     bool interrupted; /* hdb_applier_interrupt: waiters return, the thread goes on */
     double rate;      /* entries per second that apply steps have managed (EWMA); 0: unknown */
+    double last_rate; /* ...in the last step that could tell */
     int state;
     char detail[256];
     uint64_t snapshot_seq;
@@ -252,6 +253,7 @@ static int catch_up(hdb_applier *a, hdb_index *ix, char *err, size_t errlen) {
             double r = (double)n * 1e9 / (double)span;
             pthread_mutex_lock(&a->mu);
             a->rate = a->rate > 0 ? 0.7 * a->rate + 0.3 * r : r;
+            a->last_rate = r;
             pthread_mutex_unlock(&a->mu);
         }
         if (n > 0 && snapshot_due(a, ix)) save_snapshot(a, ix);
@@ -550,7 +552,9 @@ int hdb_applier_progress(hdb_applier *a, uint64_t *applied_seq, double *rate) {
     hdb_index *ix = atomic_load(&a->index);
     int state = a->state;
     *applied_seq = ix ? hdb_index_applied(ix) : 0;
-    if (rate) *rate = a->rate;
+    /* The lower of the average and the latest: a slowdown (contention, a snapshot) counts at
+     * once, a speedup only as it lasts. */
+    if (rate) *rate = a->last_rate > 0 && a->last_rate < a->rate ? a->last_rate : a->rate;
     pthread_mutex_unlock(&a->mu);
     return state;
 }
