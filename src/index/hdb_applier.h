@@ -52,7 +52,8 @@ typedef struct {
     hdb_index_params params;     /* copied, split names included */
     const char *snapshot_dir;    /* this index's directory; copied */
     bool load_snapshot;          /* try the snapshot first (false for a new index) */
-    uint32_t batch;              /* timeline entries per apply step */
+    uint32_t batch;              /* timeline entries per apply step, at most: steps are
+                                  * sized to about HDB_APPLIER_STEP_SECONDS of work */
     int64_t snapshot_interval_ms; /* at most one periodic snapshot per interval; 0: none */
     uint64_t snapshot_min_entries; /* periodic snapshots need this many new entries */
     uint64_t snapshot_every_entries; /* ...and one is due whenever this many were applied; 0: off */
