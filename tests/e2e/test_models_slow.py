@@ -5,11 +5,11 @@ The fixture model slow.pt (model_fixtures/make_models.py) spends about 300 ms in
 matmuls per forward pass, whatever the batch size. More client threads than models.rpc_threads
 call AddImage and Embed on it without pause, keeping the inference pool busy, while the main
 thread searches and uploads on an ordinary data source: every call must succeed, and the median
-search and upload latency must stay far below one forward pass. Batching is inferred from
-timing only: N concurrent Embed calls finish in much less than N forward passes.
+search and upload latency must stay far below one forward pass. Batching is counted: the
+server's metrics say how many forward passes ran for how many items.
 
-No bound is a fixed time: each is a multiple of what the test measures on the machine it runs
-on (one forward pass alone, one cheap call), with wide margins, so a faster or a busier machine
+No bound is a fixed time: the latency bound is a multiple of one forward pass as the test
+measures it on the machine it runs on, with a wide margin, so a faster or a busier machine
 changes the figures but not the verdict.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -38,7 +39,8 @@ def slow_server(make_server, tmp_path, tmp_path_factory):
     cfg = write_config(tmp_path / "slow.yaml",
                        [image_space("slow", models["dir"] / "slow.pt", 8)],
                        models={"rpc_threads": 8, "inference_threads": 2, "max_batch": 32,
-                               "max_wait_us": 2000})
+                               "max_wait_us": 2000},
+                       extra="metrics:\n  listen: 127.0.0.1:0\n")
     s = make_server(config=cfg)
     db = client(s)
     db.create_data_source("plain", dimension=DIM, permanent_attributes={"id": "int64"},
@@ -62,17 +64,6 @@ def single_forward_seconds(db) -> float:
     return statistics.median(times[2:])
 
 
-def cheap_call_seconds(db) -> float:
-    """Median wall time of a call that does next to nothing (a catalog read): the overhead that
-    every timing below carries."""
-    times = []
-    for _ in range(10):
-        t = time.perf_counter()
-        db.get_data_source("plain")
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def burst(db, n: int):
     """n Embed calls released at once from n threads: (wall time, per-call latencies, vectors)."""
     barrier = threading.Barrier(n)
@@ -89,31 +80,47 @@ def burst(db, n: int):
     return time.perf_counter() - t0, [r[0] for r in results], [r[1] for r in results]
 
 
+def inference_counts(server) -> tuple:
+    """(forward passes, items) the server has run, from its metrics page."""
+    from prometheus_client.parser import text_string_to_metric_families
+    from ann_helpers import wait_log
+    port = int(wait_log(server, r"metrics served at http://127\.0\.0\.1:(\d+)/").group(1))
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as r:
+        text = r.read().decode()
+    got = {}
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            got[smp.name] = smp.value
+    return got["hilbert_inference_passes_total"], got["hilbert_inference_items_total"]
+
+
 def test_concurrent_calls_are_batched(slow_server):
-    """8 concurrent calls (= models.rpc_threads, so all are served at once) share one or two
-    forward passes: a batch on each of the 2 inference threads at most. Unbatched they would
-    take 4 rounds of 2 parallel passes. The bound, 3 forward times, sits between the two."""
-    _, db, models = slow_server
-    single = single_forward_seconds(db)
-    cheap = cheap_call_seconds(db)
-    # The argument below needs a forward pass that dwarfs a call's overhead.
-    assert single > 10 * cheap, (f"the slow model is not slow next to a call "
-                                 f"({single * 1000:.1f} ms vs {cheap * 1000:.1f} ms)")
+    """8 concurrent calls (= models.rpc_threads, so all are served at once) share forward passes:
+    while the 2 inference threads run a pass of the slow model, the calls that arrive meanwhile
+    queue and go into the next pass together. Counted, not timed: the server's own counters
+    (forward passes, items) must show fewer passes than items. A burst whose calls happen to
+    arrive one after another (a very busy machine) proves nothing, so up to 5 are tried."""
+    s, db, models = slow_server
     n = 8
     burst(db, n)  # warm-up: new batch sizes
-    runs = [burst(db, n) for _ in range(2)]
-    total, lat, vecs = min(runs, key=lambda r: r[0])
-    print(f"single forward {single * 1000:.0f} ms (script measured "
-          f"{models['slow_forward_ms']} ms); {n} concurrent calls in "
-          f"{[round(r[0] * 1000) for r in runs]} ms; latencies of the best run "
+    tries = []
+    for _ in range(5):
+        p0, i0 = inference_counts(s)
+        total, lat, vecs = burst(db, n)
+        p1, i1 = inference_counts(s)
+        tries.append((p1 - p0, i1 - i0))
+        if p1 - p0 < i1 - i0:
+            break
+    print(f"(passes, items) per burst of {n}: {tries}; latencies of the last "
           f"{sorted(round(x * 1000) for x in lat)} ms")
-    assert total < 3.0 * single, (
-        f"{n} concurrent Embed calls took {total:.2f} s = {total / single:.1f} forward passes "
-        f"of {single:.2f} s: not batched (latencies {sorted(round(x, 2) for x in lat)})")
+    passes, items = tries[-1]
+    assert items == n, tries  # one item per call, each counted once
+    assert passes < items, f"no burst of {n} concurrent Embed calls was batched: {tries}"
     # Batching gives every item its own result.
     for i, v in enumerate(vecs):
         alone = db.embed(image=IMAGES[i % len(IMAGES)], model_spaces="slow")["slow"]
-        np.testing.assert_allclose(v, alone, atol=1e-5)
+        # (a batch may take other kernels than a single item: equal up to float rounding)
+        np.testing.assert_allclose(v, alone, rtol=1e-4, atol=1e-4)
 
 
 def test_slow_model_does_not_hold_up_searches_and_uploads(slow_server):
