@@ -20,6 +20,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,18 +186,25 @@ static void write_sources(FILE *f, hdb_catalog *cat) {
     size_t n = hdb_catalog_list_sources(cat, a, &srcs);
     hdb_source_status *st = hdb_arena_alloc(a, (n ? n : 1) * sizeof *st);
     for (size_t i = 0; i < n; i++) hdb_source_status_get(srcs[i], &st[i]);
-    help(f, "hilbert_source_points", "gauge", "Live points of the data source.");
-    for (size_t i = 0; i < n; i++)
-        gauge_line(f, "hilbert_source_points", "source", hdb_source_label(srcs[i]),
-                   (double)st[i].point_count);
-    help(f, "hilbert_source_last_seq", "gauge", "Newest durable timeline seq of the source.");
-    for (size_t i = 0; i < n; i++)
-        gauge_line(f, "hilbert_source_last_seq", "source", hdb_source_label(srcs[i]),
-                   (double)st[i].last_seq);
-    help(f, "hilbert_source_timeline_bytes", "gauge", "Approximate bytes its timeline keeps.");
-    for (size_t i = 0; i < n; i++)
-        gauge_line(f, "hilbert_source_timeline_bytes", "source", hdb_source_label(srcs[i]),
-                   (double)st[i].timeline_bytes);
+    static const struct {
+        const char *name, *help;
+        size_t off; /* of the uint64_t field in hdb_source_status */
+    } g[] = {
+        {"hilbert_source_points", "Live points of the data source.",
+         offsetof(hdb_source_status, point_count)},
+        {"hilbert_source_last_seq", "Newest durable timeline seq of the source.",
+         offsetof(hdb_source_status, last_seq)},
+        {"hilbert_source_timeline_bytes", "Approximate bytes its timeline keeps.",
+         offsetof(hdb_source_status, timeline_bytes)},
+    };
+    for (size_t k = 0; k < sizeof g / sizeof g[0]; k++) {
+        help(f, g[k].name, "gauge", g[k].help);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t v;
+            memcpy(&v, (const char *)&st[i] + g[k].off, sizeof v);
+            gauge_line(f, g[k].name, "source", hdb_source_label(srcs[i]), (double)v);
+        }
+    }
     for (size_t i = 0; i < n; i++) hdb_source_unref(srcs[i]);
     hdb_arena_free(a);
 }
