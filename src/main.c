@@ -1,11 +1,17 @@
 /*
  * main.c - hilbertd: parse the configuration, open the store, the catalog and the model spaces
  * on top of it, serve gRPC until SIGINT or SIGTERM, then shut down cleanly (calls in flight
- * finish, the store is closed).
+ * finish, the store is closed). SIGHUP reloads the TLS certificate files. --hash-key and
+ * --new-key run the API-key tool instead (hdb_auth.h); --restore restores a backup into the
+ * data dir and exits (hdb_backup.h); --health-probe ADDR checks another server's health and
+ * exits (hdb_probe.h).
  *
- * Exit codes: 0 after a clean shutdown or --help/--version, 2 for a bad command line or config,
- * 1 when startup fails (store, catalog, model spaces, listen address).
+ * Exit codes: 0 after a clean shutdown, --help/--version or a restore, 2 for a bad command line
+ * or config or a failed restore, 1 when startup fails (store, catalog, model spaces, listen address).
+ * --health-probe: 0 when the server answers SERVING, 1 otherwise.
  */
+#include "hdb_auth.h"
+#include "hdb_backup.h"
 #include "hdb_catalog.h"
 #include "hdb_config.h"
 #include "hdb_distance.h"
@@ -13,8 +19,10 @@
 #include "hdb_faiss.h"
 #include "hdb_metrics.h"
 #include "hdb_hnsw.h"
+#include "hdb_probe.h"
 #include "hdb_infer.h"
 #include "hdb_log.h"
+#include "hdb_mem.h"
 #include "hdb_server.h"
 #include "hdb_space.h"
 #include "hdb_store.h"
@@ -39,10 +47,27 @@
  * bounds the wait). */
 static sem_t stop_sem;
 static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t reload_pending; /* SIGHUP: posts stop_sem too, main reloads TLS */
 
 static void on_stop_signal(int sig) {
-    stop_signal = sig;
+    if (sig == SIGHUP)
+        reload_pending = 1;
+    else
+        stop_signal = sig;
     sem_post(&stop_sem); /* async-signal-safe */
+}
+
+/* SIGHUP: the TLS files again. A failed reload keeps the certificates served so far. */
+static void reload_tls(hdb_server *server) {
+    char err[1024];
+    int rc = hdb_server_reload_tls(server, err, sizeof err);
+    if (rc == HDB_OK)
+        HDB_INFO("main", "SIGHUP: reloaded the TLS certificate files");
+    else if (rc == HDB_EPRECOND)
+        HDB_INFO("main", "SIGHUP: nothing to reload (%s)", err);
+    else
+        HDB_ERROR("main", "SIGHUP: TLS reload failed, still serving the previous certificates: %s",
+                  err);
 }
 
 /* Lets malloc keep up to `bytes` of freed memory for reuse (server.retain_freed_bytes): batched
@@ -86,8 +111,27 @@ int main(int argc, char **argv) {
         hdb_config_free(&cfg);
         return 0;
     }
+    if (action == HDB_CONFIG_HASH_KEY || action == HDB_CONFIG_NEW_KEY) {
+        rc = hdb_auth_key_tool(action == HDB_CONFIG_NEW_KEY, cfg.key_tool_role, stdin, stdout,
+                               err, sizeof err);
+        hdb_config_free(&cfg);
+        if (rc != HDB_OK) fprintf(stderr, "hilbertd: %s\n", err);
+        return rc == HDB_OK ? 0 : 2;
+    }
+    if (action == HDB_CONFIG_HEALTH_PROBE) {
+        rc = hdb_probe_health(cfg.probe_addr, 3000, stdout);
+        hdb_config_free(&cfg);
+        return rc;
+    }
+    if (action == HDB_CONFIG_RESTORE) {
+        rc = hdb_backup_restore(cfg.restore_from, cfg.data_dir, stdout, err, sizeof err);
+        if (rc != HDB_OK) fprintf(stderr, "hilbertd: restore failed: %s\n", err);
+        hdb_config_free(&cfg);
+        return rc == HDB_OK ? 0 : 2;
+    }
     hdb_log_set_level(cfg.log_level);
     retain_freed_memory(cfg.retain_freed_bytes);
+    hdb_mem_set_retain(cfg.retain_freed_bytes);
 
     /* Every thread started from here on inherits a mask that blocks SIGINT and SIGTERM, so they
      * never interrupt a worker; main unblocks them once the server runs. */
@@ -99,10 +143,12 @@ int main(int argc, char **argv) {
     sa.sa_flags = SA_RESTART;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -138,6 +184,7 @@ int main(int argc, char **argv) {
         HDB_ERROR("main", "%s", err);
         goto out;
     }
+    hdb_catalog_start_trimming(catalog); /* every timeline's followers have subscribed */
     if ((rc = hdb_catalog_ensure(catalog, &cfg, err, sizeof err)) != HDB_OK ||
         (rc = hdb_spaces_ensure(spaces, &cfg, err, sizeof err)) != HDB_OK) {
         HDB_ERROR("main", "config: %s", err);
@@ -149,6 +196,7 @@ int main(int argc, char **argv) {
         HDB_ERROR("main", "%s", err);
         goto out;
     }
+    hdb_spaces_start_background(spaces, infer); /* re-embedding workers */
     int port = 0;
     if ((rc = hdb_server_start(&server, &cfg, catalog, spaces, infer, &port, err,
                                sizeof err)) != HDB_OK) {
@@ -157,12 +205,21 @@ int main(int argc, char **argv) {
     }
     const char *colon = strrchr(cfg.listen, ':');
     int hostlen = colon ? (int)(colon - cfg.listen) : (int)strlen(cfg.listen);
+    if (!hdb_config_listen_is_loopback(cfg.listen) &&
+        (cfg.tls_cert_file[0] == '\0' || cfg.n_api_keys == 0))
+        HDB_WARN("main",
+                 "INSECURE: serving %s to other machines without %s%s%s, because "
+                 "server.allow_insecure is true; configure tls: and auth.keys for real use",
+                 cfg.listen, cfg.tls_cert_file[0] == '\0' ? "TLS" : "",
+                 cfg.tls_cert_file[0] == '\0' && cfg.n_api_keys == 0 ? " and " : "",
+                 cfg.n_api_keys == 0 ? "API keys" : "");
     HDB_INFO("main", "hilbertd ready, listening on %.*s:%d", hostlen, cfg.listen, port);
     if (strcmp(cfg.metrics_listen, "off") != 0) {
         hdb_metrics_sources ms = {.metrics = hdb_server_metrics(server),
                                   .catalog = catalog,
                                   .infer = infer,
-                                  .store = store};
+                                  .store = store,
+                                  .spaces = spaces};
         int mport;
         if ((rc = hdb_metrics_http_start(&metrics, cfg.metrics_listen, &ms, &mport, err,
                                          sizeof err)) != HDB_OK) {
@@ -175,13 +232,21 @@ int main(int argc, char **argv) {
     }
 
     pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
-    while (sem_wait(&stop_sem) != 0 && errno == EINTR) {
+    for (;;) {
+        while (sem_wait(&stop_sem) != 0 && errno == EINTR) {
+        }
+        if (stop_signal != 0) break;
+        if (reload_pending) {
+            reload_pending = 0;
+            reload_tls(server);
+        }
     }
     HDB_INFO("main", "%s received, shutting down (grace %d ms)",
              stop_signal == SIGINT ? "SIGINT" : "SIGTERM", cfg.shutdown_grace_ms);
     /* Calls that wait on an index (min_seq, a lagging index) answer UNAVAILABLE now rather than
      * hold the drain up; the others finish within the grace. */
     hdb_catalog_interrupt_waits(catalog);
+    hdb_spaces_stop_background(spaces); /* writes waiting for a re-embedding end too */
     hdb_metrics_http_stop(metrics);
     metrics = NULL;
     hdb_server_stop(server);
@@ -190,6 +255,7 @@ int main(int argc, char **argv) {
 out:
     hdb_metrics_http_stop(metrics);
     hdb_server_stop(server);
+    hdb_spaces_stop_background(spaces);
     hdb_infer_free(infer);
     hdb_spaces_close(spaces);
     hdb_catalog_close(catalog);

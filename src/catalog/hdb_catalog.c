@@ -226,6 +226,7 @@ int hdb__ixent_start(hdb_catalog *cat, uint64_t id, const Hilbert__V1__IndexSpec
         .label = ix->label,
         .table = src->table,
         .timeline = hdb_table_timeline(src->table),
+        .pool = cat->appliers,
         .params = {.engine = *es,
                    .nsplit = ns,
                    .split_names = (const char *const *)spec->split_attributes,
@@ -300,7 +301,7 @@ hdb_source *hdb__find_source(hdb_catalog *cat, const char *name, const char *ver
     return NULL;
 }
 
-static hdb_ixent *find_index(hdb_catalog *cat, const char *name, const char *version) {
+hdb_ixent *hdb__find_index(hdb_catalog *cat, const char *name, const char *version) {
     for (size_t i = 0; i < cat->nindices; i++)
         if (strcmp(cat->indices[i]->name, name) == 0 &&
             strcmp(cat->indices[i]->version, version) == 0)
@@ -496,16 +497,29 @@ static int create_index_excl(void *arg) {
 
 /* Creates an index; caller holds ddl. Messages name the algorithm `algorithm` (NULL:
  * "spec.algorithm"). */
+int hdb__index_room_check(hdb_catalog *cat, char *err, size_t errlen) {
+    pthread_rwlock_rdlock(&cat->lock);
+    size_t n = cat->nindices;
+    pthread_rwlock_unlock(&cat->lock);
+    if (n >= cat->cfg->max_indices)
+        return hdb_errf(err, errlen, HDB_ELIMIT,
+                        "index: this server holds %zu indices, limits.max_indices (%u); drop one "
+                        "first",
+                        n, cat->cfg->max_indices);
+    return HDB_OK;
+}
+
 int hdb__create_index_locked(hdb_catalog *cat, const Hilbert__V1__IndexSpec *spec,
                              const char *algorithm, hdb_ixent **out, char *err, size_t errlen) {
     int rc;
     hdb_source *src = NULL;
     pthread_rwlock_rdlock(&cat->lock);
-    bool exists = find_index(cat, spec->name, spec->version) != NULL;
+    bool exists = hdb__find_index(cat, spec->name, spec->version) != NULL;
     pthread_rwlock_unlock(&cat->lock);
     if (exists)
         return hdb_errf(err, errlen, HDB_EEXIST, "index %s@%s already exists", spec->name,
                         spec->version);
+    if ((rc = hdb__index_room_check(cat, err, errlen)) != HDB_OK) return rc;
     if ((rc = hdb_catalog_get_source(cat, spec->data_source->name, spec->data_source->version,
                                      &src, err, errlen)) != HDB_OK) {
         hdb_err_prefix(err, errlen, rc, "spec.");
@@ -555,12 +569,38 @@ int hdb_catalog_create_index(hdb_catalog *cat, const Hilbert__V1__IndexSpec *spe
     return rc;
 }
 
+/* An index alias resolved to a reference, in one critical section: the alias and its target
+ * are read under the same registry lock that a switch takes to replace the aliases. */
+static int get_index_by_alias(hdb_catalog *cat, const char *name, hdb_ixent **out, char *err,
+                              size_t errlen) {
+    int rc = hdb_name_check("index.name", name, err, errlen);
+    if (rc != HDB_OK) return rc;
+    char target[2 * HDB_NAME_MAX + 2] = "";
+    pthread_rwlock_rdlock(&cat->lock);
+    const hdb__alias *al = hdb__alias_find(cat, HDB_ALIAS_INDEX, name);
+    hdb_ixent *ix = al ? hdb__find_index(cat, al->tname, al->tversion) : NULL;
+    if (ix) hdb_ixent_ref(ix);
+    if (al) snprintf(target, sizeof target, "%s", al->target);
+    pthread_rwlock_unlock(&cat->lock);
+    if (ix == NULL && target[0] == '\0')
+        return hdb_errf(err, errlen, HDB_ENOTFOUND,
+                        "index: no index alias \"%s\" (an empty index.version names an alias)",
+                        name);
+    if (ix == NULL)
+        return hdb_errf(err, errlen, HDB_ENOTFOUND,
+                        "index: alias \"%s\" points to index %s, which does not exist", name,
+                        target);
+    *out = ix;
+    return HDB_OK;
+}
+
 int hdb_catalog_get_index(hdb_catalog *cat, const char *name, const char *version,
                           hdb_ixent **out, char *err, size_t errlen) {
+    if (version != NULL && version[0] == '\0') return get_index_by_alias(cat, name, out, err, errlen);
     int rc = hdb__ref_check("index", name, version, err, errlen);
     if (rc != HDB_OK) return rc;
     pthread_rwlock_rdlock(&cat->lock);
-    hdb_ixent *ix = find_index(cat, name, version);
+    hdb_ixent *ix = hdb__find_index(cat, name, version);
     if (ix) hdb_ixent_ref(ix);
     pthread_rwlock_unlock(&cat->lock);
     if (ix == NULL)
@@ -610,10 +650,18 @@ int hdb__drop_index_locked(hdb_catalog *cat, hdb_ixent *ix, char *err, size_t er
 int hdb_catalog_drop_index(hdb_catalog *cat, const char *name, const char *version, char *err,
                            size_t errlen) {
     hdb_ixent *ix;
-    int rc = hdb_catalog_get_index(cat, name, version, &ix, err, errlen);
+    char alias[HDB_NAME_MAX + 1];
+    /* The version first: an empty one would name an alias, which a drop does not resolve. */
+    int rc = hdb__ref_check("index", name, version, err, errlen);
+    if (rc == HDB_OK) rc = hdb_catalog_get_index(cat, name, version, &ix, err, errlen);
     if (rc != HDB_OK) return rc;
     pthread_mutex_lock(&cat->ddl);
-    if (ix->owner_kind)
+    if (hdb_catalog_alias_pointing(cat, HDB_ALIAS_INDEX, ix->label, alias))
+        rc = hdb_errf(err, errlen, HDB_EPRECOND,
+                      "index: %s is the target of index alias \"%s\"; switch or delete the "
+                      "alias first",
+                      ix->label, alias);
+    else if (ix->owner_kind)
         rc = hdb_errf(err, errlen, HDB_EPRECOND, "index: %s belongs to %s %s; drop the %s",
                       ix->label, ix->owner_kind, ix->owner_name, ix->owner_kind);
     else

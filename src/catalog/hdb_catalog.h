@@ -103,9 +103,16 @@ void hdb_ixent_status_get(hdb_ixent *ix, hdb_ixent_status *st);
  * recovers each source's last seq and point count, starts one applier per index (which loads
  * the index's snapshot from cfg->data_dir/indices/<id>, or rebuilds it, in the background), and
  * removes column families and snapshot directories that no definition references (left by a
- * crash during a create or drop). cfg provides the limits and must outlive the catalog. */
+ * crash during a create or drop). cfg provides the limits and must outlive the catalog. The
+ * sources' timelines keep every entry until hdb_catalog_start_trimming. */
 int hdb_catalog_open(hdb_catalog **out, hdb_store *store, const hdb_config *cfg, char *err,
                      size_t errlen);
+
+/* Lets the sources' timelines trim what their subscribers no longer need (and trims it now).
+ * Call once every follower of a timeline has subscribed: the indices have when
+ * hdb_catalog_open returns, model spaces that re-embed another when hdb_spaces_open does.
+ * Until then nothing is trimmed. Idempotent; the thread that opened the catalog. */
+void hdb_catalog_start_trimming(hdb_catalog *cat);
 
 /* True while the disk under the store has room for data writes (hdb_diskguard.h). */
 bool hdb_catalog_writable(hdb_catalog *cat);
@@ -141,11 +148,16 @@ size_t hdb_catalog_list_sources(hdb_catalog *cat, hdb_arena *arena, hdb_source *
 int hdb_catalog_create_index(hdb_catalog *cat, const Hilbert__V1__IndexSpec *spec,
                              hdb_ixent **out, char *err, size_t errlen);
 
-/* Looks up an index; HDB_ENOTFOUND if absent. On success *out holds a reference. */
+/* Looks up an index; HDB_ENOTFOUND if absent. On success *out holds a reference. An empty
+ * version makes name an index alias, resolved to its target under the registry lock, so that a
+ * concurrent switch gives the old or the new target, never neither (HDB_ENOTFOUND "index: no
+ * index alias \"a\"" when there is no such alias). */
 int hdb_catalog_get_index(hdb_catalog *cat, const char *name, const char *version,
                           hdb_ixent **out, char *err, size_t errlen);
 
-/* Drops an index: stops its applier and removes its snapshot files. Its data source stays. */
+/* Drops an index: stops its applier and removes its snapshot files. Its data source stays.
+ * HDB_EPRECOND ("index: x@v is the target of index alias \"a\"; ...") while an alias points
+ * to it. version must be given: an alias is never resolved here. */
 int hdb_catalog_drop_index(hdb_catalog *cat, const char *name, const char *version, char *err,
                            size_t errlen);
 
@@ -189,7 +201,7 @@ int hdb_catalog_drop_owned(hdb_catalog *cat, hdb_source *src, hdb_ixent *ix, cha
 /* Admits a write to src under index.lag_mode. In backpressure mode, while a READY index reading
  * src is past index.max_lag_entries or index.max_lag_ms, waits for it to catch up, up to
  * deadline_ns (CLOCK_MONOTONIC; INT64_MAX for none) and limits.max_wait_ms; returns HDB_ELIMIT,
- * naming the index and its lag, when the wait ends first or when server.threads - 1 writes
+ * naming the index and its lag, when the wait ends first or when server.write_threads - 1 writes
  * wait already; HDB_EUNAVAIL when the server stops meanwhile. In fall_behind mode, and when no
  * index lags, returns HDB_OK at once. Either mode logs when an index passes a bound and when it
  * is back. Holds no lock while it waits. Any thread. */
@@ -209,6 +221,50 @@ hdb_defs *hdb_catalog_defs(hdb_catalog *cat);
 /* Labels ("name@version") of the indices reading src, copied into arena. */
 size_t hdb_source_index_labels(hdb_catalog *cat, hdb_source *src, hdb_arena *arena,
                                char ***out);
+
+/* ---- aliases (hdb_catalog_alias.c) ----
+ * An alias is a second name for an index ("name@version") or for a model space (a name),
+ * stored with the definitions (kind HDB_DEF_ALIAS) and loaded at open. Index aliases are
+ * resolved by hdb_catalog_get_index; model-space aliases by the model-space registry (one layer
+ * up), through hdb_catalog_space_alias. Changes hold the DDL lock, so that no index is dropped
+ * while an action that names it is checked. */
+
+/* The numbers of the API's AliasKind. */
+typedef enum { HDB_ALIAS_INDEX = 1, HDB_ALIAS_SPACE = 2 } hdb_alias_kind;
+
+/* How the catalog learns, while it checks model-space alias actions, which model spaces exist
+ * (it knows none itself). The model-space layer calls hdb_catalog_update_aliases with its own
+ * lock held, so that the answer stays true until the call returns. */
+typedef struct {
+    bool (*exists)(void *arg, const char *name);
+    void *arg;
+} hdb_alias_spaces;
+
+/* Applies actions[0..n) (create, switch, delete) in order, all or none, in one write of the
+ * definitions, then makes the new aliases visible at once. Each action is checked against the
+ * aliases as the earlier actions of the call left them. Errors name the first bad action's
+ * field, "actions[i].create_alias.index: ...": HDB_EINVAL for a malformed action (no action,
+ * bad name, no or two targets, a kind that does not fit), HDB_ENOTFOUND for a missing target
+ * or a switch/delete of an alias that does not exist, HDB_EEXIST for a create of an existing
+ * alias or of a model-space alias named like a model space. spaces may be NULL: then every
+ * model-space target is missing. Any thread. */
+int hdb_catalog_update_aliases(hdb_catalog *cat, Hilbert__V1__AliasAction *const *actions,
+                               size_t n, const hdb_alias_spaces *spaces, char *err,
+                               size_t errlen);
+
+/* Every alias as an API message, index aliases first, each kind sorted by name, in arena
+ * memory. Any thread. */
+size_t hdb_catalog_list_aliases(hdb_catalog *cat, hdb_arena *arena, Hilbert__V1__Alias ***out);
+
+/* The target of model-space alias `name`, copied into buf (HDB_NAME_MAX + 1 bytes). False when
+ * there is no such alias. Any thread; takes the registry lock briefly (callers may hold their
+ * own locks: it takes no other). */
+bool hdb_catalog_space_alias(hdb_catalog *cat, const char *name, char *buf);
+
+/* The name of an alias of kind that points to target (an index's "name@version", a model
+ * space's name), copied into buf (HDB_NAME_MAX + 1 bytes); false when none does. Any thread. */
+bool hdb_catalog_alias_pointing(hdb_catalog *cat, hdb_alias_kind kind, const char *target,
+                                char *buf);
 
 /* Reference counting. Unref of the last reference destroys the object. NULL is allowed. */
 void hdb_source_ref(hdb_source *src);

@@ -7,6 +7,7 @@
  *   hdb_catalog_load.c   open and close: recovery of definitions, orphans, ensure
  *   hdb_catalog_owned.c  owned pairs of a source and an index (model spaces build on them)
  *   hdb_catalog_lag.c    index lag, its bounds, and backpressure on the writers
+ *   hdb_catalog_alias.c  aliases of indices and model spaces
  *
  * Locking as in hdb_catalog.h. Fields marked (immutable) never change after creation.
  */
@@ -21,17 +22,30 @@
 #include <stdatomic.h>
 
 typedef struct hdb_defs hdb_defs;
+typedef struct hdb_workpool hdb_workpool;
+
+/* An alias (hdb_catalog_alias.c). */
+typedef struct {
+    hdb_alias_kind kind;
+    char *name;
+    char *target;  /* index: "name@version"; model space: its name */
+    char *tname;   /* index: the target's name and version; model space: target, NULL */
+    char *tversion;
+} hdb__alias;
 
 struct hdb_catalog {
     hdb_store *store;
     hdb_defs *defs;
     const hdb_config *cfg;
+    hdb_workpool *appliers; /* runs every index's applier (index.applier_threads) */
     pthread_mutex_t ddl;   /* serialises create and drop */
     pthread_rwlock_t lock; /* guards the arrays below */
     hdb_source **sources;  /* sorted by name, then version */
     size_t nsources;
     hdb_ixent **indices;   /* likewise */
     size_t nindices;
+    hdb__alias *aliases;   /* sorted by kind, then name; replaced whole by each update */
+    size_t naliases;
     _Atomic int lag_waiters; /* writes waiting for lagging indices (hdb_catalog_lag.c) */
 };
 
@@ -120,6 +134,15 @@ typedef struct {
 /* Reads ix's lag into *lag, and logs when ix passes a bound or comes back. Any thread. */
 void hdb__ixent_lag(hdb_ixent *ix, hdb__lag *lag);
 
+/* ---- hdb_catalog_alias.c ---- */
+
+/* Loads the stored aliases (at open, single-threaded); frees them (at close). */
+int hdb__aliases_load(hdb_catalog *cat, char *err, size_t errlen);
+void hdb__aliases_free(hdb_catalog *cat);
+
+/* The alias of kind and name, under the caller's registry lock, or NULL. */
+const hdb__alias *hdb__alias_find(hdb_catalog *cat, hdb_alias_kind kind, const char *name);
+
 /* ---- hdb_catalog.c ---- */
 
 /* Builds a source object around its table. Takes ownership of schema, spec_bytes and table.
@@ -145,11 +168,14 @@ void hdb__source_attach_index(hdb_source *src, hdb_ixent *ix);
 
 /* Unlocked lookups (the caller holds the registry lock or is the only thread). */
 hdb_source *hdb__find_source(hdb_catalog *cat, const char *name, const char *version);
+hdb_ixent *hdb__find_index(hdb_catalog *cat, const char *name, const char *version);
 
 /* Creates, drops: the caller holds ddl. */
 int hdb__create_source_locked(hdb_catalog *cat, const Hilbert__V1__DataSourceSpec *spec,
                               hdb_schema *schema, hdb_source **out, char *err, size_t errlen);
 int hdb__drop_source_locked(hdb_catalog *cat, hdb_source *src, char *err, size_t errlen);
+/* HDB_ELIMIT once the catalog holds limits.max_indices indices (model spaces' included). */
+int hdb__index_room_check(hdb_catalog *cat, char *err, size_t errlen);
 int hdb__create_index_locked(hdb_catalog *cat, const Hilbert__V1__IndexSpec *spec,
                              const char *algorithm, hdb_ixent **out, char *err, size_t errlen);
 int hdb__drop_index_locked(hdb_catalog *cat, hdb_ixent *ix, char *err, size_t errlen);

@@ -7,7 +7,7 @@
  * is lagging; one that is still building, or has failed, is not bounded. In backpressure mode a
  * write to the source waits on the index's applier (no lock held) while it is over the entries
  * bound or over 3/4 of the time bound (so that the time bound itself holds), until its wait
- * ends; at most server.threads - 1 writers wait at once, so
+ * ends; at most server.write_threads - 1 writers wait at once, so
  * that waiting writers never take the last call thread from the reads.
  *
  * Each index remembers whether it was last reported lagging, only so that the log says once when
@@ -37,8 +37,8 @@ static int64_t wall_us(void) {
 void hdb__ixent_lag(hdb_ixent *ix, hdb__lag *lag) {
     hdb_timeline *tl = hdb_table_timeline(ix->source->table);
     memset(lag, 0, sizeof *lag);
-    double rate;
-    lag->state = hdb_applier_progress(ix->applier, &lag->applied, &rate);
+    double rate, pause;
+    lag->state = hdb_applier_progress(ix->applier, &lag->applied, &rate, &pause);
     lag->last = hdb_timeline_last_seq(tl);
     lag->entries = lag->last > lag->applied ? lag->last - lag->applied : 0;
     int64_t t;
@@ -49,9 +49,13 @@ void hdb__ixent_lag(hdb_ixent *ix, hdb__lag *lag) {
     /* The time bound looks ahead: the newest entry will be about entries / rate old when the
      * applier reaches it, so a backlog that takes longer than the bound to apply is over it
      * already (otherwise writers would be let in until the oldest entry is max_lag_ms old, and
-     * the index would then need several times that to catch up). */
+     * the index would then need several times that to catch up). A snapshot save stops the
+     * applying for as long as the last one took, and one may start at any step (under a steady
+     * load one is due every index.snapshot_every_apply_seconds), so its pause counts too: the
+     * backlog that writers are let in to must still be applied within the bound when a save
+     * comes first. */
     lag->catch_up_seconds = rate > 0 && lag->entries > 0
-                                ? (double)lag->entries / rate + HDB_APPLIER_STEP_SECONDS
+                                ? (double)lag->entries / rate + HDB_APPLIER_STEP_SECONDS + pause
                                 : 0.0;
     double worst = lag->seconds > lag->catch_up_seconds ? lag->seconds : lag->catch_up_seconds;
     bool ready = lag->state == HDB_INDEX_READY;
@@ -130,7 +134,7 @@ int hdb_catalog_admit_write(hdb_catalog *cat, hdb_source *src, int64_t deadline_
         int64_t margin = (deadline_ns - start) / 10;
         until = deadline_ns - (margin < 200000000 ? margin : 200000000);
     }
-    int cap = cfg->threads - 1; /* waiters; one call thread stays free for the reads */
+    int cap = cfg->write_threads - 1; /* waiters; one write thread stays free */
     bool waiting = false;
     int rc = HDB_OK;
     for (;;) {
@@ -145,8 +149,9 @@ int hdb_catalog_admit_write(hdb_catalog *cat, hdb_source *src, int64_t deadline_
             if (atomic_fetch_add(&cat->lag_waiters, 1) >= cap) {
                 atomic_fetch_sub(&cat->lag_waiters, 1);
                 char why[160];
-                snprintf(why, sizeof why, "%d other writes wait already (server.threads - 1); "
-                         "retry later", cap);
+                snprintf(why, sizeof why,
+                         "%d other writes wait already (server.write_threads - 1); retry later",
+                         cap);
                 rc = lag_error(ix, &lag, why, err, errlen);
                 hdb_ixent_unref(ix);
                 break;
@@ -171,7 +176,7 @@ int hdb_catalog_admit_write(hdb_catalog *cat, hdb_source *src, int64_t deadline_
         int wrc = hdb_applier_wait(ix->applier, target, wake, werr, sizeof werr);
         if (wrc == HDB_EUNAVAIL) { /* failed or stopping: it bounds nothing any more */
             uint64_t applied;
-            if (hdb_applier_progress(ix->applier, &applied, NULL) == HDB_INDEX_READY)
+            if (hdb_applier_progress(ix->applier, &applied, NULL, NULL) == HDB_INDEX_READY)
                 rc = hdb_errf(err, errlen, HDB_EUNAVAIL, "%s", werr); /* the server stops */
         }
         hdb_ixent_unref(ix);

@@ -1,7 +1,7 @@
 /*
  * hdb_catalog_load.c - the catalog at start and stop: every stored definition becomes an object
- * again (sources with their tables, indices with their appliers), storage that no definition
- * references is removed, and the config's data sources and indices are ensured.
+ * again (sources with their tables, indices with their appliers, aliases), storage that no
+ * definition references is removed, and the config's data sources and indices are ensured.
  */
 #include "hdb_catalog_int.h"
 
@@ -15,6 +15,7 @@
 #include "hdb_mem.h"
 #include "hdb_store.h"
 #include "hdb_table.h"
+#include "hdb_workpool.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -116,6 +117,12 @@ static void drop_orphan_dirs(hdb_catalog *cat) {
     closedir(d);
 }
 
+void hdb_catalog_start_trimming(hdb_catalog *cat) {
+    pthread_rwlock_rdlock(&cat->lock);
+    for (size_t i = 0; i < cat->nsources; i++) hdb_table_trim_start(cat->sources[i]->table);
+    pthread_rwlock_unlock(&cat->lock);
+}
+
 int hdb_catalog_open(hdb_catalog **out, hdb_store *store, const hdb_config *cfg, char *err,
                      size_t errlen) {
     int rc = HDB_OK;
@@ -125,16 +132,20 @@ int hdb_catalog_open(hdb_catalog **out, hdb_store *store, const hdb_config *cfg,
     pthread_mutex_init(&cat->ddl, NULL);
     pthread_rwlock_init(&cat->lock, NULL);
     load_ctx l = {cat, hdb_arena_create(0)};
+    /* One pool for all appliers, so that the thread count does not grow with the indices. */
+    if ((rc = hdb_workpool_create(&cat->appliers, cfg->applier_threads, "hdb-apply", err,
+                                  errlen)) != HDB_OK)
+        goto fail;
     if ((rc = hdb_defs_open(&cat->defs, store, err, errlen)) != HDB_OK) goto fail;
     /* Sources first, so indices find theirs. (Model spaces claim their pairs after open.) */
     if ((rc = hdb_defs_foreach(cat->defs, HDB_DEF_SOURCE, load_source, &l, err, errlen)) ||
-        (rc = hdb_defs_foreach(cat->defs, HDB_DEF_INDEX, load_index, &l, err, errlen)))
+        (rc = hdb_defs_foreach(cat->defs, HDB_DEF_INDEX, load_index, &l, err, errlen)) ||
+        (rc = hdb__aliases_load(cat, err, errlen)))
         goto fail;
-    /* Every index has subscribed to its source's timeline: trimming may begin. */
-    for (size_t i = 0; i < cat->nsources; i++) hdb_table_trim_start(cat->sources[i]->table);
     hdb_table_drop_orphans(store, source_exists, cat);
     drop_orphan_dirs(cat);
-    HDB_INFO("catalog", "%zu data sources, %zu indices", cat->nsources, cat->nindices);
+    HDB_INFO("catalog", "%zu data sources, %zu indices, %zu aliases (%d applier threads)",
+             cat->nsources, cat->nindices, cat->naliases, hdb_workpool_threads(cat->appliers));
     *out = cat;
     cat = NULL;
 fail:
@@ -158,8 +169,11 @@ void hdb_catalog_close(hdb_catalog *cat) {
     for (size_t i = 0; i < cat->nindices; i++) hdb_applier_stop(cat->indices[i]->applier, true);
     for (size_t i = 0; i < cat->nindices; i++) hdb_ixent_unref(cat->indices[i]);
     for (size_t i = 0; i < cat->nsources; i++) hdb_source_unref(cat->sources[i]);
+    /* Every applier has stopped (a dropped index's at its drop): none uses the pool now. */
+    hdb_workpool_free(cat->appliers);
     hdb_free(cat->indices);
     hdb_free(cat->sources);
+    hdb__aliases_free(cat);
     hdb_defs_close(cat->defs);
     pthread_rwlock_destroy(&cat->lock);
     pthread_mutex_destroy(&cat->ddl);

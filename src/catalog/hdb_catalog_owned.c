@@ -60,6 +60,13 @@ static int create_owned_locked(hdb_catalog *cat, const hdb_owned_spec *os, hdb_s
     hdb_ixent *ix = NULL;
     bool created = false;
     int rc;
+    /* Before anything is created (an existing index of the pair is adopted, not counted). */
+    if (hdb_catalog_get_index(cat, is->name, is->version, &ix, NULL, 0) == HDB_OK) {
+        hdb_ixent_unref(ix);
+        ix = NULL;
+    } else if ((rc = hdb__index_room_check(cat, err, errlen)) != HDB_OK) {
+        goto fail;
+    }
     if (hdb_catalog_get_source(cat, ds->name, ds->version, &src, NULL, 0) == HDB_OK) {
         /* A leftover of an interrupted create or drop: adopted only if it is what we need. */
         if (src->owner_kind != NULL) {

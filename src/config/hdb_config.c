@@ -38,6 +38,7 @@ _Static_assert(sizeof(size_t) >= 8, "HilbertDB targets 64-bit platforms (sizes u
 /* How a value is written. */
 typedef enum {
     SYN_STRING,  /* any non-empty scalar */
+    SYN_OPTSTR,  /* any scalar; empty means "not set" */
     SYN_INTEGER, /* an unquoted decimal integer */
     SYN_BYTES,   /* an integer, optionally with a B/KiB/MiB/GiB/TiB suffix; may be quoted */
     SYN_BOOL,    /* unquoted true/false/yes/no */
@@ -62,12 +63,15 @@ typedef struct hdb__config_key key_spec;
 static int check_listen(const char *s, char *msg, size_t msglen);
 static int check_lag_mode(const char *s, char *msg, size_t msglen);
 static int check_metrics_listen(const char *s, char *msg, size_t msglen);
+static int check_client_auth(const char *s, char *msg, size_t msglen);
 
 #define OFF(field) offsetof(hdb_config, field)
 
 static const key_spec key_table[] = {
     {"server.listen", SYN_STRING, ST_STR, OFF(listen), 0, 0, check_listen},
     {"server.threads", SYN_INTEGER, ST_INT, OFF(threads), 1, 256, NULL},
+    {"server.poll_threads", SYN_INTEGER, ST_INT, OFF(poll_threads), 1, 64, NULL},
+    {"server.write_threads", SYN_INTEGER, ST_INT, OFF(write_threads), 1, 256, NULL},
     /* gRPC takes these limits as an int channel argument. */
     {"server.max_receive_message_bytes", SYN_BYTES, ST_SIZE, OFF(max_receive_message_bytes), KIB,
      INT_MAX, NULL},
@@ -76,6 +80,11 @@ static const key_spec key_table[] = {
     {"server.shutdown_grace_ms", SYN_INTEGER, ST_INT, OFF(shutdown_grace_ms), 0, 3600000, NULL},
     /* mallopt takes an int. */
     {"server.retain_freed_bytes", SYN_BYTES, ST_SIZE, OFF(retain_freed_bytes), 0, GIB, NULL},
+    {"server.allow_insecure", SYN_BOOL, ST_BOOL, OFF(allow_insecure), 0, 0, NULL},
+    {"tls.cert_file", SYN_OPTSTR, ST_STR, OFF(tls_cert_file), 0, 0, NULL},
+    {"tls.key_file", SYN_OPTSTR, ST_STR, OFF(tls_key_file), 0, 0, NULL},
+    {"tls.client_ca_file", SYN_OPTSTR, ST_STR, OFF(tls_client_ca_file), 0, 0, NULL},
+    {"tls.client_auth", SYN_STRING, ST_STR, OFF(tls_client_auth), 0, 0, check_client_auth},
     {"log.level", SYN_LEVEL, ST_LEVEL, OFF(log_level), 0, 0, NULL},
     {"storage.data_dir", SYN_STRING, ST_STR, OFF(data_dir), 0, 0, NULL},
     {"storage.sync", SYN_BOOL, ST_BOOL, OFF(sync), 0, 0, NULL},
@@ -84,6 +93,7 @@ static const key_spec key_table[] = {
      NULL},
     {"storage.min_free_bytes", SYN_BYTES, ST_SIZE, OFF(min_free_bytes), 0, TIB, NULL},
     {"storage.ballast_bytes", SYN_BYTES, ST_SIZE, OFF(ballast_bytes), 0, 64 * GIB, NULL},
+    {"storage.backup_dir", SYN_OPTSTR, ST_STR, OFF(backup_dir), 0, 0, NULL},
     {"limits.max_dimension", SYN_INTEGER, ST_U32, OFF(max_dimension), 1, 1048576, NULL},
     {"limits.max_points_per_upload", SYN_INTEGER, ST_U32, OFF(max_points_per_upload), 1, 1000000,
      NULL},
@@ -92,6 +102,11 @@ static const key_spec key_table[] = {
     {"limits.max_results", SYN_INTEGER, ST_U32, OFF(max_results), 1, 100000000, NULL},
     {"limits.max_attributes", SYN_INTEGER, ST_U32, OFF(max_attributes), 1, 1024, NULL},
     {"limits.max_value_bytes", SYN_BYTES, ST_U32, OFF(max_value_bytes), 1, 64 * MIB, NULL},
+    {"limits.max_ef_search", SYN_INTEGER, ST_U32, OFF(max_ef_search), 1, 100000, NULL},
+    {"limits.max_nprobe", SYN_INTEGER, ST_U32, OFF(max_nprobe), 1, 1000000000, NULL},
+    {"limits.max_call_memory_bytes", SYN_BYTES, ST_SIZE, OFF(max_call_memory_bytes), MIB, TIB,
+     NULL},
+    {"limits.max_indices", SYN_INTEGER, ST_U32, OFF(max_indices), 1, 1000000, NULL},
     {"search.blas_threads", SYN_INTEGER, ST_INT, OFF(blas_threads), 1, 256, NULL},
     {"search.faiss_threads", SYN_INTEGER, ST_INT, OFF(faiss_threads), 1, 256, NULL},
     {"limits.max_wait_ms", SYN_INTEGER, ST_U32, OFF(max_wait_ms), 0, 3600000, NULL},
@@ -108,6 +123,7 @@ static const key_spec key_table[] = {
     {"index.max_lag_ms", SYN_INTEGER, ST_U32, OFF(max_lag_ms), 0, 86400000, NULL},
     {"index.lag_mode", SYN_STRING, ST_STR, OFF(lag_mode), 0, 0, check_lag_mode},
     {"index.build_threads", SYN_INTEGER, ST_INT, OFF(build_threads), 0, 256, NULL},
+    {"index.applier_threads", SYN_INTEGER, ST_INT, OFF(applier_threads), 0, 256, NULL},
     {"metrics.listen", SYN_STRING, ST_STR, OFF(metrics_listen), 0, 0, check_metrics_listen},
     {"models.dir", SYN_STRING, ST_STR, OFF(models_dir), 0, 0, NULL},
     {"models.rpc_threads", SYN_INTEGER, ST_INT, OFF(model_rpc_threads), 1, 256, NULL},
@@ -133,10 +149,17 @@ void hdb__config_fill_defaults(hdb_config *c) {
     memset(c, 0, sizeof *c);
     c->listen = DEFAULT_LISTEN;
     c->threads = 4;
+    c->poll_threads = 2;
+    c->write_threads = 4;
     c->max_receive_message_bytes = 64 * MIB;
     c->max_send_message_bytes = 64 * MIB;
     c->shutdown_grace_ms = 10000;
     c->retain_freed_bytes = 256 * MIB;
+    c->allow_insecure = false;
+    c->tls_cert_file = "";
+    c->tls_key_file = "";
+    c->tls_client_ca_file = "";
+    c->tls_client_auth = "none";
     c->log_level = HDB_LOG_INFO;
     c->data_dir = DEFAULT_DATA_DIR;
     c->sync = true;
@@ -144,6 +167,7 @@ void hdb__config_fill_defaults(hdb_config *c) {
     c->write_buffer_bytes = 64 * MIB;
     c->min_free_bytes = 256 * MIB;
     c->ballast_bytes = 64 * MIB;
+    c->backup_dir = "";
     c->max_dimension = 65536;
     c->max_points_per_upload = 10000;
     c->max_query_vectors = 10000;
@@ -151,6 +175,10 @@ void hdb__config_fill_defaults(hdb_config *c) {
     c->max_results = 1000000;
     c->max_attributes = 64;
     c->max_value_bytes = 65536;
+    c->max_ef_search = 10000;
+    c->max_nprobe = 65536;
+    c->max_call_memory_bytes = GIB;
+    c->max_indices = 1000;
     c->blas_threads = 1;
     c->faiss_threads = 1;
     c->max_wait_ms = 30000;
@@ -163,6 +191,7 @@ void hdb__config_fill_defaults(hdb_config *c) {
     c->max_lag_ms = 5000;
     c->lag_mode = DEFAULT_LAG_MODE;
     c->build_threads = 0;
+    c->applier_threads = 0;
     c->metrics_listen = "off";
     c->models_dir = DEFAULT_MODELS_DIR;
     c->model_rpc_threads = 8;
@@ -271,6 +300,9 @@ const char *hdb__config_describe(const key_spec *k, char *buf, size_t n) {
     case SYN_STRING:
         snprintf(buf, n, "a non-empty string");
         break;
+    case SYN_OPTSTR:
+        snprintf(buf, n, "a string (\"\" for none)");
+        break;
     case SYN_INTEGER:
         snprintf(buf, n, "an integer between %" PRId64 " and %" PRId64, k->min, k->max);
         break;
@@ -293,7 +325,8 @@ const char *hdb__config_describe(const key_spec *k, char *buf, size_t n) {
 /* Renders the current value of k in c as it would be written in the file. */
 const char *hdb__config_format_value(const hdb_config *c, const key_spec *k, char *buf, size_t n) {
     switch (k->syn) {
-    case SYN_STRING: {
+    case SYN_STRING:
+    case SYN_OPTSTR: {
         const char *s = *(char *const *)(const void *)((const char *)c + k->off);
         snprintf(buf, n, "%s", s ? s : "");
         break;
@@ -352,7 +385,7 @@ static int parse_bytes(const char *s, uint64_t *out) {
     return -1;
 }
 
-static int parse_bool(const char *s, bool *out) {
+int hdb__config_parse_bool(const char *s, bool *out) {
     if (strcasecmp(s, "true") == 0 || strcasecmp(s, "yes") == 0) {
         *out = true;
     } else if (strcasecmp(s, "false") == 0 || strcasecmp(s, "no") == 0) {
@@ -404,6 +437,88 @@ static int check_metrics_listen(const char *s, char *msg, size_t msglen) {
                     s);
 }
 
+static int check_client_auth(const char *s, char *msg, size_t msglen) {
+    if (strcmp(s, "none") == 0 || strcmp(s, "request") == 0 || strcmp(s, "require") == 0)
+        return HDB_OK;
+    return hdb_errf(msg, msglen, HDB_EINVAL, "must be none, request or require (got \"%.60s\")",
+                    s);
+}
+
+bool hdb_config_listen_is_loopback(const char *s) {
+    if (strncmp(s, "unix:", 5) == 0 || strncmp(s, "unix-abstract:", 14) == 0) return true;
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL) return false;
+    size_t hostlen = (size_t)(colon - s);
+    if (hostlen == 9 && strncasecmp(s, "localhost", 9) == 0) return true;
+    if (hostlen == 5 && memcmp(s, "[::1]", 5) == 0) return true;
+    /* 127.0.0.0/8: four dotted decimal bytes, the first 127. */
+    if (hostlen < 4 || memcmp(s, "127.", 4) != 0) return false;
+    int dots = 0, digits = 0;
+    for (size_t i = 4; i < hostlen; i++) {
+        if (s[i] == '.') {
+            if (digits == 0) return false;
+            dots++;
+            digits = 0;
+        } else if (s[i] >= '0' && s[i] <= '9' && digits < 3) {
+            digits++;
+        } else {
+            return false;
+        }
+    }
+    return dots == 2 && digits > 0;
+}
+
+static const char *const role_names[] = {"unset", "open", "read", "write", "admin"};
+
+const char *hdb_role_name(hdb_role r) {
+    return (unsigned)r < sizeof role_names / sizeof role_names[0] ? role_names[r] : "unknown";
+}
+
+int hdb_role_parse(const char *s, hdb_role *out) {
+    for (hdb_role r = HDB_ROLE_READ; r <= HDB_ROLE_ADMIN; r++)
+        if (strcmp(s, role_names[r]) == 0) {
+            *out = r;
+            return HDB_OK;
+        }
+    return HDB_EINVAL;
+}
+
+static int hex_value(char ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* Decodes n hex digits at s into out (n/2 bytes; NULL: only check). Returns 0 or -1. */
+static int decode_hex(const char *s, size_t n, unsigned char *out) {
+    if (n % 2 != 0) return -1;
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = hex_value(s[i]), lo = hex_value(s[i + 1]);
+        if (hi < 0 || lo < 0) return -1;
+        if (out != NULL) out[i / 2] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+int hdb_config_parse_key_hash(const char *s, unsigned char *salt, size_t *saltlen,
+                              unsigned char *digest, char *msg, size_t msglen) {
+    static const char *const shape = "must be sha256:<salt hex>:<64 hex digits>, as printed by "
+                                     "hilbertd --hash-key or --new-key";
+    if (strncmp(s, "sha256:", 7) != 0)
+        return hdb_errf(msg, msglen, HDB_EINVAL, "%s (it does not start with sha256:)", shape);
+    const char *p = s + 7, *colon = strchr(p, ':');
+    if (colon == NULL) return hdb_errf(msg, msglen, HDB_EINVAL, "%s (no salt)", shape);
+    size_t nsalt = (size_t)(colon - p), ndigest = strlen(colon + 1);
+    if (nsalt < 16 || nsalt > 128 || decode_hex(p, nsalt, salt) != 0)
+        return hdb_errf(msg, msglen, HDB_EINVAL,
+                        "%s (the salt must be 16 to 128 hex digits, an even number)", shape);
+    if (ndigest != 64 || decode_hex(colon + 1, 64, digest) != 0)
+        return hdb_errf(msg, msglen, HDB_EINVAL, "%s (the hash must be 64 hex digits)", shape);
+    if (saltlen != NULL) *saltlen = nsalt / 2;
+    return HDB_OK;
+}
+
 static int check_lag_mode(const char *s, char *msg, size_t msglen) {
     if (strcmp(s, "backpressure") == 0 || strcmp(s, "fall_behind") == 0) return HDB_OK;
     return hdb_errf(msg, msglen, HDB_EINVAL, "must be backpressure or fall_behind (got \"%s\")",
@@ -427,6 +542,9 @@ int hdb__config_set_value(hdb_config *c, const key_spec *k, const char *text, si
     const char *q = quoted ? "a quoted string " : "";
 
     switch (k->syn) {
+    case SYN_OPTSTR:
+        *field_str(c, k) = hdb_arena_strndup(c->arena, text, len);
+        return HDB_OK;
     case SYN_STRING:
         if (len == 0) return hdb_errf(msg, msglen, HDB_EINVAL, "must be %s", expect);
         if (k->check != NULL && k->check(text, msg, msglen) != HDB_OK) return HDB_EINVAL;
@@ -449,7 +567,7 @@ int hdb__config_set_value(hdb_config *c, const key_spec *k, const char *text, si
     }
     case SYN_BOOL: {
         bool b;
-        if (quoted || parse_bool(text, &b) != 0) break;
+        if (quoted || hdb__config_parse_bool(text, &b) != 0) break;
         set_field_int(c, k, b);
         return HDB_OK;
     }
@@ -490,6 +608,48 @@ void hdb_config_init(hdb_config *c) {
     c->data_dir = hdb_arena_strndup(c->arena, DEFAULT_DATA_DIR, strlen(DEFAULT_DATA_DIR));
 }
 
+/* The cross-field rules of tls:, auth: and server.listen (see hdb_config_validate). */
+static int validate_security(const hdb_config *c, char *err, size_t errlen) {
+    char msg[256];
+    bool tls = c->tls_cert_file != NULL && c->tls_cert_file[0] != '\0';
+    bool has_key = c->tls_key_file != NULL && c->tls_key_file[0] != '\0';
+    bool has_ca = c->tls_client_ca_file != NULL && c->tls_client_ca_file[0] != '\0';
+    if (tls && !has_key)
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "tls.key_file: required when tls.cert_file is set (the certificate's "
+                        "private key)");
+    if (!tls && (has_key || has_ca))
+        return hdb_errf(err, errlen, HDB_EINVAL, "%s: set, but tls.cert_file is not (TLS is off)",
+                        has_key ? "tls.key_file" : "tls.client_ca_file");
+    if (strcmp(c->tls_client_auth, "none") != 0 && !has_ca)
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "tls.client_auth: %s needs tls.client_ca_file (the CAs that sign the "
+                        "client certificates)",
+                        c->tls_client_auth);
+    if (has_ca && strcmp(c->tls_client_auth, "none") == 0)
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "tls.client_ca_file: set, but tls.client_auth is none (use request or "
+                        "require to verify client certificates)");
+    for (size_t i = 0; i < c->n_api_keys; i++) {
+        const hdb_config_api_key *k = &c->api_keys[i];
+        if (k->role < HDB_ROLE_READ || k->role > HDB_ROLE_ADMIN)
+            return hdb_errf(err, errlen, HDB_EINVAL, "auth.keys[%zu].role: must be read, write or "
+                            "admin", i);
+        if (hdb_config_parse_key_hash(k->hash, NULL, NULL, NULL, msg, sizeof msg) != HDB_OK)
+            return hdb_errf(err, errlen, HDB_EINVAL, "auth.keys[%zu].hash: %s", i, msg);
+    }
+    if (!hdb_config_listen_is_loopback(c->listen) && !c->allow_insecure &&
+        !(tls && c->n_api_keys > 0))
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "server.listen: %s is not a loopback address, and hilbertd serves other "
+                        "machines only with TLS (tls.cert_file) and API keys (auth.keys) both "
+                        "configured; set server.allow_insecure: true to serve it without them "
+                        "(%s%s%s)",
+                        c->listen, tls ? "" : "no TLS", !tls && c->n_api_keys == 0 ? ", " : "",
+                        c->n_api_keys == 0 ? "no API keys" : "");
+    return HDB_OK;
+}
+
 /* Frees the arena, and with it every string and message of c, then clears c. NULL is allowed,
  * and so is a zeroed or already freed config. */
 void hdb_config_free(hdb_config *c) {
@@ -507,6 +667,10 @@ int hdb_config_validate(const hdb_config *c, char *err, size_t errlen) {
     for (size_t i = 0; i < N_KEYS; i++) {
         const key_spec *k = &key_table[i];
         switch (k->syn) {
+        case SYN_OPTSTR:
+            if (*(char *const *)(const void *)((const char *)c + k->off) == NULL)
+                return hdb_errf(err, errlen, HDB_EINVAL, "%s: must be a string", k->key);
+            break;
         case SYN_STRING: {
             const char *s = *(char *const *)(const void *)((const char *)c + k->off);
             if (s == NULL || s[0] == '\0')
@@ -542,7 +706,9 @@ int hdb_config_validate(const hdb_config *c, char *err, size_t errlen) {
     if ((c->n_data_sources > 0 && c->data_sources == NULL) ||
         (c->n_indices > 0 && c->indices == NULL))
         return hdb_errf(err, errlen, HDB_EINVAL, "data_sources/indices: count without a list");
-    return HDB_OK;
+    if (c->n_api_keys > 0 && c->api_keys == NULL)
+        return hdb_errf(err, errlen, HDB_EINVAL, "auth.keys: count without a list");
+    return validate_security(c, err, errlen);
 }
 
 /* Returns a static string; HDB_VERSION comes from the build (CMake's project version). */

@@ -7,6 +7,7 @@
  *   hdb_config_yaml.c   the YAML file: libyaml, node helpers, mapping checks, the scalar
  *                       sections, hdb_config_load_file
  *   hdb_config_specs.c  the declared catalog objects: YAML mappings -> protobuf-c spec messages
+ *   hdb_config_auth.c   the auth: section, the API keys (their hashes)
  *   hdb_flags.c         command-line flags, the --help text, hdb_config_from_args
  *
  * Threads: the key table is immutable, so the functions that only read it may be called from
@@ -75,6 +76,9 @@ int hdb__config_set_value(hdb_config *c, const hdb__config_key *k, const char *t
 /* Parses an unsigned decimal integer (digits only) at s + *pos; on success advances *pos past
  * the digits, stores the value and returns 0. Returns -1 on no digits or overflow. */
 int hdb__config_parse_uint(const char *s, size_t *pos, uint64_t *out);
+
+/* A boolean as the config writes it: true, false, yes or no (any case). 0, or -1. */
+int hdb__config_parse_bool(const char *s, bool *out);
 
 /* ---- the YAML document (hdb_config_yaml.c) ------------------------------------------------- */
 
@@ -145,6 +149,13 @@ int hdb__config_get_u32(const hdb__config_loader *L, const yaml_node_t *n, const
  * belong to the document. Errors name path. */
 int hdb__config_get_list(const hdb__config_loader *L, const yaml_node_t *n, const char *path,
                          yaml_node_item_t **items, size_t *count);
+
+/* ---- the API keys (hdb_config_auth.c) ------------------------------------------------------ */
+
+/* Loads the auth: section (a mapping with keys:, a list of {name, role, hash}) from n into L->c,
+ * replacing the keys there; strings go to L->c->arena. Checks each role and hash, and that
+ * names are distinct. Returns HDB_OK or HDB_EINVAL with "file:line: auth.keys[i].field: reason". */
+int hdb__config_load_auth(const hdb__config_loader *L, const yaml_node_t *n);
 
 /* ---- the declared catalog objects (hdb_config_specs.c) ------------------------------------- */
 

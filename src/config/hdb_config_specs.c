@@ -215,6 +215,10 @@ static const spec_rule model_space_rules[] = {
     {.key = "index", .custom = load_index_mapping},
     {.key = "permanent_attributes", .sub = &attribute_schema},
     {.key = "split_attributes"},
+    {.key = "model_sha256"},
+    {.key = "output_index", .min = 0, .max = 255},
+    {.key = "keep_inputs"},
+    {.key = "reembed_from"},
 };
 static const spec_schema model_space_schema = {&hilbert__v1__model_space_spec__descriptor, "",
                                                false, RULES(model_space_rules)};
@@ -317,6 +321,17 @@ static int load_float(const loader *L, const yaml_node_t *v, const char *key, fl
     return HDB_OK;
 }
 
+/* A bool: unquoted true, false, yes or no (hdb__config_parse_bool). */
+static int load_bool(const loader *L, const yaml_node_t *v, const char *key,
+                     protobuf_c_boolean *out) {
+    bool b;
+    if (v->type != YAML_SCALAR_NODE || hdb__config_is_quoted(v) ||
+        hdb__config_parse_bool(hdb__config_scalar_text(v), &b) != 0)
+        return hdb__config_fail(L, v, key, "must be true or false");
+    *out = b;
+    return HDB_OK;
+}
+
 /* One value of field f (the field itself, or one item of a repeated field) into dst. */
 static int load_value(const loader *L, const ProtobufCFieldDescriptor *f, const spec_rule *r,
                       const yaml_node_t *v, const char *key, void *dst) {
@@ -333,6 +348,8 @@ static int load_value(const loader *L, const ProtobufCFieldDescriptor *f, const 
     }
     case PROTOBUF_C_TYPE_FLOAT:
         return load_float(L, v, key, (float *)dst);
+    case PROTOBUF_C_TYPE_BOOL:
+        return load_bool(L, v, key, (protobuf_c_boolean *)dst);
     case PROTOBUF_C_TYPE_ENUM: /* protobuf-c makes every enum int-sized */
         return load_enum(L, f, r->en, v, key, (int *)dst);
     case PROTOBUF_C_TYPE_MESSAGE:
@@ -597,7 +614,8 @@ static int check_schema(const spec_schema *s, char *err, size_t errlen) {
                 bad = "a message without its schema";
             else if (check_schema(r->sub, err, errlen) != HDB_OK)
                 return HDB_EINTERNAL;
-        } else if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_FLOAT) {
+        } else if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_FLOAT &&
+                   f->type != PROTOBUF_C_TYPE_BOOL) {
             bad = "a field type without a YAML form";
         }
         if (bad != NULL)

@@ -1,7 +1,7 @@
 /*
  * hdb_config_yaml.c - reading the YAML config file: libyaml's document API, the node helpers
  * and mapping checks that every part of the file uses, the scalar sections (server:, limits:,
- * ...) and hdb_config_load_file.
+ * tls:, ...) and hdb_config_load_file. auth: goes to hdb_config_auth.c.
  *
  * Scalar keys are looked up in the key table (hdb_config.c) and parsed by it; the lists of
  * declared catalog objects go to hdb_config_specs.c. Every error names the file, the line and
@@ -31,9 +31,11 @@
  * (hdb_config_specs.c). */
 static const char *const top_keys[] = {"server",  "log",          "storage", "limits",
                                        "search",  "index",        "metrics", "models",
-                                       "data_sources", "indices", "model_spaces"};
+                                       "tls",     "auth",         "data_sources", "indices",
+                                       "model_spaces"};
 #define N_TOP (sizeof top_keys / sizeof top_keys[0])
-#define N_SECTIONS 8 /* top_keys[0..7] are sections of scalar keys */
+#define N_SECTIONS 9 /* top_keys[0..8] are sections of scalar keys */
+#define AUTH_SECTION 9 /* auth: has a list of keys (hdb_config_auth.c) */
 
 typedef hdb__config_loader loader;
 
@@ -255,6 +257,8 @@ static int load_root(const loader *L, const yaml_node_t *root) {
             i++;
         if (i < N_SECTIONS)
             rc = load_section(L, top_keys[i], v);
+        else if (i == AUTH_SECTION)
+            rc = hdb__config_load_auth(L, v);
         else
             rc = hdb__config_load_spec_list(L, top_keys[i], v);
         if (rc != HDB_OK) return rc;

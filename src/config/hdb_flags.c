@@ -7,6 +7,7 @@
  */
 #include "hdb_config_int.h"
 
+#include "hdb_arena.h"
 #include "hdb_err.h"
 #include "hdb_mem.h"
 
@@ -15,7 +16,7 @@
 typedef struct {
     const char *name;    /* "--threads" */
     const char *metavar; /* "N"; NULL for flags without a value */
-    const char *key;     /* the config key it sets; NULL for --config, --help, --version */
+    const char *key;     /* the config key it sets; NULL for --config, the key tool, --help... */
     const char *help;
 } flag_spec;
 
@@ -23,8 +24,13 @@ static const flag_spec flag_table[] = {
     {"--config", "PATH", NULL, "YAML config file, keys as in config/hilbertd.yaml"},
     {"--listen", "ADDR", "server.listen", "gRPC address, host:port or unix:PATH"},
     {"--data-dir", "DIR", "storage.data_dir", "where RocksDB and index snapshots live"},
-    {"--threads", "N", "server.threads", "threads that handle calls, 1..256"},
+    {"--threads", "N", "server.threads", "threads that run searches, 1..256"},
     {"--log-level", "LEVEL", "log.level", "debug, info, warn, error or off"},
+    {"--allow-insecure", "BOOL", "server.allow_insecure", "non-loopback listen without TLS+keys"},
+    {"--restore", "DIR", NULL, "restore the backup in DIR into --data-dir (new or empty), exit"},
+    {"--hash-key", "ROLE", NULL, "read a key from stdin, print its auth.keys entry, exit"},
+    {"--new-key", "ROLE", NULL, "print a new random API key and its auth.keys entry, exit"},
+    {"--health-probe", "ADDR", NULL, "one health check of the server at ADDR; exit 0 if SERVING"},
     {"--help", NULL, NULL, "print this help and exit"},
     {"--version", NULL, NULL, "print the version and exit"},
 };
@@ -43,7 +49,10 @@ static void print_usage(FILE *out) {
     char val[128], left[40];
     hdb__config_fill_defaults(&defaults);
     fprintf(out, "Usage: hilbertd [--config PATH] [--listen ADDR] [--data-dir DIR] [--threads N]\n"
-                 "                [--log-level LEVEL]\n"
+                 "                [--log-level LEVEL] [--allow-insecure BOOL]\n"
+                 "       hilbertd --restore BACKUP_DIR --data-dir NEW_DIR [--config PATH]\n"
+                 "       hilbertd --new-key ROLE | --hash-key ROLE < KEYFILE\n"
+                 "       hilbertd --health-probe HOST:PORT\n"
                  "\n"
                  "HilbertDB, a vector database server speaking gRPC.\n"
                  "\n"
@@ -58,13 +67,32 @@ static void print_usage(FILE *out) {
                  f->metavar ? f->metavar : "");
         if (f->key != NULL)
             fprintf(
-                out, "  %-18s %s (%s; default: %s)\n", left, f->help, f->key,
+                out, "  %-21s %s (%s; default: %s)\n", left, f->help, f->key,
                 hdb__config_format_value(&defaults, hdb__config_find_key(f->key), val, sizeof val));
-        else if (f->metavar != NULL)
-            fprintf(out, "  %-18s %s (default: none)\n", left, f->help);
+        else if (strcmp(f->name, "--config") == 0)
+            fprintf(out, "  %-21s %s (default: none)\n", left, f->help);
         else
-            fprintf(out, "  %-18s %s\n", left, f->help);
+            fprintf(out, "  %-21s %s\n", left, f->help);
     }
+    fprintf(out,
+            "\n"
+            "Security: with keys under auth.keys, every call but Health needs an API key\n"
+            "(authorization: Bearer KEY, or x-api-key: KEY). tls.cert_file and tls.key_file turn\n"
+            "on TLS; SIGHUP reloads the certificate files. A non-loopback server.listen needs\n"
+            "both, or server.allow_insecure: true. ROLE is read, write or admin. --hash-key\n"
+            "takes the key only on stdin (one line), never as an argument, so that it stays out\n"
+            "of the process list and the shell history.\n"
+            "\n"
+            "Backup: the hilbert.v1.Admin/Backup call (admin key) writes a consistent backup of\n"
+            "the running server into a new directory (under storage.backup_dir when set).\n"
+            "--restore copies one into a data dir that must not exist or be empty, prints what\n"
+            "it restored and exits (0; 2 when DIR is not a backup or the data dir is not\n"
+            "empty); then start hilbertd on that data dir.\n"
+            "\n"
+            "Health probe: --health-probe ADDR sends one grpc.health.v1.Health/Check (service\n"
+            "\"\") to ADDR over plaintext with a 3 s deadline, prints SERVING, NOT_SERVING or the\n"
+            "call's error, and exits 0 only for SERVING (1 otherwise). It reads no config; for\n"
+            "container health checks (docker/compose.yaml).\n");
 }
 
 /* Builds c from argv (see hdb_config.h). A flag given twice takes its last value; that includes
@@ -79,7 +107,8 @@ int hdb_config_from_args(hdb_config *c, int argc, char **argv, FILE *out, hdb_co
     } setting;
     setting *sets = NULL;
     size_t nsets = 0;
-    const char *config_path = NULL;
+    const char *config_path = NULL, *key_role = NULL, *restore = NULL, *probe = NULL;
+    hdb_config_action key_tool = HDB_CONFIG_RUN;
     bool help = false, version = false;
     char msg[512];
     hdb_config work;
@@ -134,7 +163,28 @@ int hdb_config_from_args(hdb_config *c, int argc, char **argv, FILE *out, hdb_co
                               f->name, f->metavar);
                 goto done;
             }
-            config_path = value;
+            if (strcmp(f->name, "--config") == 0) {
+                config_path = value;
+                continue;
+            }
+            if (strcmp(f->name, "--restore") == 0) {
+                restore = value;
+                continue;
+            }
+            if (strcmp(f->name, "--health-probe") == 0) {
+                probe = value;
+                continue;
+            }
+            hdb_role r;
+            if (hdb_role_parse(value, &r) != HDB_OK) {
+                rc = hdb_errf(err, errlen, HDB_EINVAL,
+                              "%s: the role must be read, write or admin (got \"%.40s\")",
+                              f->name, value);
+                goto done;
+            }
+            key_role = value;
+            key_tool =
+                strcmp(f->name, "--new-key") == 0 ? HDB_CONFIG_NEW_KEY : HDB_CONFIG_HASH_KEY;
         } else {
             sets[nsets++] = (setting){f, value};
         }
@@ -148,6 +198,16 @@ int hdb_config_from_args(hdb_config *c, int argc, char **argv, FILE *out, hdb_co
     if (version) {
         fprintf(out, "%s\n", hdb_version_string());
         *action = HDB_CONFIG_EXIT;
+        goto done;
+    }
+    if (probe != NULL) { /* nor does the probe */
+        c->probe_addr = hdb_arena_strndup(c->arena, probe, strlen(probe));
+        *action = HDB_CONFIG_HEALTH_PROBE;
+        goto done;
+    }
+    if (key_tool != HDB_CONFIG_RUN) { /* the key tool reads no config */
+        hdb_role_parse(key_role, &c->key_tool_role);
+        *action = key_tool;
         goto done;
     }
 
@@ -166,6 +226,10 @@ int hdb_config_from_args(hdb_config *c, int argc, char **argv, FILE *out, hdb_co
         }
     }
     if ((rc = hdb_config_validate(&work, err, errlen)) != HDB_OK) goto done;
+    if (restore != NULL) {
+        work.restore_from = hdb_arena_strndup(work.arena, restore, strlen(restore));
+        *action = HDB_CONFIG_RESTORE;
+    }
     *c = work;
 
 done:

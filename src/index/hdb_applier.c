@@ -1,9 +1,19 @@
 /*
- * hdb_applier.c - load or build an index, then follow the timeline and snapshot.
+ * hdb_applier.c - load or build an index, then follow the timeline and snapshot, as a task on
+ * the shared worker pool (hdb_workpool.h).
  *
- * Concurrency: the applier thread is the only writer of its index. `mu` guards the state,
- * detail, snapshot fields and the stop flag; `cv` wakes the thread (commits, stop) and the
- * min_seq waiters (progress). applied_seq lives in the index (atomic).
+ * The task is a small state machine (phase): START loads the snapshot (a heavy piece) or
+ * begins a build; BUILD inserts the points slice by slice; FOLLOW applies one step of timeline
+ * entries per run, or saves a snapshot (heavy) when one is due. Each run does one piece of
+ * about HDB_APPLIER_STEP_SECONDS and submits the task again while there is more, so it goes
+ * behind the other indices' tasks; caught up, it holds no thread until a commit (on_commit)
+ * or a snapshot timer submits it.
+ *
+ * Concurrency: the running task is the only writer of its index, and only one run of it is
+ * under way at a time, so the task's own fields (marked "task") need no lock; after
+ * hdb_workpool_cancel returns (in hdb_applier_stop) the stopping thread owns them. `mu`
+ * guards the state, detail, snapshot fields and the stop flag; `cv` wakes the min_seq waiters
+ * (progress, state changes, stop). applied_seq lives in the index (atomic).
  */
 #include "hdb_applier.h"
 
@@ -14,6 +24,7 @@
 #include "hdb_mem.h"
 #include "hdb_table.h"
 #include "hdb_timeline.h"
+#include "hdb_workpool.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -28,13 +39,13 @@ struct hdb_applier {
     char *label, *dir;
     char **split_names;
     hdb_attr_type *split_types;
-    pthread_t thread;
-    bool started, joined;
+    hdb_work work; /* the task on cfg.pool */
+    bool stopped;  /* hdb_applier_stop is done (owner only) */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool stop, final_snapshot, notified;
-    bool interrupted; /* hdb_applier_interrupt: waiters return, the thread goes on */
+    bool stop;
+    bool interrupted; /* hdb_applier_interrupt: waiters return, the task goes on */
     double rate;      /* entries per second that apply steps have managed (EWMA); 0: unknown */
     double last_rate; /* ...in the last step that could tell */
     int state;
@@ -46,13 +57,26 @@ struct hdb_applier {
     int64_t work_ns;          /* time spent in apply steps since the last save or load */
     int64_t last_save_ns;     /* how long the last save took */
 
+    /* The task's own (see Concurrency above). */
+    int phase;                  /* PH_* */
+    int64_t t0;                 /* when the applier started */
+    bool ready;                 /* READY was reached */
+    bool save_due;              /* the next piece is a snapshot */
+    bool backlog;               /* the last step left entries behind it */
+    bool trim_rebuilt;          /* rebuilt once because the timeline had dropped its place */
+    int64_t mark_ns;            /* end of the last step (rate tracking) */
+    hdb_snap *snap;             /* a build's table snapshot, until the build ends */
+    uint64_t snap_seq, build_cursor, build_done;
+    int64_t build_t0;
     size_t window;              /* entries per apply step: cfg.batch at most, fewer when an
-                                 * engine is slow (see apply_batch); applier thread only */
+                                 * engine is slow (see apply_batch) */
     _Atomic(hdb_index *) index; /* set when created or loaded; replaced only by a rebuild
                                  * before the state becomes READY */
     hdb_timeline_sub sub;       /* subscribed from start to free */
     bool subscribed;
 };
+
+enum { PH_START, PH_BUILD, PH_FOLLOW, PH_FAILED };
 
 static void set_state(hdb_applier *a, int state, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -140,53 +164,90 @@ static bool snapshot_due(hdb_applier *a, hdb_index *ix) {
 
 /* ---------------------------------------------------------------- build */
 
-/* Fills ix with every point of the data source; returns the seq the points reflect. */
-static int build(hdb_applier *a, hdb_index *ix, uint64_t *seq, char *err, size_t errlen) {
-    uint64_t snap_seq;
-    hdb_snap *snap = hdb_table_snapshot(a->cfg.table, &snap_seq);
+/* How long one apply step (and one slice of a build) should take at most. The applied seq
+ * moves (and min_seq waiters, lag bounds and a stop see progress) only between steps, so a
+ * step of 4,096 HNSW updates of large vectors, which can take tens of seconds, would hold all
+ * of them up that long; and a task that keeps a pool thread longer keeps other indices from
+ * it. */
+#define STEP_TARGET_NS ((int64_t)(HDB_APPLIER_STEP_SECONDS * 1e9))
+
+/* Releases the table snapshot of a build that ended or was cut short. */
+static void build_end(hdb_applier *a) {
+    if (a->snap) hdb_table_snapshot_release(a->cfg.table, a->snap);
+    a->snap = NULL;
+}
+
+/* Replaces the applier's index by a new, empty one and starts filling it from one consistent
+ * snapshot of the data source's points (build_step goes on with it). */
+static int build_begin(hdb_applier *a, char *err, size_t errlen) {
+    hdb_index *ix = NULL;
+    set_state(a, HDB_INDEX_BUILDING, "building: 0 points loaded");
+    int rc = hdb_index_create(&ix, &a->cfg.params, err, errlen);
+    if (rc != HDB_OK) return rc;
+    /* Searches never got the old index (it was not READY yet); status readers look at it
+     * under mu. */
+    pthread_mutex_lock(&a->mu);
+    hdb_index *old = atomic_exchange(&a->index, ix);
+    hdb_index_free(old);
+    pthread_mutex_unlock(&a->mu);
+    build_end(a);
+    a->snap = hdb_table_snapshot(a->cfg.table, &a->snap_seq);
     /* Entries up to snap_seq are in the points: the timeline may drop them. */
-    hdb_timeline_keep_from(a->cfg.timeline, &a->sub, snap_seq + 1);
+    hdb_timeline_keep_from(a->cfg.timeline, &a->sub, a->snap_seq + 1);
+    a->build_cursor = 0;
+    a->build_done = 0;
+    a->build_t0 = hdb_mono_ns();
+    return HDB_OK;
+}
+
+/* One slice of a build: scans and inserts batches of points for about STEP_TARGET_NS (one
+ * batch at least). *finished once every point is in; the index's applied seq is then the seq
+ * the points reflect. HDB_EUNAVAIL when stopped meanwhile. */
+static int build_step(hdb_applier *a, hdb_index *ix, bool *finished, char *err, size_t errlen) {
     hdb_arena *arena = hdb_arena_create(1 << 20);
     size_t cap = a->cfg.batch ? a->cfg.batch : 1024;
     hdb_index_op *ops = hdb_malloc(cap * sizeof *ops);
     hdb_row *rows = hdb_malloc(cap * sizeof *rows);
-    uint64_t done = 0, cursor = 0;
     int rc = HDB_OK;
     int64_t t0 = hdb_mono_ns();
+    *finished = false;
     for (;;) {
         size_t n;
         hdb_arena_reset(arena);
-        rc = hdb_table_scan(a->cfg.table, snap, &cursor, cap, arena, rows, &n, err, errlen);
-        if (rc != HDB_OK || n == 0) break;
+        rc = hdb_table_scan(a->cfg.table, a->snap, &a->build_cursor, cap, arena, rows, &n, err,
+                            errlen);
+        if (rc != HDB_OK) break;
+        if (n == 0) {
+            *finished = true;
+            break;
+        }
         for (size_t i = 0; i < n; i++)
             ops[i] = (hdb_index_op){.label = (int64_t)rows[i].pid, .remove = false,
                                     .point = &rows[i].rec.point};
         if ((rc = hdb_index_apply(ix, n, ops, err, errlen)) != HDB_OK) break;
-        done += n;
-        set_state(a, HDB_INDEX_BUILDING, "building: %" PRIu64 " points loaded", done);
+        a->build_done += n;
+        set_state(a, HDB_INDEX_BUILDING, "building: %" PRIu64 " points loaded", a->build_done);
         if (stopping(a)) {
             rc = hdb_errf(err, errlen, HDB_EUNAVAIL, "stopped while building");
             break;
         }
+        if (hdb_mono_ns() - t0 >= STEP_TARGET_NS) break; /* the rest after the others' turn */
     }
-    hdb_table_snapshot_release(a->cfg.table, snap);
     hdb_free(ops);
     hdb_free(rows);
     hdb_arena_free(arena);
-    if (rc == HDB_OK) {
-        *seq = snap_seq;
+    if (rc == HDB_OK && *finished) {
+        build_end(a);
+        hdb_index_set_applied(ix, a->snap_seq);
         HDB_INFO("applier", "%s: built from %" PRIu64 " points (seq %" PRIu64 ") in %.2f s",
-                 a->label, done, snap_seq, (double)(hdb_mono_ns() - t0) / 1e9);
+                 a->label, a->build_done, a->snap_seq,
+                 (double)(hdb_mono_ns() - a->build_t0) / 1e9);
     }
     return rc;
 }
 
 /* ---------------------------------------------------------------- follow */
 
-/* How long one apply step should take at most. The applied seq moves (and min_seq waiters,
- * lag bounds and a stop see progress) only between steps, so a step of 4,096 HNSW updates of
- * large vectors, which can take tens of seconds, would hold all of them up that long. */
-#define STEP_TARGET_NS ((int64_t)(HDB_APPLIER_STEP_SECONDS * 1e9))
 #define MIN_WINDOW 16
 #define FIRST_WINDOW 64 /* the first steps are small, so that the rate is known early */
 
@@ -237,35 +298,10 @@ static long apply_batch(hdb_applier *a, hdb_index *ix, hdb_arena *arena, char *e
     return (long)n;
 }
 
-/* Applies until caught up or stopped. A long catch-up saves snapshots on the way (when one is
- * due, as in the steady state), so an index that lags keeps its progress across a crash. */
-static int catch_up(hdb_applier *a, hdb_index *ix, char *err, size_t errlen) {
-    hdb_arena *arena = hdb_arena_create(1 << 20);
-    long n;
-    int64_t mark = hdb_mono_ns();
-    do {
-        hdb_arena_reset(arena);
-        n = apply_batch(a, ix, arena, err, errlen);
-        /* The rate a backlog drains at, for the lag bounds: wall time from one step to the
-         * next (reads and snapshots included), from steps large or slow enough to tell. */
-        int64_t now = hdb_mono_ns(), span = now - mark;
-        if (n > 0 && (n >= 64 || span > STEP_TARGET_NS) && span > 0) {
-            double r = (double)n * 1e9 / (double)span;
-            pthread_mutex_lock(&a->mu);
-            a->rate = a->rate > 0 ? 0.7 * a->rate + 0.3 * r : r;
-            a->last_rate = r;
-            pthread_mutex_unlock(&a->mu);
-        }
-        if (n > 0 && snapshot_due(a, ix)) save_snapshot(a, ix);
-        mark = now; /* a snapshot's time counts in the next step's span */
-    } while (n > 0 && !stopping(a));
-    hdb_arena_free(arena);
-    return n < 0 ? (int)n : HDB_OK;
-}
-
 static void fail(hdb_applier *a, int rc, const char *err) {
     HDB_ERROR("applier", "%s: stopped following its data source: %s (%s)", a->label, err,
               hdb_strerror(rc));
+    a->phase = PH_FAILED; /* the task ends here: nothing holds a thread while FAILED */
     set_state(a, HDB_INDEX_FAILED, "%s", err);
 }
 
@@ -327,109 +363,182 @@ static hdb_index *load(hdb_applier *a, int64_t t0) {
     return ix;
 }
 
-/* Replaces the applier's index by a new one built from the points. HDB_EUNAVAIL when stopped
- * meanwhile. */
-static int rebuild(hdb_applier *a, hdb_index **ixp, char *err, size_t errlen) {
-    hdb_index *ix = NULL;
-    set_state(a, HDB_INDEX_BUILDING, "building: 0 points loaded");
-    int rc = hdb_index_create(&ix, &a->cfg.params, err, errlen);
-    if (rc != HDB_OK) return rc;
-    /* Searches never got the old index (it was not READY yet); status readers look at it
-     * under mu. */
+/* ---------------------------------------------------------------- the task */
+
+/* Queues the applier's next piece of work behind the others' (heavy: a load or a save). */
+static void again(hdb_applier *a, bool heavy) {
+    hdb_workpool_submit(a->cfg.pool, &a->work, heavy);
+}
+
+/* Caught up and nothing due: the task ends, holding no thread. A commit wakes it
+ * (on_commit); a periodic snapshot that will be due once its interval has passed sets a
+ * timer. But first a last look at the timeline: a commit whose wake-up was merged into a
+ * submission already queued (a heavy one for a save, say) has no wake-up of its own left, so
+ * entries that arrived since the last step must be applied now. A commit after this look
+ * finds the task running, and the pool runs it again. */
+static void go_idle(hdb_applier *a, hdb_index *ix) {
+    if (hdb_index_applied(ix) < hdb_timeline_last_seq(a->cfg.timeline)) {
+        again(a, false);
+        return;
+    }
+    if (a->cfg.snapshot_interval_ms <= 0) return;
+    uint64_t applied = hdb_index_applied(ix);
+    int64_t due = 0;
     pthread_mutex_lock(&a->mu);
-    hdb_index *old = atomic_exchange(&a->index, ix);
-    hdb_index_free(old);
+    uint64_t fresh = applied > a->snapshot_seq ? applied - a->snapshot_seq : 0;
+    if (fresh > 0 && fresh >= a->cfg.snapshot_min_entries)
+        due = a->last_snapshot_ns + a->cfg.snapshot_interval_ms * 1000000;
     pthread_mutex_unlock(&a->mu);
-    *ixp = ix;
-    uint64_t seq;
-    if ((rc = build(a, ix, &seq, err, errlen)) != HDB_OK) return rc;
-    hdb_index_set_applied(ix, seq);
-    if (seq > 0) save_snapshot(a, ix);
-    return HDB_OK;
+    if (due) hdb_workpool_submit_at(a->cfg.pool, &a->work, due);
 }
 
-/* catch_up, rebuilding when the timeline no longer holds what the index needs. */
-static int follow(hdb_applier *a, hdb_index **ixp, char *err, size_t errlen) {
-    int rc = catch_up(a, *ixp, err, errlen);
-    if (rc != HDB_ETRIMMED) return rc;
-    HDB_WARN("applier", "%s: %s; rebuilding from the data source", a->label, err);
-    if ((rc = rebuild(a, ixp, err, errlen)) != HDB_OK) return rc;
-    return catch_up(a, *ixp, err, errlen);
+/* The index follows the timeline: one step of entries, or a due snapshot. */
+static void follow_step(hdb_applier *a, bool heavy) {
+    char err[512];
+    hdb_index *ix = atomic_load(&a->index);
+    if (a->save_due) {
+        if (!heavy) {
+            again(a, true);
+            return;
+        }
+        a->save_due = false;
+        save_snapshot(a, ix);
+        if (a->backlog || !a->ready) again(a, false);
+        else go_idle(a, ix);
+        return;
+    }
+    if (!a->backlog) a->mark_ns = hdb_mono_ns();
+    hdb_arena *arena = hdb_arena_create(1 << 20);
+    long n = apply_batch(a, ix, arena, err, sizeof err);
+    hdb_arena_free(arena);
+    if (n < 0) {
+        if (n == HDB_ETRIMMED && !a->ready && !a->trim_rebuilt) {
+            HDB_WARN("applier", "%s: %s; rebuilding from the data source", a->label, err);
+            a->trim_rebuilt = true;
+            int rc = build_begin(a, err, sizeof err);
+            if (rc != HDB_OK) {
+                fail(a, rc, err);
+                return;
+            }
+            a->backlog = false;
+            a->phase = PH_BUILD;
+            again(a, false);
+            return;
+        }
+        fail(a, (int)n, err);
+        return;
+    }
+    /* The rate a backlog drains at, for the lag bounds: wall time from one step to the next
+     * (reads, snapshots and the turns of other indices on the pool included), from steps
+     * large or slow enough to tell. The first step after an idle spell counts from its own
+     * start. */
+    int64_t now = hdb_mono_ns(), span = now - a->mark_ns;
+    if (n > 0 && (n >= 64 || span > STEP_TARGET_NS) && span > 0) {
+        double r = (double)n * 1e9 / (double)span;
+        pthread_mutex_lock(&a->mu);
+        a->rate = a->rate > 0 ? 0.7 * a->rate + 0.3 * r : r;
+        a->last_rate = r;
+        pthread_mutex_unlock(&a->mu);
+    }
+    a->mark_ns = now; /* a snapshot's time counts in the next step's span */
+    a->backlog = n > 0 && hdb_index_applied(ix) < hdb_timeline_last_seq(a->cfg.timeline);
+    /* A long catch-up saves snapshots on the way (when one is due, as in the steady state),
+     * so an index that lags keeps its progress across a crash. */
+    if (n > 0 && snapshot_due(a, ix)) a->save_due = true;
+    if (!a->backlog && !a->ready) {
+        /* The tail is replayed before serving, so a restart serves what it served before. */
+        a->ready = true;
+        set_state(a, HDB_INDEX_READY, "%s", "");
+        HDB_INFO("applier", "%s: ready at seq %" PRIu64 " after %.2f s", a->label,
+                 hdb_index_applied(ix), (double)(hdb_mono_ns() - a->t0) / 1e9);
+    }
+    if (a->backlog || a->save_due) {
+        again(a, a->save_due);
+        return;
+    }
+    if (n == 0 && snapshot_due(a, ix)) { /* a timer's wake-up: the periodic snapshot */
+        a->save_due = true;
+        again(a, true);
+        return;
+    }
+    go_idle(a, ix);
 }
 
-static void *run(void *arg) {
-    hdb_applier *a = arg;
+/* One piece of the applier's work on a pool thread (hdb_workpool.h): load the snapshot, a
+ * slice of a build, a step of timeline entries or a snapshot. Only one runs at a time, so the
+ * task's fields need no lock; it submits itself again while there is more to do. */
+static void run(hdb_work *w, bool heavy) {
+    hdb_applier *a = w->arg;
     char err[512];
     int rc;
-    int64_t t0 = hdb_mono_ns();
-
-    hdb_index *ix = a->cfg.load_snapshot ? load(a, t0) : NULL;
-    if (ix != NULL) {
-        atomic_store(&a->index, ix);
-    } else if ((rc = rebuild(a, &ix, err, sizeof err)) != HDB_OK) {
-        if (rc != HDB_EUNAVAIL) fail(a, rc, err);
-        goto idle;
-    }
-    /* Replay the tail before serving, so a restart serves what it served before it stopped. */
-    if ((rc = follow(a, &ix, err, sizeof err)) != HDB_OK) {
-        if (rc != HDB_EUNAVAIL) fail(a, rc, err);
-        goto idle;
-    }
-    set_state(a, HDB_INDEX_READY, "%s", "");
-    HDB_INFO("applier", "%s: ready at seq %" PRIu64 " after %.2f s", a->label,
-             hdb_index_applied(ix), (double)(hdb_mono_ns() - t0) / 1e9);
-
-    for (;;) {
-        pthread_mutex_lock(&a->mu);
-        while (!a->stop && !a->notified &&
-               hdb_index_applied(ix) >= hdb_timeline_last_seq(a->cfg.timeline)) {
-            /* Wake up now and then for periodic snapshots. */
-            struct timespec ts = hdb_mono_timespec(hdb_mono_ns() + 1000000000);
-            pthread_cond_timedwait(&a->cv, &a->mu, &ts);
-            if (a->cfg.snapshot_interval_ms > 0) break;
+    if (stopping(a)) return;
+    switch (a->phase) {
+    case PH_START:
+        if (a->cfg.load_snapshot) {
+            if (!heavy) {
+                again(a, true);
+                return;
+            }
+            hdb_index *ix = load(a, a->t0);
+            if (ix != NULL) {
+                atomic_store(&a->index, ix);
+                a->phase = PH_FOLLOW;
+                again(a, false);
+                return;
+            }
         }
-        a->notified = false;
-        bool stop = a->stop;
-        pthread_mutex_unlock(&a->mu);
-        if (stop) break;
-        if ((rc = catch_up(a, ix, err, sizeof err)) != HDB_OK) {
+        if ((rc = build_begin(a, err, sizeof err)) != HDB_OK) {
             fail(a, rc, err);
-            goto idle;
+            return;
         }
-        if (snapshot_due(a, ix)) save_snapshot(a, ix);
+        a->phase = PH_BUILD;
+        /* A first slice now: an empty source is READY after this one run. */
+        /* fall through */
+    case PH_BUILD: {
+        bool finished;
+        hdb_index *ix = atomic_load(&a->index);
+        rc = build_step(a, ix, &finished, err, sizeof err);
+        if (rc == HDB_EUNAVAIL) return; /* stopped: hdb_applier_stop releases the build */
+        if (rc != HDB_OK) {
+            build_end(a);
+            fail(a, rc, err);
+            return;
+        }
+        if (!finished) {
+            again(a, false);
+            return;
+        }
+        a->phase = PH_FOLLOW;
+        if ((a->save_due = a->snap_seq > 0)) { /* a snapshot of the build first */
+            again(a, true);
+            return;
+        }
+        follow_step(a, heavy);
+        return;
     }
-    pthread_mutex_lock(&a->mu);
-    bool final = a->final_snapshot;
-    pthread_mutex_unlock(&a->mu);
-    if (final) {
-        /* What was applied goes into a snapshot; a backlog is not drained here (a stop must
-         * not wait for it) but replayed at the next start. */
-        pthread_mutex_lock(&a->mu);
-        bool changed = hdb_index_applied(ix) != a->snapshot_seq;
-        pthread_mutex_unlock(&a->mu);
-        if (changed) save_snapshot(a, ix);
+    case PH_FOLLOW:
+        follow_step(a, heavy);
+        return;
+    default: /* PH_FAILED: nothing more to do */
+        return;
     }
-    return NULL;
-idle:
-    /* Failed or stopped early: wait for stop without spinning. */
-    pthread_mutex_lock(&a->mu);
-    while (!a->stop) pthread_cond_wait(&a->cv, &a->mu);
-    pthread_mutex_unlock(&a->mu);
-    return NULL;
 }
 
 /* ---------------------------------------------------------------- public */
 
-/* The timeline's notification: new durable entries. */
+/* The timeline's notification: new durable entries. The task runs (again, if it is running).
+ * Under mu, so that no submit reaches the pool once hdb_applier_stop set stop. */
 static void on_commit(void *arg) {
     hdb_applier *a = arg;
     pthread_mutex_lock(&a->mu);
-    a->notified = true;
-    pthread_cond_broadcast(&a->cv);
+    if (!a->stop) hdb_workpool_submit(a->cfg.pool, &a->work, false);
     pthread_mutex_unlock(&a->mu);
 }
 
 int hdb_applier_start(hdb_applier **out, const hdb_applier_config *c, char *err, size_t errlen) {
+    (void)err;
+    (void)errlen;
+    HDB_ASSERT(c->pool != NULL);
     hdb_applier *a = hdb_calloc(1, sizeof *a);
     a->cfg = *c;
     a->label = hdb_strdup(c->label);
@@ -452,29 +561,20 @@ int hdb_applier_start(hdb_applier **out, const hdb_applier_config *c, char *err,
     snprintf(a->detail, sizeof a->detail, "starting");
     a->last_snapshot_ns = hdb_mono_ns();
     pthread_mutex_init(&a->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&a->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    /* Subscribe before the thread runs: until it knows better, the index needs everything. */
+    hdb_mono_cond_init(&a->cv);
+    a->t0 = hdb_mono_ns();
+    a->phase = PH_START;
+    hdb_work_init(&a->work, run, a);
+    /* Subscribe before the task runs: until it knows better, the index needs everything. */
     a->sub.notify = on_commit;
     a->sub.arg = a;
     atomic_store(&a->sub.keep_from, 0);
     hdb_timeline_subscribe(a->cfg.timeline, &a->sub);
     a->subscribed = true;
-    int e = pthread_create(&a->thread, NULL, run, a);
-    if (e != 0) {
-        hdb_errf(err, errlen, HDB_EINTERNAL, "cannot start the applier thread: %s", strerror(e));
-        a->joined = true;
-        hdb_applier_free(a);
-        return HDB_EINTERNAL;
-    }
-    a->started = true;
+    hdb_workpool_submit(a->cfg.pool, &a->work, a->cfg.load_snapshot); /* a load is heavy */
     *out = a;
     return HDB_OK;
 }
-
 
 static void describe_unavailable(hdb_applier *a, char *err, size_t errlen) {
     if (a->state == HDB_INDEX_FAILED)
@@ -547,7 +647,7 @@ void hdb_applier_interrupt(hdb_applier *a) {
     pthread_mutex_unlock(&a->mu);
 }
 
-int hdb_applier_progress(hdb_applier *a, uint64_t *applied_seq, double *rate) {
+int hdb_applier_progress(hdb_applier *a, uint64_t *applied_seq, double *rate, double *pause) {
     pthread_mutex_lock(&a->mu);
     hdb_index *ix = atomic_load(&a->index);
     int state = a->state;
@@ -555,24 +655,36 @@ int hdb_applier_progress(hdb_applier *a, uint64_t *applied_seq, double *rate) {
     /* The lower of the average and the latest: a slowdown (contention, a snapshot) counts at
      * once, a speedup only as it lasts. */
     if (rate) *rate = a->last_rate > 0 && a->last_rate < a->rate ? a->last_rate : a->rate;
+    if (pause) *pause = (double)a->last_save_ns / 1e9;
     pthread_mutex_unlock(&a->mu);
     return state;
 }
 
 void hdb_applier_stop(hdb_applier *a, bool final_snapshot) {
-    if (a == NULL || a->joined) return;
+    if (a == NULL || a->stopped) return;
     pthread_mutex_lock(&a->mu);
     a->stop = true;
-    a->final_snapshot = final_snapshot;
     pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
-    pthread_join(a->thread, NULL);
-    a->joined = true;
+    /* A queued task goes, a running one ends its piece (a build slice or a step: it checks
+     * stop) and is waited for. From here this thread owns the task's fields. */
+    hdb_workpool_cancel(a->cfg.pool, &a->work);
+    if (final_snapshot && a->phase == PH_FOLLOW) {
+        /* What was applied goes into a snapshot; a backlog is not drained here (a stop must
+         * not wait for it) but replayed at the next start. */
+        hdb_index *ix = atomic_load(&a->index);
+        pthread_mutex_lock(&a->mu);
+        bool changed = hdb_index_applied(ix) != a->snapshot_seq;
+        pthread_mutex_unlock(&a->mu);
+        if (changed) save_snapshot(a, ix);
+    }
+    build_end(a);
+    a->stopped = true;
 }
 
 void hdb_applier_free(hdb_applier *a) {
     if (a == NULL) return;
-    HDB_ASSERT(a->joined);
+    HDB_ASSERT(a->stopped);
     if (a->subscribed) hdb_timeline_unsubscribe(a->cfg.timeline, &a->sub);
     hdb_index_free(atomic_load(&a->index));
     for (size_t i = 0; i < a->cfg.params.nsplit; i++) hdb_free(a->split_names[i]);

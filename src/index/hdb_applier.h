@@ -1,5 +1,5 @@
 /*
- * hdb_applier.h - the background thread that keeps one index in step with its data source.
+ * hdb_applier.h - the background work that keeps one index in step with its data source.
  *
  * At start it loads the index's newest snapshot and replays only the timeline after it; with
  * no usable snapshot (none, damaged, written for another spec, or older than what the timeline
@@ -15,6 +15,15 @@
  * timeline that it no longer needs the entries before it, so that the timeline stays bounded.
  * A snapshot whose tail is longer than the source has live points is not replayed: building
  * from the points costs less.
+ *
+ * Threads. An applier has no thread of its own: its work runs as a task on a shared worker
+ * pool (hdb_workpool.h, index.applier_threads), one piece at a time (the snapshot load, a
+ * slice of a build, one apply step of about HDB_APPLIER_STEP_SECONDS, a snapshot save), each
+ * piece queued behind the other appliers' pieces, so that a long backlog or a big build does
+ * not starve the other indices. Snapshot loads and saves cannot be cut short: they are the
+ * pool's heavy pieces, of which at most threads - 1 run at once (all of one thread's time with a
+ * single thread), so with two pool threads or more the other indices' steps always go on.
+ * Caught up, an applier holds no thread; a commit or a due periodic snapshot queues it.
  *
  * Thread-safety: every function may be called from any thread; start, stop and free by the
  * owner only.
@@ -38,6 +47,7 @@ extern "C" {
 typedef struct hdb_applier hdb_applier;
 typedef struct hdb_table hdb_table;
 typedef struct hdb_timeline hdb_timeline;
+typedef struct hdb_workpool hdb_workpool;
 
 enum { HDB_INDEX_READY = 1, HDB_INDEX_BUILDING = 2, HDB_INDEX_FAILED = 3 };
 
@@ -49,6 +59,8 @@ typedef struct {
     hdb_table *table;            /* the data source's points, for builds; borrowed, must
                                   * outlive the applier */
     hdb_timeline *timeline;      /* the changes to follow; borrowed, likewise */
+    hdb_workpool *pool;          /* runs the applier's work; borrowed, must stay until
+                                  * hdb_applier_stop returned */
     hdb_index_params params;     /* copied, split names included */
     const char *snapshot_dir;    /* this index's directory; copied */
     bool load_snapshot;          /* try the snapshot first (false for a new index) */
@@ -60,8 +72,9 @@ typedef struct {
     int64_t snapshot_every_apply_ms; /* ...or after this much time spent applying; 0: off */
 } hdb_applier_config;
 
-/* Starts the thread. The applier owns the index it loads or builds. Stop with
- * hdb_applier_stop, then release with hdb_applier_free. */
+/* Starts the applier: queues its first piece of work (loading or building) on c->pool. The
+ * applier owns the index it loads or builds. Stop with hdb_applier_stop, then release with
+ * hdb_applier_free. */
 int hdb_applier_start(hdb_applier **out, const hdb_applier_config *c, char *err, size_t errlen);
 
 /* Returns the index for searching when READY (valid until hdb_applier_free). Otherwise
@@ -86,17 +99,21 @@ typedef struct {
 void hdb_applier_status_get(hdb_applier *a, hdb_applier_status *st);
 
 /* Ends every hdb_applier_wait, now and later, with HDB_EUNAVAIL ("index ... is stopping"),
- * while the thread goes on applying until hdb_applier_stop: a shutdown's first step, so that
+ * while the applier goes on applying until hdb_applier_stop: a shutdown's first step, so that
  * no call waits out the grace period. Any thread. */
 void hdb_applier_interrupt(hdb_applier *a);
 
 /* The state and applied seq alone, without the detail text: cheap enough for every upload's
  * lag check. With rate, also the entries per second its apply steps have been managing lately
- * (0 until a step large enough to tell has run). Any thread. */
-int hdb_applier_progress(hdb_applier *a, uint64_t *applied_seq, double *rate);
+ * (0 until a step large enough to tell has run); with pause, the seconds its last snapshot
+ * save took (0 before the first), for which applying stops. Any thread. */
+int hdb_applier_progress(hdb_applier *a, uint64_t *applied_seq, double *rate, double *pause);
 
-/* Stops the thread and joins it. With final_snapshot, saves a snapshot of what it has applied
- * if that changed since the last one (it does not wait to apply a backlog first). Idempotent. */
+/* Stops the applier: takes its task off the pool if it is queued, or waits for the piece it is
+ * running (a build slice or a step ends early when stopped; a snapshot load or save does not).
+ * With final_snapshot, then saves a snapshot of what it has applied, on the calling thread, if
+ * that changed since the last one (it does not wait to apply a backlog first). After it
+ * returns the applier never uses the pool again. Idempotent. */
 void hdb_applier_stop(hdb_applier *a, bool final_snapshot);
 
 /* Releases a stopped applier and its index. NULL is allowed. */

@@ -241,26 +241,70 @@ static int faiss_search_full(hdb_engine *e, size_t nq, const float *q, size_t k,
     return HDB_OK;
 }
 
+/* Work (about multiply-adds) one chunk of queries may take between two looks at the stop
+ * condition: a few ms. */
+#define STOP_BUDGET ((uint64_t)1 << 24)
+
+/* How many queries the engines that cannot look at the stop condition themselves (FAISS,
+ * HNSW, sparse) search per call, so that a stopped call gives up within a few ms. The cost of
+ * a query is taken as dim x the vectors it may visit: all of them for FAISS (exact until
+ * trained, and IVF lists can be large), about 16 ef for HNSW (its neighbours per visited
+ * node), and the vectors held for sparse (postings can span them). */
+static size_t stop_chunk(const hdb_engine *e, size_t size, size_t k, const hdb_search_opts *o) {
+    uint64_t visit = size;
+    if (e->spec.algo == HDB_ALGO_HNSW) {
+        uint64_t ef = o->ef_search ? o->ef_search : (e->spec.ef_search ? e->spec.ef_search : 64);
+        if (ef < k) ef = k;
+        if (16 * ef < visit) visit = 16 * ef;
+    }
+    uint64_t per = visit * (e->spec.dim ? e->spec.dim : 1) + 1;
+    uint64_t n = STOP_BUDGET / per;
+    return n < 1 ? 1 : (n > 4096 ? 4096 : (size_t)n);
+}
+
+static int engine_search_chunk(hdb_engine *e, size_t nq, const hdb_vecs *q, size_t k,
+                               const hdb_search_opts *opts, hdb_hit *out, char *err,
+                               size_t errlen) {
+    switch (e->spec.algo) {
+    case HDB_ALGO_FLAT: return HDB_EINTERNAL; /* searched whole, it looks at stop itself */
+    case HDB_ALGO_FAISS: return faiss_search_full(e, nq, q->dense, k, opts, out, err, errlen);
+    case HDB_ALGO_HNSW:
+        return hdb_hnsw_search(e->u.hnsw, nq, q->dense, k, opts->ef_search, out, err, errlen);
+    case HDB_ALGO_SPARSE: return hdb_sparse_search(e->u.sparse, nq, q->sparse, k, out, err, errlen);
+    }
+    return HDB_EINTERNAL;
+}
+
 int hdb_engine_search(hdb_engine *e, size_t nq, const hdb_vecs *queries, size_t k,
                       const hdb_search_opts *opts, hdb_hit *out, char *err, size_t errlen) {
     int rc = kind_check(e, queries, err, errlen);
     if (rc != HDB_OK) return rc;
-    hdb_search_opts none = {0, 0};
+    hdb_search_opts none = {0, 0, NULL};
     if (opts == NULL) opts = &none;
-    switch (e->spec.algo) {
-    case HDB_ALGO_FLAT:
+    if ((rc = hdb_stop_check(opts->stop, "search", err, errlen)) != HDB_OK) return rc;
+    if (e->spec.algo == HDB_ALGO_FLAT) {
         pthread_rwlock_rdlock(&e->lock);
-        rc = hdb_flat_search(e->u.flat, nq, queries->dense, k, out);
+        rc = hdb_flat_search_stop(e->u.flat, nq, queries->dense, k, opts->stop, out);
         pthread_rwlock_unlock(&e->lock);
+        if (rc == HDB_ETIMEOUT || rc == HDB_ECANCELLED)
+            hdb_errf(err, errlen, rc, "search: %s", rc == HDB_ETIMEOUT
+                                                        ? "the call's deadline passed"
+                                                        : "the call was cancelled");
         return rc;
-    case HDB_ALGO_FAISS: return faiss_search_full(e, nq, queries->dense, k, opts, out, err, errlen);
-    case HDB_ALGO_HNSW:
-        return hdb_hnsw_search(e->u.hnsw, nq, queries->dense, k, opts->ef_search, out, err,
-                               errlen);
-    case HDB_ALGO_SPARSE:
-        return hdb_sparse_search(e->u.sparse, nq, queries->sparse, k, out, err, errlen);
     }
-    return HDB_EINTERNAL;
+    size_t chunk = opts->stop ? stop_chunk(e, hdb_engine_size(e), k, opts) : nq;
+    if (chunk >= nq) return engine_search_chunk(e, nq, queries, k, opts, out, err, errlen);
+    size_t dim = e->spec.dim;
+    for (size_t q0 = 0; q0 < nq; q0 += chunk) {
+        if (q0 > 0 && (rc = hdb_stop_check(opts->stop, "search", err, errlen)) != HDB_OK)
+            return rc;
+        size_t n = nq - q0 < chunk ? nq - q0 : chunk;
+        hdb_vecs sub = {.dense = queries->dense ? queries->dense + q0 * dim : NULL,
+                        .sparse = queries->sparse ? queries->sparse + q0 : NULL};
+        if ((rc = engine_search_chunk(e, n, &sub, k, opts, out + q0 * k, err, errlen)) != HDB_OK)
+            return rc;
+    }
+    return HDB_OK;
 }
 
 size_t hdb_engine_size(hdb_engine *e) {

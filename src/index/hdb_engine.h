@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hdb_clock.h"
 #include "hdb_topk.h"
 #include "hdb_types.h"
 
@@ -44,6 +45,10 @@ typedef struct {
 typedef struct {
     uint32_t ef_search;
     uint32_t nprobe;
+    /* When to give up (deadline, cancelled call); NULL: never. Engines look at it between
+     * queries (in chunks sized to a few ms of work) and inside long exact scans, and then
+     * return HDB_ETIMEOUT or HDB_ECANCELLED. */
+    const hdb_stop *stop;
 } hdb_search_opts;
 
 /* A batch of n vectors of one kind: dense (n x dim, row-major) or sparse (n entries). */
@@ -78,7 +83,8 @@ int hdb_engine_upsert(hdb_engine *e, size_t n, const int64_t *labels, const hdb_
 size_t hdb_engine_remove(hdb_engine *e, size_t n, const int64_t *labels);
 
 /* Searches nq queries (same kind as the engine's vectors); out gets k hits per query, best
- * first, padded with {+INFINITY, -1}. opts may be NULL. */
+ * first, padded with {+INFINITY, -1}. opts may be NULL. Once opts->stop says so, returns
+ * HDB_ETIMEOUT or HDB_ECANCELLED (out then holds nothing usable). */
 int hdb_engine_search(hdb_engine *e, size_t nq, const hdb_vecs *queries, size_t k,
                       const hdb_search_opts *opts, hdb_hit *out, char *err, size_t errlen);
 

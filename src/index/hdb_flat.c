@@ -25,6 +25,8 @@
  */
 #include "hdb_flat.h"
 
+#include "hdb_clock.h"
+
 #include "hdb_distance.h"
 #include "hdb_err.h"
 #include "hdb_file.h"
@@ -291,9 +293,14 @@ static void pad_all(size_t nq, size_t k, hdb_hit *out) {
     }
 }
 
-/* One query at a time through the SIMD ny kernels. */
-static void search_scan(const hdb_flat *f, size_t nq, const float *queries, size_t k,
-                        hdb_hit *out) {
+/* Row blocks between two looks at the stop condition inside one query's scan (64Ki rows). */
+#define STOP_EVERY_BLOCKS 64
+
+/* One query at a time through the SIMD ny kernels. Looks at stop between queries and every
+ * STOP_EVERY_BLOCKS row blocks; returns its rc once stopped (out is then unspecified). */
+static int search_scan(const hdb_flat *f, size_t nq, const float *queries, size_t k,
+                       const hdb_stop *stop, hdb_hit *out) {
+    int rc = HDB_OK;
     const size_t d = f->dim;
     const hdb_metric metric = f->metric;
     float *dist = hdb_malloc(SCAN_BLOCK * sizeof *dist);
@@ -308,7 +315,10 @@ static void search_scan(const hdb_flat *f, size_t nq, const float *queries, size
         }
         hdb_topk t;
         hdb_topk_init(&t, out + qi * k, k);
-        for (size_t r0 = 0; r0 < f->n; r0 += SCAN_BLOCK) {
+        for (size_t r0 = 0, blk = 0; r0 < f->n; r0 += SCAN_BLOCK, blk++) {
+            if (blk % STOP_EVERY_BLOCKS == 0 &&
+                (rc = hdb_stop_check(stop, "search", NULL, 0)) != HDB_OK)
+                goto done;
             size_t nb = f->n - r0 < SCAN_BLOCK ? f->n - r0 : SCAN_BLOCK;
             const float *xb = f->x + r0 * d;
             const int64_t *lb = f->labels + r0;
@@ -336,13 +346,17 @@ static void search_scan(const hdb_flat *f, size_t nq, const float *queries, size
         }
         hdb_topk_finish(&t);
     }
+done:
     hdb_free(qbuf);
     hdb_free(dist);
+    return rc;
 }
 
-/* Query blocks x row blocks through cblas_sgemm; heaps persist across row blocks. */
-static void search_gemm(const hdb_flat *f, size_t nq, const float *queries, size_t k,
-                        hdb_hit *out) {
+/* Query blocks x row blocks through cblas_sgemm; heaps persist across row blocks. Looks at
+ * stop before each block product; returns its rc once stopped (out is then unspecified). */
+static int search_gemm(const hdb_flat *f, size_t nq, const float *queries, size_t k,
+                       const hdb_stop *stop, hdb_hit *out) {
+    int rc = HDB_OK;
     const size_t d = f->dim;
     const hdb_metric metric = f->metric;
     const size_t qb = nq < GEMM_QB ? nq : GEMM_QB;
@@ -366,6 +380,7 @@ static void search_gemm(const hdb_flat *f, size_t nq, const float *queries, size
             hdb_topk_init(&heaps[i], out + (q0 + i) * k, k);
         }
         for (size_t y0 = 0; y0 < f->n; y0 += yb) {
+            if ((rc = hdb_stop_check(stop, "search", NULL, 0)) != HDB_OK) goto done;
             const size_t my = f->n - y0 < yb ? f->n - y0 : yb;
             const float *xn = f->norms + y0;
             const int64_t *lb = f->labels + y0;
@@ -401,13 +416,20 @@ static void search_gemm(const hdb_flat *f, size_t nq, const float *queries, size
         for (size_t i = 0; i < mq; i++)
             hdb_topk_finish(&heaps[i]);
     }
+done:
     hdb_free(qbuf);
     hdb_free(heaps);
     hdb_free(qn);
     hdb_free(ip);
+    return rc;
 }
 
 int hdb_flat_search(const hdb_flat *f, size_t nq, const float *queries, size_t k, hdb_hit *out) {
+    return hdb_flat_search_stop(f, nq, queries, k, NULL, out);
+}
+
+int hdb_flat_search_stop(const hdb_flat *f, size_t nq, const float *queries, size_t k,
+                         const hdb_stop *stop, hdb_hit *out) {
     HDB_ASSERT(f != NULL);
     if (nq == 0) return HDB_OK;
     if (k == 0 || queries == NULL || out == NULL) return HDB_EINVAL;
@@ -415,11 +437,8 @@ int hdb_flat_search(const hdb_flat *f, size_t nq, const float *queries, size_t k
         pad_all(nq, k, out);
         return HDB_OK;
     }
-    if (nq < gemm_threshold(f))
-        search_scan(f, nq, queries, k, out);
-    else
-        search_gemm(f, nq, queries, k, out);
-    return HDB_OK;
+    if (nq < gemm_threshold(f)) return search_scan(f, nq, queries, k, stop, out);
+    return search_gemm(f, nq, queries, k, stop, out);
 }
 
 /* ---- snapshots ---------------------------------------------------------------------------- */

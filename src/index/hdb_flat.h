@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hdb_clock.h"
 #include "hdb_topk.h"
 #include "hdb_types.h"
 
@@ -60,6 +61,12 @@ int hdb_flat_get(const hdb_flat *f, int64_t label, float *out);
  * exist. k >= 1. Scratch memory is allocated internally and freed before returning. Returns
  * HDB_OK, or HDB_EINVAL when k is 0 or a pointer is NULL (nq > 0). */
 int hdb_flat_search(const hdb_flat *f, size_t nq, const float *queries, size_t k, hdb_hit *out);
+
+/* As hdb_flat_search, but gives up once stop says so (checked between queries, between GEMM
+ * blocks and every 64Ki rows of a scan): returns HDB_ETIMEOUT or HDB_ECANCELLED then, and out
+ * holds nothing usable. stop may be NULL (never stops). */
+int hdb_flat_search_stop(const hdb_flat *f, size_t nq, const float *queries, size_t k,
+                         const hdb_stop *stop, hdb_hit *out);
 
 /* Makes searches of nq or more queries use the GEMM path (1: always; SIZE_MAX: never; 0: the
  * automatic choice, which is the default: GEMM from 8 queries, or from 4 once the matrix is

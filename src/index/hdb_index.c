@@ -670,3 +670,79 @@ out:
     hdb_free(data);
     return rc;
 }
+
+/* Links the files the manifest dst/MANIFEST names from dir into dst. HDB_ENOTFOUND when one is
+ * gone (a newer snapshot replaced it). */
+static int copy_split_files(const char *dir, const char *dst, uint64_t *seq, uint64_t *bytes,
+                            char *err, size_t errlen) {
+    char path[4096], to[4096];
+    unsigned char *data = NULL;
+    size_t len, nsplits;
+    snprintf(path, sizeof path, "%s/%s", dst, MANIFEST);
+    int rc = hdb_file_read_checked(path, &data, &len, err, errlen);
+    if (rc != HDB_OK) return rc == HDB_EIO ? rc : HDB_ECORRUPT;
+    char *cur = (char *)data, *end = (char *)data + len, *line = next_line(&cur, end);
+    int64_t t;
+    if (line == NULL || strcmp(line, MANIFEST_MAGIC) != 0 ||
+        (line = next_line(&cur, end)) == NULL ||
+        sscanf(line, "seq %" SCNu64 " time_us %" SCNd64, seq, &t) != 2 ||
+        next_line(&cur, end) == NULL || (line = next_line(&cur, end)) == NULL ||
+        sscanf(line, "splits %zu", &nsplits) != 1) {
+        rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s/%s: malformed manifest", dir, MANIFEST);
+        goto out;
+    }
+    for (size_t i = 0; i < nsplits && rc == HDB_OK; i++) {
+        char *sp;
+        if ((line = next_line(&cur, end)) == NULL || (sp = strchr(line, ' ')) == NULL ||
+            strchr(sp + 1, '/') != NULL || sp[1] == '\0') {
+            rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s/%s: malformed split line %zu", dir,
+                          MANIFEST, i);
+            break;
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, sp + 1);
+        snprintf(to, sizeof to, "%s/%s", dst, sp + 1);
+        rc = hdb_file_link_or_copy(path, to, bytes, err, errlen);
+    }
+out:
+    hdb_free(data);
+    return rc;
+}
+
+/* Removes the regular files of dst (a failed attempt). */
+static void empty_dir(const char *dst) {
+    DIR *d = opendir(dst);
+    if (d == NULL) return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dst, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
+int hdb_index_snapshot_copy(const char *dir, const char *dst, uint64_t *seq, uint64_t *bytes,
+                            char *err, size_t errlen) {
+    char from[4096], to[4096];
+    snprintf(from, sizeof from, "%s/%s", dir, MANIFEST);
+    snprintf(to, sizeof to, "%s/%s", dst, MANIFEST);
+    int rc = HDB_ENOTFOUND;
+    /* The manifest first: its link (or open file, for a copy) keeps the snapshot it names
+     * readable even if a save renames a newer one over it meanwhile; a split file removed by
+     * that save shows up as ENOENT, and then the newer snapshot is copied instead. */
+    for (int attempt = 0; attempt < 20; attempt++) {
+        uint64_t got = 0;
+        rc = hdb_file_link_or_copy(from, to, &got, err, errlen);
+        if (rc == HDB_ENOTFOUND)
+            return hdb_errf(err, errlen, HDB_ENOTFOUND, "no snapshot in %s", dir);
+        if (rc == HDB_OK) rc = copy_split_files(dir, dst, seq, &got, err, errlen);
+        if (rc == HDB_OK) {
+            if (bytes != NULL) *bytes += got;
+            return HDB_OK;
+        }
+        empty_dir(dst);
+        if (rc != HDB_ENOTFOUND) return rc;
+    }
+    return hdb_errf(err, errlen, HDB_EIO, "%s: snapshots are replaced faster than they copy", dir);
+}

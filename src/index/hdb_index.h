@@ -120,6 +120,15 @@ int hdb_index_save(hdb_index *ix, const char *dir, uint64_t seq, char *err, size
 int hdb_index_load(hdb_index **out, const hdb_index_params *p, const char *dir, uint64_t *seq,
                    int64_t *time_us, char *err, size_t errlen);
 
+/* Copies the durable snapshot in dir into dst (which must exist and be empty) while the index
+ * goes on applying and saving: hard links where the file system allows (snapshot files are
+ * never changed once written), copies otherwise. When a newer snapshot replaces the one being
+ * copied, the copy starts over with the newer one. *seq receives the seq of the copied
+ * snapshot, and *bytes (not NULL) grows by the bytes it holds. HDB_ENOTFOUND when dir holds no
+ * snapshot; HDB_ECORRUPT, HDB_EIO. Any thread. */
+int hdb_index_snapshot_copy(const char *dir, const char *dst, uint64_t *seq, uint64_t *bytes,
+                            char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -128,6 +128,7 @@ static void run_batch(hdb_infer *p, queue *q, request *batch, size_t items) {
     pthread_cond_broadcast(&p->work); /* a waiting batch may go now */
     p->stats.passes++;
     p->stats.items += items;
+    hdb_model_count_pass(m, (int64_t)items);
     for (request *r = batch, *next; r; r = next) {
         next = r->next;
         r->rc = rc;
@@ -185,12 +186,8 @@ int hdb_infer_create(hdb_infer **out, int threads, uint32_t max_batch, uint32_t 
         return hdb_errf(err, errlen, HDB_EINVAL, "inference pool: threads and max_batch >= 1");
     hdb_infer *p = hdb_calloc(1, sizeof *p);
     pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->work, &ca);
-    pthread_cond_init(&p->done, &ca);
-    pthread_condattr_destroy(&ca);
+    hdb_mono_cond_init(&p->work);
+    hdb_mono_cond_init(&p->done);
     p->max_batch = max_batch;
     p->max_wait_ns = (int64_t)max_wait_us * 1000;
     p->threads = hdb_calloc((size_t)threads, sizeof *p->threads);
@@ -314,5 +311,10 @@ int hdb_infer_run_jobs(hdb_infer *p, const hdb_infer_job *jobs, size_t njobs, in
 void hdb_infer_stats_get(hdb_infer *p, hdb_infer_stats *st) {
     pthread_mutex_lock(&p->mu);
     *st = p->stats;
+    st->queued_requests = st->queued_items = 0;
+    for (queue *q = p->queues; q; q = q->next) {
+        for (request *r = q->head; r; r = r->next) st->queued_requests++;
+        st->queued_items += q->items;
+    }
     pthread_mutex_unlock(&p->mu);
 }

@@ -62,6 +62,7 @@ typedef struct {
     uint64_t passes;   /* forward passes run */
     uint64_t items;    /* items they covered */
     uint64_t requests; /* requests served */
+    uint64_t queued_requests, queued_items; /* waiting for a pass now */
 } hdb_infer_stats;
 
 /* Counters since creation (batching efficiency = items / passes). */

@@ -17,12 +17,19 @@
 #include "hdb_err.h"
 #include "hdb_log.h"
 #include "hdb_mem.h"
+#include "hdb_reembed.h"
 #include "hdb_torch.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
 
 struct hdb_space {
     char *name;                /* (immutable) */
@@ -34,7 +41,12 @@ struct hdb_space {
     size_t ndim;
     int64_t input_size;        /* floats per item */
     uint32_t output_dim;
+    uint32_t output_index;     /* the element of a tuple or list output that is the embedding */
+    bool keep_inputs;          /* each item's input is kept with it (HDB_INPUT_ATTR) */
+    char *reembed_from;        /* the origin of a re-embedding space, or NULL */
+    hdb_reembed *reembed;      /* its worker (owned); set under the registry's DDL lock */
     hdb_model *model;          /* NULL when it failed to load */
+    char sha256[65];           /* of the model file as loaded; "" when it could not be read */
     char *detail;              /* why it failed to load, or "" */
     hdb_source *source;        /* holds a reference; owned pair with index */
     hdb_ixent *index;          /* holds a reference */
@@ -48,6 +60,7 @@ struct hdb_space_registry {
     const hdb_config *cfg;
     pthread_mutex_t ddl;   /* serialises creates and drops of spaces; before the catalog's */
     pthread_rwlock_t lock; /* guards the array */
+    hdb_infer *infer;      /* for re-embedding workers, once started; under ddl */
     hdb_space **spaces;    /* sorted by name */
     size_t n;
 };
@@ -62,6 +75,13 @@ static unsigned char *pack(const ProtobufCMessage *m, size_t *len) {
     return p;
 }
 
+static bool is_sha256_hex(const char *s) {
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f'))) return false;
+    return n == 64;
+}
+
 /* Checks a model-space spec and fills the input description of sp. With limits, checks the
  * configured limits too. Messages name the field under "spec.". */
 static int space_check(const Hilbert__V1__ModelSpaceSpec *spec, const hdb_config *limits,
@@ -73,6 +93,10 @@ static int space_check(const Hilbert__V1__ModelSpaceSpec *spec, const hdb_config
         return hdb_errf(err, errlen, HDB_EINVAL, "spec.model_path: is required");
     if (strlen(spec->model_path) > 2048)
         return hdb_errf(err, errlen, HDB_EINVAL, "spec.model_path: longer than 2048 characters");
+    if (spec->model_sha256 && spec->model_sha256[0] != '\0' && !is_sha256_hex(spec->model_sha256))
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "spec.model_sha256: must be 64 lowercase hex digits (as sha256sum "
+                        "prints them), or empty");
     const Hilbert__V1__ModelInput *in = spec->input;
     if (in == NULL || in->kind_case == HILBERT__V1__MODEL_INPUT__KIND__NOT_SET)
         return hdb_errf(err, errlen, HDB_EINVAL, "spec.input: is required (image or tensor)");
@@ -128,6 +152,18 @@ static int space_check(const Hilbert__V1__ModelSpaceSpec *spec, const hdb_config
         return hdb_errf(err, errlen, HDB_EINVAL, "spec.output_dim: must be 1..%u",
                         limits ? limits->max_dimension : 65536u);
     sp->output_dim = spec->output_dim;
+    if (spec->output_index > 255)
+        return hdb_errf(err, errlen, HDB_EINVAL, "spec.output_index: %u is not in 0..255",
+                        spec->output_index);
+    sp->output_index = spec->output_index;
+    if (spec->reembed_from && spec->reembed_from[0] != '\0') {
+        if ((rc = hdb_name_check("spec.reembed_from", spec->reembed_from, err, errlen)) != HDB_OK)
+            return rc;
+        if (strcmp(spec->reembed_from, spec->name) == 0)
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "spec.reembed_from: a model space cannot re-embed from itself");
+    }
+    sp->keep_inputs = spec->keep_inputs || (spec->reembed_from && spec->reembed_from[0]);
     if ((int)spec->metric < HDB_METRIC_L2 || (int)spec->metric > HDB_METRIC_COSINE)
         return hdb_errf(err, errlen, HDB_EINVAL,
                         "spec.metric: is required (L2, INNER_PRODUCT or COSINE)");
@@ -149,6 +185,7 @@ static Hilbert__V1__ModelSpaceSpec *space_normalise(const Hilbert__V1__ModelSpac
     *n = *spec;
     n->base.unknown_fields = NULL;
     n->base.n_unknown_fields = 0;
+    n->keep_inputs = sp->keep_inputs;
     if (sp->image) {
         Hilbert__V1__ModelInput *in = hdb_arena_alloc(a, sizeof *in);
         hilbert__v1__model_input__init(in);
@@ -232,18 +269,107 @@ static hdb_owned_spec space_owned(const Hilbert__V1__ModelSpaceSpec *n, hdb_aren
 
 /* ---------------------------------------------------------------- objects */
 
-/* Loads the model of sp; on failure leaves sp->model NULL and returns the error. */
+/* The one answer to a model path outside models.dir: it says nothing about the file. */
+#define CONFINED_MSG "spec.model_path: must name a model file under models.dir"
+
+/* True when path (resolved) is dir (resolved) or lies below it. */
+static bool path_inside(const char *path, const char *dir) {
+    size_t n = strlen(dir);
+    if (n == 1 && dir[0] == '/') return true;
+    return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+/* True when the path suffix s (components after an existing directory) has a ".." part. */
+static bool has_dotdot(const char *s) {
+    for (const char *p = s; (p = strstr(p, "..")) != NULL; p += 2)
+        if ((p == s || p[-1] == '/') && (p[2] == '/' || p[2] == '\0')) return true;
+    return false;
+}
+
+/* Confines a model path to models.dir: joins a relative model_path to it, resolves the result
+ * with realpath (symlinks included) into out, and requires it to lie inside
+ * realpath(models.dir). HDB_EPERM (CONFINED_MSG) for anything else, including a path outside
+ * that does not exist. A path inside that does not exist (its deepest existing directory is
+ * inside, and what follows holds no ".." and no dangling link) gives HDB_OK with the joined
+ * path in out, so that loading it reports the missing file. */
+static int confine_model_path(const char *models_dir, const char *model_path, char *out,
+                              size_t outlen, char *err, size_t errlen) {
+    char dir[PATH_MAX], joined[PATH_MAX + 2048], real[PATH_MAX];
+    if (realpath(models_dir, dir) == NULL) {
+        HDB_WARN("spaces", "models.dir %s cannot be resolved (%s): no model can be loaded",
+                 models_dir, strerror(errno));
+        return hdb_errf(err, errlen, HDB_EPERM, CONFINED_MSG);
+    }
+    if (model_path[0] == '/')
+        snprintf(joined, sizeof joined, "%s", model_path);
+    else
+        snprintf(joined, sizeof joined, "%s/%s", dir, model_path);
+    if (realpath(joined, real) != NULL) {
+        if (!path_inside(real, dir) || strlen(real) >= outlen)
+            return hdb_errf(err, errlen, HDB_EPERM, CONFINED_MSG);
+        snprintf(out, outlen, "%s", real);
+        return HDB_OK;
+    }
+    if (errno != ENOENT && errno != ENOTDIR) return hdb_errf(err, errlen, HDB_EPERM, CONFINED_MSG);
+    /* Missing: find the deepest existing ancestor. */
+    char anc[sizeof joined];
+    snprintf(anc, sizeof anc, "%s", joined);
+    for (;;) {
+        char *slash = strrchr(anc, '/');
+        if (slash == NULL || slash == anc) return hdb_errf(err, errlen, HDB_EPERM, CONFINED_MSG);
+        *slash = '\0';
+        if (realpath(anc, real) == NULL) continue;
+        const char *rest = joined + (slash - anc) + 1;
+        /* The first missing component, which must not even be a (dangling) link. */
+        char first[sizeof joined];
+        memcpy(first, joined, sizeof first);
+        first[(size_t)(rest - joined) + strcspn(rest, "/")] = '\0';
+        struct stat st;
+        if (!path_inside(real, dir) || has_dotdot(rest) || lstat(first, &st) == 0 ||
+            strlen(joined) >= outlen)
+            return hdb_errf(err, errlen, HDB_EPERM, CONFINED_MSG);
+        snprintf(out, outlen, "%s", joined);
+        return HDB_OK;
+    }
+}
+
+/* The SHA-256 of the file at path, as 64 lowercase hex digits, into hex; "" when it cannot be
+ * read (loading it then reports why). */
+static void file_sha256(const char *path, char hex[65]) {
+    hex[0] = '\0';
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char buf[65536], out[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    bool ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    size_t got;
+    while (ok && (got = fread(buf, 1, sizeof buf, f)) > 0) ok = EVP_DigestUpdate(md, buf, got) == 1;
+    ok = ok && !ferror(f) && EVP_DigestFinal_ex(md, out, &n) == 1 && n == 32;
+    EVP_MD_CTX_free(md);
+    fclose(f);
+    if (!ok) return;
+    for (unsigned int i = 0; i < n; i++) snprintf(hex + 2 * i, 3, "%02x", out[i]);
+}
+
+/* Loads the model of sp from under cfg->models_dir (confine_model_path), after taking the
+ * file's SHA-256 into sp->sha256; on failure leaves sp->model NULL and returns the error. */
 static int space_load_model(const hdb_config *cfg, hdb_space *sp, const char *model_path,
                             char *err, size_t errlen) {
-    char path[4096 + 2048];
-    if (model_path[0] == '/')
-        snprintf(path, sizeof path, "%s", model_path);
-    else
-        snprintf(path, sizeof path, "%s/%s", cfg->models_dir, model_path);
-    int rc = hdb_model_load(&sp->model, path, sp->shape, sp->ndim, sp->output_dim, err, errlen);
+    char path[PATH_MAX + 2048];
+    sp->model = NULL;
+    sp->sha256[0] = '\0';
+    int rc = confine_model_path(cfg->models_dir, model_path, path, sizeof path, err, errlen);
+    if (rc != HDB_OK) return rc;
+    file_sha256(path, sp->sha256);
+    rc = hdb_model_load_output(&sp->model, path, sp->shape, sp->ndim, sp->output_dim,
+                               sp->output_index, err, errlen);
     if (rc != HDB_OK) {
         sp->model = NULL;
-        return hdb_err_prefix(err, errlen, rc == HDB_EIO ? HDB_EINVAL : rc, "spec.model_path: ");
+        /* "output_index 2: the model returns a tuple of 2 elements" is about that field. */
+        bool about_index = strncmp(err, "output_index ", 13) == 0;
+        return hdb_err_prefix(err, errlen, rc == HDB_EIO ? HDB_EINVAL : rc,
+                              about_index ? "spec." : "spec.model_path: ");
     }
     return HDB_OK;
 }
@@ -256,6 +382,8 @@ static hdb_space *space_new(void) {
 
 static void space_destroy(hdb_space *sp) {
     if (sp->dropped) HDB_INFO("spaces", "model space %s dropped, model released", sp->name);
+    hdb_reembed_free(sp->reembed, sp->dropped); /* stopped by the drop or the close */
+    hdb_free(sp->reembed_from);
     hdb_model_free(sp->model);
     hdb_ixent_unref(sp->index);
     hdb_source_unref(sp->source);
@@ -310,6 +438,14 @@ hdb_ixent *hdb_space_index(const hdb_space *sp) {
     return sp->index;
 }
 
+bool hdb_space_keeps_inputs(const hdb_space *sp) {
+    return sp->keep_inputs;
+}
+
+hdb_reembed *hdb_space_reembed(const hdb_space *sp) {
+    return sp->reembed;
+}
+
 Hilbert__V1__ModelSpaceSpec *hdb_space_spec(const hdb_space *sp, hdb_arena *arena) {
     return hilbert__v1__model_space_spec__unpack(hdb_arena_protobuf(arena), sp->spec_len,
                                                  sp->spec_bytes);
@@ -323,6 +459,8 @@ static hdb_space *find_space(hdb_space_registry *reg, const char *name) {
         if (strcmp(reg->spaces[i]->name, name) == 0) return reg->spaces[i];
     return NULL;
 }
+
+static hdb_space *get_exact(hdb_space_registry *reg, const char *name);
 
 /* Adds sp (taking its reference) in name order; the caller holds reg->lock for writing. */
 static void registry_add(hdb_space_registry *reg, hdb_space *sp) {
@@ -342,6 +480,110 @@ static void registry_remove(hdb_space_registry *reg, hdb_space *sp) {
             return;
         }
     }
+}
+
+/* At start: the model file of a stored space must be the one its vectors came from. A space
+ * stored before checksums were recorded gets the current file's recorded now. */
+static int check_model_unchanged(hdb_space_registry *reg, hdb_space *sp,
+                                 Hilbert__V1__ModelSpaceSpec *spec, char *err, size_t errlen) {
+    if (sp->sha256[0] == '\0') return HDB_OK; /* unreadable: the load failed and says why */
+    const char *was = spec->model_sha256 ? spec->model_sha256 : "";
+    if (was[0] != '\0') {
+        if (strcmp(was, sp->sha256) == 0) return HDB_OK;
+        return hdb_errf(err, errlen, HDB_EPRECOND,
+                        "model space %s: its model file %s has changed since the space was "
+                        "created (SHA-256 %.12s..., now %.12s...), and the space's stored vectors "
+                        "came from the old model. Put the old file back; or create a new model "
+                        "space for the new model and move clients to it (or drop this one and "
+                        "create it again, losing its items)",
+                        sp->name, spec->model_path, was, sp->sha256);
+    }
+    spec->model_sha256 = sp->sha256;
+    size_t len;
+    unsigned char *bytes = pack(&spec->base, &len);
+    char derr[256];
+    int rc = hdb_defs_put(reg->defs, HDB_DEF_SPACE, sp->name, 0, bytes, len, 0, derr,
+                          sizeof derr);
+    if (rc == HDB_OK) {
+        hdb_free(sp->spec_bytes);
+        sp->spec_bytes = bytes;
+        sp->spec_len = len;
+        HDB_INFO("spaces", "model space %s: recorded the SHA-256 of its model file (%s)",
+                 sp->name, sp->sha256);
+    } else {
+        hdb_free(bytes);
+        HDB_WARN("spaces", "model space %s: cannot record its model's SHA-256: %s", sp->name,
+                 derr);
+    }
+    return HDB_OK;
+}
+
+/* ---------------------------------------------------------------- re-embedding */
+
+/* Checks that sp (being created from the normalised spec n) can re-embed from the space that
+ * n->reembed_from names (its name, or a model-space alias), and makes n->reembed_from that
+ * space's own name (arena memory). The caller holds reg->ddl. */
+static int origin_check(hdb_space_registry *reg, hdb_space *sp, Hilbert__V1__ModelSpaceSpec *n,
+                        hdb_arena *a, char *err, size_t errlen) {
+    hdb_space *o = NULL;
+    int rc = hdb_spaces_get(reg, n->reembed_from, &o, err, errlen);
+    if (rc != HDB_OK) return hdb_err_prefix(err, errlen, HDB_EINVAL, "spec.reembed_from: ");
+    const char *oname = o->name;
+    Hilbert__V1__ModelSpaceSpec *os = hdb_space_spec(o, a);
+    if (!o->keep_inputs)
+        rc = hdb_errf(err, errlen, HDB_EPRECOND,
+                      "spec.reembed_from: model space %s does not keep its inputs "
+                      "(keep_inputs), so there is nothing to re-embed",
+                      oname);
+    else if (o->image != sp->image)
+        rc = hdb_errf(err, errlen, HDB_EINVAL,
+                      "spec.input: model space %s takes %s; a space that re-embeds its items "
+                      "must take them too",
+                      oname, o->image ? "images" : "tensors");
+    else if (!o->image && (o->ndim != sp->ndim ||
+                           memcmp(o->shape, sp->shape, sp->ndim * sizeof sp->shape[0]) != 0))
+        rc = hdb_errf(err, errlen, HDB_EINVAL,
+                      "spec.input.tensor.shape: must be that of model space %s, whose items are "
+                      "re-embedded",
+                      oname);
+    for (size_t i = 0; rc == HDB_OK && os && i < n->n_permanent_attributes; i++) {
+        const Hilbert__V1__AttributeSpec *want = n->permanent_attributes[i];
+        bool same = false;
+        for (size_t j = 0; j < os->n_permanent_attributes && !same; j++)
+            same = want->name && os->permanent_attributes[j]->name &&
+                   strcmp(want->name, os->permanent_attributes[j]->name) == 0 &&
+                   want->type == os->permanent_attributes[j]->type;
+        if (!same)
+            rc = hdb_errf(err, errlen, HDB_EINVAL,
+                          "spec.permanent_attributes[%zu]: \"%s\" is not a permanent attribute "
+                          "of model space %s with this type; the items re-embedded from it "
+                          "carry only its attributes",
+                          i, want->name ? want->name : "", oname);
+    }
+    if (rc == HDB_OK) n->reembed_from = hdb_arena_strndup(a, oname, strlen(oname));
+    hdb_space_unref(o);
+    return rc;
+}
+
+/* Opens the re-embedding worker of sp from origin (NULL: gone) into sp->reembed, and starts it
+ * once the registry has its inference pool. The caller holds reg->ddl, or is the only thread. */
+static int worker_open(hdb_space_registry *reg, hdb_space *sp, hdb_space *origin, bool fresh,
+                       char *err, size_t errlen) {
+    hdb_reembed_spec rs = {.target = sp->name,
+                           .origin = sp->reembed_from,
+                           .origin_src = origin ? origin->source : NULL,
+                           .target_src = sp->source,
+                           .model = sp->model,
+                           .image = sp->image ? &sp->is : NULL,
+                           .input_size = sp->input_size,
+                           .output_dim = sp->output_dim,
+                           .cat = reg->cat,
+                           .defs = reg->defs,
+                           .cfg = reg->cfg};
+    int rc = hdb_reembed_open(&sp->reembed, &rs, fresh, err, errlen);
+    if (rc != HDB_OK) return hdb_err_prefix(err, errlen, rc, "model space %s: ", sp->name);
+    if (reg->infer) hdb_reembed_start(sp->reembed, reg->infer);
+    return HDB_OK;
 }
 
 /* Loads one stored definition (hdb_defs_foreach callback): only at open, single-threaded. */
@@ -365,13 +607,19 @@ static int load_space(void *arg, const char *label, uint64_t id, const unsigned 
         goto fail;
     }
     sp->name = hdb_strdup(spec->name);
+    if (spec->reembed_from && spec->reembed_from[0])
+        sp->reembed_from = hdb_strdup(spec->reembed_from);
     sp->spec_bytes = hdb_malloc(vlen ? vlen : 1);
     memcpy(sp->spec_bytes, v, vlen);
     sp->spec_len = vlen;
     os = space_owned(spec, a);
     if ((rc = hdb_catalog_create_owned(reg->cat, &os, &sp->source, &sp->index, err, errlen)))
         goto fail;
-    if (space_load_model(reg->cfg, sp, spec->model_path, lerr, sizeof lerr) != HDB_OK) {
+    if (space_load_model(reg->cfg, sp, spec->model_path, lerr, sizeof lerr) == HDB_OK &&
+        (rc = check_model_unchanged(reg, sp, spec, err, errlen)) != HDB_OK) {
+        goto fail;
+    }
+    if (sp->model == NULL) {
         sp->detail = hdb_strdup(lerr);
         HDB_ERROR("spaces", "model space %s: the model does not load (%s); its image and tensor "
                             "calls fail until it is fixed and hilbertd restarted",
@@ -400,6 +648,12 @@ int hdb_spaces_open(hdb_space_registry **out, hdb_catalog *cat, const hdb_config
     pthread_mutex_init(&reg->ddl, NULL);
     pthread_rwlock_init(&reg->lock, NULL);
     int rc = hdb_defs_foreach(reg->defs, HDB_DEF_SPACE, load_space, reg, err, errlen);
+    /* Workers once every space is there: an origin may sort after its target. */
+    for (size_t i = 0; i < reg->n && rc == HDB_OK; i++) {
+        hdb_space *sp = reg->spaces[i];
+        if (sp->reembed_from)
+            rc = worker_open(reg, sp, find_space(reg, sp->reembed_from), false, err, errlen);
+    }
     if (rc != HDB_OK) {
         hdb_spaces_close(reg);
         return hdb_err_prefix(err, errlen, rc, "model spaces: ");
@@ -409,8 +663,25 @@ int hdb_spaces_open(hdb_space_registry **out, hdb_catalog *cat, const hdb_config
     return HDB_OK;
 }
 
+void hdb_spaces_start_background(hdb_space_registry *reg, hdb_infer *infer) {
+    pthread_mutex_lock(&reg->ddl);
+    reg->infer = infer;
+    for (size_t i = 0; i < reg->n; i++)
+        if (reg->spaces[i]->reembed) hdb_reembed_start(reg->spaces[i]->reembed, infer);
+    pthread_mutex_unlock(&reg->ddl);
+}
+
+void hdb_spaces_stop_background(hdb_space_registry *reg) {
+    if (reg == NULL) return;
+    pthread_mutex_lock(&reg->ddl);
+    reg->infer = NULL;
+    for (size_t i = 0; i < reg->n; i++) hdb_reembed_stop(reg->spaces[i]->reembed);
+    pthread_mutex_unlock(&reg->ddl);
+}
+
 void hdb_spaces_close(hdb_space_registry *reg) {
     if (reg == NULL) return;
+    for (size_t i = 0; i < reg->n; i++) hdb_reembed_stop(reg->spaces[i]->reembed);
     for (size_t i = 0; i < reg->n; i++) hdb_space_unref(reg->spaces[i]);
     hdb_free(reg->spaces);
     pthread_rwlock_destroy(&reg->lock);
@@ -442,7 +713,28 @@ int hdb_spaces_create(hdb_space_registry *reg, const Hilbert__V1__ModelSpaceSpec
         rc = hdb_errf(err, errlen, HDB_EEXIST, "model space %s already exists", spec->name);
         goto fail;
     }
+    char target[HDB_NAME_MAX + 1];
+    if (hdb_catalog_space_alias(reg->cat, spec->name, target)) {
+        rc = hdb_errf(err, errlen, HDB_EEXIST,
+                      "spec.name: \"%s\" is a model-space alias (of \"%s\"); a model space "
+                      "needs a name of its own",
+                      spec->name, target);
+        goto fail;
+    }
     if ((rc = space_load_model(reg->cfg, sp, n->model_path, err, errlen)) != HDB_OK) goto fail;
+    if (n->model_sha256 && n->model_sha256[0] && strcmp(n->model_sha256, sp->sha256) != 0) {
+        rc = hdb_errf(err, errlen, HDB_EINVAL,
+                      "spec.model_sha256: the model file %s has SHA-256 %s, not %s",
+                      n->model_path, sp->sha256, n->model_sha256);
+        goto fail;
+    }
+    n->model_sha256 = sp->sha256;
+    if (n->reembed_from && n->reembed_from[0]) {
+        if ((rc = origin_check(reg, sp, n, a, err, errlen)) != HDB_OK) goto fail;
+        sp->reembed_from = hdb_strdup(n->reembed_from);
+    } else {
+        n->reembed_from = ""; /* one normal form */
+    }
     sp->detail = hdb_strdup("");
     sp->spec_bytes = pack(&n->base, &sp->spec_len);
     /* The definition first: a crash in the middle is finished at the next start. */
@@ -452,6 +744,18 @@ int hdb_spaces_create(hdb_space_registry *reg, const Hilbert__V1__ModelSpaceSpec
     if ((rc = hdb_catalog_create_owned(reg->cat, &os, &sp->source, &sp->index, err, errlen))) {
         hdb_defs_delete(reg->defs, HDB_DEF_SPACE, sp->name, NULL, 0);
         goto fail;
+    }
+    if (sp->reembed_from) {
+        hdb_space *origin = get_exact(reg, sp->reembed_from);
+        rc = worker_open(reg, sp, origin, true, err, errlen);
+        hdb_space_unref(origin);
+        if (rc != HDB_OK) {
+            char derr[256];
+            hdb_defs_delete(reg->defs, HDB_DEF_SPACE, sp->name, NULL, 0);
+            if (hdb_catalog_drop_owned(reg->cat, sp->source, sp->index, derr, sizeof derr))
+                HDB_WARN("spaces", "model space %s: %s", sp->name, derr);
+            goto fail;
+        }
     }
     pthread_rwlock_wrlock(&reg->lock);
     registry_add(reg, sp);
@@ -470,12 +774,31 @@ fail:
     return rc;
 }
 
-int hdb_spaces_get(hdb_space_registry *reg, const char *name, hdb_space **out, char *err,
-                   size_t errlen) {
+/* The space of exactly this name (no alias), referenced, or NULL. */
+static hdb_space *get_exact(hdb_space_registry *reg, const char *name) {
     pthread_rwlock_rdlock(&reg->lock);
     hdb_space *sp = name ? find_space(reg, name) : NULL;
     if (sp) hdb_space_ref(sp);
     pthread_rwlock_unlock(&reg->lock);
+    return sp;
+}
+
+int hdb_spaces_get(hdb_space_registry *reg, const char *name, hdb_space **out, char *err,
+                   size_t errlen) {
+    char target[HDB_NAME_MAX + 1] = "";
+    /* The alias is read under our read lock: a space it names cannot leave the array (a drop
+     * takes the write lock) between the reading and the lookup. */
+    pthread_rwlock_rdlock(&reg->lock);
+    hdb_space *sp = name ? find_space(reg, name) : NULL;
+    if (sp == NULL && name && hdb_catalog_space_alias(reg->cat, name, target))
+        sp = find_space(reg, target);
+    if (sp) hdb_space_ref(sp);
+    pthread_rwlock_unlock(&reg->lock);
+    if (sp == NULL && target[0])
+        return hdb_errf(err, errlen, HDB_ENOTFOUND,
+                        "model-space alias \"%s\" points to model space \"%s\", which does not "
+                        "exist",
+                        name, target);
     if (sp == NULL)
         return hdb_errf(err, errlen, HDB_ENOTFOUND, "model space \"%s\" does not exist",
                         name ? name : "");
@@ -483,18 +806,68 @@ int hdb_spaces_get(hdb_space_registry *reg, const char *name, hdb_space **out, c
     return HDB_OK;
 }
 
+static bool space_exists(void *arg, const char *name) {
+    hdb_space_registry *reg = arg;
+    pthread_rwlock_rdlock(&reg->lock);
+    bool found = find_space(reg, name) != NULL;
+    pthread_rwlock_unlock(&reg->lock);
+    return found;
+}
+
+int hdb_spaces_update_aliases(hdb_space_registry *reg, Hilbert__V1__AliasAction *const *actions,
+                              size_t n, char *err, size_t errlen) {
+    hdb_alias_spaces spaces = {space_exists, reg};
+    pthread_mutex_lock(&reg->ddl);
+    int rc = hdb_catalog_update_aliases(reg->cat, actions, n, &spaces, err, errlen);
+    pthread_mutex_unlock(&reg->ddl);
+    return rc;
+}
+
 int hdb_spaces_drop(hdb_space_registry *reg, const char *name, char *err, size_t errlen) {
-    hdb_space *sp;
-    int rc = hdb_spaces_get(reg, name, &sp, err, errlen);
-    if (rc != HDB_OK) return rc;
+    /* By its own name only: dropping through an alias is not a thing. */
+    hdb_space *sp = get_exact(reg, name);
+    if (sp == NULL)
+        return hdb_errf(err, errlen, HDB_ENOTFOUND, "model space \"%s\" does not exist",
+                        name ? name : "");
+    int rc = HDB_OK;
+    char alias[HDB_NAME_MAX + 1];
     pthread_mutex_lock(&reg->ddl);
     if (atomic_load(&sp->dropped)) {
         rc = hdb_errf(err, errlen, HDB_ENOTFOUND, "model space \"%s\" does not exist", name);
         goto out;
     }
+    /* Aliases change under reg->ddl too: none can appear before the drop is done. */
+    if (hdb_catalog_alias_pointing(reg->cat, HDB_ALIAS_SPACE, sp->name, alias)) {
+        rc = hdb_errf(err, errlen, HDB_EPRECOND,
+                      "model space \"%s\" is the target of model-space alias \"%s\"; switch or "
+                      "delete the alias first",
+                      sp->name, alias);
+        goto out;
+    }
+    if (hdb_catalog_alias_pointing(reg->cat, HDB_ALIAS_INDEX, hdb_ixent_label(sp->index),
+                                   alias)) {
+        rc = hdb_errf(err, errlen, HDB_EPRECOND,
+                      "model space \"%s\": its index %s is the target of index alias \"%s\"; "
+                      "switch or delete the alias first",
+                      sp->name, hdb_ixent_label(sp->index), alias);
+        goto out;
+    }
+    /* Spaces that re-embed from this one must have copied it all; they then stand alone. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < reg->n; i++) {
+            hdb_reembed *r = reg->spaces[i]->reembed;
+            if (r == NULL || strcmp(hdb_reembed_origin(r), sp->name) != 0) continue;
+            hdb_reembed_status st;
+            hdb_reembed_status_get(r, &st);
+            if (st.state == HDB_REEMBED_DONE || (pass == 0 && st.state != HDB_REEMBED_COPYING))
+                continue;
+            if ((rc = hdb_reembed_finish(r, err, errlen)) != HDB_OK) goto out;
+        }
+    }
     /* The definition first: what is left after a crash is a plain source and index. */
     if ((rc = hdb_defs_delete(reg->defs, HDB_DEF_SPACE, sp->name, err, errlen)) != HDB_OK)
         goto out;
+    hdb_reembed_stop(sp->reembed); /* it writes to the storage dropped below */
     pthread_rwlock_wrlock(&reg->lock);
     registry_remove(reg, sp);
     pthread_rwlock_unlock(&reg->lock);
@@ -529,11 +902,15 @@ int hdb_spaces_ensure(hdb_space_registry *reg, const hdb_config *cfg, char *err,
     for (size_t i = 0; i < cfg->n_model_spaces && rc == HDB_OK; i++) {
         const Hilbert__V1__ModelSpaceSpec *spec = cfg->model_spaces[i];
         hdb_space *sp = NULL;
-        if (spec->name && hdb_spaces_get(reg, spec->name, &sp, NULL, 0) == HDB_OK) {
+        if (spec->name && (sp = get_exact(reg, spec->name)) != NULL) {
             hdb_space tmp = {0};
             if ((rc = space_check(spec, reg->cfg, &tmp, err, errlen)) == HDB_OK) {
                 size_t len;
-                unsigned char *want = pack(&space_normalise(spec, &tmp, arena)->base, &len);
+                Hilbert__V1__ModelSpaceSpec *n = space_normalise(spec, &tmp, arena);
+                /* A config that names no checksum takes the recorded one. */
+                if (n->model_sha256 == NULL || n->model_sha256[0] == '\0')
+                    n->model_sha256 = sp->sha256;
+                unsigned char *want = pack(&n->base, &len);
                 if (len != sp->spec_len || memcmp(want, sp->spec_bytes, len) != 0)
                     rc = hdb_errf(err, errlen, HDB_EPRECOND,
                                   "model space %s exists with a different definition; drop it "

@@ -11,6 +11,7 @@
 #include "hdb_image.h"
 #include "hdb_infer.h"
 #include "hdb_ingest.h"
+#include "hdb_reembed.h"
 #include "hdb_space.h"
 
 #include <stdio.h>
@@ -24,7 +25,8 @@ static void release(hdb_space **spaces, size_t n) {
 
 /* Resolves names[0..n) into references (in arena memory; released with release()). n == 0 means
  * every model space (HDB_ENOTFOUND when there is none). Errors name the entry:
- * model_spaces[1]: model space "x" does not exist, or: "x" is listed twice (HDB_EINVAL). */
+ * model_spaces[1]: model space "x" does not exist, or: "x" is listed twice (HDB_EINVAL), also
+ * through an alias. A name that is a model-space alias resolves to its target (hdb_spaces_get). */
 static int resolve(hdb_space_registry *reg, char *const *names, size_t n, hdb_arena *arena,
                    hdb_space ***out, size_t *nout, char *err, size_t errlen) {
     if (n == 0) {
@@ -47,6 +49,17 @@ static int resolve(hdb_space_registry *reg, char *const *names, size_t n, hdb_ar
         if (rc != HDB_OK) {
             release(list, i);
             return hdb_err_prefix(err, errlen, rc, "model_spaces[%zu]: ", i);
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (list[j] == list[i]) { /* a space and its alias, or two aliases of it */
+                const char *sname = hdb_space_name(list[i]);
+                rc = hdb_errf(err, errlen, HDB_EINVAL,
+                              "model_spaces[%zu]: \"%s\" is model space \"%s\", which "
+                              "model_spaces[%zu] names already",
+                              i, names[i], sname, j);
+                release(list, i + 1);
+                return rc;
+            }
         }
     }
     *out = list;
@@ -174,12 +187,42 @@ static int item_attrs(hdb_arena *arena, const char *id, const hdb_attr *attrs, u
     if (hdb_attr_find(attrs, n, "id", true))
         return hdb_errf(err, errlen, HDB_EINVAL,
                         "attributes[\"id\"]: the item id goes in the id field");
+    if (hdb_attr_find(attrs, n, HDB_INPUT_ATTR, true))
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "attributes[\"" HDB_INPUT_ATTR "\"]: the name is reserved for the item's "
+                        "kept input (keep_inputs)");
     hdb_attr *all = hdb_arena_alloc(arena, (n + 1) * sizeof *all);
     if (n) memcpy(all, attrs, n * sizeof *all); /* attrs may be NULL when n is 0 */
     all[n] = id_attr(id);
     hdb_attrs_sort(all, n + 1);
     *out = all;
     *nout = n + 1;
+    return HDB_OK;
+}
+
+/* attrs (sorted, n) plus the kept input of `in` (HDB_INPUT_ATTR, bytes), sorted, in arena
+ * memory. The value points into the request. */
+static hdb_attr *with_input(hdb_arena *arena, const hdb_attr *attrs, uint32_t n,
+                            const hdb_model_input *in) {
+    hdb_attr *all = hdb_arena_alloc(arena, (n + 1) * sizeof *all);
+    memcpy(all, attrs, n * sizeof *all);
+    hdb_attr *a = &all[n];
+    *a = (hdb_attr){.name = HDB_INPUT_ATTR, .value = {.type = HDB_ATTR_BYTES}};
+    a->value.u.s.p = in->is_image ? in->image : (const char *)in->tensor;
+    a->value.u.s.n = in->is_image ? in->image_len : in->tensor_len * sizeof(float);
+    hdb_attrs_sort(all, n + 1);
+    return all;
+}
+
+/* A client's write to spaces that re-embed from another waits until they have caught up with
+ * it, so that it is not overtaken by an older change of the origin (hdb_reembed_wait). */
+static int wait_reembeds(const hdb_spaces_call *c, hdb_space **spaces, size_t n, char *err,
+                         size_t errlen) {
+    for (size_t i = 0; i < n; i++) {
+        hdb_reembed *r = hdb_space_reembed(spaces[i]);
+        int rc = r ? hdb_reembed_wait(r, c->deadline_ns, err, errlen) : HDB_OK;
+        if (rc != HDB_OK) return rc;
+    }
     return HDB_OK;
 }
 
@@ -226,13 +269,18 @@ int hdb_spaces_add(const hdb_spaces_call *c, const char *id, const hdb_model_inp
     if (rc == HDB_OK) rc = resolve(c->reg, names, nnames, a, &spaces, &n, err, errlen);
     if (rc != HDB_OK) return rc;
     float **vecs = hdb_arena_alloc(a, (n ? n : 1) * sizeof *vecs);
-    if ((rc = embed_all(c, spaces, n, in, vecs, err, errlen)) == HDB_OK) {
+    if ((rc = embed_all(c, spaces, n, in, vecs, err, errlen)) == HDB_OK &&
+        (rc = wait_reembeds(c, spaces, n, err, errlen)) == HDB_OK) {
         hdb_point *points = hdb_arena_calloc(a, n ? n : 1, sizeof *points);
-        for (size_t i = 0; i < n; i++)
+        hdb_attr *kept = NULL;
+        for (size_t i = 0; i < n; i++) {
+            bool keep = hdb_space_keeps_inputs(spaces[i]);
+            if (keep && kept == NULL) kept = with_input(a, all, nall, in);
             points[i] = (hdb_point){.vec = vecs[i],
                                     .dim = hdb_space_output_dim(spaces[i]),
-                                    .attrs = all,
-                                    .nattrs = nall};
+                                    .attrs = keep ? kept : all,
+                                    .nattrs = keep ? nall + 1 : nall};
+        }
         rc = write_all(c, spaces, n, points, want_vectors ? vecs : NULL, out, err, errlen);
         *nout = n;
     }
@@ -254,7 +302,8 @@ int hdb_spaces_remove(const hdb_spaces_call *c, const char *id, char *const *nam
     hdb_point *points = hdb_arena_calloc(a, n ? n : 1, sizeof *points);
     for (size_t i = 0; i < n; i++)
         points[i] = (hdb_point){.attrs = ida, .nattrs = 1, .deleted = true};
-    rc = write_all(c, spaces, n, points, NULL, out, err, errlen);
+    rc = wait_reembeds(c, spaces, n, err, errlen);
+    if (rc == HDB_OK) rc = write_all(c, spaces, n, points, NULL, out, err, errlen);
     *nout = n;
     release(spaces, n);
     return rc;
@@ -284,43 +333,52 @@ int hdb_spaces_embed(const hdb_spaces_call *c, const hdb_model_input *in, char *
 
 /* ---------------------------------------------------------------- finds */
 
-/* min_seq entries must name model spaces that exist; entries for spaces this find does not
- * search are ignored, so that the seqs of a multi-space add serve a find over any subset. */
-static int min_seq_check(const hdb_spaces_call *c, const hdb_spaces_find_params *fp,
-                         hdb_space **spaces, size_t n, char *err, size_t errlen) {
+/* The min_seq of each of the n spaces into seqs[0..n). Entries must name model spaces that
+ * exist, by name or by alias; an entry keyed by a name this find gave (names[j], an alias
+ * perhaps) applies to the space that name resolved to when the find began. Entries for spaces
+ * this find does not search are ignored, so that the seqs of a multi-space add serve a find
+ * over any subset. Two entries for one space: the larger seq. */
+static int min_seqs(const hdb_spaces_call *c, const hdb_spaces_find_params *fp,
+                    char *const *names, size_t nnames, hdb_space **spaces, size_t n,
+                    uint64_t *seqs, char *err, size_t errlen) {
+    for (size_t j = 0; j < n; j++) seqs[j] = 0;
     for (size_t i = 0; i < fp->nmin_seq; i++) {
+        const char *key = fp->min_seq[i].space;
+        uint64_t seq = fp->min_seq[i].seq;
         bool known = false;
-        for (size_t j = 0; j < n && !known; j++)
-            known = strcmp(fp->min_seq[i].space, hdb_space_name(spaces[j])) == 0;
+        for (size_t j = 0; j < n; j++) {
+            if (strcmp(key, hdb_space_name(spaces[j])) == 0 ||
+                (nnames == n && strcmp(key, names[j]) == 0)) {
+                if (seq > seqs[j]) seqs[j] = seq;
+                known = true;
+            }
+        }
         if (known) continue;
         hdb_space *other;
         char why[256];
-        if (hdb_spaces_get(c->reg, fp->min_seq[i].space, &other, why, sizeof why) != HDB_OK)
+        if (hdb_spaces_get(c->reg, key, &other, why, sizeof why) != HDB_OK)
             return hdb_errf(err, errlen, HDB_EINVAL, "min_seq[\"%s\"]: no such model space",
-                            fp->min_seq[i].space);
+                            key);
+        for (size_t j = 0; j < n; j++) /* an alias this find did not use */
+            if (spaces[j] == other && seq > seqs[j]) seqs[j] = seq;
         hdb_space_unref(other);
     }
     return HDB_OK;
 }
 
-/* The min_seq entry for sp (0 if none). */
-static uint64_t min_seq_of(const hdb_spaces_find_params *fp, const hdb_space *sp) {
-    for (size_t i = 0; i < fp->nmin_seq; i++)
-        if (strcmp(fp->min_seq[i].space, hdb_space_name(sp)) == 0) return fp->min_seq[i].seq;
-    return 0;
-}
-
 /* Searches vec in sp's index into out->hits, leaving out pid `self` (0: none). */
 static int search_space(const hdb_spaces_call *c, hdb_space *sp, const float *vec,
-                        const hdb_spaces_find_params *fp, uint64_t self, hdb_space_hits *out,
-                        char *err, size_t errlen) {
+                        const hdb_spaces_find_params *fp, uint64_t min_seq, uint64_t self,
+                        hdb_space_hits *out, char *err, size_t errlen) {
     hdb_query_vec q = {.present = true, .vec = vec, .dim = hdb_space_output_dim(sp)};
     hdb_query_params qp = {.k = fp->k,
-                           .min_seq = min_seq_of(fp, sp),
+                           .min_seq = min_seq,
                            .opts = fp->opts,
                            .filter = fp->filter,
                            .nfilter = fp->nfilter,
-                           .deadline_ns = c->deadline_ns};
+                           .deadline_ns = c->deadline_ns,
+                           .stop = c->stop,
+                           .vectors = fp->vectors};
     /* One more, to make room for the item itself; limits are judged on the client's k. */
     if (self && fp->k > 0 && (uint32_t)fp->k < c->cfg->max_k) qp.k = fp->k + 1;
     hdb_query_result res;
@@ -335,9 +393,37 @@ static int search_space(const hdb_spaces_call *c, hdb_space *sp, const float *ve
             if (res.hits[i].pid != self) res.hits[w++] = res.hits[i];
         res.n = w > (size_t)fp->k ? (size_t)fp->k : w;
     }
+    if (hdb_space_keeps_inputs(sp)) /* a kept input stays in the server */
+        for (size_t i = 0; i < res.n; i++) {
+            hdb_point *p = &res.hits[i].rec.point;
+            uint32_t w = 0;
+            for (uint32_t j = 0; j < p->nattrs; j++)
+                if (strcmp(p->attrs[j].name, HDB_INPUT_ATTR) != 0) p->attrs[w++] = p->attrs[j];
+            p->nattrs = w;
+        }
     out->found = true;
     out->hits = res;
     return HDB_OK;
+}
+
+/* The limits of a find over n spaces, before any model runs: k x spaces results at most
+ * limits.max_results, and the estimated cost (hdb_query_check_cost) of all its searches. */
+static int find_cost_check(const hdb_spaces_call *c, const hdb_spaces_find_params *fp,
+                           hdb_space **spaces, size_t n, char *err, size_t errlen) {
+    uint64_t total = fp->k > 0 ? (uint64_t)fp->k * n : 0;
+    if (total > c->cfg->max_results)
+        return hdb_errf(err, errlen, HDB_ELIMIT,
+                        "k: %d x %zu model spaces = %llu results exceed limits.max_results (%u); "
+                        "ask fewer spaces per request or a smaller k",
+                        (int)fp->k, n, (unsigned long long)total, c->cfg->max_results);
+    hdb_query_cost cost = {0};
+    hdb_query_params qp = {.k = fp->k,
+                           .opts = fp->opts,
+                           .filter = fp->filter,
+                           .nfilter = fp->nfilter,
+                           .vectors = fp->vectors};
+    for (size_t i = 0; i < n; i++) hdb_query_estimate(hdb_space_index(spaces[i]), 1, &qp, &cost);
+    return hdb_query_check_cost(c->cfg, &cost, err, errlen);
 }
 
 /* n empty answers, each named after its space, in arena memory. */
@@ -356,11 +442,13 @@ int hdb_spaces_find(const hdb_spaces_call *c, const hdb_model_input *in, char *c
     int rc = resolve(c->reg, names, nnames, a, &spaces, &n, err, errlen);
     if (rc != HDB_OK) return rc;
     float **vecs = hdb_arena_alloc(a, (n ? n : 1) * sizeof *vecs);
-    if ((rc = min_seq_check(c, fp, spaces, n, err, errlen)) == HDB_OK)
-        rc = embed_all(c, spaces, n, in, vecs, err, errlen);
+    uint64_t *seqs = hdb_arena_alloc(a, (n ? n : 1) * sizeof *seqs);
+    if ((rc = min_seqs(c, fp, names, nnames, spaces, n, seqs, err, errlen)) == HDB_OK)
+        rc = find_cost_check(c, fp, spaces, n, err, errlen);
+    if (rc == HDB_OK) rc = embed_all(c, spaces, n, in, vecs, err, errlen);
     hdb_space_hits *r = hits_new(a, spaces, n);
     for (size_t i = 0; i < n && rc == HDB_OK; i++)
-        rc = search_space(c, spaces[i], vecs[i], fp, 0, &r[i], err, errlen);
+        rc = search_space(c, spaces[i], vecs[i], fp, seqs[i], 0, &r[i], err, errlen);
     release(spaces, n);
     if (rc == HDB_OK) {
         *out = r;
@@ -378,7 +466,9 @@ int hdb_spaces_find_by_id(const hdb_spaces_call *c, const char *id, char *const 
     int rc = hdb_spaces_check_id(c->cfg, id, err, errlen);
     if (rc == HDB_OK) rc = resolve(c->reg, names, nnames, a, &spaces, &n, err, errlen);
     if (rc != HDB_OK) return rc;
-    rc = min_seq_check(c, fp, spaces, n, err, errlen);
+    uint64_t *seqs = hdb_arena_alloc(a, (n ? n : 1) * sizeof *seqs);
+    rc = min_seqs(c, fp, names, nnames, spaces, n, seqs, err, errlen);
+    if (rc == HDB_OK) rc = find_cost_check(c, fp, spaces, n, err, errlen);
     hdb_space_hits *r = hits_new(a, spaces, n);
     hdb_attr ida = id_attr(id);
     hdb_attr *ids[1] = {&ida};
@@ -391,7 +481,8 @@ int hdb_spaces_find_by_id(const hdb_spaces_call *c, const char *id, char *const 
             break;
         }
         if (!g.found) continue; /* found = false, no hits */
-        rc = search_space(c, spaces[i], g.rec.point.vec, fp, g.pid, &r[i], err, errlen);
+        rc = search_space(c, spaces[i], g.rec.point.vec, fp, seqs[i], g.pid, &r[i], err,
+                          errlen);
     }
     release(spaces, n);
     if (rc == HDB_OK) {

@@ -3,8 +3,10 @@
  * spaces (its vectors from their models, one atomic write across them), remove it, find
  * similar items by an input or by a stored item (which is not its own neighbour), and embed.
  *
- * Each call names its spaces (none: every space of the registry), resolves them once and holds
- * their references until it returns; results live in the call's arena and do not point into the
+ * Each call names its spaces (none: every space of the registry), by name or by model-space
+ * alias, resolves them once when it starts and holds their references until it returns (a
+ * concurrent alias switch does not move a running call); results name the spaces themselves,
+ * not the aliases; results live in the call's arena and do not point into the
  * spaces. The server decodes requests into these calls and encodes their results; it adds no
  * logic of its own. Errors name the request's fields ("model_spaces[1]: ...", "tensor.shape:
  * ...", "model space rgb: attributes: ...").
@@ -39,6 +41,7 @@ typedef struct {
     hdb_infer *infer;       /* the inference pool */
     hdb_arena *arena;       /* scratch and results */
     int64_t deadline_ns;    /* CLOCK_MONOTONIC; INT64_MAX for none */
+    const hdb_stop *stop;   /* when searches give up (deadline, cancelled call); NULL: never */
 } hdb_spaces_call;
 
 /* One item's model input: encoded image bytes, or a tensor with its shape. */
@@ -81,6 +84,7 @@ typedef struct {
     hdb_search_opts opts;
     const hdb_space_seq *min_seq; /* each must name a requested space */
     size_t nmin_seq;
+    bool vectors; /* the reply carries each hit's vector (for the reply size estimate) */
 } hdb_spaces_find_params;
 
 /* Checks an item id: present and within limits.max_value_bytes ("id: ..."). A caller that

@@ -43,6 +43,14 @@ void hdb_torch_set_threads(int intra_op, int inter_op);
 int hdb_model_load(hdb_model **out, const char *path, const int64_t *in_shape, size_t in_ndim,
                    int64_t out_dim, char *err, size_t errlen);
 
+/* As hdb_model_load, for models whose forward returns a tuple or list: the embedding is its
+ * element output_index (which must then be a float32 [n, out_dim] tensor). A model that
+ * returns a single tensor takes only output_index 0, which is what hdb_model_load passes.
+ * HDB_EINVAL "output_index 2: the model returns a tuple of 2 elements" otherwise. */
+int hdb_model_load_output(hdb_model **out, const char *path, const int64_t *in_shape,
+                          size_t in_ndim, int64_t out_dim, uint32_t output_index, char *err,
+                          size_t errlen);
+
 /* Releases the model. NULL is allowed. */
 void hdb_model_free(hdb_model *m);
 
@@ -55,6 +63,20 @@ void hdb_model_free(hdb_model *m);
  * several threads at once on one model. */
 int hdb_model_forward(hdb_model *m, const float *in, int64_t n, float *out, char *err,
                       size_t errlen);
+
+/* Batch sizes of a model's forward passes: bucket i counts the passes of at most 2^i items
+ * (the last bucket: any more). */
+#define HDB_MODEL_BATCH_BUCKETS 12
+typedef struct {
+    uint64_t passes, items;
+    uint64_t batches[HDB_MODEL_BATCH_BUCKETS];
+} hdb_model_counts;
+
+/* Counts one forward pass of n items (the inference pool does, per batch). Any thread. */
+void hdb_model_count_pass(hdb_model *m, int64_t n);
+
+/* The counts since the model was loaded. Any thread; the fields are each read atomically. */
+void hdb_model_counts_get(const hdb_model *m, hdb_model_counts *out);
 
 /* Input elements per item (product of in_shape) and output dimension; 0 for NULL. */
 int64_t hdb_model_input_size(const hdb_model *m);

@@ -48,6 +48,9 @@ struct hdb_model {
     std::vector<int64_t> in_shape; /* without the batch dimension */
     int64_t in_size;               /* product of in_shape */
     int64_t out_dim;
+    uint32_t output_index;         /* the element of a tuple or list output that is used */
+    std::atomic<uint64_t> passes{0}, items{0}; /* hdb_model_count_pass */
+    std::atomic<uint64_t> batches[HDB_MODEL_BATCH_BUCKETS] = {};
 };
 
 namespace {
@@ -173,8 +176,30 @@ const char *ivalue_kind(const c10::IValue &v) {
     return "an unsupported value";
 }
 
-/* Checks that a forward output is a float32 tensor of shape [n, out_dim]. On success *y holds
- * it, made contiguous. Returns 0 or HDB_EINVAL with a message that says what came back. */
+/* Picks element `index` of a tuple or list output into *out; a single value is its own
+ * element 0. Returns 0 or HDB_EINVAL saying what the model returned. */
+int select_output(const c10::IValue &v, uint32_t index, c10::IValue *out, char *err,
+                  size_t errlen) {
+    if (v.isTuple() || v.isList()) {
+        size_t n = v.isTuple() ? v.toTupleRef().elements().size() : v.toListRef().size();
+        if (index >= n)
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "output_index %u: the model returns %s of %zu elements", index,
+                            ivalue_kind(v), n);
+        *out = v.isTuple() ? v.toTupleRef().elements()[index] : v.toListRef()[index];
+        return HDB_OK;
+    }
+    if (index != 0)
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "output_index %u: the model returns %s, not a tuple or list", index,
+                        v.isTensor() ? "a single tensor" : ivalue_kind(v));
+    *out = v;
+    return HDB_OK;
+}
+
+/* Checks that a forward output (after select_output) is a float32 tensor of shape
+ * [n, out_dim]. On success *y holds it, made contiguous. Returns 0 or HDB_EINVAL with a
+ * message that says what came back. */
 int check_output(const c10::IValue &v, int64_t n, int64_t out_dim, at::Tensor *y, char *err,
                  size_t errlen) {
     if (!v.isTensor())
@@ -251,6 +276,12 @@ extern "C" void hdb_torch_set_threads(int intra_op, int inter_op) {
 
 extern "C" int hdb_model_load(hdb_model **out, const char *path, const int64_t *in_shape,
                               size_t in_ndim, int64_t out_dim, char *err, size_t errlen) {
+    return hdb_model_load_output(out, path, in_shape, in_ndim, out_dim, 0, err, errlen);
+}
+
+extern "C" int hdb_model_load_output(hdb_model **out, const char *path, const int64_t *in_shape,
+                                     size_t in_ndim, int64_t out_dim, uint32_t output_index,
+                                     char *err, size_t errlen) {
     if (out == NULL) return hdb_errf(err, errlen, HDB_EINVAL, "model load: out is NULL");
     *out = NULL;
     if (path == NULL || path[0] == '\0')
@@ -289,7 +320,8 @@ extern "C" int hdb_model_load(hdb_model **out, const char *path, const int64_t *
     std::snprintf(what, sizeof what, "not a TorchScript model: %.400s", path);
     std::unique_ptr<hdb_model> m;
     try {
-        m.reset(new hdb_model{torch::jit::load(std::string(path)), {}, in_size, out_dim});
+        m.reset(new hdb_model{torch::jit::load(std::string(path)), {}, in_size, out_dim,
+                              output_index});
         m->in_shape.assign(in_shape, in_shape + in_ndim);
         m->mod.eval();
     }
@@ -304,7 +336,9 @@ extern "C" int hdb_model_load(hdb_model **out, const char *path, const int64_t *
         c10::InferenceMode guard;
         at::Tensor x = torch::zeros(c10::IntArrayRef(shape, 1 + in_ndim), torch::kFloat32);
         at::Tensor y;
-        int rc = check_output(m->mod.forward({x}), kCheckBatch, out_dim, &y, err, errlen);
+        c10::IValue v;
+        int rc = select_output(m->mod.forward({x}), output_index, &v, err, errlen);
+        if (rc == HDB_OK) rc = check_output(v, kCheckBatch, out_dim, &y, err, errlen);
         if (rc != HDB_OK) return rc;
     }
     HDB_TORCH_CATCH(err, errlen, HDB_EINVAL, what)
@@ -342,7 +376,9 @@ extern "C" int hdb_model_forward(hdb_model *m, const float *in, int64_t n, float
         }
         HDB_TORCH_CATCH(err, errlen, HDB_EINTERNAL, "model forward failed")
         at::Tensor y;
-        int rc = check_output(v, n, m->out_dim, &y, err, errlen);
+        c10::IValue e;
+        int rc = select_output(v, m->output_index, &e, err, errlen);
+        if (rc == HDB_OK) rc = check_output(e, n, m->out_dim, &y, err, errlen);
         if (rc != HDB_OK) return rc;
         const float *p = y.data_ptr<float>();
         for (int64_t i = 0; i < out_elems; i++) {
@@ -360,6 +396,24 @@ extern "C" int hdb_model_forward(hdb_model *m, const float *in, int64_t n, float
 
 extern "C" int64_t hdb_model_input_size(const hdb_model *m) {
     return m ? m->in_size : 0;
+}
+
+extern "C" void hdb_model_count_pass(hdb_model *m, int64_t n) {
+    if (m == NULL || n < 1) return;
+    m->passes.fetch_add(1, std::memory_order_relaxed);
+    m->items.fetch_add((uint64_t)n, std::memory_order_relaxed);
+    int b = 0;
+    while (b < HDB_MODEL_BATCH_BUCKETS - 1 && (int64_t{1} << b) < n) b++;
+    m->batches[b].fetch_add(1, std::memory_order_relaxed);
+}
+
+extern "C" void hdb_model_counts_get(const hdb_model *m, hdb_model_counts *out) {
+    *out = hdb_model_counts{};
+    if (m == NULL) return;
+    out->passes = m->passes.load(std::memory_order_relaxed);
+    out->items = m->items.load(std::memory_order_relaxed);
+    for (int b = 0; b < HDB_MODEL_BATCH_BUCKETS; b++)
+        out->batches[b] = m->batches[b].load(std::memory_order_relaxed);
 }
 
 extern "C" int64_t hdb_model_output_dim(const hdb_model *m) {

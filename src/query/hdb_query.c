@@ -25,6 +25,13 @@
  * deleted while it ran. */
 #define MAX_REFILL 4096
 
+/* Records read per batch between two looks at the stop condition. */
+#define READ_BATCH 1024
+
+/* Results (query vectors x candidates) searched, read and re-scored per chunk of queries; the
+ * stop condition is looked at between chunks. */
+#define CHUNK_HITS 4096
+
 static int check_queries(hdb_ixent *ix, const hdb_query_vec *q, size_t nq, char *err,
                          size_t errlen) {
     const hdb_schema *s = hdb_source_schema(hdb_ixent_source(ix));
@@ -123,8 +130,8 @@ static int hit_cmp(const void *a, const void *b) {
 /* Reads the records of the engine's hits (nq x fetch), re-scores them, drops points that are
  * gone, and keeps the best kk per query, sorted, in results. */
 static int attach(hdb_ixent *ix, const hdb_query_vec *queries, size_t nq, size_t dim,
-                  const hdb_hit *hits, size_t fetch, size_t kk, hdb_arena *arena,
-                  hdb_query_result *results, char *err, size_t errlen) {
+                  const hdb_hit *hits, size_t fetch, size_t kk, const hdb_stop *stop,
+                  hdb_arena *arena, hdb_query_result *results, char *err, size_t errlen) {
     hdb_metric metric = hdb_ixent_metric(ix);
     size_t total = 0;
     for (size_t i = 0; i < nq * fetch; i++) total += hits[i].label >= 0;
@@ -133,8 +140,14 @@ static int attach(hdb_ixent *ix, const hdb_query_vec *queries, size_t nq, size_t
     size_t t = 0;
     for (size_t i = 0; i < nq * fetch; i++)
         if (hits[i].label >= 0) pids[t++] = (uint64_t)hits[i].label;
-    int rc = hdb_table_get_pids(hdb_source_table(hdb_ixent_source(ix)), NULL, pids, total, arena,
-                                recs, err, errlen);
+    /* In batches, so that a stopped call stops reading within a few ms. */
+    int rc = HDB_OK;
+    for (size_t b = 0; rc == HDB_OK && b < total; b += READ_BATCH) {
+        if ((rc = hdb_stop_check(stop, "search", err, errlen)) != HDB_OK) break;
+        size_t n = total - b < READ_BATCH ? total - b : READ_BATCH;
+        rc = hdb_table_get_pids(hdb_source_table(hdb_ixent_source(ix)), NULL, pids + b, n, arena,
+                                recs + b, err, errlen);
+    }
     if (rc != HDB_OK) return rc;
     t = 0;
     for (size_t q = 0; q < nq; q++) {
@@ -188,6 +201,7 @@ static int exact_fallback(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *
     int rc;
     do {
         hdb_arena_reset(scratch);
+        if ((rc = hdb_stop_check(qp->stop, "search", err, errlen)) != HDB_OK) break;
         rc = hdb_table_scan(table, snap, &cursor, CHUNK, scratch, rows, &n, err, errlen);
         for (size_t i = 0; rc == HDB_OK && i < n; i++) {
             const hdb_point *p = &rows[i].rec.point;
@@ -216,57 +230,89 @@ static int exact_fallback(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *
     return rc;
 }
 
+/* ---------------------------------------------------------------- cost */
+
+/* The smallest packed AttributeValue of type t (its field tag and payload). */
+static uint64_t value_min_bytes(hdb_attr_type t) {
+    return t == HDB_ATTR_FLOAT64 ? 9 : 2;
+}
+
+/* Sizes the server's reply structures take per hit, attribute and vector (protobuf-c structs
+ * and pointers, rounded up to the arena's alignment). */
+#define REPLY_HIT_BYTES 96
+#define REPLY_ATTR_BYTES 112
+#define REPLY_VEC_BYTES 96
+/* Entries a sparse vector is assumed to hold (its real size is unknown before reading it). */
+#define SPARSE_GUESS 16
+
+void hdb_query_estimate(hdb_ixent *ix, size_t nq, const hdb_query_params *qp,
+                        hdb_query_cost *cost) {
+    const hdb_schema *s = hdb_source_schema(hdb_ixent_source(ix));
+    uint64_t per_query = qp->k > 0 ? (uint64_t)qp->k : 0;
+    hdb_index *index;
+    if (hdb_applier_index(hdb_ixent_applier(ix), &index, NULL, 0) == HDB_OK) {
+        uint64_t avail = hdb_index_size_matching(index, qp->filter, qp->nfilter);
+        if (avail < per_query) per_query = avail;
+    }
+    uint64_t hits = (uint64_t)nq * per_query;
+    uint64_t vec = s->sparse ? (uint64_t)SPARSE_GUESS * 8 : (uint64_t)s->dim * 4;
+    /* The packed reply: per hit its SearchHit (tag, length, distance), each permanent
+     * attribute's map entry (tags, lengths, name, value), and the vector. */
+    uint64_t reply_hit = 2 + 5, rec_attrs = 0, reply_attrs = 0;
+    for (size_t i = 0; i < s->nperm; i++) {
+        uint64_t name = strlen(s->perm[i].name);
+        reply_hit += 2 + 2 + name + 2 + value_min_bytes(s->perm[i].type);
+        rec_attrs += sizeof(hdb_attr) + name + 8;
+        reply_attrs += REPLY_ATTR_BYTES;
+    }
+    if (qp->vectors) reply_hit += 2 + 2 + 3 + vec;
+    uint64_t reply = (uint64_t)nq * 4 + hits * reply_hit;
+    /* The memory: engine hits (and the merge buffers of several splits), the pid and row, the
+     * record read (its bytes, the decoded attributes, the vector copy), the hit, the reply
+     * structures and the packed reply; plus the query copy and the engines' ef lists. */
+    uint64_t per_hit = 3 * sizeof(hdb_hit) + sizeof(uint64_t) + sizeof(hdb_row) +
+                       sizeof(hdb_query_hit) + 2 * vec + 2 * rec_attrs + REPLY_HIT_BYTES +
+                       reply_attrs + (qp->vectors ? REPLY_VEC_BYTES : 0) + reply_hit;
+    uint64_t ef = qp->opts.ef_search > per_query ? qp->opts.ef_search : 0;
+    uint64_t chunk = nq < CHUNK_HITS ? nq : CHUNK_HITS;
+    cost->hits += hits;
+    cost->reply_bytes += reply;
+    cost->mem_bytes += hits * per_hit + (uint64_t)nq * vec + chunk * ef * 16;
+}
+
+int hdb_query_check_cost(const hdb_config *cfg, const hdb_query_cost *cost, char *err,
+                         size_t errlen) {
+    if (cost->reply_bytes > cfg->max_send_message_bytes)
+        return hdb_errf(err, errlen, HDB_ELIMIT,
+                        "response: an estimated %llu bytes (%llu results) exceed "
+                        "server.max_send_message_bytes (%zu); ask for fewer results, or without "
+                        "retrieve_vectors",
+                        (unsigned long long)cost->reply_bytes, (unsigned long long)cost->hits,
+                        cfg->max_send_message_bytes);
+    if (cost->mem_bytes > cfg->max_call_memory_bytes)
+        return hdb_errf(err, errlen, HDB_ELIMIT,
+                        "request: an estimated %llu bytes of working memory (%llu results) "
+                        "exceed limits.max_call_memory_bytes (%zu); send fewer queries per "
+                        "request or a smaller k",
+                        (unsigned long long)cost->mem_bytes, (unsigned long long)cost->hits,
+                        cfg->max_call_memory_bytes);
+    return HDB_OK;
+}
+
 /* ---------------------------------------------------------------- search */
 
-int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *queries,
-                     size_t nq, const hdb_query_params *qp, hdb_arena *arena,
-                     hdb_query_result *results, uint64_t *applied_seq, char *err, size_t errlen) {
-    hdb_source *src = hdb_ixent_source(ix);
-    hdb_applier *applier = hdb_ixent_applier(ix);
-    const hdb_schema *s = hdb_source_schema(src);
-    int64_t k = qp->k;
-    if (nq == 0)
-        return hdb_errf(err, errlen, HDB_EINVAL,
-                        "query_vectors: at least one query vector is required");
-    if (nq > cfg->max_query_vectors)
-        return hdb_errf(err, errlen, HDB_ELIMIT,
-                        "query_vectors: %zu queries exceed limits.max_query_vectors (%u)", nq,
-                        cfg->max_query_vectors);
-    if (k <= 0) return hdb_errf(err, errlen, HDB_EINVAL, "k: must be >= 1, got %lld", (long long)k);
-    if (k > (int64_t)cfg->max_k)
-        return hdb_errf(err, errlen, HDB_EINVAL, "k: %lld exceeds limits.max_k (%u)",
-                        (long long)k, cfg->max_k);
-    if ((uint64_t)nq * (uint64_t)k > cfg->max_results)
-        return hdb_errf(err, errlen, HDB_ELIMIT,
-                        "k: %zu query vectors x k %lld = %llu results exceed limits.max_results "
-                        "(%u); send fewer queries per request or a smaller k",
-                        nq, (long long)k, (unsigned long long)nq * (unsigned long long)k,
-                        cfg->max_results);
-    int rc = check_queries(ix, queries, nq, err, errlen);
-    if (rc != HDB_OK) return rc;
-    uint64_t last = hdb_table_last_seq(hdb_source_table(src));
-    if (qp->min_seq > last)
-        return hdb_errf(err, errlen, HDB_EINVAL,
-                        "min_seq: %llu is past the last seq of data source %s (%llu)",
-                        (unsigned long long)qp->min_seq, hdb_source_label(src),
-                        (unsigned long long)last);
-
-    if (qp->min_seq > 0) {
-        int64_t deadline = hdb_mono_ns() + (int64_t)cfg->max_wait_ms * 1000000;
-        if (qp->deadline_ns < deadline) deadline = qp->deadline_ns;
-        if ((rc = hdb_applier_wait(applier, qp->min_seq, deadline, err, errlen)) != HDB_OK)
-            return rc;
-    }
-    hdb_index *index;
-    if ((rc = hdb_applier_index(applier, &index, err, errlen)) != HDB_OK) return rc;
-    if ((rc = hdb_index_check_filter(index, qp->filter, qp->nfilter, err, errlen)) != HDB_OK)
-        return rc;
-    *applied_seq = hdb_index_applied(index);
-
-    /* Gather the queries in the engines' layout. */
-    size_t kk = (size_t)k, dim = s->dim;
+/* Searches queries [0, nq) (one chunk) into results: engine candidates, records re-scored,
+ * refills for deleted points, and the exact fallback for short queries. */
+static int search_chunk(hdb_ixent *ix, hdb_index *index, const hdb_config *cfg,
+                        const hdb_query_vec *queries, size_t nq, size_t kk,
+                        const hdb_query_params *qp, hdb_arena *arena, hdb_query_result *results,
+                        char *err, size_t errlen) {
+    const hdb_schema *s = hdb_source_schema(hdb_ixent_source(ix));
+    size_t dim = s->dim;
     hdb_vecs vecs = {0};
     float *mat = NULL;
+    hdb_search_opts opts = qp->opts;
+    opts.stop = qp->stop;
     if (s->sparse) {
         hdb_sparse_vec *sv = hdb_arena_alloc(arena, nq * sizeof *sv);
         for (size_t i = 0; i < nq; i++) sv[i] = queries[i].sp;
@@ -277,15 +323,16 @@ int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *
         vecs.dense = mat;
     }
 
+    int rc;
     size_t fetch = kk;
     hdb_hit *hits = NULL;
     for (int attempt = 0;; attempt++) {
         hdb_free(hits);
         hits = hdb_malloc(nq * fetch * sizeof *hits);
-        rc = hdb_index_search(index, nq, &vecs, fetch, &qp->opts, qp->filter, qp->nfilter, hits,
-                              err, errlen);
+        rc = hdb_index_search(index, nq, &vecs, fetch, &opts, qp->filter, qp->nfilter, hits, err,
+                              errlen);
         if (rc != HDB_OK) break;
-        rc = attach(ix, queries, nq, dim, hits, fetch, kk, arena, results, err, errlen);
+        rc = attach(ix, queries, nq, dim, hits, fetch, kk, qp->stop, arena, results, err, errlen);
         if (rc != HDB_OK) break;
         bool short_and_more = false;
         for (size_t q = 0; q < nq && !short_and_more; q++)
@@ -310,4 +357,80 @@ int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *
     hdb_free(hits);
     hdb_free(mat);
     return rc;
+}
+
+int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *queries,
+                     size_t nq, const hdb_query_params *qp, hdb_arena *arena,
+                     hdb_query_result *results, uint64_t *applied_seq, char *err, size_t errlen) {
+    hdb_source *src = hdb_ixent_source(ix);
+    hdb_applier *applier = hdb_ixent_applier(ix);
+    int64_t k = qp->k;
+    if (nq == 0)
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "query_vectors: at least one query vector is required");
+    if (nq > cfg->max_query_vectors)
+        return hdb_errf(err, errlen, HDB_ELIMIT,
+                        "query_vectors: %zu queries exceed limits.max_query_vectors (%u)", nq,
+                        cfg->max_query_vectors);
+    if (k <= 0) return hdb_errf(err, errlen, HDB_EINVAL, "k: must be >= 1, got %lld", (long long)k);
+    if (k > (int64_t)cfg->max_k)
+        return hdb_errf(err, errlen, HDB_EINVAL, "k: %lld exceeds limits.max_k (%u)",
+                        (long long)k, cfg->max_k);
+    if ((uint64_t)nq * (uint64_t)k > cfg->max_results)
+        return hdb_errf(err, errlen, HDB_ELIMIT,
+                        "k: %zu query vectors x k %lld = %llu results exceed limits.max_results "
+                        "(%u); send fewer queries per request or a smaller k",
+                        nq, (long long)k, (unsigned long long)nq * (unsigned long long)k,
+                        cfg->max_results);
+    if (qp->opts.ef_search > cfg->max_ef_search)
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "params.ef_search: %u exceeds limits.max_ef_search (%u)",
+                        qp->opts.ef_search, cfg->max_ef_search);
+    if (qp->opts.nprobe > cfg->max_nprobe)
+        return hdb_errf(err, errlen, HDB_EINVAL, "params.nprobe: %u exceeds limits.max_nprobe (%u)",
+                        qp->opts.nprobe, cfg->max_nprobe);
+    int rc = check_queries(ix, queries, nq, err, errlen);
+    if (rc != HDB_OK) return rc;
+    uint64_t last = hdb_table_last_seq(hdb_source_table(src));
+    if (qp->min_seq > last)
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "min_seq: %llu is past the last seq of data source %s (%llu)",
+                        (unsigned long long)qp->min_seq, hdb_source_label(src),
+                        (unsigned long long)last);
+
+    if (qp->min_seq > 0) {
+        int64_t deadline = hdb_query_wait_until(cfg, qp->wait_from_ns, qp->deadline_ns);
+        rc = hdb_applier_wait(applier, qp->min_seq, qp->no_wait ? 0 : deadline, err, errlen);
+        if (rc == HDB_ETIMEOUT && qp->no_wait && hdb_mono_ns() < deadline) return HDB_EAGAIN;
+        if (rc != HDB_OK) return rc;
+    }
+    hdb_index *index;
+    if ((rc = hdb_applier_index(applier, &index, err, errlen)) != HDB_OK) return rc;
+    if ((rc = hdb_index_check_filter(index, qp->filter, qp->nfilter, err, errlen)) != HDB_OK)
+        return rc;
+    hdb_query_cost cost = {0};
+    hdb_query_estimate(ix, nq, qp, &cost);
+    if ((rc = hdb_query_check_cost(cfg, &cost, err, errlen)) != HDB_OK) return rc;
+    *applied_seq = hdb_index_applied(index);
+
+    /* In chunks of queries, so that a stopped call gives up between them, and the engine hits
+     * of only one chunk are held at a time. */
+    size_t kk = (size_t)k;
+    size_t chunk = CHUNK_HITS / kk ? CHUNK_HITS / kk : 1;
+    for (size_t q0 = 0; rc == HDB_OK && q0 < nq; q0 += chunk) {
+        if ((rc = hdb_stop_check(qp->stop, "search", err, errlen)) != HDB_OK) break;
+        size_t n = nq - q0 < chunk ? nq - q0 : chunk;
+        rc = search_chunk(ix, index, cfg, queries + q0, n, kk, qp, arena, results + q0, err,
+                          errlen);
+    }
+    return rc;
+}
+
+int64_t hdb_query_wait_until(const hdb_config *cfg, int64_t from_ns, int64_t deadline_ns) {
+    int64_t until = (from_ns ? from_ns : hdb_mono_ns()) + (int64_t)cfg->max_wait_ms * 1000000;
+    return deadline_ns < until ? deadline_ns : until;
+}
+
+bool hdb_query_min_seq_reached(hdb_ixent *ix, uint64_t seq) {
+    return hdb_applier_wait(hdb_ixent_applier(ix), seq, 0, NULL, 0) != HDB_ETIMEOUT;
 }

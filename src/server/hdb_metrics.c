@@ -14,7 +14,9 @@
 #include "hdb_infer.h"
 #include "hdb_log.h"
 #include "hdb_mem.h"
+#include "hdb_space.h"
 #include "hdb_store.h"
+#include "hdb_torch.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -245,6 +247,35 @@ static void write_store(FILE *f, hdb_store *store) {
     fprintf(f, "hilbert_writes_accepted %d\n", sp.writable ? 1 : 0);
 }
 
+/* The batch sizes of each model space's forward passes, as a histogram. */
+static void write_models(FILE *f, hdb_space_registry *spaces) {
+    if (spaces == NULL) return;
+    hdb_arena *a = hdb_arena_create(0);
+    hdb_space **list;
+    size_t n = hdb_spaces_list(spaces, a, &list);
+    help(f, "hilbert_inference_batch_size", "histogram",
+         "Items per forward pass of each model space's model.");
+    for (size_t i = 0; i < n; i++) {
+        hdb_model_counts mc;
+        hdb_model_counts_get(hdb_space_model(list[i]), &mc);
+        const char *name = hdb_space_name(list[i]);
+        unsigned long long cum = 0;
+        for (int b = 0; b < HDB_MODEL_BATCH_BUCKETS - 1; b++) {
+            cum += mc.batches[b];
+            fprintf(f, "hilbert_inference_batch_size_bucket{model_space=\"%s\",le=\"%d\"} %llu\n",
+                    name, 1 << b, cum);
+        }
+        fprintf(f, "hilbert_inference_batch_size_bucket{model_space=\"%s\",le=\"+Inf\"} %llu\n",
+                name, (unsigned long long)mc.passes);
+        fprintf(f, "hilbert_inference_batch_size_sum{model_space=\"%s\"} %llu\n", name,
+                (unsigned long long)mc.items);
+        fprintf(f, "hilbert_inference_batch_size_count{model_space=\"%s\"} %llu\n", name,
+                (unsigned long long)mc.passes);
+        hdb_space_unref(list[i]);
+    }
+    hdb_arena_free(a);
+}
+
 static void write_process(FILE *f, hdb_infer *infer) {
     if (infer) {
         hdb_infer_stats is;
@@ -256,6 +287,13 @@ static void write_process(FILE *f, hdb_infer *infer) {
         fprintf(f, "hilbert_inference_items_total %llu\n", (unsigned long long)is.items);
         help(f, "hilbert_inference_requests_total", "counter", "Inference requests served.");
         fprintf(f, "hilbert_inference_requests_total %llu\n", (unsigned long long)is.requests);
+        help(f, "hilbert_inference_queued_requests", "gauge",
+             "Inference requests waiting for a forward pass now.");
+        fprintf(f, "hilbert_inference_queued_requests %llu\n",
+                (unsigned long long)is.queued_requests);
+        help(f, "hilbert_inference_queued_items", "gauge",
+             "Items of the requests waiting for a forward pass now.");
+        fprintf(f, "hilbert_inference_queued_items %llu\n", (unsigned long long)is.queued_items);
     }
     FILE *sm = fopen("/proc/self/statm", "r");
     unsigned long long pages = 0, rss = 0;
@@ -318,6 +356,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     write_sources(f, h->src.catalog);
     write_store(f, h->src.store);
     write_process(f, h->src.infer);
+    write_models(f, h->src.spaces);
     if (fclose(f) != 0) {
         free(page);
         return MHD_NO;

@@ -27,6 +27,7 @@ typedef struct hdb_infer hdb_infer;
 typedef struct hdb_metrics hdb_metrics;
 typedef struct hdb_metrics_http hdb_metrics_http;
 typedef struct hdb_store hdb_store;
+typedef struct hdb_space_registry hdb_space_registry;
 
 /* Counters for n methods named "service/method" (copied). Free with hdb_metrics_free. */
 hdb_metrics *hdb_metrics_create(const char *const *names, size_t n);
@@ -41,6 +42,7 @@ typedef struct {
     hdb_catalog *catalog;
     hdb_infer *infer; /* may be NULL */
     hdb_store *store;
+    hdb_space_registry *spaces; /* may be NULL: per-model figures */
 } hdb_metrics_sources;
 
 /* Starts the endpoint on listen ("host:port", host 127.0.0.1, localhost or [::1]; port 0 picks

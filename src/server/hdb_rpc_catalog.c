@@ -1,7 +1,7 @@
 /*
  * hdb_rpc_catalog.c - the Catalog service: thin handlers over hdb_catalog (data sources,
- * indices) and the model-space registry (hdb_space.h), plus the assembly of DataSourceInfo,
- * IndexInfo (with index status) and ModelSpaceInfo responses.
+ * indices, aliases) and the model-space registry (hdb_space.h), plus the assembly of
+ * DataSourceInfo, IndexInfo (with index status) and ModelSpaceInfo responses.
  */
 #include "hdb_rpc_catalog.h"
 
@@ -13,6 +13,7 @@
 #include "hdb_config.h"
 #include "hdb_err.h"
 #include "hdb_index.h"
+#include "hdb_reembed.h"
 #include "hdb_space.h"
 
 #include <string.h>
@@ -263,6 +264,22 @@ static Hilbert__V1__ModelSpaceInfo *space_info(hdb_rpc *rpc, hdb_space *sp) {
     info->detail = hdb_arena_strndup(a, hdb_space_detail(sp), strlen(hdb_space_detail(sp)));
     info->point_count = point_count(hdb_space_source(sp));
     info->index_status = index_info(rpc, hdb_space_index(sp))->status;
+    hdb_reembed *r = hdb_space_reembed(sp);
+    if (r) {
+        hdb_reembed_status st;
+        hdb_reembed_status_get(r, &st);
+        Hilbert__V1__ReembedStatus *re = hdb_arena_alloc(a, sizeof *re);
+        hilbert__v1__reembed_status__init(re);
+        re->origin = hdb_arena_strndup(a, hdb_reembed_origin(r), strlen(hdb_reembed_origin(r)));
+        re->state = (Hilbert__V1__ReembedState)st.state;
+        re->copied = st.copied;
+        re->total = st.total;
+        re->skipped = st.skipped;
+        re->applied_seq = st.applied_seq;
+        re->origin_last_seq = st.origin_last_seq;
+        re->detail = hdb_arena_strndup(a, st.detail, strlen(st.detail));
+        info->reembed = re;
+    }
     return info;
 }
 
@@ -317,26 +334,67 @@ static int drop_model_space(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMe
     return HDB_OK;
 }
 
+/* ---------------------------------------------------------------- aliases */
+
+static int update_aliases(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                          char *err, size_t errlen) {
+    const Hilbert__V1__UpdateAliasesRequest *req = (const void *)m;
+    /* Through the registry: it holds its lock while the catalog checks model-space targets. */
+    int rc = hdb_spaces_update_aliases(rpc->spaces, req->actions, req->n_actions, err, errlen);
+    if (rc != HDB_OK) return rc;
+    Hilbert__V1__UpdateAliasesResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
+    hilbert__v1__update_aliases_response__init(r);
+    r->n_aliases = hdb_catalog_list_aliases(rpc->catalog, rpc->arena, &r->aliases);
+    *resp = &r->base;
+    return HDB_OK;
+}
+
+static int list_aliases(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                        char *err, size_t errlen) {
+    (void)m, (void)err, (void)errlen;
+    Hilbert__V1__ListAliasesResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
+    hilbert__v1__list_aliases_response__init(r);
+    r->n_aliases = hdb_catalog_list_aliases(rpc->catalog, rpc->arena, &r->aliases);
+    *resp = &r->base;
+    return HDB_OK;
+}
+
 #define SVC "hilbert.v1.Catalog"
 
 static const hdb_rpc_method methods[] = {
+    /* Reads need the read role and are cheap (answered by the call threads); changes need the
+     * admin role and go to the write pool (they take the DDL lock, may start or join
+     * appliers). */
     {SVC, "CreateDataSource", &hilbert__v1__create_data_source_request__descriptor,
-     create_data_source},
-    {SVC, "GetDataSource", &hilbert__v1__get_data_source_request__descriptor, get_data_source},
+     create_data_source, HDB_ROLE_ADMIN, HDB_LANE_WRITE},
+    {SVC, "GetDataSource", &hilbert__v1__get_data_source_request__descriptor, get_data_source,
+     HDB_ROLE_READ},
     {SVC, "ListDataSources", &hilbert__v1__list_data_sources_request__descriptor,
-     list_data_sources},
-    {SVC, "DropDataSource", &hilbert__v1__drop_data_source_request__descriptor, drop_data_source},
-    {SVC, "CreateIndex", &hilbert__v1__create_index_request__descriptor, create_index},
-    {SVC, "GetIndex", &hilbert__v1__get_index_request__descriptor, get_index},
-    {SVC, "ListIndices", &hilbert__v1__list_indices_request__descriptor, list_indices},
-    {SVC, "DropIndex", &hilbert__v1__drop_index_request__descriptor, drop_index},
+     list_data_sources, HDB_ROLE_READ},
+    {SVC, "DropDataSource", &hilbert__v1__drop_data_source_request__descriptor, drop_data_source,
+     HDB_ROLE_ADMIN, HDB_LANE_WRITE},
+    {SVC, "CreateIndex", &hilbert__v1__create_index_request__descriptor, create_index,
+     HDB_ROLE_ADMIN, HDB_LANE_WRITE},
+    {SVC, "GetIndex", &hilbert__v1__get_index_request__descriptor, get_index, HDB_ROLE_READ},
+    {SVC, "ListIndices", &hilbert__v1__list_indices_request__descriptor, list_indices,
+     HDB_ROLE_READ},
+    {SVC, "DropIndex", &hilbert__v1__drop_index_request__descriptor, drop_index, HDB_ROLE_ADMIN,
+     HDB_LANE_WRITE},
     /* Loading a model may take a while: model threads. */
     {SVC, "CreateModelSpace", &hilbert__v1__create_model_space_request__descriptor,
-     create_model_space, true},
-    {SVC, "GetModelSpace", &hilbert__v1__get_model_space_request__descriptor, get_model_space},
+     create_model_space, HDB_ROLE_ADMIN, HDB_LANE_MODEL},
+    {SVC, "GetModelSpace", &hilbert__v1__get_model_space_request__descriptor, get_model_space,
+     HDB_ROLE_READ},
     {SVC, "ListModelSpaces", &hilbert__v1__list_model_spaces_request__descriptor,
-     list_model_spaces},
-    {SVC, "DropModelSpace", &hilbert__v1__drop_model_space_request__descriptor, drop_model_space},
+     list_model_spaces, HDB_ROLE_READ},
+    {SVC, "DropModelSpace", &hilbert__v1__drop_model_space_request__descriptor, drop_model_space,
+     HDB_ROLE_ADMIN, HDB_LANE_WRITE},
+    /* An alias change is a catalog change like CreateIndex (one definitions write under the
+     * DDL locks); the listing a cheap read. */
+    {SVC, "UpdateAliases", &hilbert__v1__update_aliases_request__descriptor, update_aliases,
+     HDB_ROLE_ADMIN, HDB_LANE_WRITE},
+    {SVC, "ListAliases", &hilbert__v1__list_aliases_request__descriptor, list_aliases,
+     HDB_ROLE_READ},
 };
 
 const hdb_rpc_method *hdb_rpc_catalog_methods(size_t *n) {

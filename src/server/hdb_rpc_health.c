@@ -21,6 +21,8 @@ static const char *const services[] = {"",
                                        "hilbert.v1.Points",
                                        "hilbert.v1.Search",
                                        "hilbert.v1.ModelSpaces",
+                                       "hilbert.v1.Admin",
+                                       "euclidesproto.Similar",
                                        "grpc.health.v1.Health",
                                        WRITES};
 
@@ -43,7 +45,9 @@ static int check(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **res
 }
 
 static const hdb_rpc_method methods[] = {
-    {"grpc.health.v1.Health", "Check", &grpc__health__v1__health_check_request__descriptor, check},
+    /* Open: balancers and orchestrators probe it without a key. */
+    {"grpc.health.v1.Health", "Check", &grpc__health__v1__health_check_request__descriptor, check,
+     HDB_ROLE_OPEN},
 };
 
 const hdb_rpc_method *hdb_rpc_health_methods(size_t *n) {

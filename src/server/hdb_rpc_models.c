@@ -18,12 +18,13 @@
 
 /* ---------------------------------------------------------------- decoding */
 
-static hdb_spaces_call call_of(const hdb_rpc *rpc) {
+hdb_spaces_call hdb_rpc_spaces_call(hdb_rpc *rpc) {
     return (hdb_spaces_call){.reg = rpc->spaces,
                              .cfg = rpc->config,
                              .infer = rpc->infer,
                              .arena = rpc->arena,
-                             .deadline_ns = rpc->deadline_ns};
+                             .deadline_ns = rpc->deadline_ns,
+                             .stop = hdb_rpc_stop(rpc)};
 }
 
 static int tensor_input(const Hilbert__V1__Tensor *t, hdb_model_input *in, char *err,
@@ -60,10 +61,15 @@ static int attrs_in(hdb_rpc *rpc, hdb_kv *kv, size_t nkv, hdb_attr **out, uint32
         hdb_kv *kv_;                                                                               \
         HDB_KV_VIEW((rpc)->arena, (req)->split_filter, (req)->n_split_filter, kv_);                \
         *(vectors) = (req)->retrieve_vectors;                                                      \
+        want_vectors((fp), (req)->retrieve_vectors);                                               \
         (rc) = find_params_in((rpc), (req)->k, kv_, (req)->n_split_filter, (req)->params, (fp),   \
                               err, errlen);                                                        \
         if ((rc) == HDB_OK) MIN_SEQ_VIEW((rpc)->arena, (req)->min_seq, (req)->n_min_seq, (fp));    \
     } while (0)
+
+static void want_vectors(hdb_spaces_find_params *fp, bool yes) {
+    fp->vectors = yes;
+}
 
 /* Copies a map<string, uint64> min_seq field into fp. */
 #define MIN_SEQ_VIEW(arena, entries, n, fp)                                                        \
@@ -130,7 +136,7 @@ static ProtobufCMessage *find_out(hdb_arena *a, const hdb_space_hits *h, size_t 
 static int add(hdb_rpc *rpc, const char *id, const hdb_model_input *in, char *const *names,
                size_t nnames, hdb_kv *kv, size_t nkv, bool return_vectors,
                ProtobufCMessage **resp, char *err, size_t errlen) {
-    hdb_spaces_call c = call_of(rpc);
+    hdb_spaces_call c = hdb_rpc_spaces_call(rpc);
     hdb_attr *attrs;
     uint32_t nattrs;
     hdb_space_vec *v;
@@ -174,7 +180,7 @@ static int add_tensor(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage 
 static int remove_image(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
                         char *err, size_t errlen) {
     const Hilbert__V1__RemoveImageRequest *req = (const void *)m;
-    hdb_spaces_call c = call_of(rpc);
+    hdb_spaces_call c = hdb_rpc_spaces_call(rpc);
     hdb_space_vec *v;
     size_t n;
     int rc = hdb_spaces_remove(&c, req->id, req->model_spaces, req->n_model_spaces, &v, &n, err,
@@ -193,7 +199,7 @@ static int remove_image(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessag
 static int find_by_input(hdb_rpc *rpc, const hdb_model_input *in, char *const *names,
                          size_t nnames, const hdb_spaces_find_params *fp, bool vectors,
                          ProtobufCMessage **resp, char *err, size_t errlen) {
-    hdb_spaces_call c = call_of(rpc);
+    hdb_spaces_call c = hdb_rpc_spaces_call(rpc);
     hdb_space_hits *h;
     size_t n;
     int rc = hdb_spaces_find(&c, in, names, nnames, fp, &h, &n, err, errlen);
@@ -237,7 +243,7 @@ static int find_by_id(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage 
     bool vectors;
     FIND_PARAMS(rpc, req, &fp, &vectors, rc);
     if (rc != HDB_OK) return rc;
-    hdb_spaces_call c = call_of(rpc);
+    hdb_spaces_call c = hdb_rpc_spaces_call(rpc);
     hdb_space_hits *h;
     size_t n;
     rc = hdb_spaces_find_by_id(&c, req->id, req->model_spaces, req->n_model_spaces, &fp, &h, &n,
@@ -261,7 +267,7 @@ static int embed(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **res
     else
         return hdb_errf(err, errlen, HDB_EINVAL, "input: an image or a tensor is required");
     if (rc != HDB_OK) return rc;
-    hdb_spaces_call c = call_of(rpc);
+    hdb_spaces_call c = hdb_rpc_spaces_call(rpc);
     hdb_space_vec *v;
     size_t n;
     if ((rc = hdb_spaces_embed(&c, &in, req->model_spaces, req->n_model_spaces, &v, &n, err,
@@ -289,16 +295,21 @@ static int embed(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **res
 #define SVC "hilbert.v1.ModelSpaces"
 
 static const hdb_rpc_method methods[] = {
-    {SVC, "AddImage", &hilbert__v1__add_image_request__descriptor, add_image, true},
-    {SVC, "AddTensor", &hilbert__v1__add_tensor_request__descriptor, add_tensor, true},
+    /* Adding and removing write; finding and embedding only read. */
+    {SVC, "AddImage", &hilbert__v1__add_image_request__descriptor, add_image, HDB_ROLE_WRITE,
+     HDB_LANE_MODEL},
+    {SVC, "AddTensor", &hilbert__v1__add_tensor_request__descriptor, add_tensor, HDB_ROLE_WRITE,
+     HDB_LANE_MODEL},
     {SVC, "FindSimilarImage", &hilbert__v1__find_similar_image_request__descriptor, find_image,
-     true},
+     HDB_ROLE_READ, HDB_LANE_MODEL},
     {SVC, "FindSimilarTensor", &hilbert__v1__find_similar_tensor_request__descriptor, find_tensor,
-     true},
+     HDB_ROLE_READ, HDB_LANE_MODEL},
     {SVC, "FindSimilarById", &hilbert__v1__find_similar_by_id_request__descriptor, find_by_id,
-     true},
-    {SVC, "RemoveImage", &hilbert__v1__remove_image_request__descriptor, remove_image, true},
-    {SVC, "Embed", &hilbert__v1__embed_request__descriptor, embed, true},
+     HDB_ROLE_READ, HDB_LANE_MODEL},
+    {SVC, "RemoveImage", &hilbert__v1__remove_image_request__descriptor, remove_image,
+     HDB_ROLE_WRITE, HDB_LANE_MODEL},
+    {SVC, "Embed", &hilbert__v1__embed_request__descriptor, embed, HDB_ROLE_READ,
+     HDB_LANE_MODEL},
 };
 
 const hdb_rpc_method *hdb_rpc_models_methods(size_t *n) {

@@ -11,6 +11,7 @@
 #include "hdb_ingest.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static int lookup_source(hdb_rpc *rpc, const Hilbert__V1__DataSourceRef *ref, hdb_source **out,
                          char *err, size_t errlen) {
@@ -53,6 +54,32 @@ done:
     return rc;
 }
 
+/* Refuses a Get whose reply (n points with their vectors and permanent attributes, at their
+ * smallest) could not be sent, or whose records would take more than
+ * limits.max_call_memory_bytes, before reading anything. */
+static int get_cost_check(const hdb_config *cfg, const hdb_schema *s, size_t n, char *err,
+                          size_t errlen) {
+    uint64_t point = 2 + 2 + 2 + 3 + (s->sparse ? 0 : (uint64_t)s->dim * 4), mem = 0;
+    for (size_t i = 0; i < s->nperm; i++) {
+        uint64_t name = strlen(s->perm[i].name);
+        point += 2 + 2 + name + 2 + 2;
+        mem += sizeof(hdb_attr) + 112 + 2 * name;
+    }
+    uint64_t reply = (uint64_t)n * point;
+    mem = (uint64_t)n * (sizeof(hdb_row) + 256 + mem + 3 * point);
+    if (reply > cfg->max_send_message_bytes)
+        return hdb_errf(err, errlen, HDB_ELIMIT,
+                        "response: an estimated %llu bytes (%zu points) exceed "
+                        "server.max_send_message_bytes (%zu); ask for fewer ids per request",
+                        (unsigned long long)reply, n, cfg->max_send_message_bytes);
+    if (mem > cfg->max_call_memory_bytes)
+        return hdb_errf(err, errlen, HDB_ELIMIT,
+                        "request: an estimated %llu bytes of working memory (%zu points) exceed "
+                        "limits.max_call_memory_bytes (%zu); ask for fewer ids per request",
+                        (unsigned long long)mem, n, cfg->max_call_memory_bytes);
+    return HDB_OK;
+}
+
 static int get(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp, char *err,
                size_t errlen) {
     const Hilbert__V1__GetPointsRequest *req = (const void *)m;
@@ -71,6 +98,7 @@ static int get(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
                       cfg->max_points_per_upload);
         goto done;
     }
+    if ((rc = get_cost_check(cfg, hdb_source_schema(src), n, err, errlen)) != HDB_OK) goto done;
     for (size_t i = 0; i < n; i++) {
         char what[64];
         snprintf(what, sizeof what, "ids[%zu].id_attributes", i);
@@ -114,8 +142,9 @@ done:
 #define SVC "hilbert.v1.Points"
 
 static const hdb_rpc_method methods[] = {
-    {SVC, "Upload", &hilbert__v1__upload_request__descriptor, upload},
-    {SVC, "Get", &hilbert__v1__get_points_request__descriptor, get},
+    {SVC, "Upload", &hilbert__v1__upload_request__descriptor, upload, HDB_ROLE_WRITE,
+     HDB_LANE_WRITE},
+    {SVC, "Get", &hilbert__v1__get_points_request__descriptor, get, HDB_ROLE_READ},
 };
 
 const hdb_rpc_method *hdb_rpc_points_methods(size_t *n) {

@@ -30,6 +30,27 @@ Hilbert__V1__SearchHit **hdb_rpc_hits_out(const hdb_query_result *r, bool vector
     return hits;
 }
 
+/* A search parked until its min_seq is applied (hdb_server.h, parking). */
+typedef struct {
+    hdb_ixent *ix; /* referenced until park_release */
+    uint64_t seq;
+} park_arg;
+
+static bool park_ready(void *arg) {
+    const park_arg *pa = arg;
+    return hdb_query_min_seq_reached(pa->ix, pa->seq);
+}
+
+static void park_release(void *arg) {
+    park_arg *pa = arg;
+    hdb_ixent_unref(pa->ix);
+}
+
+const hdb_stop *hdb_rpc_stop(hdb_rpc *rpc) {
+    if (rpc->stop.deadline_ns == 0) rpc->stop.deadline_ns = rpc->deadline_ns;
+    return &rpc->stop;
+}
+
 static int search(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp, char *err,
                   size_t errlen) {
     const Hilbert__V1__SearchRequest *req = (const void *)m;
@@ -66,9 +87,24 @@ static int search(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **re
                                     req->params ? req->params->nprobe : 0},
                            .filter = filter,
                            .nfilter = nfilter,
-                           .deadline_ns = rpc->deadline_ns};
+                           .deadline_ns = rpc->deadline_ns,
+                           .stop = hdb_rpc_stop(rpc),
+                           .vectors = req->retrieve_vectors,
+                           .no_wait = rpc->may_park,
+                           .wait_from_ns = rpc->first_ns};
     uint64_t applied;
     rc = hdb_query_search(ix, cfg, qv, nq, &qp, a, results, &applied, err, errlen);
+    if (rc == HDB_EAGAIN) {
+        /* min_seq is not applied yet: park the call, keeping the index referenced. */
+        park_arg *pa = hdb_arena_alloc(a, sizeof *pa);
+        *pa = (park_arg){.ix = ix, .seq = req->min_seq};
+        rpc->park = (hdb_park){.ready = park_ready,
+                               .release = park_release,
+                               .arg = pa,
+                               .until_ns = hdb_query_wait_until(cfg, rpc->first_ns,
+                                                                rpc->deadline_ns)};
+        return rc;
+    }
     if (rc != HDB_OK) goto done;
 
     Hilbert__V1__SearchResponse *r = hdb_arena_alloc(a, sizeof *r);
@@ -77,6 +113,8 @@ static int search(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **re
     r->n_results = nq;
     r->results = hdb_arena_alloc(a, nq * sizeof *r->results);
     for (size_t q = 0; q < nq; q++) {
+        if (q % 256 == 0 && (rc = hdb_stop_check(qp.stop, "search", err, errlen)) != HDB_OK)
+            goto done;
         Hilbert__V1__SearchResult *sr = hdb_arena_alloc(a, sizeof *sr);
         hilbert__v1__search_result__init(sr);
         sr->hits = hdb_rpc_hits_out(&results[q], req->retrieve_vectors, a, &sr->n_hits);
@@ -89,7 +127,8 @@ done:
 }
 
 static const hdb_rpc_method methods[] = {
-    {"hilbert.v1.Search", "Search", &hilbert__v1__search_request__descriptor, search},
+    {"hilbert.v1.Search", "Search", &hilbert__v1__search_request__descriptor, search,
+     HDB_ROLE_READ, HDB_LANE_WORK},
 };
 
 const hdb_rpc_method *hdb_rpc_search_methods(size_t *n) {

@@ -22,6 +22,11 @@ extern "C" {
 Hilbert__V1__SearchHit **hdb_rpc_hits_out(const hdb_query_result *r, bool vectors,
                                           hdb_arena *a, size_t *n);
 
+/* The call's stop condition for the work it hands down: rpc->stop, its deadline filled from
+ * rpc->deadline_ns when the server left it 0. Valid as long as rpc. Shared with the other
+ * services. */
+const hdb_stop *hdb_rpc_stop(hdb_rpc *rpc);
+
 /* Returns the static table of this service's methods and stores its length in *n. */
 const hdb_rpc_method *hdb_rpc_search_methods(size_t *n);
 

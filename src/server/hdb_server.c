@@ -2,43 +2,58 @@
  * hdb_server.c - the call threads and their completion queue, the model pool, the method table,
  * call lifecycle and shutdown.
  *
- * Threads: server.threads call threads all poll one completion queue, on which every method
- * has request slots armed. The thread that takes an arriving call re-arms its slot and handles
- * the call itself, so a call costs no thread hand-off; the others go on polling, so a call waits
- * only for a free call thread, never behind a slow call. Calls that run models go instead to the
- * model pool (models.rpc_threads handler threads and a FIFO), so a slow model can only keep the
- * model pool busy. A handler starts the call's final batch; its completion comes back to any
- * call thread, which releases the call. (A queue per thread would let a call wait behind a slow
- * one: gRPC hands arriving calls to the registered queues in turn, busy or not. A poller that
- * hands every call to a handler pool avoids that too, but puts a thread wake-up on every call's
- * path: ~0.08 ms of a 0.23 ms Health/Check round trip on loopback.)
+ * Threads: server.poll_threads call threads all poll one completion queue, on which every
+ * method has request slots armed. The thread that takes an arriving call re-arms its slot and,
+ * for a cheap method (HDB_LANE_CHEAP: Health, Get, catalog reads), handles the call itself, so
+ * such a call costs no thread hand-off and never queues behind expensive work. Other calls go
+ * to a pool (a FIFO and its handler threads): searches to the work pool (server.threads),
+ * uploads and catalog changes to the write pool (server.write_threads), so that heavy searches
+ * cannot hold writes up, and calls that run models to the model pool (models.rpc_threads), so
+ * a slow model can only keep the model pool busy. A handler starts the call's final batch; its
+ * completion comes back to any call thread, which releases the call. (A queue per thread would
+ * let a call wait behind a slow one: gRPC hands arriving calls to the registered queues in
+ * turn, busy or not.)
+ *
+ * Parking: a work-pool handler that would wait (a search whose min_seq is not applied yet)
+ * returns HDB_EAGAIN with an hdb_park instead, and the call joins the parked list. The parker
+ * thread asks each parked call's `ready` every PARK_TICK_NS (more rarely when thousands are
+ * parked) and puts the ready, expired and cancelled ones back on the work pool (or finishes
+ * them), so waiting holds no thread.
  *
  * Call lifecycle (one heap call_ctx per requested call, tag = the ctx):
- *   REQUESTED  the slot waits for a call; on arrival a call thread handles it (or queues it for
- *              the model pool) and starts the final batch (send initial metadata, message,
- *              status; receive close).
- *   FINISHING  the final batch completed: release the call and its arena.
- * The ctx passes from thread to thread only through a lock or a gRPC completion, so its fields
- * need no lock of their own. `inflight` counts calls between arrival and the end of FINISHING;
- * shutdown waits for it to reach zero before the completion queue is shut down (a batch
- * started on a shut-down queue aborts inside gRPC). `working` counts only the calls that were
- * let in to do their work (not the ones refused while draining): the drain waits for those, so
- * that clients that keep calling during a shutdown cannot hold it up for the whole grace.
+ *   REQUESTED  the slot waits for a call. On arrival a call thread starts a batch that only
+ *              receives the close (tag = &ctx->close; it completes when the call ends, with
+ *              `cancelled` set when the client cancelled, its deadline passed or its connection
+ *              dropped: that sets `gone`, which hdb_rpc.stop reports to long work), then handles
+ *              the call or queues it, and the handler starts the final batch (send initial
+ *              metadata, message, status).
+ *   FINISHING  the final batch completed.
+ * The ctx is freed when both batches have completed (`refs`). It passes from thread to thread
+ * only through a lock or a gRPC completion, so its other fields need no lock of their own.
+ * `inflight` counts calls between arrival and their release; shutdown waits for it to reach
+ * zero before the completion queue is shut down (a batch started on a shut-down queue aborts
+ * inside gRPC). `working` counts only the calls that were let in to do their work (not the ones
+ * refused while draining): the drain waits for those, so that clients that keep calling during
+ * a shutdown cannot hold it up for the whole grace.
  */
 #include "hdb_server.h"
 
 #include "hdb_arena.h"
+#include "hdb_auth.h"
 #include "hdb_clock.h"
 #include "hdb_config.h"
 #include "hdb_err.h"
 #include "hdb_log.h"
 #include "hdb_mem.h"
 #include "hdb_metrics.h"
+#include "hdb_rpc_admin.h"
 #include "hdb_rpc_catalog.h"
+#include "hdb_rpc_euclides.h"
 #include "hdb_rpc_health.h"
 #include "hdb_rpc_models.h"
 #include "hdb_rpc_points.h"
 #include "hdb_rpc_search.h"
+#include "hdb_tls.h"
 #include "hdb_wire.h"
 
 #include <grpc/byte_buffer.h>
@@ -59,10 +74,21 @@
 #define IDLE_CLOSE_NS 500000000LL /* then how long clients get to close their connections */
 #define ERRLEN 1024
 
-enum { CALL_UNARY = 1, CALL_UNKNOWN = 2 };
+#define PARK_TICK_NS 1000000LL /* how often parked calls are asked whether they can go on */
+#define PARK_TICK_CALLS 256    /* ...each further this many parked calls add a tick to that */
+
+/* The first int of every completion-queue tag says what it is. */
+enum { CALL_UNARY = 1, CALL_UNKNOWN = 2, TAG_CLOSE = 3 };
 enum { ST_REQUESTED = 1, ST_FINISHING = 2 };
 
-typedef struct call_ctx {
+typedef struct call_ctx call_ctx;
+
+typedef struct {
+    int kind; /* TAG_CLOSE */
+    call_ctx *c;
+} close_tag;
+
+struct call_ctx {
     int kind;
     int state;
     hdb_server *s;
@@ -75,11 +101,21 @@ typedef struct call_ctx {
     grpc_byte_buffer *resp_bb;
     grpc_slice status_details;
     bool have_status_details;
-    int cancelled;
+    close_tag close;   /* the tag of the batch that receives the close */
+    int cancelled;     /* ...its result */
+    _Atomic bool gone; /* the client cancelled, or the deadline passed */
+    _Atomic int refs;  /* batches not yet completed (final, close) */
     int64_t start_ns;
     bool working; /* counted in hdb_server.working */
     hdb_arena *arena;
-} call_ctx;
+    /* Set by the first attempt, kept for the next ones (parking): */
+    ProtobufCMessage *req; /* decoded into arena */
+    int64_t deadline_ns;   /* CLOCK_MONOTONIC; INT64_MAX: none */
+    bool may_park;
+    hdb_park park;  /* while parked */
+    bool ready;     /* parker thread: its park.ready said yes */
+    call_ctx *next; /* in the parked list */
+};
 
 /* A FIFO of calls and the handler threads that drain it (the model pool). */
 typedef struct {
@@ -92,6 +128,17 @@ typedef struct {
     int nthreads;
 } pool;
 
+/* The parked calls and the thread that watches them. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    call_ctx *head; /* the parked calls */
+    bool flush;     /* draining: run every parked call a last time */
+    bool stop;
+    pthread_t thread;
+    bool started;
+} parker;
+
 struct hdb_server {
     const hdb_config *cfg;
     hdb_catalog *catalog;
@@ -102,7 +149,10 @@ struct hdb_server {
     grpc_completion_queue *ctl; /* shutdown notification */
     pthread_t *threads;         /* the call threads, all polling cq */
     int nthreads;
+    pool work;
+    pool write;
     pool model;
+    parker parked;
     hdb_rpc_method *methods;
     void **handles;
     size_t nmethods;
@@ -111,6 +161,8 @@ struct hdb_server {
     _Atomic int inflight;
     _Atomic int working; /* the part of inflight let in to do work (see the top) */
     hdb_metrics *metrics; /* per-method counters (hdb_metrics.h) */
+    hdb_auth *auth;       /* the API keys; NULL: none configured, every call is let in */
+    hdb_tls *tls;         /* the certificates; NULL: plaintext */
 };
 
 int hdb_server_status_from_rc(int rc) {
@@ -127,6 +179,8 @@ int hdb_server_status_from_rc(int rc) {
     case HDB_EUNAVAIL: return GRPC_STATUS_UNAVAILABLE;
     case HDB_EUNIMPL: return GRPC_STATUS_UNIMPLEMENTED;
     case HDB_ECANCELLED: return GRPC_STATUS_CANCELLED;
+    case HDB_EPERM: return GRPC_STATUS_PERMISSION_DENIED;
+    case HDB_EUNAUTH: return GRPC_STATUS_UNAUTHENTICATED;
     case HDB_EIO: return GRPC_STATUS_INTERNAL;
     case HDB_ECORRUPT: return GRPC_STATUS_DATA_LOSS;
     default: return GRPC_STATUS_INTERNAL;
@@ -153,13 +207,18 @@ static call_ctx *ctx_new(hdb_server *s, int kind, size_t method) {
     c->state = ST_REQUESTED;
     c->s = s;
     c->method = method;
+    c->close = (close_tag){.kind = TAG_CLOSE, .c = c};
     grpc_metadata_array_init(&c->md);
     if (kind == CALL_UNKNOWN) grpc_call_details_init(&c->details);
     return c;
 }
 
 static void ctx_free(call_ctx *c) {
-    if (c->resp_bb) grpc_byte_buffer_destroy(c->resp_bb);
+    if (c->resp_bb) { /* a large reply counts towards the next malloc_trim (hdb_mem.h) */
+        size_t len = grpc_byte_buffer_length(c->resp_bb);
+        grpc_byte_buffer_destroy(c->resp_bb);
+        if (len >= (1u << 20)) hdb_mem_released(len);
+    }
     if (c->payload) grpc_byte_buffer_destroy(c->payload);
     if (c->have_status_details) grpc_slice_unref(c->status_details);
     grpc_metadata_array_destroy(&c->md);
@@ -167,6 +226,15 @@ static void ctx_free(call_ctx *c) {
     if (c->call) grpc_call_unref(c->call);
     hdb_arena_free(c->arena);
     hdb_free(c);
+}
+
+/* One of the call's batches is over; the last one releases the call. */
+static void ctx_unref(call_ctx *c) {
+    if (atomic_fetch_sub(&c->refs, 1) != 1) return;
+    hdb_server *s = c->s;
+    if (c->working) atomic_fetch_sub(&s->working, 1);
+    ctx_free(c);
+    atomic_fetch_sub(&s->inflight, 1);
 }
 
 static void post_request(hdb_server *s, int kind, size_t method) {
@@ -182,6 +250,26 @@ static void post_request(hdb_server *s, int kind, size_t method) {
         HDB_DEBUG("server", "request slot not armed: error %d", (int)e);
         ctx_free(c);
     }
+}
+
+/* A call has arrived: from now on it is in flight, and its close is watched. */
+static void arrived(call_ctx *c) {
+    atomic_store(&c->refs, 1); /* the final batch */
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->cancelled;
+    atomic_fetch_add(&c->refs, 1);
+    grpc_call_error e = grpc_call_start_batch(c->call, &op, 1, &c->close, NULL);
+    if (e != GRPC_CALL_OK) {
+        HDB_WARN("server", "cannot watch a call for cancellation: error %d", (int)e);
+        atomic_fetch_sub(&c->refs, 1);
+    }
+}
+
+static bool call_gone(const void *arg) {
+    const call_ctx *c = arg;
+    return atomic_load(&c->gone);
 }
 
 /* Sends the response (when code is OK) and the status, and moves the call to FINISHING. */
@@ -209,7 +297,7 @@ static void finish(call_ctx *c, int code, const ProtobufCMessage *resp, const ch
 
     if (c->kind == CALL_UNARY)
         hdb_metrics_observe(s->metrics, c->method, code, hdb_mono_ns() - c->start_ns);
-    grpc_op ops[4];
+    grpc_op ops[3];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
     ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -225,42 +313,46 @@ static void finish(call_ctx *c, int code, const ProtobufCMessage *resp, const ch
     ops[n].data.send_status_from_server.status_details = &c->status_details;
     ops[n].data.send_status_from_server.trailing_metadata_count = 0;
     n++;
-    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
-    n++;
     c->state = ST_FINISHING;
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
     if (e != GRPC_CALL_OK) {
         HDB_ERROR("server", "cannot finish call: grpc_call_start_batch error %d", (int)e);
-        if (c->working) atomic_fetch_sub(&s->working, 1);
-        ctx_free(c);
-        atomic_fetch_sub(&s->inflight, 1);
+        ctx_unref(c);
     }
 }
 
-static void handle_unary(call_ctx *c) {
+static void park(call_ctx *c);
+
+/* Decodes the request into the call's arena (first attempt only). Returns false when the
+ * call was finished with an error instead. */
+static bool decode(call_ctx *c) {
     hdb_server *s = c->s;
     const hdb_rpc_method *m = &s->methods[c->method];
     char err[ERRLEN];
     err[0] = '\0';
-    int rc = HDB_OK;
-    ProtobufCMessage *resp = NULL;
-
     gpr_timespec now = gpr_now(c->deadline.clock_type);
     if (gpr_time_cmp(now, c->deadline) > 0) {
         finish(c, GRPC_STATUS_DEADLINE_EXCEEDED, NULL, "deadline passed before the call started");
-        return;
+        return false;
     }
-    int64_t deadline_ns = INT64_MAX;
+    /* The key is checked before the request is even decoded. */
+    int rc = hdb_auth_check_call(s->auth, c->md.metadata, c->md.count, m->role, m->service,
+                                 m->method, err, sizeof err);
+    if (rc != HDB_OK) {
+        HDB_DEBUG("rpc", "%s", err);
+        finish(c, hdb_server_status_from_rc(rc), NULL, err);
+        return false;
+    }
+    c->deadline_ns = INT64_MAX;
     if (c->deadline.tv_sec != INT64_MAX) {
         gpr_timespec left = gpr_time_sub(c->deadline, now);
-        deadline_ns = hdb_mono_ns() + (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
+        c->deadline_ns = hdb_mono_ns() + (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
     }
 
     grpc_byte_buffer_reader reader;
     if (c->payload == NULL || !grpc_byte_buffer_reader_init(&reader, c->payload)) {
         finish(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, "request: no message was sent");
-        return;
+        return false;
     }
     grpc_slice sl = grpc_byte_buffer_reader_readall(&reader);
     grpc_byte_buffer_reader_destroy(&reader);
@@ -277,21 +369,46 @@ static void handle_unary(call_ctx *c) {
         snprintf(err, sizeof err, "request: the bytes are not a valid %s message",
                  m->input->name);
         finish(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, err);
-        return;
+        return false;
     }
     if (rc != HDB_OK) {
         finish(c, hdb_server_status_from_rc(rc), NULL, err);
-        return;
+        return false;
     }
+    c->req = req;
+    c->may_park = m->lane == HDB_LANE_WORK;
+    return true;
+}
 
+/* Runs the handler on the decoded request: an attempt, which ends in a response or parks. */
+static void run(call_ctx *c) {
+    hdb_server *s = c->s;
+    const hdb_rpc_method *m = &s->methods[c->method];
+    char err[ERRLEN];
+    err[0] = '\0';
+    ProtobufCMessage *resp = NULL;
+    bool may_park = c->may_park && !atomic_load(&s->draining);
     hdb_rpc rpc = {.catalog = s->catalog,
                    .spaces = s->spaces,
                    .config = s->cfg,
                    .infer = s->infer,
                    .arena = c->arena,
-                   .deadline_ns = deadline_ns,
-                   .server = s};
-    rc = m->fn(&rpc, req, &resp, err, sizeof err);
+                   .deadline_ns = c->deadline_ns,
+                   .stop = {.deadline_ns = c->deadline_ns, .cancelled = call_gone, .arg = c},
+                   .server = s,
+                   .may_park = may_park,
+                   .first_ns = c->start_ns};
+    int rc = m->fn(&rpc, c->req, &resp, err, sizeof err);
+    if (rc == HDB_EAGAIN && may_park && rpc.park.ready != NULL) {
+        c->park = rpc.park;
+        park(c);
+        return;
+    }
+    if (rc == HDB_EAGAIN) { /* a handler bug: it may not park here */
+        HDB_ERROR("rpc", "%s/%s asked to park where it may not", m->service, m->method);
+        rc = HDB_EINTERNAL;
+        snprintf(err, sizeof err, "internal error: the call could not wait");
+    }
     int code = hdb_server_status_from_rc(rc);
     if (rc == HDB_OK && hdb_rpc_expired(&rpc)) {
         /* The client has given up; still finish cleanly. */
@@ -306,6 +423,11 @@ static void handle_unary(call_ctx *c) {
     finish(c, code, code == GRPC_STATUS_OK ? resp : NULL, code == GRPC_STATUS_OK ? "" : err);
 }
 
+static void handle_unary(call_ctx *c) {
+    if (c->req == NULL && !decode(c)) return;
+    run(c);
+}
+
 static void handle_unknown(call_ctx *c) {
     char msg[512];
     snprintf(msg, sizeof msg, "method %.*s is not implemented by hilbertd",
@@ -315,7 +437,7 @@ static void handle_unknown(call_ctx *c) {
     finish(c, GRPC_STATUS_UNIMPLEMENTED, NULL, msg);
 }
 
-/* ---------------------------------------------------------------- the model pool */
+/* ---------------------------------------------------------------- the pools */
 
 static void pool_push(pool *p, call_ctx *c) {
     pthread_mutex_lock(&p->mu);
@@ -372,6 +494,118 @@ static void pool_stop(pool *p) {
     pthread_mutex_destroy(&p->mu);
 }
 
+/* ---------------------------------------------------------------- parked calls */
+
+/* Called by a work-pool handler's thread: the call waits in the parked list from now on. */
+static void park(call_ctx *c) {
+    parker *pk = &c->s->parked;
+    pthread_mutex_lock(&pk->mu);
+    c->next = pk->head;
+    pk->head = c;
+    pthread_cond_signal(&pk->cv);
+    pthread_mutex_unlock(&pk->mu);
+}
+
+/* Takes a call out of the parked set: runs it again, or finishes a cancelled one. */
+static void unpark(call_ctx *c, bool flush) {
+    hdb_server *s = c->s;
+    if (c->park.release) c->park.release(c->park.arg);
+    bool gone = atomic_load(&c->gone);
+    c->park = (hdb_park){0};
+    if (gone) {
+        finish(c, GRPC_STATUS_CANCELLED, NULL, "the call was cancelled while it waited");
+        return;
+    }
+    /* Not ready: its wait is over (until_ns) or the server drains; the last attempt answers
+     * with the handler's own timeout or unavailable error. */
+    c->may_park = c->ready && !flush;
+    pool_push(&s->work, c);
+}
+
+static void *parker_main(void *arg) {
+    hdb_server *s = arg;
+    parker *pk = &s->parked;
+    pthread_mutex_lock(&pk->mu);
+    for (;;) {
+        while (pk->head == NULL && !pk->stop) pthread_cond_wait(&pk->cv, &pk->mu);
+        if (pk->head == NULL) break; /* stopping, and nothing parked */
+        /* Ask every parked call, without the lock (ready may take other locks). */
+        call_ctx *list = pk->head;
+        pk->head = NULL;
+        bool flush = pk->flush || pk->stop;
+        pthread_mutex_unlock(&pk->mu);
+        int64_t now = hdb_mono_ns(), next = INT64_MAX;
+        call_ctx *keep = NULL, *go = NULL;
+        int64_t nkeep = 0;
+        while (list) {
+            call_ctx *c = list;
+            list = c->next;
+            bool gone = atomic_load(&c->gone);
+            c->ready = !flush && !gone && c->park.ready(c->park.arg);
+            if (c->ready || flush || gone || now >= c->park.until_ns) {
+                c->next = go;
+                go = c;
+            } else {
+                c->next = keep;
+                keep = c;
+                nkeep++;
+                if (c->park.until_ns < next) next = c->park.until_ns;
+            }
+        }
+        /* Asking costs about the same per call: with many parked, ask less often, so that
+         * the parker's share of a core stays small. */
+        int64_t tick = PARK_TICK_NS * (1 + nkeep / PARK_TICK_CALLS);
+        if (now + tick < next) next = now + tick;
+        while (go) {
+            call_ctx *c = go;
+            go = c->next;
+            unpark(c, flush);
+        }
+        pthread_mutex_lock(&pk->mu);
+        /* Put back the ones that still wait, next to any parked meanwhile. */
+        while (keep) {
+            call_ctx *c = keep;
+            keep = c->next;
+            c->next = pk->head;
+            pk->head = c;
+        }
+        if (pk->head != NULL && !pk->flush && !pk->stop) {
+            struct timespec ts = hdb_mono_timespec(next);
+            pthread_cond_timedwait(&pk->cv, &pk->mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&pk->mu);
+    return NULL;
+}
+
+static void parker_start(hdb_server *s) {
+    parker *pk = &s->parked;
+    pthread_mutex_init(&pk->mu, NULL);
+    hdb_mono_cond_init(&pk->cv);
+    pk->started = pthread_create(&pk->thread, NULL, parker_main, s) == 0;
+    HDB_ASSERT(pk->started);
+}
+
+/* Draining: every parked call runs a last time (or is finished) now, and later ones too. */
+static void parker_flush(hdb_server *s) {
+    parker *pk = &s->parked;
+    pthread_mutex_lock(&pk->mu);
+    pk->flush = true;
+    pthread_cond_signal(&pk->cv);
+    pthread_mutex_unlock(&pk->mu);
+}
+
+static void parker_stop(hdb_server *s) {
+    parker *pk = &s->parked;
+    pthread_mutex_lock(&pk->mu);
+    pk->stop = true;
+    pthread_cond_signal(&pk->cv);
+    pthread_mutex_unlock(&pk->mu);
+    pthread_join(pk->thread, NULL);
+    pthread_cond_destroy(&pk->cv);
+    pthread_mutex_destroy(&pk->mu);
+}
+
 /* ---------------------------------------------------------------- call threads */
 
 /* Health checks are answered while draining (NOT_SERVING), so that balancers see the state. */
@@ -385,6 +619,12 @@ static void *call_thread_main(void *arg) {
         grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
         if (ev.type != GRPC_OP_COMPLETE) continue;
+        if (*(const int *)ev.tag == TAG_CLOSE) {
+            call_ctx *c = ((close_tag *)ev.tag)->c;
+            if (c->cancelled) atomic_store(&c->gone, true);
+            ctx_unref(c);
+            continue;
+        }
         call_ctx *c = ev.tag;
         if (c->state == ST_REQUESTED) {
             if (!ev.success) { /* the server is shutting down */
@@ -393,6 +633,7 @@ static void *call_thread_main(void *arg) {
             }
             atomic_fetch_add(&s->inflight, 1);
             c->start_ns = hdb_mono_ns();
+            arrived(c);
             if (!atomic_load(&s->stopping)) post_request(s, c->kind, c->method);
             if (c->kind == CALL_UNKNOWN) {
                 handle_unknown(c);
@@ -401,15 +642,15 @@ static void *call_thread_main(void *arg) {
             } else {
                 c->working = true;
                 atomic_fetch_add(&s->working, 1);
-                if (s->methods[c->method].model)
-                    pool_push(&s->model, c);
-                else
-                    handle_unary(c);
+                switch (s->methods[c->method].lane) {
+                case HDB_LANE_MODEL: pool_push(&s->model, c); break;
+                case HDB_LANE_WORK: pool_push(&s->work, c); break;
+                case HDB_LANE_WRITE: pool_push(&s->write, c); break;
+                default: handle_unary(c); break;
+                }
             }
         } else {
-            if (c->working) atomic_fetch_sub(&s->working, 1);
-            ctx_free(c);
-            atomic_fetch_sub(&s->inflight, 1);
+            ctx_unref(c);
         }
     }
     return NULL;
@@ -418,6 +659,7 @@ static void *call_thread_main(void *arg) {
 /* ---------------------------------------------------------------- start / stop */
 
 static void add_methods(hdb_server *s, const hdb_rpc_method *m, size_t n) {
+    for (size_t i = 0; i < n; i++) HDB_ASSERT(m[i].role != HDB_ROLE_UNSET); /* see hdb_role */
     s->methods = hdb_realloc(s->methods, (s->nmethods + n) * sizeof *s->methods);
     memcpy(s->methods + s->nmethods, m, n * sizeof *m);
     s->nmethods += n;
@@ -433,6 +675,8 @@ static void drain_and_destroy(grpc_completion_queue *cq) {
 }
 
 static void server_free(hdb_server *s) {
+    hdb_auth_free(s->auth);
+    hdb_tls_free(s->tls); /* gRPC, which calls its fetcher, is gone by now */
     hdb_metrics_free(s->metrics);
     hdb_free(s->threads);
     hdb_free(s->handles);
@@ -448,6 +692,12 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
     s->catalog = catalog;
     s->spaces = spaces;
     s->infer = infer;
+    int rc;
+    if ((rc = hdb_auth_create(&s->auth, cfg, err, errlen)) != HDB_OK ||
+        (rc = hdb_tls_create(&s->tls, cfg, err, errlen)) != HDB_OK) {
+        server_free(s);
+        return rc;
+    }
     size_t n;
     const hdb_rpc_method *m;
     m = hdb_rpc_catalog_methods(&n);
@@ -459,6 +709,10 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
     m = hdb_rpc_health_methods(&n);
     add_methods(s, m, n);
     m = hdb_rpc_models_methods(&n);
+    add_methods(s, m, n);
+    m = hdb_rpc_euclides_methods(&n);
+    add_methods(s, m, n);
+    m = hdb_rpc_admin_methods(&n);
     add_methods(s, m, n);
     {
         char **names = hdb_calloc(s->nmethods, sizeof *names);
@@ -499,11 +753,12 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
     }
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->srv, s->cq, NULL);
-    s->threads = hdb_calloc((size_t)cfg->threads, sizeof *s->threads);
+    s->threads = hdb_calloc((size_t)cfg->poll_threads, sizeof *s->threads);
     s->ctl = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->srv, s->ctl, NULL);
 
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds = s->tls ? hdb_tls_credentials(s->tls)
+                                            : grpc_insecure_server_credentials_create();
     int bound = grpc_server_add_http2_port(s->srv, cfg->listen, creds);
     grpc_server_credentials_release(creds);
     if (bound == 0) {
@@ -520,15 +775,25 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
     for (size_t i = 0; i < s->nmethods; i++)
         for (int j = 0; j < SLOTS_PER_METHOD; j++) post_request(s, CALL_UNARY, i);
     for (int j = 0; j < SLOTS_PER_METHOD; j++) post_request(s, CALL_UNKNOWN, 0);
+    pool_start(&s->work, cfg->threads);
+    pool_start(&s->write, cfg->write_threads);
     pool_start(&s->model, cfg->model_rpc_threads);
-    for (int i = 0; i < cfg->threads; i++)
+    parker_start(s);
+    for (int i = 0; i < cfg->poll_threads; i++)
         if (pthread_create(&s->threads[s->nthreads], NULL, call_thread_main, s) == 0) s->nthreads++;
     HDB_ASSERT(s->nthreads > 0);
-    if (s->nthreads < cfg->threads)
-        HDB_WARN("server", "started %d of %d call threads", s->nthreads, cfg->threads);
+    if (s->nthreads < cfg->poll_threads)
+        HDB_WARN("server", "started %d of %d call threads", s->nthreads, cfg->poll_threads);
+    HDB_INFO("server", "%s; %zu API key(s) configured%s", s->tls ? "TLS on" : "no TLS",
+             hdb_auth_count(s->auth), s->auth ? "" : ", so every call is let in");
     *port = bound;
     *out = s;
     return HDB_OK;
+}
+
+int hdb_server_reload_tls(hdb_server *s, char *err, size_t errlen) {
+    if (s->tls == NULL) return hdb_errf(err, errlen, HDB_EPRECOND, "TLS is not configured");
+    return hdb_tls_reload(s->tls, err, errlen);
 }
 
 void hdb_server_stop(hdb_server *s) {
@@ -540,6 +805,7 @@ void hdb_server_stop(hdb_server *s) {
      * connection as soon as its last call is done, and closing a socket that still holds
      * unread bytes resets the connection, which can cut off a response not yet delivered. */
     atomic_store(&s->draining, true);
+    parker_flush(s);
     while (atomic_load(&s->working) > 0 && hdb_mono_ns() < deadline) usleep(1000);
     if (atomic_load(&s->working) == 0) usleep(DRAIN_PAUSE_US);
     /* Then gRPC stops: GOAWAY to every client, listeners closed; the notification comes once
@@ -569,6 +835,9 @@ void hdb_server_stop(hdb_server *s) {
     HDB_ASSERT(ev.type == GRPC_OP_COMPLETE && ev.tag == &shutdown_tag);
     /* Handlers finish the calls that are queued or running; then they can go. */
     while (atomic_load(&s->inflight) > 0) usleep(1000);
+    parker_stop(s);
+    pool_stop(&s->work);
+    pool_stop(&s->write);
     pool_stop(&s->model);
     grpc_server_destroy(s->srv);
     /* The call threads drain the queue and exit on GRPC_QUEUE_SHUTDOWN. */

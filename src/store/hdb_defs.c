@@ -8,6 +8,7 @@
  *   'S' + "name@version" -> u64 id + packed DataSourceSpec
  *   'X' + "name@version" -> u64 id + packed IndexSpec
  *   'M' + "name"         -> packed ModelSpaceSpec
+ *   'A' + "i/name"       -> packed Alias (an index alias; "m/name" a model-space alias)
  *   'N'                  -> u64 next free object id
  */
 #include "hdb_defs.h"
@@ -41,7 +42,7 @@ static uint64_t get_le64(const unsigned char *in) {
 }
 
 static bool has_id(hdb_def_kind kind) {
-    return kind != HDB_DEF_SPACE;
+    return kind == HDB_DEF_SOURCE || kind == HDB_DEF_INDEX;
 }
 
 /* Key: kind byte + label. */
@@ -124,6 +125,20 @@ int hdb_defs_delete(hdb_defs *d, hdb_def_kind kind, const char *label, char *err
     unsigned char key[2 * HDB_NAME_MAX + 8];
     size_t klen = def_key(kind, label, key, sizeof key);
     int rc = hdb_store_delete(d->store, d->cf, key, klen, err, errlen);
+    return rc == HDB_OK ? settle(d) : rc;
+}
+
+int hdb_defs_apply(hdb_defs *d, const hdb_def_op *ops, size_t n, char *err, size_t errlen) {
+    hdb_batch *b = hdb_batch_create();
+    for (size_t i = 0; i < n; i++) {
+        HDB_ASSERT(!has_id(ops[i].kind));
+        unsigned char key[2 * HDB_NAME_MAX + 8];
+        size_t klen = def_key(ops[i].kind, ops[i].label, key, sizeof key);
+        if (ops[i].spec) hdb_batch_put(b, d->cf, key, klen, ops[i].spec, ops[i].len);
+        else hdb_batch_delete(b, d->cf, key, klen);
+    }
+    int rc = hdb_store_write(d->store, b, err, errlen);
+    hdb_batch_free(b);
     return rc == HDB_OK ? settle(d) : rc;
 }
 

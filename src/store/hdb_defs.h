@@ -1,6 +1,6 @@
 /*
  * hdb_defs.h - the durable store of catalog definitions: data sources, indices and model
- * spaces, each a packed spec message under its label, plus the next free object id.
+ * spaces, each a packed spec message under its label, aliases, plus the next free object id.
  *
  * The catalog decides what a definition means; this module only keeps them, in the "catalog"
  * column family (layout in hdb_defs.c). Each put or delete is durable when it returns (fsynced
@@ -28,8 +28,19 @@ typedef struct hdb_defs hdb_defs;
 typedef enum {
     HDB_DEF_SOURCE = 'S', /* label "name@version", with an object id */
     HDB_DEF_INDEX = 'X',  /* label "name@version", with an object id */
-    HDB_DEF_SPACE = 'M'   /* label "name", no id */
+    HDB_DEF_SPACE = 'M',  /* label "name", no id */
+    HDB_DEF_ALIAS = 'A',  /* label "<kind letter>/name" (the catalog's choice), no id */
+    HDB_DEF_REEMBED = 'R' /* label "name" of a re-embedding model space: its progress */
 } hdb_def_kind;
+
+/* One change of hdb_defs_apply: a put of spec (len bytes) under label, or with spec NULL a
+ * delete. Only for kinds without an id (spaces, aliases). */
+typedef struct {
+    hdb_def_kind kind;
+    const char *label;
+    const void *spec;
+    size_t len;
+} hdb_def_op;
 
 /* Opens the definitions of store (creating their column family on first use) and reads the
  * next free object id (1 for a new store). Close with hdb_defs_close (NULL allowed). */
@@ -44,6 +55,10 @@ int hdb_defs_put(hdb_defs *d, hdb_def_kind kind, const char *label, uint64_t id,
 /* Removes the definition of label (absent is fine). */
 int hdb_defs_delete(hdb_defs *d, hdb_def_kind kind, const char *label, char *err,
                     size_t errlen);
+
+/* Applies ops[0..n) in one atomic write: all of them are durable when it returns, or none is.
+ * The disk guard judges it as a batch write (as a put that sets next_id). */
+int hdb_defs_apply(hdb_defs *d, const hdb_def_op *ops, size_t n, char *err, size_t errlen);
 
 /* Calls fn for every definition of kind, in label order; spec bytes are valid only during
  * the call. Stops at the first non-zero return of fn and returns it. HDB_ECORRUPT for a

@@ -156,11 +156,7 @@ int hdb_diskguard_open(hdb_diskguard **out, const hdb_diskguard_options *o, char
     }
     g->interval_ms = o->interval_ms > 0 ? o->interval_ms : 1000;
     pthread_mutex_init(&g->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    hdb_mono_cond_init(&g->cv);
     if (free_b < g->min_free) {
         HDB_WARN("disk", "the disk holding %s has %.1f MiB free, less than the %.1f MiB that "
                          "storage.min_free_bytes keeps; writes are refused until space is freed",

@@ -489,6 +489,10 @@ int hdb_iter_status(const hdb_iter *it, char *err, size_t errlen) {
 
 int hdb_store_delete_range(hdb_store *s, hdb_cf *cf, const void *start, size_t slen,
                            const void *end, size_t elen, char *err, size_t errlen) {
+    /* The range tombstone goes through the write-ahead log like any write: on a disk without
+     * room, RocksDB would fail it and then refuse every later write until a restart. */
+    int rc = hdb_diskguard_check(s->guard, slen + elen, HDB_WRITE_FREE, err, errlen);
+    if (rc != HDB_OK) return rc;
     char *rerr = NULL;
     rocksdb_delete_range_cf(s->db, s->wopts, cf->h, start, slen, end, elen, &rerr);
     if (rerr != NULL) return take_err(rerr, HDB_EIO, err, errlen, "delete range");
@@ -509,12 +513,29 @@ int hdb_store_delete_range(hdb_store *s, hdb_cf *cf, const void *start, size_t s
 }
 
 int hdb_store_flush(hdb_store *s, hdb_cf *cf, char *err, size_t errlen) {
+    /* A flush writes a table file; one that fails for want of space stops RocksDB's writes. */
+    int rc = hdb_diskguard_check(s->guard, 0, HDB_WRITE_META, err, errlen);
+    if (rc != HDB_OK) return rc;
     char *rerr = NULL;
     rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
     rocksdb_flushoptions_set_wait(fo, 1);
     rocksdb_flush_cf(s->db, fo, cf->h, &rerr);
     rocksdb_flushoptions_destroy(fo);
     if (rerr != NULL) return take_err(rerr, HDB_EIO, err, errlen, "flush");
+    return HDB_OK;
+}
+
+int hdb_store_checkpoint(hdb_store *s, const char *dir, char *err, size_t errlen) {
+    struct stat st;
+    if (lstat(dir, &st) == 0)
+        return hdb_errf(err, errlen, HDB_EEXIST, "checkpoint: %s exists already", dir);
+    char *rerr = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &rerr);
+    if (rerr != NULL) return take_err(rerr, HDB_EIO, err, errlen, "checkpoint");
+    /* log_size_for_flush 0: always flush the memtables first (a restore replays less). */
+    rocksdb_checkpoint_create(cp, dir, 0, &rerr);
+    rocksdb_checkpoint_object_destroy(cp);
+    if (rerr != NULL) return take_err(rerr, HDB_EIO, err, errlen, "checkpoint");
     return HDB_OK;
 }
 

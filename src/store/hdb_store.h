@@ -132,12 +132,14 @@ size_t hdb_batch_bytes(hdb_batch *b);
 
 /* Deletes every key of cf in [start, end): a durable range tombstone, then the table files that
  * lie wholly inside the range are removed at once and compaction is asked to reclaim the rest
- * in the background. Any iterator or snapshot must not read that range any more. */
+ * in the background. Any iterator or snapshot must not read that range any more. HDB_EFULL
+ * (nothing done) when the disk guard refuses deletes (HDB_WRITE_FREE). */
 int hdb_store_delete_range(hdb_store *s, hdb_cf *cf, const void *start, size_t slen,
                            const void *end, size_t elen, char *err, size_t errlen);
 
 /* Writes cf's memtable out to a table file and waits for it (for column families written
- * rarely, which would otherwise keep old write-ahead log files alive). */
+ * rarely, which would otherwise keep old write-ahead log files alive). HDB_EFULL (nothing
+ * done) when the disk guard refuses metadata writes (HDB_WRITE_META). */
 int hdb_store_flush(hdb_store *s, hdb_cf *cf, char *err, size_t errlen);
 
 /* Approximate bytes cf holds: its table files plus its memtables. */
@@ -162,6 +164,15 @@ void hdb_store_space_get(hdb_store *s, hdb_store_space *out);
  * ("rocksdb.estimate-pending-compaction-bytes"). false when RocksDB does not know it. Any
  * thread. */
 bool hdb_store_property(hdb_store *s, const char *name, bool sum, uint64_t *out);
+
+/* Writes a consistent copy of the whole database (every column family) into dir, which must
+ * not exist yet (its parent must): a RocksDB checkpoint. Memtables are flushed first; table
+ * files are hard-linked when dir is on the same file system and copied otherwise, and the live
+ * write-ahead log is copied, so the copy holds every write acknowledged before the call.
+ * Writes go on meanwhile. Opening dir with hdb_store_open gives the database as of one instant
+ * during the call. HDB_EEXIST when dir exists, HDB_EIO with RocksDB's message otherwise. Any
+ * thread. */
+int hdb_store_checkpoint(hdb_store *s, const char *dir, char *err, size_t errlen);
 
 /* --- iterators --- */
 

@@ -192,6 +192,21 @@ void hdb_table_trim_start(hdb_table *t) {
         HDB_WARN("table", "%s: trim failed: %s", t->label, err);
 }
 
+void hdb_table_trim_pin(hdb_table *t) {
+    pthread_mutex_lock(&t->trim_mu); /* a trim in progress holds it */
+    atomic_fetch_add(&t->trim_pins, 1);
+    pthread_mutex_unlock(&t->trim_mu);
+}
+
+void hdb_table_trim_unpin(hdb_table *t) {
+    int was = atomic_fetch_sub(&t->trim_pins, 1);
+    HDB_ASSERT(was > 0);
+    if (was > 1) return;
+    char err[512];
+    if (hdb_timeline_trim(&t->base, err, sizeof err) != HDB_OK)
+        HDB_WARN("table", "%s: trim failed: %s", t->label, err);
+}
+
 void hdb_table_close(hdb_table *t, bool drop) {
     if (t == NULL) return;
     HDB_ASSERT(t->nsubs == 0);

@@ -69,6 +69,16 @@ int hdb_table_open(hdb_table **out, hdb_store *store, const hdb_table_spec *spec
  * Idempotent. */
 void hdb_table_trim_start(hdb_table *t);
 
+/* Pins the timeline's retained range: until the matching hdb_table_trim_unpin, nothing is
+ * trimmed, whatever the subscribers' keep_from say (a backup copies index snapshots and then
+ * the database, and the timeline must still hold every entry after the copied snapshots).
+ * Waits for a trim in progress to end, so that first_seq does not move after it returns. Pins
+ * nest. Any thread. */
+void hdb_table_trim_pin(hdb_table *t);
+
+/* Ends one hdb_table_trim_pin and trims what the subscribers have let go of meanwhile. */
+void hdb_table_trim_unpin(hdb_table *t);
+
 /* Releases the table; with drop, deletes its column families and so all its data. No job may
  * be running and no one may use the table any more. NULL is allowed. */
 void hdb_table_close(hdb_table *t, bool drop);

@@ -38,6 +38,7 @@ struct hdb_table {
     _Atomic int64_t count;
     _Atomic uint64_t first_seq;
     _Atomic bool trim_held;
+    _Atomic int trim_pins; /* hdb_table_trim_pin: no trims while > 0 */
     pthread_mutex_t trim_mu;
     pthread_mutex_t sub_mu;
     hdb_timeline_sub *subs;

@@ -150,7 +150,7 @@ static uint64_t keep_from_locked(hdb_table *t, uint64_t last) {
 
 /* Deletes entries below the lowest keep_from (never the newest entry); caller holds trim_mu. */
 static int trim_locked(hdb_table *t, uint64_t min_entries, char *err, size_t errlen) {
-    if (atomic_load(&t->trim_held)) return HDB_OK;
+    if (atomic_load(&t->trim_held) || atomic_load(&t->trim_pins) > 0) return HDB_OK;
     uint64_t last = tl_last_seq(&t->base);
     pthread_mutex_lock(&t->sub_mu);
     uint64_t keep = keep_from_locked(t, last);

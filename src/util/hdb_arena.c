@@ -57,17 +57,27 @@ hdb_arena *hdb_arena_create(size_t chunk_size) {
     return a;
 }
 
-static void free_list(chunk *c, const chunk *stop) {
+/* Arenas that free at least this much report it to hdb_mem_released (large calls). */
+#define RELEASE_REPORT_BYTES ((size_t)1 << 20)
+
+/* Frees the chunks from c up to (not including) stop; returns their bytes. */
+static size_t free_list(chunk *c, const chunk *stop) {
+    size_t bytes = 0;
     while (c != stop) {
         chunk *next = c->next;
+        bytes += sizeof *c + c->size;
         hdb_free(c);
         c = next;
     }
+    return bytes;
+}
+
+static void report(size_t bytes) {
+    if (bytes >= RELEASE_REPORT_BYTES) hdb_mem_released(bytes);
 }
 
 void hdb_arena_reset(hdb_arena *a) {
-    free_list(a->head, a->first);
-    free_list(a->big, NULL);
+    report(free_list(a->head, a->first) + free_list(a->big, NULL));
     a->big = NULL;
     a->first->used = 0;
     a->head = a->first;
@@ -76,8 +86,7 @@ void hdb_arena_reset(hdb_arena *a) {
 
 void hdb_arena_free(hdb_arena *a) {
     if (a == NULL) return;
-    free_list(a->head, NULL);
-    free_list(a->big, NULL);
+    report(free_list(a->head, NULL) + free_list(a->big, NULL));
     hdb_free(a);
 }
 

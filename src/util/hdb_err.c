@@ -24,6 +24,9 @@ const char *hdb_strerror(int rc) {
     case HDB_EINTERNAL: return "internal error";
     case HDB_ECANCELLED: return "cancelled";
     case HDB_EFULL: return "disk full";
+    case HDB_EPERM: return "permission denied";
+    case HDB_EUNAUTH: return "unauthenticated";
+    case HDB_EAGAIN: return "try again";
     case HDB_ETRIMMED: return "trimmed";
     default: return "unknown error";
     }

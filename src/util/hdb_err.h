@@ -34,7 +34,11 @@ enum {
     HDB_ECANCELLED = -13, /* the client went away */
     HDB_EFULL = -14,      /* the disk holding the data is (nearly) full; writes resume once
                            * space is freed */
-    HDB_ETRIMMED = -15    /* the timeline no longer holds the entries asked for */
+    HDB_ETRIMMED = -15,   /* the timeline no longer holds the entries asked for */
+    HDB_EPERM = -16,      /* the caller may not do this (role, confined path) */
+    HDB_EUNAUTH = -17,    /* the caller did not prove who it is (no key, unknown key) */
+    HDB_EAGAIN = -18      /* not yet: a handler asks to be parked and run again later
+                           * (hdb_server.h); never reaches a client */
 };
 
 /* Returns a static, human-readable name for rc, e.g. "invalid argument". Never NULL. */

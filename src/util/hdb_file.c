@@ -178,3 +178,61 @@ int hdb_rmtree(const char *path, char *err, size_t errlen) {
         return hdb_errf(err, errlen, HDB_EIO, "cannot remove %s: %s", path, strerror(errno));
     return HDB_OK;
 }
+
+int hdb_file_copy(const char *from, const char *to, uint64_t *bytes, char *err, size_t errlen) {
+    int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, rc = HDB_OK;
+    if (in < 0)
+        return hdb_errf(err, errlen, errno == ENOENT ? HDB_ENOTFOUND : HDB_EIO,
+                        "cannot open %s: %s", from, strerror(errno));
+    out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (out < 0) {
+        rc = hdb_errf(err, errlen, HDB_EIO, "cannot create %s: %s", to, strerror(errno));
+        goto done;
+    }
+    char buf[1 << 16];
+    uint64_t total = 0;
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            rc = hdb_errf(err, errlen, HDB_EIO, "cannot read %s: %s", from, strerror(errno));
+            goto done;
+        }
+        if (n == 0) break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) {
+                rc = hdb_errf(err, errlen, HDB_EIO, "cannot write %s: %s", to, strerror(errno));
+                goto done;
+            }
+            off += w;
+        }
+        total += (uint64_t)n;
+    }
+    if (fsync(out) != 0)
+        rc = hdb_errf(err, errlen, HDB_EIO, "cannot fsync %s: %s", to, strerror(errno));
+    if (rc == HDB_OK && bytes != NULL) *bytes += total;
+done:
+    close(in);
+    if (out >= 0) {
+        close(out);
+        if (rc != HDB_OK) unlink(to);
+    }
+    return rc;
+}
+
+int hdb_file_link_or_copy(const char *from, const char *to, uint64_t *bytes, char *err,
+                          size_t errlen) {
+    if (link(from, to) == 0) {
+        struct stat st;
+        if (bytes != NULL && stat(to, &st) == 0) *bytes += (uint64_t)st.st_size;
+        return HDB_OK;
+    }
+    if (errno == ENOENT)
+        return hdb_errf(err, errlen, HDB_ENOTFOUND, "cannot link %s: %s", from, strerror(errno));
+    if (errno != EXDEV && errno != EPERM && errno != EMLINK && errno != ENOTSUP)
+        return hdb_errf(err, errlen, HDB_EIO, "cannot link %s to %s: %s", from, to,
+                        strerror(errno));
+    return hdb_file_copy(from, to, bytes, err, errlen);
+}

@@ -60,6 +60,16 @@ int hdb_mkdir_p(const char *path, char *err, size_t errlen);
 /* Removes a directory tree (or a file). A missing path is fine. */
 int hdb_rmtree(const char *path, char *err, size_t errlen);
 
+/* Copies the regular file from to `to` (created, mode 0644, fsynced; it must not exist) and
+ * adds its size to *bytes when bytes is not NULL. HDB_ENOTFOUND when from does not exist,
+ * HDB_EIO otherwise. */
+int hdb_file_copy(const char *from, const char *to, uint64_t *bytes, char *err, size_t errlen);
+
+/* As hdb_file_copy, but hard-links when both are on one file system (and the file system
+ * allows it), which costs no space: for files that are never changed in place. */
+int hdb_file_link_or_copy(const char *from, const char *to, uint64_t *bytes, char *err,
+                          size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

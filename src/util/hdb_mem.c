@@ -5,8 +5,27 @@
 
 #include "hdb_log.h"
 
+#include <malloc.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Set once at start (hdb_mem_set_retain); 0: no trimming. */
+static size_t retain_bytes;
+static _Atomic size_t released_bytes; /* reported since the last trim */
+
+void hdb_mem_set_retain(size_t bytes) {
+    retain_bytes = bytes;
+}
+
+void hdb_mem_released(size_t bytes) {
+    if (retain_bytes == 0 || bytes == 0) return;
+    size_t total = atomic_fetch_add(&released_bytes, bytes) + bytes;
+    if (total <= retain_bytes) return;
+    /* One thread trims; the others go on. */
+    if (!atomic_compare_exchange_strong(&released_bytes, &total, 0)) return;
+    malloc_trim(0);
+}
 
 static void default_oom(size_t size) {
     hdb_log(HDB_LOG_ERROR, "mem", "out of memory allocating %zu bytes", size);

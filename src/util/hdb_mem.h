@@ -33,6 +33,17 @@ char *hdb_strndup(const char *s, size_t n);
 /* Releases memory from the functions above. NULL is allowed. */
 void hdb_free(void *p);
 
+/* Sets how much freed heap malloc may keep for reuse (server.retain_freed_bytes; 0: glibc's
+ * own policy, and no trimming here). Call once at start, before threads start. */
+void hdb_mem_set_retain(size_t bytes);
+
+/* Reports that `bytes` of large per-call memory (an arena's chunks, say) were just freed.
+ * Once the bytes reported since the last trim exceed the retained amount, gives the free
+ * pages of every malloc arena back to the kernel (malloc_trim): glibc keeps the free memory
+ * of its per-thread arenas, and a burst of large calls on several threads would otherwise hold
+ * their peak in RSS. Any thread; cheap (an atomic add) unless it trims. */
+void hdb_mem_released(size_t bytes);
+
 /* Replaces the OOM hook (called with the failed size; must not return). NULL restores the
  * default, which logs at ERROR and aborts. Not thread-safe: call before threads start. */
 void hdb_mem_set_oom_hook(void (*hook)(size_t size));

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import grpc
 import pytest
@@ -37,8 +37,11 @@ class Server:
     """One hilbertd process. Restartable on the same data directory."""
 
     def __init__(self, data_dir: Path, log_path: Path, extra_args: Optional[List[str]] = None,
-                 config: Optional[Path] = None, cwd: Optional[Path] = None):
+                 config: Optional[Path] = None, cwd: Optional[Path] = None,
+                 channel_fn: Optional[Callable[[int], grpc.Channel]] = None):
+        """channel_fn(port) makes self.channel (e.g. a TLS channel); default: plaintext."""
         self.cwd = cwd
+        self.channel_fn = channel_fn
         self.data_dir = data_dir
         self.log_path = log_path
         self.extra_args = list(extra_args or [])
@@ -74,7 +77,7 @@ class Server:
         else:
             self.proc.kill()
             raise RuntimeError(f"hilbertd did not become ready:\n{self.log_since_start()}")
-        self.channel = grpc.insecure_channel(
+        self.channel = self.channel_fn(self.port) if self.channel_fn else grpc.insecure_channel(
             f"127.0.0.1:{self.port}",
             options=[("grpc.max_receive_message_length", 256 << 20),
                      ("grpc.max_send_message_length", 256 << 20)])

@@ -129,11 +129,15 @@ def test_clean_restart_loads_snapshots_and_answers_identically(server):
 
 
 def test_kill9_replays_only_the_timeline_tail(make_server, tmp_path):
-    """Periodic snapshots every second; snapshot_min_entries 100 (not 1) so that no periodic
-    snapshot can follow the 40-entry tail before the kill: the restart must then replay exactly
-    those 40 entries on top of the snapshot, deterministically."""
+    """Periodic snapshots every second take the indices to seq 600; the server then restarts
+    with every snapshot trigger off, so that none can follow the 40-entry tail before the kill:
+    the restart after the kill must replay exactly those 40 entries on top of the snapshot.
+
+    (One server with snapshot_min_entries 100 for both phases was racy: a periodic snapshot
+    can land in the middle of the 600-entry catch-up, at 543 once under load, and the 57
+    entries left were then too few for another.)"""
     cfg = write_config(tmp_path / "snap.yaml",
-                       "index:\n  snapshot_interval_seconds: 1\n  snapshot_min_entries: 100\n")
+                       "index:\n  snapshot_interval_seconds: 1\n  snapshot_min_entries: 1\n")
     s = make_server(config=cfg)
     x = make_data(700)
     create_source(s, source_spec("r", DIM, [("id", INT64), ("grp", INT64)], ["id"]))
@@ -147,9 +151,16 @@ def test_kill9_replays_only_the_timeline_tail(make_server, tmp_path):
     n = 600
     r = upload(s, "r", pts(x, range(n)))  # one commit: appliers jump from 0 to 600
     assert r.last_seq == n
-    for name in names:
+    for name in names:  # a snapshot inside the catch-up leaves entries that the next one takes
         st = wait_status(s, name, lambda st: st.snapshot_seq == n, "the periodic snapshot").status
         assert st.snapshot_time_micros > 0
+    assert s.stop() == 0
+    write_config(cfg, "index:\n  snapshot_interval_seconds: 0\n  snapshot_every_entries: 0\n"
+                      "  snapshot_every_apply_seconds: 0\n")
+    s.start()
+    for name in names:
+        assert wait_ready(s, name).status.snapshot_seq == n
+        assert_loaded(s.log_since_start(), name, n, 0, points=n)
     tail = []
     tail.append(upload(s, "r", pts(x, range(600, 630))))                      # 30 new points
     tail.append(upload(s, "r", [point(x[650 + i], {"id": i, "grp": i % 4})    # 5 replaced
@@ -177,9 +188,16 @@ def test_kill9_replays_only_the_timeline_tail(make_server, tmp_path):
         assert st.size == len(model) and st.applied_seq == last, st
         r = run_search(s, name, q, K, min_seq=last, retrieve_vectors=True)
         check_hits_exact(r, q, L2, model, K, ctx=name)
-        # The 35 changed points come back as their own nearest neighbour.
+        # The 35 changed points are in the index with their new vectors: each comes back as
+        # its own nearest neighbour from the exact engine, and among its own K nearest from
+        # the approximate ones (a graph search may rank another point first: seen once for
+        # FAISS HNSW under the sanitizers beside two CPU hogs).
         for j, want in enumerate(list(range(600, 630)) + list(range(5))):
-            assert r.results[j].hits[0].attributes["id"].int64_value == want, (name, j)
+            got = [h.attributes["id"].int64_value for h in r.results[j].hits]
+            if name == "flat":
+                assert got[0] == want, (name, j, got)
+            else:
+                assert want in got, (name, j, got)
         if name == "flat":
             check_knn(r, base, ids, q, L2, K)
         else:

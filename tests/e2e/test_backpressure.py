@@ -92,10 +92,10 @@ def test_uploads_wait_for_a_lagging_index(make_server, tmp_path):
     assert st.size == total and not st.lagging, st
 
 
-def lag_of_at_least(server, bound: int, rng, first_id: int):
-    """Uploads ever larger batches until the index is found more than `bound` entries behind
-    right after one; returns (next free id, the last batch's last seq)."""
-    n, nid = 1000, first_id
+def lag_of_at_least(server, bound: int, rng, first_id: int, n: int = 1000):
+    """Uploads ever larger batches (from n points) until the index is found more than `bound`
+    entries behind right after one; returns (next free id, the last batch's last seq)."""
+    nid = first_id
     for _ in range(4):
         last = upload(server, "s", points(rng, nid, n)).last_seq
         nid += n
@@ -114,9 +114,10 @@ def test_a_wait_that_ends_fails_naming_the_index(make_server, tmp_path):
     slow_index(s)
     rng = np.random.default_rng(7)
     refused = None
-    nid = 0
-    for _ in range(4):
-        nid, last = lag_of_at_least(s, bound, rng, nid)
+    nid, n = 0, 1000
+    for _ in range(5):
+        nid, last = lag_of_at_least(s, bound, rng, nid, n)
+        n *= 2  # the next backlog, if this one is applied within the wait, is longer
         try:
             upload(s, "s", points(rng, 10**6, 1))
         except grpc.RpcError as e:

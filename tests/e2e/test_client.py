@@ -26,7 +26,8 @@ from hilbertdb import (AddResult, AlreadyExists, Client, DataSourceInfo, Deadlin
                        SimilarResults, Sparse, SparseVector, TensorInput, Timestamp, Unavailable,
                        UploadResult)
 from hilbertdb.errors import from_rpc_error
-from model_fixtures import TIMEOUT, build_models, client, jpeg_bytes, png_bytes
+from conftest import Server
+from model_fixtures import TIMEOUT, build_models, client, jpeg_bytes, png_bytes, write_config
 
 RNG = np.random.default_rng(11)
 UTC = dt.timezone.utc
@@ -35,6 +36,20 @@ UTC = dt.timezone.utc
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     return build_models(tmp_path_factory.mktemp("torch_models"))
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory, models):
+    """This module's one server: default settings, but models.dir where the fixture models are
+    (hilbertd loads models only from under it)."""
+    d = tmp_path_factory.mktemp("module")
+    cfg = write_config(d / "hilbertd.yaml", [], models_dir=models["dir"])
+    s = Server(d / "data", d / "hilbertd.log", config=cfg)
+    s.start()
+    yield s
+    if s.proc is not None:
+        code = s.stop()
+        assert code == 0, f"hilbertd exited with {code}:\n{s.log_since_start()[-4000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -594,3 +609,52 @@ def test_public_names():
     with pytest.raises(AttributeError):
         hilbertdb.NoSuchThing  # noqa: B018
     assert Path(hilbertdb.__file__).parent.joinpath("py.typed").exists()
+
+
+def test_upload_of_an_array_with_attribute_columns(db):
+    """A numpy array plus columns goes in batches, written straight to wire bytes: what Get
+    returns is exactly what was sent, every type of column included."""
+    db.create_data_source("cl-bulk", dimension=12,
+                          permanent_attributes={"id": "int64", "grp": "string",
+                                                "at": "timestamp"},
+                          id_attributes=["id"])
+    n = 250
+    x = RNG.standard_normal((n, 12)).astype(np.float64)  # converted to float32
+    cols = {"id": np.arange(n) - 100, "grp": [f"g{i % 4}" for i in range(n)],
+            "at": np.arange(n) * 1_000_000, "price": np.linspace(-1, 1, n),
+            "ok": np.arange(n) % 3 == 0, "raw": [bytes([i % 256, 0]) for i in range(n)],
+            "title": ["ünïcode ✓"] * n}
+    up = db.upload("cl-bulk", x, attributes=cols, batch_size=100)  # 3 uploads
+    assert (up.first_seq, up.last_seq) == (1, n)
+    got = db.get("cl-bulk", [-100, 0, 149])
+    for p, i in zip(got, [0, 100, 249]):
+        np.testing.assert_array_equal(p.vector, x[i].astype(np.float32))
+        assert p.attributes["id"] == i - 100 and p.attributes["grp"] == f"g{i % 4}"
+        assert p.attributes["at"] == dt.datetime.fromtimestamp(i, tz=dt.timezone.utc)
+        assert p.attributes["price"] == pytest.approx(cols["price"][i], abs=0)
+        assert p.attributes["ok"] == (i % 3 == 0) and p.attributes["raw"] == bytes([i % 256, 0])
+        assert p.attributes["title"] == "ünïcode ✓"
+    # Default batching: one call here (small), the source has every point once.
+    db.upload("cl-bulk", x[:10], attributes={"id": np.arange(10) + 1000, "grp": ["g"] * 10,
+                                             "at": np.zeros(10, np.int64)})
+    assert db.get_data_source("cl-bulk").point_count == n + 10
+
+
+def test_upload_of_an_array_refuses_bad_input(db):
+    db.create_data_source("cl-bulk-bad", dimension=4, permanent_attributes={"id": "int64"},
+                          id_attributes=["id"])
+    x = np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError, match="must be 2-d"):
+        db.upload("cl-bulk-bad", np.zeros(4, np.float32), attributes={"id": [1]})
+    with pytest.raises(ValueError, match=r"attributes\['id'\] has 2 values for 3 vectors"):
+        db.upload("cl-bulk-bad", x, attributes={"id": [1, 2]})
+    with pytest.raises(TypeError, match=r"attributes\['o'\]: cannot tell the type"):
+        db.upload("cl-bulk-bad", x, attributes={"id": [1, 2, 3], "o": [object()] * 3})
+    with pytest.raises(TypeError, match="attributes= goes with a numpy array"):
+        db.upload("cl-bulk-bad", [Point(x[0], {"id": 1})], attributes={"id": [1]})
+    # What the server checks it still checks, naming the field: the dimension, the ids.
+    with pytest.raises(InvalidArgument, match=r"points\[0\]\.vector"):
+        db.upload("cl-bulk-bad", np.zeros((2, 5), np.float32), attributes={"id": [1, 2]})
+    with pytest.raises(InvalidArgument, match=r"points\[0\].*id"):
+        db.upload("cl-bulk-bad", x)
+    assert db.get_data_source("cl-bulk-bad").point_count == 0

@@ -201,6 +201,7 @@ def test_flags_override_config(make_server, tmp_path):
     ("server: [1, 2\n", ["hilbertd"]),
     ("metrics:\n  listen: 0.0.0.0:9464\n", ["metrics.listen", "0.0.0.0:9464", "no TLS"]),
     ("index:\n  lag_mode: sideways\n", ["index.lag_mode", "backpressure or fall_behind"]),
+    ("index:\n  applier_threads: -1\n", ["index.applier_threads", "between 0 and 256"]),
 ])
 def test_bad_config_file_exits_2(tmp_path, text, named):
     cfg = tmp_path / "bad.yaml"

@@ -289,12 +289,13 @@ def test_create_model_space_refusals(db, models, tmp_path):
                               output_dim=8)
     assert e.value.details.startswith("spec.model_path: model output has shape [2, 5]")
     assert "expected [2, 8]" in e.value.details
+    # A missing file inside models.dir says so (outside it: test_model_paths.py).
     with pytest.raises(InvalidArgument) as e:
-        db.create_model_space("nf", str(tmp_path / "missing.pt"), input=ImageInput(28, 28),
+        db.create_model_space("nf", str(m / "missing.pt"), input=ImageInput(28, 28),
                               output_dim=8)
     assert e.value.details == (f"spec.model_path: cannot read model file "
-                               f"{tmp_path / 'missing.pt'}: No such file or directory")
-    garbage = tmp_path / "garbage.pt"
+                               f"{m / 'missing.pt'}: No such file or directory")
+    garbage = m / "garbage.pt"
     garbage.write_bytes(RNG.bytes(2000))
     with pytest.raises(InvalidArgument, match="spec.model_path: not a TorchScript model"):
         db.create_model_space("gb", str(garbage), input=TensorInput([16]), output_dim=8)
@@ -345,6 +346,43 @@ def test_refused_create_model_space_leaves_nothing_behind(db, models):
             assert db.add_tensor("a", np.ones(16), "left")["left"] >= 1
         finally:
             db.drop_model_space("left")
+
+
+def test_output_index_takes_one_element_of_a_tuple_output(db, models):
+    """features.pt returns (x[:, :4] * 2, x[:, 4:7]), as EuclidesDB's models return features
+    and predictions: output_index picks the embedding; a wrong one is refused at create."""
+    m = models["dir"]
+    x = np.arange(16, dtype=np.float32) / 16
+    for index, dim, want in ((0, 4, x[:4] * 2), (1, 3, x[4:7])):
+        name = f"tuple{index}"
+        info = db.create_model_space(name, str(m / "features.pt"), input=TensorInput([16]),
+                                     output_dim=dim, metric="l2", output_index=index)
+        try:
+            assert info.output_index == index and db.get_model_space(name).output_index == index
+            np.testing.assert_allclose(db.embed(tensor=x, model_spaces=name)[name], want,
+                                       rtol=1e-6)
+            seqs = db.add_tensor("a", x, name)
+            hits = db.find_similar_tensor(x, name, k=1, min_seq=seqs)[name]
+            assert [h.id for h in hits] == ["a"]
+        finally:
+            db.drop_model_space(name)
+    bad = [
+        (dict(output_dim=4, output_index=2),
+         "spec.output_index 2: the model returns a tuple of 2 elements"),
+        (dict(output_dim=3, output_index=0), "expected [2, 3]"),
+        (dict(output_dim=4, output_index=256), "spec.output_index: 256 is not in 0..255"),
+    ]
+    for kw, text in bad:
+        with pytest.raises(InvalidArgument) as e:
+            db.create_model_space("tuplebad", str(m / "features.pt"), input=TensorInput([16]),
+                                  **kw)
+        assert text in e.value.details, e.value.details
+    with pytest.raises(InvalidArgument) as e:
+        db.create_model_space("tuplebad", str(m / "tensor16.pt"), input=TensorInput([16]),
+                              output_dim=8, output_index=1)
+    assert ("spec.output_index 1: the model returns a single tensor, not a tuple or list"
+            in e.value.details), e.value.details
+    assert "tuplebad" not in [s.name for s in db.list_model_spaces()]
 
 
 def test_space_source_and_index_belong_to_the_space(db, models):
@@ -400,10 +438,13 @@ def test_config_with_a_bad_model_exits_2(tmp_path, models):
 # ------------------------------------------------------------------------ restarts
 
 def test_space_survives_a_restart(make_server, tmp_path, models):
-    model = tmp_path / "copy_of_pool_gray.pt"
+    mdir = tmp_path / "models"  # this server's models.dir, where the copy can be deleted
+    mdir.mkdir()
+    model = mdir / "copy_of_pool_gray.pt"
     shutil.copy(models["dir"] / "pool_gray.pt", model)
+    shutil.copy(models["dir"] / "tensor16.pt", mdir / "tensor16.pt")
     cfg = write_config(tmp_path / "cfg.yaml",
-                       [tensor_space("vec16", models["dir"] / "tensor16.pt", [16], 8)])
+                       [tensor_space("vec16", mdir / "tensor16.pt", [16], 8)])
     s = make_server(config=cfg)
     imgs = [(RNG.random((28, 28)) * 255).astype(np.uint8) for _ in range(40)]
     with client(s) as db:
@@ -474,3 +515,76 @@ def test_config_space_with_a_changed_definition_stops_startup(tmp_path, models):
             assert db.get_model_space("sp").metric == "cosine"
     finally:
         assert s.stop() == 0
+
+
+# ------------------------------------------------------------------------ model checksums
+
+LINEAR = """
+import sys, torch
+class M(torch.nn.Module):
+    def __init__(self, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.l = torch.nn.Linear(784, 49)
+    def forward(self, x):
+        return self.l(x.reshape(x.shape[0], -1))
+for i, path in enumerate(sys.argv[1:]):
+    torch.jit.trace(M(i + 1), torch.zeros(2, 1, 28, 28)).save(path)
+"""
+
+
+def linear_models(*paths) -> list:
+    """TorchScript models for gray 28x28 images with 49 outputs, each with other weights;
+    returns the files' SHA-256s."""
+    import hashlib
+    subprocess.run(["/usr/bin/python3", "-c", LINEAR] + [str(p) for p in paths], check=True,
+                   timeout=300)
+    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+
+
+def test_a_changed_model_file_stops_startup(tmp_path):
+    from hilbert.v1 import catalog_pb2 as C, catalog_pb2_grpc
+    mdir = tmp_path / "models"
+    mdir.mkdir()
+    old_sha, new_sha = linear_models(mdir / "v1.pt", tmp_path / "v2.pt")
+    assert old_sha != new_sha
+    shutil.copy(mdir / "v1.pt", mdir / "m.pt")
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "a.yaml", [image_space("sp", mdir / "m.pt", 49)])
+    s = Server(data, tmp_path / "a.log", config=cfg).start()
+    info = catalog_pb2_grpc.CatalogStub(s.channel).GetModelSpace(
+        C.GetModelSpaceRequest(name="sp"), timeout=TIMEOUT)
+    assert info.spec.model_sha256 == old_sha, info.spec
+    with client(s) as db:
+        assert db.get_model_space("sp").model_sha256 == old_sha
+    # Given in CreateModelSpace, the checksum must match the file; a malformed one is refused.
+    with client(s) as db:
+        for sha, want in [(new_sha, f"spec.model_sha256: the model file {mdir / 'v1.pt'} has "
+                                    f"SHA-256 {old_sha}, not {new_sha}"),
+                          ("abc", "spec.model_sha256: must be 64 lowercase hex digits")]:
+            with expect_status(grpc.StatusCode.INVALID_ARGUMENT, want):
+                catalog_pb2_grpc.CatalogStub(s.channel).CreateModelSpace(
+                    C.CreateModelSpaceRequest(spec=C.ModelSpaceSpec(
+                        name="pinned", model_path=str(mdir / "v1.pt"), output_dim=49,
+                        metric=C.METRIC_L2, model_sha256=sha,
+                        input=C.ModelInput(image=C.ImageInput(width=28, height=28,
+                                                              channels=1)))),
+                    timeout=TIMEOUT)
+        assert [x.name for x in db.list_model_spaces()] == ["sp"]
+    assert s.stop() == 0
+    # New weights copied over the file: the server refuses to start, and says what to do.
+    shutil.copy(tmp_path / "v2.pt", mdir / "m.pt")
+    p = run_hilbertd(["--config", str(cfg), "--listen", "127.0.0.1:0", "--data-dir", str(data)])
+    assert p.returncode != 0
+    for want in ["model space sp: its model file", "has changed since the space was created",
+                 f"SHA-256 {old_sha[:12]}..., now {new_sha[:12]}...", "Put the old file back",
+                 "create a new model space for the new model"]:
+        assert want in p.stderr, (want, p.stderr[-3000:])
+    assert "listening" not in p.stderr
+    # A config that pins the checksum it was created with agrees with the stored space; the
+    # old file back, it starts again.
+    shutil.copy(mdir / "v1.pt", mdir / "m.pt")
+    cfg2 = write_config(tmp_path / "b.yaml", [image_space("sp", mdir / "m.pt", 49,
+                                                          model_sha256=old_sha)])
+    s = Server(data, tmp_path / "b.log", config=cfg2).start()
+    assert s.stop() == 0

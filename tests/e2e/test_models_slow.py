@@ -87,10 +87,23 @@ def inference_counts(server) -> tuple:
     port = int(wait_log(server, r"metrics served at http://127\.0\.0\.1:(\d+)/").group(1))
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as r:
         text = r.read().decode()
-    got = {}
+    got, buckets = {}, []
     for fam in text_string_to_metric_families(text):
         for smp in fam.samples:
-            got[smp.name] = smp.value
+            if smp.labels.get("model_space") == "slow":
+                if smp.name.endswith("_bucket"):
+                    buckets.append((float(smp.labels["le"]), smp.value))
+                got["slow" + smp.name[len("hilbert_inference_batch_size"):]] = smp.value
+            else:
+                got[smp.name] = smp.value
+    # The slow space is the only model in use: its batch-size histogram has every pass, in
+    # cumulative buckets, and its sum is the items; nothing is queued between bursts.
+    assert got["slow_count"] == got["hilbert_inference_passes_total"], got
+    assert got["slow_sum"] == got["hilbert_inference_items_total"], got
+    buckets.sort()
+    assert [v for _, v in buckets] == sorted(v for _, v in buckets), buckets
+    assert buckets[-1] == (float("inf"), got["slow_count"]), buckets
+    assert got["hilbert_inference_queued_requests"] == 0, got
     return got["hilbert_inference_passes_total"], got["hilbert_inference_items_total"]
 
 

@@ -3,7 +3,8 @@
  * definitions are validated, stored and reloaded; indices are rebuilt from points on reopen;
  * drops release storage; orphaned column families are cleaned up; uploads are atomic (a
  * rejected batch writes nothing) and keep permanent attributes unchanged; owned pairs of a
- * source and an index are created, refused to plain drops, adopted and dropped as one.
+ * source and an index are created, refused to plain drops, adopted and dropped as one; aliases
+ * are stored, reloaded, updated all or nothing, resolved, and keep their targets from drops.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -406,6 +407,145 @@ static void test_upload_atomic(void **state) {
     hdb_source_unref(src);
 }
 
+/* ---- aliases */
+
+static Hilbert__V1__AliasAction *alias_act(hdb_arena *a, int action, const char *name,
+                                           const char *ixname, const char *space) {
+    Hilbert__V1__AliasAction *act = hdb_arena_alloc(a, sizeof *act);
+    hilbert__v1__alias_action__init(act);
+    Hilbert__V1__Alias *al = hdb_arena_alloc(a, sizeof *al);
+    hilbert__v1__alias__init(al);
+    al->name = (char *)name;
+    if (ixname) {
+        al->index = hdb_arena_alloc(a, sizeof *al->index);
+        hilbert__v1__index_ref__init(al->index);
+        al->index->name = (char *)ixname;
+        al->index->version = "1";
+    }
+    if (space) al->model_space = (char *)space;
+    act->action_case = action;
+    if (action == HILBERT__V1__ALIAS_ACTION__ACTION_CREATE_ALIAS) act->create_alias = al;
+    if (action == HILBERT__V1__ALIAS_ACTION__ACTION_SWITCH_ALIAS) act->switch_alias = al;
+    if (action == HILBERT__V1__ALIAS_ACTION__ACTION_DELETE_ALIAS) {
+        act->delete_alias = al;
+        if (!ixname && !space) al->kind = HILBERT__V1__ALIAS_KIND__ALIAS_KIND_INDEX;
+    }
+    return act;
+}
+
+#define CREATE HILBERT__V1__ALIAS_ACTION__ACTION_CREATE_ALIAS
+#define SWITCH HILBERT__V1__ALIAS_ACTION__ACTION_SWITCH_ALIAS
+#define DELETE HILBERT__V1__ALIAS_ACTION__ACTION_DELETE_ALIAS
+
+/* The label of the index that alias `name` resolves to now, or "" when it does not. */
+static const char *resolved(fixture *f, const char *name) {
+    hdb_ixent *ix;
+    char err[256];
+    if (hdb_catalog_get_index(f->cat, name, "", &ix, err, sizeof err) != HDB_OK) return "";
+    const char *l = hdb_arena_strndup(f->arena, hdb_ixent_label(ix), strlen(hdb_ixent_label(ix)));
+    hdb_ixent_unref(ix);
+    return l;
+}
+
+static int update(fixture *f, char *err, size_t errlen, size_t n, ...) {
+    Hilbert__V1__AliasAction **acts = hdb_arena_alloc(f->arena, (n ? n : 1) * sizeof *acts);
+    va_list ap;
+    va_start(ap, n);
+    for (size_t i = 0; i < n; i++) acts[i] = va_arg(ap, Hilbert__V1__AliasAction *);
+    va_end(ap);
+    return hdb_catalog_update_aliases(f->cat, acts, n, NULL, err, errlen);
+}
+
+static void test_aliases(void **state) {
+    fixture *f = *state;
+    hdb_arena *a = f->arena;
+    char err[512];
+    assert_int_equal(hdb_catalog_create_source(f->cat, items_spec(a), NULL, err, sizeof err),
+                     HDB_OK);
+    assert_int_equal(hdb_catalog_create_index(f->cat, index_spec(a, "blue", NULL), NULL, err,
+                                              sizeof err),
+                     HDB_OK);
+    assert_int_equal(hdb_catalog_create_index(f->cat, index_spec(a, "green", NULL), NULL, err,
+                                              sizeof err),
+                     HDB_OK);
+    /* Before any alias: an empty version names an alias, and there is none. */
+    hdb_ixent *ix;
+    assert_int_equal(hdb_catalog_get_index(f->cat, "live", "", &ix, err, sizeof err),
+                     HDB_ENOTFOUND);
+    assert_non_null(strstr(err, "no index alias \"live\""));
+
+    assert_int_equal(update(f, err, sizeof err, 2, alias_act(a, CREATE, "live", "blue", NULL),
+                            alias_act(a, CREATE, "old", "green", NULL)),
+                     HDB_OK);
+    assert_string_equal(resolved(f, "live"), "blue@1");
+    assert_string_equal(resolved(f, "old"), "green@1");
+
+    /* All or nothing: a good switch followed by a bad action leaves everything as it was. */
+    struct {
+        Hilbert__V1__AliasAction *bad;
+        int rc;
+        const char *field;
+    } bad[] = {
+        {alias_act(a, CREATE, "x", "missing", NULL), HDB_ENOTFOUND, "actions[1].create_alias.index:"},
+        {alias_act(a, CREATE, "", "blue", NULL), HDB_EINVAL, "actions[1].create_alias.name:"},
+        {alias_act(a, CREATE, "old", "blue", NULL), HDB_EEXIST, "actions[1].create_alias.name:"},
+        {alias_act(a, SWITCH, "nope", "blue", NULL), HDB_ENOTFOUND, "actions[1].switch_alias.name:"},
+        {alias_act(a, DELETE, "nope", NULL, NULL), HDB_ENOTFOUND, "actions[1].delete_alias.name:"},
+        {alias_act(a, CREATE, "y", NULL, NULL), HDB_EINVAL, "actions[1].create_alias.index:"},
+        {alias_act(a, CREATE, "y", "blue", "rgb"), HDB_EINVAL, "actions[1].create_alias:"},
+        {alias_act(a, CREATE, "y", NULL, "rgb"), HDB_ENOTFOUND,
+         "actions[1].create_alias.model_space:"},
+        {alias_act(a, 0, "y", NULL, NULL), HDB_EINVAL, "actions[1]:"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        assert_int_equal(update(f, err, sizeof err, 2, alias_act(a, SWITCH, "live", "green", NULL),
+                                bad[i].bad),
+                         bad[i].rc);
+        if (strncmp(err, bad[i].field, strlen(bad[i].field)) != 0)
+            fail_msg("case %zu: %s does not start with %s", i, err, bad[i].field);
+        assert_string_equal(resolved(f, "live"), "blue@1");
+    }
+    assert_int_equal(update(f, err, sizeof err, 0), HDB_EINVAL);
+    assert_non_null(strstr(err, "actions:"));
+    /* Actions see the earlier ones: delete then create again, create then switch. */
+    assert_int_equal(update(f, err, sizeof err, 3, alias_act(a, DELETE, "old", NULL, NULL),
+                            alias_act(a, CREATE, "old", "blue", NULL),
+                            alias_act(a, SWITCH, "live", "green", NULL)),
+                     HDB_OK);
+    assert_string_equal(resolved(f, "live"), "green@1");
+    assert_string_equal(resolved(f, "old"), "blue@1");
+
+    /* A target of an alias cannot be dropped; the index itself keeps its plain name. */
+    assert_int_equal(hdb_catalog_drop_index(f->cat, "green", "1", err, sizeof err), HDB_EPRECOND);
+    assert_non_null(strstr(err, "index alias \"live\""));
+    assert_int_equal(hdb_catalog_drop_index(f->cat, "live", "", err, sizeof err), HDB_EINVAL);
+    assert_non_null(strstr(err, "index.version"));
+
+    /* The aliases survive a reopen. */
+    close_all(f);
+    open_all(f);
+    assert_string_equal(resolved(f, "live"), "green@1");
+    assert_string_equal(resolved(f, "old"), "blue@1");
+    Hilbert__V1__Alias **list;
+    assert_int_equal(hdb_catalog_list_aliases(f->cat, a, &list), 2);
+    assert_string_equal(list[0]->name, "live");
+    assert_string_equal(list[0]->index->name, "green");
+    assert_int_equal(list[0]->kind, HILBERT__V1__ALIAS_KIND__ALIAS_KIND_INDEX);
+    assert_string_equal(list[1]->name, "old");
+
+    /* Deleted aliases stay deleted after a reopen, and free their targets. */
+    assert_int_equal(update(f, err, sizeof err, 2, alias_act(a, DELETE, "old", NULL, NULL),
+                            alias_act(a, DELETE, "live", NULL, NULL)),
+                     HDB_OK);
+    assert_int_equal(hdb_catalog_drop_index(f->cat, "green", "1", err, sizeof err), HDB_OK);
+    close_all(f);
+    open_all(f);
+    assert_int_equal(hdb_catalog_list_aliases(f->cat, a, &list), 0);
+    assert_int_equal(hdb_catalog_get_index(f->cat, "live", "", &ix, err, sizeof err),
+                     HDB_ENOTFOUND);
+}
+
 int main(void) {
     hdb_log_set_level(HDB_LOG_WARN);
     const struct CMUnitTest tests[] = {
@@ -414,6 +554,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_orphans_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_owned_pair, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

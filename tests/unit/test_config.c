@@ -100,6 +100,7 @@ static void assert_defaults(const hdb_config *c) {
     assert_int_equal(c->max_lag_entries, 100000);
     assert_int_equal(c->max_lag_ms, 5000);
     assert_string_equal(c->lag_mode, "backpressure");
+    assert_int_equal(c->applier_threads, 0);
     assert_int_equal(c->block_cache_bytes, 256 * MIB);
     assert_int_equal(c->write_buffer_bytes, 64 * MIB);
     assert_int_equal(c->min_free_bytes, 256 * MIB);
@@ -111,9 +112,20 @@ static void assert_defaults(const hdb_config *c) {
     assert_int_equal(c->max_results, 1000000);
     assert_int_equal(c->max_attributes, 64);
     assert_int_equal(c->max_value_bytes, 65536);
+    assert_int_equal(c->max_ef_search, 10000);
+    assert_int_equal(c->max_nprobe, 65536);
+    assert_int_equal(c->max_call_memory_bytes, GIB);
+    assert_int_equal(c->max_indices, 1000);
     assert_int_equal(c->blas_threads, 1);
     assert_int_equal(c->n_data_sources, 0);
     assert_int_equal(c->n_indices, 0);
+    assert_false(c->allow_insecure);
+    assert_string_equal(c->tls_cert_file, "");
+    assert_string_equal(c->backup_dir, "");
+    assert_string_equal(c->tls_key_file, "");
+    assert_string_equal(c->tls_client_ca_file, "");
+    assert_string_equal(c->tls_client_auth, "none");
+    assert_int_equal(c->n_api_keys, 0);
 }
 
 /* ---- defaults and a full file ------------------------------------------------------------- */
@@ -134,6 +146,8 @@ static void test_free_twice_and_null(void **state) {
     hdb_config_free(NULL);
 }
 
+#define HASH64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
 static const char full_yaml[] = "# every key, none at its default\n"
                                 "server:\n"
                                 "  listen: 0.0.0.0:6000\n"
@@ -142,6 +156,7 @@ static const char full_yaml[] = "# every key, none at its default\n"
                                 "  max_send_message_bytes: 32MiB\n"
                                 "  shutdown_grace_ms: 2500\n"
                                 "  retain_freed_bytes: 0\n"
+                                "  allow_insecure: true\n"
                                 "log:\n"
                                 "  level: debug\n"
                                 "storage:\n"
@@ -151,6 +166,7 @@ static const char full_yaml[] = "# every key, none at its default\n"
                                 "  write_buffer_bytes: 16MiB\n"
                                 "  min_free_bytes: 1GiB\n"
                                 "  ballast_bytes: 0\n"
+                                "  backup_dir: /srv/backups\n"
                                 "limits:\n"
                                 "  max_dimension: 4096\n"
                                 "  max_points_per_upload: 500\n"
@@ -161,6 +177,18 @@ static const char full_yaml[] = "# every key, none at its default\n"
                                 "  max_value_bytes: 1024\n"
                                 "search:\n"
                                 "  blas_threads: 2\n"
+                                "tls:\n"
+                                "  cert_file: /etc/hdb/server.pem\n"
+                                "  key_file: /etc/hdb/server.key\n"
+                                "  client_ca_file: /etc/hdb/ca.pem\n"
+                                "  client_auth: require\n"
+                                "auth:\n"
+                                "  keys:\n"
+                                "    - {name: ro, role: read, hash: \"sha256:00112233445566778899"
+                                "aabbccddeeff:" HASH64 "\"}\n"
+                                "    - name: ops\n"
+                                "      role: admin\n"
+                                "      hash: sha256:FFEEDDCCBBAA99887766554433221100:" HASH64 "\n"
                                 "data_sources: []\n"
                                 "indices: []\n";
 
@@ -181,6 +209,7 @@ static void test_full_file(void **state) {
     assert_int_equal(c->write_buffer_bytes, 16 * MIB);
     assert_int_equal(c->min_free_bytes, GIB);
     assert_int_equal(c->ballast_bytes, 0);
+    assert_string_equal(c->backup_dir, "/srv/backups");
     assert_int_equal(c->max_dimension, 4096);
     assert_int_equal(c->max_points_per_upload, 500);
     assert_int_equal(c->max_query_vectors, 200);
@@ -191,6 +220,19 @@ static void test_full_file(void **state) {
     assert_int_equal(c->blas_threads, 2);
     assert_int_equal(c->n_data_sources, 0);
     assert_int_equal(c->n_indices, 0);
+    assert_true(c->allow_insecure);
+    assert_string_equal(c->tls_cert_file, "/etc/hdb/server.pem");
+    assert_string_equal(c->tls_key_file, "/etc/hdb/server.key");
+    assert_string_equal(c->tls_client_ca_file, "/etc/hdb/ca.pem");
+    assert_string_equal(c->tls_client_auth, "require");
+    assert_int_equal(c->n_api_keys, 2);
+    assert_string_equal(c->api_keys[0].name, "ro");
+    assert_int_equal(c->api_keys[0].role, HDB_ROLE_READ);
+    assert_string_equal(c->api_keys[1].name, "ops");
+    assert_int_equal(c->api_keys[1].role, HDB_ROLE_ADMIN);
+    assert_int_equal(hdb_config_validate(c, fx->err, sizeof fx->err), HDB_OK);
+    /* TLS and keys both configured: a non-loopback listen is fine without allow_insecure. */
+    c->allow_insecure = false;
     assert_int_equal(hdb_config_validate(c, fx->err, sizeof fx->err), HDB_OK);
 }
 
@@ -427,6 +469,9 @@ static void test_out_of_range(void **state) {
          HDB_EINVAL,
          {"x.yaml:2: index.max_lag_ms: must be an integer between 0 and 86400000"}},
         {"index:\n  max_lag_entries: -1\n", HDB_EINVAL, {"x.yaml:2: index.max_lag_entries:"}},
+        {"index:\n  applier_threads: 257\n",
+         HDB_EINVAL,
+         {"x.yaml:2: index.applier_threads: must be an integer between 0 and 256"}},
         {"server:\n  listen: \"::1:5000\"\n", HDB_EINVAL, {"x.yaml:2: server.listen:", "IPv6"}},
     };
     run_error_cases(*state, cases, sizeof cases / sizeof cases[0]);
@@ -821,6 +866,8 @@ static void test_model_spaces(void **state) {
                            "    input: {tensor: {shape: [4, 4]}}\n"
                            "    output_dim: 16\n"
                            "    metric: ip\n"
+                           "    keep_inputs: yes\n"
+                           "    reembed_from: old-vec\n"
                            "  - name: plain\n"
                            "    model: p.pt\n"
                            "    input: {image: {width: 8, height: 8, channels: 1}}\n"
@@ -862,9 +909,12 @@ static void test_model_spaces(void **state) {
     assert_int_equal(ms->metric, HILBERT__V1__METRIC__METRIC_INNER_PRODUCT);
     assert_null(ms->index); /* unset: the catalog indexes it flat */
     assert_int_equal(ms->n_permanent_attributes, 0);
+    assert_true(ms->keep_inputs);
+    assert_string_equal(ms->reembed_from, "old-vec");
     assert_packs(&ms->base);
 
     ms = c->model_spaces[2];
+    assert_false(ms->keep_inputs); /* the default */
     assert_int_equal(ms->input->image->resize, HILBERT__V1__RESIZE_MODE__RESIZE_MODE_STRETCH);
     assert_int_equal(ms->input->image->n_mean, 0);
     assert_int_equal(ms->index->kind_case, HILBERT__V1__INDEX_ALGORITHM__KIND_HNSW);
@@ -911,6 +961,9 @@ static void test_model_space_errors(void **state) {
         {SPACE(TENSOR "    output_dim: 65537\n    metric: l2\n"),
          HDB_EINVAL,
          {"x.yaml:5: model_spaces[0].output_dim: must be an integer between 1 and 65536"}},
+        {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    output_index: 256\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].output_index: must be an integer between 0 and 255"}},
         {SPACE(TENSOR "    output_dim: 2\n    metric: manhattan\n"),
          HDB_EINVAL,
          {"model_spaces[0].metric: unknown metric \"manhattan\" (expected l2, inner_product or "
@@ -932,7 +985,17 @@ static void test_model_space_errors(void **state) {
         {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    model_path: m\n"),
          HDB_EINVAL,
          {"model_spaces[0].model_path: unknown key (expected one of: name, model, input, "
-          "output_dim, metric, index, permanent_attributes, split_attributes)"}},
+          "output_dim, metric, index, permanent_attributes, split_attributes, model_sha256, "
+          "output_index, keep_inputs, reembed_from)"}},
+        {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    keep_inputs: maybe\n"),
+         HDB_EINVAL,
+         {"x.yaml:7: model_spaces[0].keep_inputs: must be true or false"}},
+        {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    keep_inputs: \"true\"\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].keep_inputs: must be true or false"}},
+        {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    keep_inputs: [true]\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].keep_inputs: must be true or false"}},
     };
 #undef SPACE
 #undef TENSOR
@@ -1070,7 +1133,7 @@ static void test_help(void **state) {
                                        "--threads N",   "--log-level LEVEL",    "--help",
                                        "--version",     "config/hilbertd.yaml", "127.0.0.1:50051",
                                        "./data",        "default: 4",           "default: info",
-                                       "--flag=value"};
+                                       "--flag=value",  "--health-probe ADDR"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         assert_contains(buf, want[i]);
     free(buf);
@@ -1169,6 +1232,125 @@ static void shipped_config_path(char *buf, size_t n) {
         snprintf(buf, n, "%.*s/../../config/hilbertd.yaml", (int)(slash - file), file);
 }
 
+/* ---- auth: and tls: ---------------------------------------------------------------------- */
+
+#define KEY_OK "sha256:00112233445566778899aabbccddeeff:" HASH64
+
+static void test_auth_errors(void **state) {
+    static const error_case cases[] = {
+        {"auth:\n  keys:\n    - {name: a, role: root, hash: \"" KEY_OK "\"}\n",
+         HDB_EINVAL,
+         {"x.yaml:3: auth.keys[0].role: must be read, write or admin", "root"}},
+        {"auth:\n  keys:\n    - {name: a, role: read, hash: \"md5:00:11\"}\n",
+         HDB_EINVAL,
+         {"x.yaml:3: auth.keys[0].hash: must be sha256:", "sha256:"}},
+        {"auth:\n  keys:\n    - {name: a, role: read, hash: \"sha256:0011:" HASH64 "\"}\n",
+         HDB_EINVAL,
+         {"x.yaml:3: auth.keys[0].hash:", "salt"}},
+        {"auth:\n  keys:\n    - {name: a, role: read, hash: "
+         "\"sha256:00112233445566778899aabbccddeeff:abc\"}\n",
+         HDB_EINVAL,
+         {"x.yaml:3: auth.keys[0].hash:", "64 hex"}},
+        {"auth:\n  keys:\n    - {name: a, role: read, hash: \"sha256:0011223344556677gg:" HASH64
+         "\"}\n",
+         HDB_EINVAL,
+         {"auth.keys[0].hash:", "salt"}},
+        {"auth:\n  keys:\n    - {name: a, role: read, hash: \"" KEY_OK "\"}\n"
+         "    - {name: a, role: write, hash: \"sha256:ffffffffffffffffffff:" HASH64 "\"}\n",
+         HDB_EINVAL,
+         {"x.yaml:4: auth.keys[1].name: duplicate key name \"a\"", "auth.keys[0]"}},
+        {"auth:\n  keys:\n    - {name: a, role: read, hash: \"" KEY_OK "\"}\n"
+         "    - {name: b, role: write, hash: \"" KEY_OK "\"}\n",
+         HDB_EINVAL,
+         {"x.yaml:4: auth.keys[1].hash: the same hash as auth.keys[0]"}},
+        {"auth:\n  keys:\n    - {name: a, hash: \"" KEY_OK "\"}\n",
+         HDB_EINVAL,
+         {"x.yaml:3: auth.keys[0].role: required key is missing"}},
+        {"auth:\n  keys:\n    - {name: a, role: read, hash: \"" KEY_OK "\", key: x}\n",
+         HDB_EINVAL,
+         {"x.yaml:3: auth.keys[0].key: unknown key"}},
+        {"auth:\n  keys:\n    - just-a-key\n", HDB_EINVAL, {"x.yaml:3: auth.keys[0]: must be a "
+                                                             "mapping"}},
+        {"auth:\n  keys: {name: a}\n", HDB_EINVAL, {"x.yaml:2: auth.keys: must be a list"}},
+        {"auth:\n  key: []\n", HDB_EINVAL, {"x.yaml:2: auth.key: unknown key"}},
+        {"tls:\n  client_auth: always\n", HDB_EINVAL,
+         {"x.yaml:2: tls.client_auth: must be none, request or require"}},
+        {"tls:\n  cert: x\n", HDB_EINVAL, {"x.yaml:2: tls.cert: unknown key", "cert_file"}},
+    };
+    run_error_cases(*state, cases, sizeof cases / sizeof cases[0]);
+}
+
+static void test_security_validate(void **state) {
+    fixture *fx = *state;
+    static const struct {
+        const char *yaml;
+        const char *want; /* "" : valid */
+    } cases[] = {
+        {"tls:\n  cert_file: /c.pem\n", "tls.key_file: required when tls.cert_file"},
+        {"tls:\n  key_file: /k.pem\n", "tls.key_file: set, but tls.cert_file is not"},
+        {"tls:\n  cert_file: /c\n  key_file: /k\n  client_auth: require\n",
+         "tls.client_auth: require needs tls.client_ca_file"},
+        {"tls:\n  cert_file: /c\n  key_file: /k\n  client_ca_file: /ca\n",
+         "tls.client_ca_file: set, but tls.client_auth is none"},
+        {"tls:\n  cert_file: /c\n  key_file: /k\n  client_ca_file: /ca\n  client_auth: request\n",
+         ""},
+        {"server:\n  listen: 0.0.0.0:1\n", "server.listen: 0.0.0.0:1 is not a loopback address"},
+        {"server:\n  listen: \"[::]:1\"\n", "no TLS, no API keys"},
+        {"server:\n  listen: 10.1.2.3:1\ntls:\n  cert_file: /c\n  key_file: /k\n",
+         "server.allow_insecure: true"},
+        {"server:\n  listen: 0.0.0.0:1\nauth:\n  keys:\n    - {name: a, role: read, hash: \"" KEY_OK
+         "\"}\n",
+         "(no TLS)"},
+        {"server:\n  listen: 0.0.0.0:1\n  allow_insecure: true\n", ""},
+        {"server:\n  listen: 127.0.0.9:1\n", ""},
+        {"server:\n  listen: localhost:1\n", ""},
+        {"server:\n  listen: \"[::1]:1\"\n", ""},
+        {"server:\n  listen: 127.evil.com:1\n", "not a loopback address"},
+        {"server:\n  listen: unix:/tmp/x.sock\n", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        hdb_config_free(&fx->cfg);
+        hdb_config_init(&fx->cfg);
+        if (load_text(fx, cases[i].yaml) != HDB_OK) fail_msg("case %zu: %s", i, fx->err);
+        int rc = hdb_config_validate(&fx->cfg, fx->err, sizeof fx->err);
+        if (cases[i].want[0] == '\0') {
+            if (rc != HDB_OK) fail_msg("case %zu: %s", i, fx->err);
+        } else {
+            if (rc != HDB_EINVAL) fail_msg("case %zu: accepted, want %s", i, cases[i].want);
+            assert_contains(fx->err, cases[i].want);
+        }
+    }
+}
+
+static void test_key_tool_flags(void **state) {
+    fixture *fx = *state;
+    hdb_config_action action;
+    assert_int_equal(run_args(fx, NULL, &action, 3, "--new-key", "write"), HDB_OK);
+    assert_int_equal(action, HDB_CONFIG_NEW_KEY);
+    assert_int_equal(fx->cfg.key_tool_role, HDB_ROLE_WRITE);
+    assert_int_equal(run_args(fx, NULL, &action, 2, "--hash-key=admin"), HDB_OK);
+    assert_int_equal(action, HDB_CONFIG_HASH_KEY);
+    assert_int_equal(fx->cfg.key_tool_role, HDB_ROLE_ADMIN);
+    assert_int_equal(run_args(fx, NULL, &action, 3, "--new-key", "root"), HDB_EINVAL);
+    assert_contains(fx->err, "--new-key: the role must be read, write or admin");
+    assert_int_equal(run_args(fx, NULL, &action, 2, "--hash-key"), HDB_EINVAL);
+    assert_contains(fx->err, "--hash-key: missing value");
+}
+
+static void test_health_probe_flag(void **state) {
+    fixture *fx = *state;
+    hdb_config_action action;
+    /* The probe reads no config: a --config that does not exist is not opened. */
+    int rc = run_args(fx, NULL, &action, 4, "--config=/nope", "--health-probe", "127.0.0.1:50051");
+    assert_int_equal(rc, HDB_OK);
+    assert_int_equal(action, HDB_CONFIG_HEALTH_PROBE);
+    assert_string_equal(fx->cfg.probe_addr, "127.0.0.1:50051");
+    assert_int_equal(run_args(fx, NULL, &action, 2, "--health-probe"), HDB_EINVAL);
+    assert_contains(fx->err, "--health-probe: missing value (--health-probe ADDR)");
+    assert_int_equal(run_args(fx, NULL, &action, 2, "--health-probe="), HDB_EINVAL);
+    assert_contains(fx->err, "--health-probe: missing value");
+}
+
 static void test_shipped_config(void **state) {
     fixture *fx = *state;
     char path[PATH_MAX];
@@ -1253,6 +1435,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_model_space_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spec_schemas_match_descriptors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auth_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_security_validate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_tool_flags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health_probe_flag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_args_none, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flags_override_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flags_equals_form, setup, teardown),

@@ -314,6 +314,39 @@ static void tmpdir(char *buf, size_t n, const char *tag) {
     assert_non_null(mkdtemp(buf));
 }
 
+/* A backup's copy of a snapshot: the files of the current snapshot only, loadable on their
+ * own, and ENOTFOUND where there is none. */
+static void test_snapshot_copy(void **state) {
+    (void)state;
+    hdb_index *ix = build();
+    char dir[512], dst[512], err[512], path[600];
+    tmpdir(dir, sizeof dir, "test_index_src");
+    tmpdir(dst, sizeof dst, "test_index_dst");
+    uint64_t seq = 0, bytes = 0;
+    assert_int_equal(hdb_index_snapshot_copy(dir, dst, &seq, &bytes, err, sizeof err),
+                     HDB_ENOTFOUND);
+    assert_int_equal(hdb_index_save(ix, dir, 700, err, sizeof err), HDB_OK);
+    assert_int_equal(hdb_index_snapshot_copy(dir, dst, &seq, &bytes, err, sizeof err), HDB_OK);
+    assert_int_equal(seq, 700);
+    assert_true(bytes > 0);
+    snprintf(path, sizeof path, "%s/s700-0.eng", dst);
+    assert_int_equal(access(path, F_OK), 0);
+    /* The source moves on; the copy keeps its own snapshot. */
+    assert_int_equal(hdb_index_save(ix, dir, 701, err, sizeof err), HDB_OK);
+    const char *names[2] = {"color", "size"};
+    hdb_attr_type types[2] = {HDB_ATTR_STRING, HDB_ATTR_INT64};
+    hdb_index_params p = params(names, types, 2);
+    hdb_index *back;
+    int64_t t;
+    assert_int_equal(hdb_index_load(&back, &p, dst, &seq, &t, err, sizeof err), HDB_OK);
+    assert_int_equal(seq, 700);
+    assert_int_equal(hdb_index_size(back), N);
+    hdb_index_free(back);
+    hdb_index_free(ix);
+    assert_int_equal(hdb_rmtree(dir, err, sizeof err), HDB_OK);
+    assert_int_equal(hdb_rmtree(dst, err, sizeof err), HDB_OK);
+}
+
 static void test_snapshot_roundtrip(void **state) {
     (void)state;
     hdb_index *ix = build();
@@ -380,6 +413,7 @@ int main(void) {
         cmocka_unit_test(test_no_split_attributes),
         cmocka_unit_test(test_apply_last_wins),
         cmocka_unit_test(test_snapshot_roundtrip),
+        cmocka_unit_test(test_snapshot_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * (hdb_spaces.h) on a real catalog: a space is created with its owned source and index, refused
  * when its model or index definition is bad without leaving anything behind, survives a
  * reopen, keeps its points when its model file disappears, is adopted again after an
- * interrupted drop, and leaves an item out of its own neighbours. Uses the TorchScript fixtures
+ * interrupted drop, and leaves an item out of its own neighbours; a space that re-embeds
+ * another holds the other's drop back while it copies, and writes to it wait for it. Uses the TorchScript fixtures
  * of test_torch (normalize.pt: [n, 4] -> [n, 4]).
  */
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include "hdb_defs.h"
 #include "hdb_err.h"
 #include "hdb_infer.h"
+#include "hdb_reembed.h"
 #include "hdb_space.h"
 #include "hdb_spaces.h"
 #include "hdb_store.h"
@@ -28,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     char dir[512];
@@ -62,7 +65,7 @@ static void close_all(fixture *f) {
 }
 
 static int copy_file(const char *from, const char *to) {
-    char cmd[2048];
+    char cmd[4096];
     snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
     return system(cmd);
 }
@@ -83,9 +86,14 @@ static int setup(void **state) {
     char src[1024];
     snprintf(src, sizeof src, "%s/normalize.pt", models);
     if (copy_file(src, f->model) != 0) return -1;
+    char to[1024];
+    snprintf(src, sizeof src, "%s/wrong_shape.pt", models);
+    snprintf(to, sizeof to, "%s/wrong_shape.pt", f->dir);
+    if (copy_file(src, to) != 0) return -1;
     hdb_config_init(&f->cfg);
     f->cfg.data_dir = f->dir;
-    f->cfg.models_dir = (char *)models; /* relative model paths resolve here */
+    /* Models load only from under models.dir; relative paths resolve there. */
+    f->cfg.models_dir = f->dir;
     f->arena = hdb_arena_create(0);
     char err[256];
     if (hdb_infer_create(&f->infer, 1, 8, 0, err, sizeof err) != HDB_OK) return -1;
@@ -167,6 +175,78 @@ static uint64_t points(fixture *f) {
     return st.point_count;
 }
 
+static hdb_reembed_status reembed_status(fixture *f, const char *name) {
+    hdb_space *sp;
+    assert_int_equal(hdb_spaces_get(f->reg, name, &sp, NULL, 0), HDB_OK);
+    assert_non_null(hdb_space_reembed(sp));
+    hdb_reembed_status st;
+    hdb_reembed_status_get(hdb_space_reembed(sp), &st);
+    hdb_space_unref(sp);
+    return st;
+}
+
+/* The fixture never starts the background work (hdb_spaces_start_background), so a new
+ * re-embedding space stays COPYING until the test starts it: the states are the test's to
+ * choose, not the machine's speed. */
+static void test_reembed_states(void **state) {
+    fixture *f = *state;
+    char err[512];
+    Hilbert__V1__ModelSpaceSpec *spec = vec_spec(f->arena, "vec", f->model, 4, NULL);
+    spec->keep_inputs = 1;
+    assert_int_equal(hdb_spaces_create(f->reg, spec, NULL, err, sizeof err), HDB_OK);
+    add(f, "a", 1, HDB_OK);
+    add(f, "b", 2, HDB_OK);
+    spec = vec_spec(f->arena, "vec2", f->model, 4, NULL);
+    spec->reembed_from = "vec";
+    assert_int_equal(hdb_spaces_create(f->reg, spec, NULL, err, sizeof err), HDB_OK);
+    hdb_reembed_status st = reembed_status(f, "vec2");
+    assert_int_equal(st.state, HDB_REEMBED_COPYING);
+    assert_int_equal(st.applied_seq, 0);
+
+    /* The origin cannot go while the copy is under way. */
+    assert_int_equal(hdb_spaces_drop(f->reg, "vec", err, sizeof err), HDB_EPRECOND);
+    assert_non_null(strstr(err, "model space vec2 is re-embedding the items of vec"));
+    /* A write to the copy waits for it; with no worker running it is refused at once. */
+    static const uint32_t shape[1] = {4};
+    float v[4] = {3, 1, 0, 0};
+    hdb_model_input in = {.tensor = v, .tensor_len = 4, .shape = shape, .ndim = 1};
+    char *names[1] = {"vec2"};
+    hdb_spaces_call c = call(f);
+    hdb_space_vec *out;
+    size_t n;
+    assert_int_equal(hdb_spaces_add(&c, "c", &in, names, 1, NULL, 0, false, &out, &n, err,
+                                    sizeof err),
+                     HDB_EUNAVAIL);
+
+    /* Started: it copies, then follows. */
+    hdb_spaces_start_background(f->reg, f->infer);
+    for (int i = 0; i < 6000 && reembed_status(f, "vec2").state == HDB_REEMBED_COPYING; i++)
+        usleep(10000);
+    st = reembed_status(f, "vec2");
+    assert_int_equal(st.state, HDB_REEMBED_FOLLOWING);
+    assert_int_equal(st.copied, 2);
+    assert_int_equal(st.skipped, 0);
+    assert_int_equal(hdb_spaces_add(&c, "c", &in, names, 1, NULL, 0, false, &out, &n, err,
+                                    sizeof err),
+                     HDB_OK);
+    hdb_spaces_stop_background(f->reg);
+
+    /* Dropping the origin now ends the re-embedding, for good. */
+    assert_int_equal(hdb_spaces_drop(f->reg, "vec", err, sizeof err), HDB_OK);
+    assert_int_equal(reembed_status(f, "vec2").state, HDB_REEMBED_DONE);
+    close_all(f);
+    open_all(f);
+    st = reembed_status(f, "vec2");
+    assert_int_equal(st.state, HDB_REEMBED_DONE);
+    assert_int_equal(st.copied, 2);
+    hdb_space *sp;
+    assert_int_equal(hdb_spaces_get(f->reg, "vec2", &sp, NULL, 0), HDB_OK);
+    hdb_source_status ss;
+    hdb_source_status_get(hdb_space_source(sp), &ss);
+    assert_int_equal(ss.point_count, 3); /* a and b copied, c written directly */
+    hdb_space_unref(sp);
+}
+
 static void test_refusals_leave_nothing(void **state) {
     fixture *f = *state;
     char err[512];
@@ -177,6 +257,15 @@ static void test_refusals_leave_nothing(void **state) {
                                        NULL, err, sizeof err),
                      HDB_EINVAL);
     assert_memory_equal(err, "spec.model_path: ", 17);
+    /* Paths that leave models.dir, existing or not: one answer that says nothing of the file. */
+    const char *outside[] = {"/etc/passwd", "/nonexistent/model.pt", "../normalize.pt",
+                             "sub/../../x.pt"};
+    for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++) {
+        assert_int_equal(hdb_spaces_create(f->reg, vec_spec(f->arena, "bad", outside[i], 4, NULL),
+                                           NULL, err, sizeof err),
+                         HDB_EPERM);
+        assert_string_equal(err, "spec.model_path: must name a model file under models.dir");
+    }
     /* An index definition that cannot work: checked before the model loads. */
     assert_int_equal(hdb_spaces_create(f->reg, vec_spec(f->arena, "bad", f->model, 4, "nope"),
                                        NULL, err, sizeof err),
@@ -303,6 +392,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_refusals_leave_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interrupted_drop_adopted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reembed_states, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -422,6 +422,28 @@ static void test_trim_unwatched(void **state) {
     assert_int_equal(hdb_table_count(f->table), 100);
 }
 
+/* A backup's pin: keep_from may rise, but nothing goes until the last unpin, which trims. */
+static void test_trim_pin(void **state) {
+    fixture *f = *state;
+    char err[512];
+    hdb_timeline *tl = hdb_table_timeline(f->table);
+    append_many(tl, f->arena, 300, 50);
+    notify_count nc = {0};
+    hdb_timeline_sub s = {.notify = count_notify, .arg = &nc};
+    hdb_timeline_subscribe(tl, &s);
+    hdb_table_trim_pin(f->table);
+    hdb_table_trim_pin(f->table); /* pins nest */
+    hdb_timeline_keep_from(tl, &s, 101);
+    assert_int_equal(hdb_timeline_trim(tl, err, sizeof err), HDB_OK);
+    assert_int_equal(hdb_timeline_first_seq(tl), 1);
+    hdb_table_trim_unpin(f->table);
+    hdb_timeline_keep_from(tl, &s, 151);
+    assert_int_equal(hdb_timeline_first_seq(tl), 1);
+    hdb_table_trim_unpin(f->table);
+    assert_int_equal(hdb_timeline_first_seq(tl), 151);
+    hdb_timeline_unsubscribe(tl, &s);
+}
+
 static bool seven_lives(void *arg, uint64_t id) {
     (void)arg;
     return id == 7;
@@ -451,6 +473,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_table_writes_and_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_table_reopen_and_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_unwatched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_pin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphans, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -254,11 +254,48 @@ static void test_load_not_a_tensor(void **state) {
     (void)state;
     hdb_model *m = NULL;
     int64_t shape[] = {4};
-    assert_int_equal(load(&m, "tuple.pt", shape, 1, 4), HDB_EINVAL);
-    assert_string_equal(errbuf,
-                        "model output is a tuple, expected a float32 tensor of shape [n, 4]");
     assert_int_equal(load(&m, "dict.pt", shape, 1, 4), HDB_EINVAL);
-    assert_non_null(strstr(errbuf, "a dict"));
+    assert_string_equal(errbuf,
+                        "model output is a dict, expected a float32 tensor of shape [n, 4]");
+}
+
+/* A tuple output: element output_index is the embedding (0 by default); an index past the
+ * tuple, or other than 0 for a single tensor, is refused at load saying what came back. */
+static void test_load_tuple_output_index(void **state) {
+    (void)state;
+    hdb_model *m = NULL;
+    int64_t shape[] = {4};
+    const float in[8] = {1, 2, 3, 4, -1, -2, -3, -4};
+    float out[8];
+    /* Element 0 of tuple2.pt: the input doubled, [n, 4]. */
+    assert_int_equal(load(&m, "tuple2.pt", shape, 1, 4), HDB_OK);
+    assert_int_equal(hdb_model_forward(m, in, 2, out, errbuf, sizeof errbuf), HDB_OK);
+    for (int i = 0; i < 8; i++) assert_true(out[i] == 2.0f * in[i]);
+    hdb_model_free(m);
+    /* Element 1: the first two columns, [n, 2]. */
+    errbuf[0] = '\0';
+    assert_int_equal(hdb_model_load_output(&m, model_path("tuple2.pt"), shape, 1, 2, 1, errbuf,
+                                           sizeof errbuf),
+                     HDB_OK);
+    assert_int_equal(hdb_model_forward(m, in, 2, out, errbuf, sizeof errbuf), HDB_OK);
+    assert_true(out[0] == 1 && out[1] == 2 && out[2] == -1 && out[3] == -2);
+    hdb_model_free(m);
+    m = NULL;
+    /* Element 1 is [n, 2]: asking it for 4 columns says so. */
+    assert_int_equal(hdb_model_load_output(&m, model_path("tuple2.pt"), shape, 1, 4, 1, errbuf,
+                                           sizeof errbuf),
+                     HDB_EINVAL);
+    assert_non_null(strstr(errbuf, "expected [2, 4]"));
+    assert_int_equal(hdb_model_load_output(&m, model_path("tuple2.pt"), shape, 1, 4, 2, errbuf,
+                                           sizeof errbuf),
+                     HDB_EINVAL);
+    assert_string_equal(errbuf, "output_index 2: the model returns a tuple of 2 elements");
+    assert_int_equal(hdb_model_load_output(&m, model_path("normalize.pt"), shape, 1, 4, 1, errbuf,
+                                           sizeof errbuf),
+                     HDB_EINVAL);
+    assert_string_equal(errbuf, "output_index 1: the model returns a single tensor, not a tuple "
+                                "or list");
+    assert_null(m);
 }
 
 static void test_load_bad_args(void **state) {
@@ -286,7 +323,7 @@ static void test_load_bad_args(void **state) {
     assert_null(m);
     /* A NULL error buffer is allowed. */
     assert_int_equal(hdb_model_load(&m, p, s0, 1, 4, NULL, 0), HDB_EINVAL);
-    assert_int_equal(hdb_model_load(&m, model_path("tuple.pt"), s4, 1, 4, NULL, 0), HDB_EINVAL);
+    assert_int_equal(hdb_model_load(&m, model_path("dict.pt"), s4, 1, 4, NULL, 0), HDB_EINVAL);
     /* Four trailing dimensions of 1 are a valid shape that this model rejects by its output. */
     assert_int_equal(load(&m, "normalize.pt", edge, 4, 4), HDB_EINVAL);
     assert_non_null(strstr(errbuf, "shape [2, 1, 1, 1, 1]"));
@@ -490,7 +527,8 @@ int main(void) {
         cmocka_unit_test(test_batch_sizes),       cmocka_unit_test(test_image_model),
         cmocka_unit_test(test_load_missing),      cmocka_unit_test(test_load_not_torchscript),
         cmocka_unit_test(test_load_wrong_shape),  cmocka_unit_test(test_load_wrong_dtype),
-        cmocka_unit_test(test_load_not_a_tensor), cmocka_unit_test(test_load_bad_args),
+        cmocka_unit_test(test_load_not_a_tensor), cmocka_unit_test(test_load_tuple_output_index),
+        cmocka_unit_test(test_load_bad_args),
         cmocka_unit_test(test_forward_throws),    cmocka_unit_test(test_forward_non_finite),
         cmocka_unit_test(test_forward_bad_args),  cmocka_unit_test(test_concurrent_forward),
         cmocka_unit_test(test_forward_timing),

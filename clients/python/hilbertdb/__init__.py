@@ -36,7 +36,8 @@ _EXPORTS = {
     "types": ["Timestamp", "SparseVector", "Point", "UploadResult", "Hit", "SearchResults",
               "AddResult", "SimilarResults", "Flat", "Hnsw", "Faiss", "Sparse", "ImageInput",
               "TensorInput", "Split", "IndexStatus", "DataSourceInfo", "IndexInfo",
-              "ModelSpaceInfo"],
+              "ModelSpaceInfo", "ReembedStatus", "BackupInfo", "AliasInfo", "CreateAlias",
+              "SwitchAlias", "DeleteAlias"],
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
@@ -47,10 +48,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .errors import (AlreadyExists, DataLoss, DeadlineExceeded, FailedPrecondition,
                          HilbertError, Internal, InvalidArgument, NotFound, ResourceExhausted,
                          Unavailable, Unimplemented)
-    from .types import (AddResult, DataSourceInfo, Faiss, Flat, Hit, Hnsw, ImageInput,
-                        IndexInfo, IndexStatus, ModelSpaceInfo, Point, SearchResults,
-                        SimilarResults, Sparse, SparseVector, Split, TensorInput, Timestamp,
-                        UploadResult)
+    from .types import (AddResult, AliasInfo, BackupInfo, CreateAlias, DataSourceInfo,
+                        DeleteAlias, Faiss, Flat, Hit, Hnsw, ImageInput, IndexInfo, IndexStatus,
+                        ModelSpaceInfo, Point, ReembedStatus, SearchResults, SimilarResults, Sparse,
+                        SparseVector, Split, SwitchAlias, TensorInput, Timestamp, UploadResult)
 
 
 def __getattr__(name: str) -> Any:

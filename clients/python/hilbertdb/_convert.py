@@ -13,9 +13,10 @@ from hilbert.v1 import modelspaces_pb2 as M
 from hilbert.v1 import search_pb2 as S
 from hilbert.v1 import types_pb2 as T
 
-from .types import (Algorithm, DataSourceInfo, Faiss, Flat, Hit, Hnsw, ImageInput, IndexInfo,
-                    IndexStatus, ModelInput, ModelSpaceInfo, Point, Sparse, SparseVector, Split,
-                    TensorInput, Timestamp, _EPOCH)
+from .types import (AliasInfo, Algorithm, CreateAlias, DataSourceInfo, DeleteAlias, Faiss, Flat,
+                    Hit, Hnsw, ImageInput, IndexInfo, IndexStatus, ModelInput, ModelSpaceInfo,
+                    Point, ReembedStatus, Sparse, SparseVector, Split, SwitchAlias, TensorInput,
+                    Timestamp, _EPOCH)
 
 # ------------------------------------------------------------------------ names
 
@@ -422,7 +423,20 @@ def model_space_out(info: C.ModelSpaceInfo) -> ModelSpaceInfo:
         detail=info.detail, point_count=info.point_count,
         index_status=index_status_out(info.index_status) if info.HasField("index_status")
         else None,
-        proto=info)
+        model_sha256=s.model_sha256, output_index=s.output_index, keep_inputs=s.keep_inputs,
+        reembed_from=s.reembed_from,
+        reembed=reembed_out(info.reembed) if info.HasField("reembed") else None, proto=info)
+
+
+REEMBED_STATES = {C.REEMBED_STATE_COPYING: "copying", C.REEMBED_STATE_FOLLOWING: "following",
+                  C.REEMBED_STATE_DONE: "done", C.REEMBED_STATE_FAILED: "failed"}
+
+
+def reembed_out(r: C.ReembedStatus) -> ReembedStatus:
+    return ReembedStatus(origin=r.origin, state=REEMBED_STATES.get(r.state, str(r.state)),
+                         copied=r.copied, total=r.total, skipped=r.skipped,
+                         applied_seq=r.applied_seq, origin_last_seq=r.origin_last_seq,
+                         detail=r.detail)
 
 
 def names_in(model_spaces: Optional[Union[str, Iterable[str]]]) -> List[str]:
@@ -448,3 +462,48 @@ def seq_of(min_seq: Any) -> int:
     if last is not None:
         return int(last)
     return int(min_seq)
+
+
+# ------------------------------------------------------------------------ aliases
+
+_ALIAS_KINDS = {"index": C.ALIAS_KIND_INDEX, "model_space": C.ALIAS_KIND_MODEL_SPACE,
+                "model-space": C.ALIAS_KIND_MODEL_SPACE}
+
+
+def alias_kind(kind: str) -> int:
+    try:
+        return _ALIAS_KINDS[kind.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"alias kind {kind!r}: 'index' or 'model_space'") from None
+
+
+def _alias_target(msg: Any, a: Any) -> None:
+    if a.index is not None:
+        msg.index.CopyFrom(index_ref(a.index))
+    if a.model_space is not None:
+        msg.model_space = a.model_space
+
+
+def alias_action_in(a: Any) -> Any:
+    """CreateAlias / SwitchAlias / DeleteAlias (or a ready AliasAction message) -> AliasAction."""
+    if isinstance(a, C.AliasAction):
+        return a
+    act = C.AliasAction()
+    if isinstance(a, CreateAlias):
+        act.create_alias.name = a.alias
+        _alias_target(act.create_alias, a)
+    elif isinstance(a, SwitchAlias):
+        act.switch_alias.name = a.alias
+        _alias_target(act.switch_alias, a)
+    elif isinstance(a, DeleteAlias):
+        act.delete_alias.name = a.alias
+        act.delete_alias.kind = alias_kind(a.kind)
+    else:
+        raise TypeError(f"expected CreateAlias, SwitchAlias or DeleteAlias, not {a!r}")
+    return act
+
+
+def alias_out(m: Any) -> AliasInfo:
+    if m.kind == C.ALIAS_KIND_INDEX:
+        return AliasInfo(m.name, "index", f"{m.index.name}@{m.index.version}", m)
+    return AliasInfo(m.name, "model_space", m.model_space, m)

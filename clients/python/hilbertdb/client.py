@@ -1,5 +1,5 @@
 """The HilbertDB client: one object for every service of the server (Catalog, Points, Search,
-ModelSpaces and Health).
+ModelSpaces, Admin and Health).
 
 Example::
 
@@ -21,7 +21,9 @@ Example::
             print(hit.distance, hit.attributes["title"])
 
 Names: a data source or index is named ``"name@version"``, ``("name", "version")``, or
-``"name"`` with the ``version`` keyword (default ``"1"``). Model spaces have plain names.
+``"name"`` with the ``version`` keyword (default ``"1"``). Model spaces have plain names. An
+index alias is an index name with an empty version: ``"live@"`` (or ``("live", "")``); a
+model-space alias is used as a model space's name (see :meth:`Client.update_aliases`).
 
 Every call has the client's ``timeout`` (seconds) as its deadline, and raises a
 :class:`hilbertdb.errors.HilbertError` subclass when it fails. A Client is thread-safe: share one
@@ -29,12 +31,15 @@ between threads.
 """
 from __future__ import annotations
 
+import os  # noqa: F401  (os.PathLike in annotations)
 import time
 from typing import (Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union)
 
 import grpc
 import numpy as np
 
+from hilbert.v1 import admin_pb2 as A
+from hilbert.v1 import admin_pb2_grpc
 from hilbert.v1 import catalog_pb2 as C
 from hilbert.v1 import catalog_pb2_grpc
 from hilbert.v1 import modelspaces_pb2 as M
@@ -48,9 +53,9 @@ from hdb_grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from . import _convert as cv
 from .errors import FailedPrecondition, Unavailable, from_rpc_error
-from .types import (AddResult, Algorithm, DataSourceInfo, Flat, IndexInfo, ModelInput,
-                    ModelSpaceInfo, Point, SearchResults, SimilarResults, Timestamp,
-                    UploadResult)
+from .types import (AddResult, AliasAction, AliasInfo, Algorithm, BackupInfo, CreateAlias,
+                    DataSourceInfo, DeleteAlias, Flat, IndexInfo, ModelInput, ModelSpaceInfo,
+                    Point, SearchResults, SimilarResults, SwitchAlias, Timestamp, UploadResult)
 
 __all__ = ["Client", "DEFAULT_TARGET", "MAX_MESSAGE_BYTES"]
 
@@ -64,6 +69,19 @@ ImageLike = Any  # bytes | str | os.PathLike | PIL.Image.Image | np.ndarray (uin
 SpaceNames = Optional[Union[str, Iterable[str]]]
 
 
+def _pem(value: Any) -> Optional[bytes]:
+    """PEM bytes as given, or read from a path; None stays None."""
+    if value is None or isinstance(value, bytes):
+        return value
+    with open(value, "rb") as f:
+        return f.read()
+
+
+def _stderr_is_tty() -> bool:
+    import sys
+    return sys.stderr.isatty()
+
+
 class Client:
     """A connection to one HilbertDB server.
 
@@ -72,8 +90,15 @@ class Client:
         timeout: deadline of every call, in seconds (None: no deadline).
         options: extra gRPC channel options, as ``[(key, value), ...]``; they override the
             defaults, which raise the send and receive message limits to 256 MiB.
-        channel: an existing channel to use instead of creating one (``target`` and ``options``
-            are then ignored; :meth:`close` does not close it).
+        channel: an existing channel to use instead of creating one (``target``, ``options``
+            and the TLS arguments are then ignored; :meth:`close` does not close it).
+        api_key: the API key, sent as ``authorization: Bearer KEY`` metadata with every call
+            (needed when the server has ``auth.keys``; Health works without one).
+        root_certificates: connect with TLS, trusting these CA certificates (PEM ``bytes``, or
+            the path of a PEM file). ``True`` trusts the system's default CAs. None (the
+            default): plaintext.
+        private_key, certificate_chain: the client's key and certificate (PEM ``bytes`` or
+            paths), for servers that verify clients (``tls.client_auth``); only with TLS.
 
     Example::
 
@@ -82,27 +107,50 @@ class Client:
         >>> db.health()
         'SERVING'
         >>> db.close()
+
+    With TLS and an API key::
+
+        >>> db = Client("db.example.com:50051", api_key=os.environ["HILBERTDB_KEY"],
+        ...             root_certificates="/etc/hilbertdb/ca.pem")
     """
 
     def __init__(self, target: str = DEFAULT_TARGET, timeout: Optional[float] = 30.0,
                  options: Optional[Sequence[Tuple[str, Any]]] = None,
-                 channel: Optional[grpc.Channel] = None) -> None:
+                 channel: Optional[grpc.Channel] = None, *, api_key: Optional[str] = None,
+                 root_certificates: Union[None, bool, bytes, str, "os.PathLike[str]"] = None,
+                 private_key: Union[None, bytes, str, "os.PathLike[str]"] = None,
+                 certificate_chain: Union[None, bytes, str, "os.PathLike[str]"] = None) -> None:
         self.target = target
         self.timeout = timeout
         self._own_channel = channel is None
+        self._metadata: Optional[Tuple[Tuple[str, str], ...]] = (
+            (("authorization", f"Bearer {api_key}"),) if api_key else None)
+        if root_certificates is None and (private_key is not None or certificate_chain is not None):
+            raise ValueError("private_key and certificate_chain need TLS: pass root_certificates "
+                             "too (True for the system's CAs)")
+        if (private_key is None) != (certificate_chain is None):
+            raise ValueError("private_key and certificate_chain go together")
         if channel is None:
             opts: Dict[str, Any] = {
                 "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
                 "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
             }
             opts.update(dict(options or []))
-            channel = grpc.insecure_channel(target, options=list(opts.items()))
+            if root_certificates is None:
+                channel = grpc.insecure_channel(target, options=list(opts.items()))
+            else:
+                creds = grpc.ssl_channel_credentials(
+                    root_certificates=(None if root_certificates is True
+                                       else _pem(root_certificates)),
+                    private_key=_pem(private_key), certificate_chain=_pem(certificate_chain))
+                channel = grpc.secure_channel(target, creds, options=list(opts.items()))
         self._channel = channel
         self._catalog = catalog_pb2_grpc.CatalogStub(channel)
         self._points = points_pb2_grpc.PointsStub(channel)
         self._search = search_pb2_grpc.SearchStub(channel)
         self._spaces = modelspaces_pb2_grpc.ModelSpacesStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
+        self._admin = admin_pb2_grpc.AdminStub(channel)
         # (name, version) -> [(id attribute name, AttributeType)], for delete/get by scalar id.
         self._id_cache: Dict[Tuple[str, str], List[Tuple[str, int]]] = {}
 
@@ -125,14 +173,16 @@ class Client:
 
     @property
     def channel(self) -> grpc.Channel:
-        """The underlying gRPC channel (for the generated stubs in ``hilbert.v1``)."""
+        """The underlying gRPC channel (for the generated stubs in ``hilbert.v1``). Calls made
+        on it directly do not carry ``api_key``: pass ``metadata=[("authorization", "Bearer
+        KEY")]`` to them."""
         return self._channel
 
     def _call(self, method: Any, request: Any) -> Any:
         if self._channel is None:
             raise ValueError("the client is closed")
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             err = from_rpc_error(e)
             err.rpc_error = e  # type: ignore[attr-defined]
@@ -270,7 +320,10 @@ class Client:
                            output_dim: int, metric: str = "cosine",
                            index: Union[Algorithm, str, None] = None,
                            permanent_attributes: Optional[Mapping[str, Any]] = None,
-                           split_attributes: Optional[Sequence[str]] = None) -> ModelSpaceInfo:
+                           split_attributes: Optional[Sequence[str]] = None,
+                           model_sha256: Optional[str] = None,
+                           output_index: int = 0, keep_inputs: bool = False,
+                           reembed_from: Optional[str] = None) -> ModelSpaceInfo:
         """Creates a model space: a TorchScript model plus the data source and index (both
         ``name@space``) its vectors go to. The server loads the model and checks it with a
         trial forward pass; InvalidArgument says what is wrong (e.g. the output shape).
@@ -285,6 +338,18 @@ class Client:
             index: the index algorithm (default :class:`Flat`).
             permanent_attributes: further permanent attributes (besides the string ``id``).
             split_attributes: split attributes of the space's index.
+            model_sha256: the model file's SHA-256 (hex), if the file must have it. The
+                server records the file's SHA-256 either way (``ModelSpaceInfo.model_sha256``)
+                and refuses to start if the file changes later.
+            output_index: for a model whose forward returns a tuple or list of tensors, the
+                element that is the embedding (default 0).
+            keep_inputs: keep each item's input (image bytes or tensor) on the server, so that
+                a space for a later version of the model can re-embed the items.
+            reembed_from: fill this space, in the background, from the kept inputs of the
+                items of that model space (name or alias), through this space's model; later
+                adds and removes there follow until it is dropped. Implies ``keep_inputs``.
+                Progress: ``get_model_space(name).reembed``; :meth:`wait_reembedded` waits
+                until it has caught up. See the README's "Upgrading a model".
 
         Example::
 
@@ -296,11 +361,38 @@ class Client:
             name=name, model_path=str(model_path), input=cv.model_input_in(input),
             output_dim=int(output_dim), metric=cv.metric(metric),
             permanent_attributes=cv.attribute_specs_in(permanent_attributes),
-            split_attributes=list(split_attributes or []))
+            split_attributes=list(split_attributes or []), model_sha256=model_sha256 or "",
+            output_index=int(output_index), keep_inputs=bool(keep_inputs),
+            reembed_from=reembed_from or "")
         if index is not None:
             spec.index.CopyFrom(cv.algorithm_in(index))
         info = self._call(self._catalog.CreateModelSpace, C.CreateModelSpaceRequest(spec=spec))
         return cv.model_space_out(info)
+
+    def wait_reembedded(self, name: str, timeout: float = 600.0,
+                        poll_interval: float = 0.1) -> ModelSpaceInfo:
+        """Waits until model space ``name`` has re-embedded every item of its origin and
+        applied every change made there so far (``reembed.caught_up``); returns its info.
+        Raises FailedPrecondition if the re-embedding failed or the space does not re-embed,
+        and TimeoutError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.get_model_space(name)
+            r = info.reembed
+            if r is None:
+                raise FailedPrecondition(f"model space {name} does not re-embed (reembed_from "
+                                         "is not set)")
+            if r.state == "failed":
+                raise FailedPrecondition(f"model space {name}: re-embedding from {r.origin} "
+                                         f"failed: {r.detail}")
+            if r.caught_up:
+                return info
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"model space {name}: still re-embedding from "
+                                       f"{r.origin} after {timeout} s ({r.state}, {r.copied} "
+                                       f"of {r.total} items, seq {r.applied_seq} of "
+                                       f"{r.origin_last_seq})")
+            time.sleep(poll_interval)
 
     def get_model_space(self, name: str) -> ModelSpaceInfo:
         """Returns the model space (definition, model state, item count, index status)."""
@@ -318,8 +410,10 @@ class Client:
 
     # ------------------------------------------------------------------ points
 
-    def upload(self, source: Ref, points: Iterable[Any], version: Optional[str] = None,
-               batch_size: Optional[int] = None) -> UploadResult:
+    def upload(self, source: Ref, points: Union[Iterable[Any], np.ndarray],
+               version: Optional[str] = None, batch_size: Optional[int] = None,
+               attributes: Optional[Mapping[str, Sequence[Any]]] = None,
+               progress: Optional[bool] = None) -> UploadResult:
         """Writes points into a data source: each is a :class:`Point` or a dict
         ``{"vector": ..., "attributes": {...}, "deleted": False}``; vectors are numpy arrays,
         lists or :class:`SparseVector`.
@@ -328,10 +422,24 @@ class Client:
         the points are sent in several uploads of at most that many points (each atomic on its
         own), for loads above the server's ``limits.max_points_per_upload``.
 
+        Bulk loads: ``points`` may be a 2-d numpy array of dense vectors (one row per point)
+        with ``attributes`` as columns, e.g. ``db.upload("fm", x, attributes={"id":
+        np.arange(len(x)), "label": y})``. The request bytes are then written straight from
+        the array (no message per point), and the rows go in batches of ``batch_size``
+        (default: about 4 MiB and at most 10,000 points each), each batch atomic. Column types
+        come from the source's permanent attributes, else from the values (ints, floats,
+        bools, str, bytes). ``progress`` shows a progress bar (python3-tqdm) on stderr; the
+        default shows it for loads of several batches when stderr is a terminal.
+
         Returns the seqs taken (``first_seq`` .. ``last_seq``); pass the result as ``min_seq``
         to :meth:`search` to read your writes.
         """
         ref = cv.source_ref(source, version)
+        if isinstance(points, np.ndarray):
+            return self._upload_array(ref, points, attributes or {}, batch_size, progress)
+        if attributes is not None:
+            raise TypeError("upload: attributes= goes with a numpy array of vectors; give each "
+                            "Point its own attributes otherwise")
         pts = [cv.point_in(p) for p in points]
         if not pts:
             raise ValueError("upload: no points")
@@ -343,6 +451,54 @@ class Client:
             if first is None:
                 first = resp.first_seq
             last = resp.last_seq
+        return UploadResult(int(first), int(last))
+
+    def _upload_array(self, ref: T.DataSourceRef, x: np.ndarray,
+                      attributes: Mapping[str, Sequence[Any]], batch_size: Optional[int],
+                      progress: Optional[bool]) -> UploadResult:
+        from . import _wire
+        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"upload: an array of vectors must be 2-d with at least one row "
+                             f"and column, got shape {x.shape}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        n = x.shape[0]
+        info = self._call(self._catalog.GetDataSource, C.GetDataSourceRequest(data_source=ref))
+        declared = {a.name: a.type for a in info.spec.permanent_attributes}
+        columns = []
+        for name, col in attributes.items():
+            if len(col) != n:
+                raise ValueError(f"upload: attributes[{name!r}] has {len(col)} values for {n} "
+                                 f"vectors")
+            # AttributeType numbers are the AttributeValue field numbers (types.proto).
+            columns.append((name, _wire.column_kind(name, col, declared.get(name, 0)), col))
+        if batch_size is None:
+            per_point = x.shape[1] * 4 + 16 + sum(24 + len(c[0]) for c in columns)
+            batch_size = max(1, min(10000, (4 << 20) // per_point))
+        upload = self._channel.unary_unary("/hilbert.v1.Points/Upload",
+                                           request_serializer=None,
+                                           response_deserializer=P.UploadResponse.FromString)
+        ref_bytes = ref.SerializeToString()
+        batches = range(0, n, batch_size)
+        bar = None
+        if progress or (progress is None and len(batches) > 1 and _stderr_is_tty()):
+            try:
+                from tqdm import tqdm
+                bar = tqdm(total=n, unit="point", desc=f"upload {ref.name}@{ref.version}")
+            except ImportError:
+                bar = None
+        first = last = None
+        try:
+            for lo in batches:
+                hi = min(n, lo + batch_size)
+                resp = self._call(upload, _wire.upload_request(ref_bytes, x, columns, lo, hi))
+                if first is None:
+                    first = resp.first_seq
+                last = resp.last_seq
+                if bar is not None:
+                    bar.update(hi - lo)
+        finally:
+            if bar is not None:
+                bar.close()
         return UploadResult(int(first), int(last))
 
     def _id_attrs(self, ref: T.DataSourceRef) -> List[Tuple[str, int]]:
@@ -427,7 +583,8 @@ class Client:
         """The ``k`` nearest neighbours of each query vector in an index.
 
         Args:
-            index: ``"name@version"`` or ``"name"`` (version 1).
+            index: ``"name@version"`` or ``"name"`` (version 1); ``"alias@"`` for an index
+                alias.
             queries: one vector (1-D array or list), several (2-D array, one per row), or a
                 :class:`SparseVector` / list of them for sparse indices.
             k: hits per query.
@@ -455,6 +612,45 @@ class Client:
             req.params.CopyFrom(params)
         resp = self._call(self._search.Search, req)
         return SearchResults([cv.hits_out(r.hits) for r in resp.results], resp.applied_seq)
+
+    # ------------------------------------------------------------------ aliases
+
+    def update_aliases(self, actions: Iterable[AliasAction]) -> List[AliasInfo]:
+        """Applies alias actions (:class:`CreateAlias`, :class:`SwitchAlias`,
+        :class:`DeleteAlias`) all or none, and returns every alias afterwards.
+
+        A bad action fails the whole call with an error naming it (``actions[1].create_alias.
+        index: ...``): NotFound for a missing target or alias, AlreadyExists for an alias that
+        exists or a model-space alias named like a model space, InvalidArgument otherwise.
+
+        Example::
+
+            db.update_aliases([SwitchAlias("live", index="products@2"),
+                               DeleteAlias("staging")])
+        """
+        req = C.UpdateAliasesRequest(actions=[cv.alias_action_in(a) for a in actions])
+        resp = self._call(self._catalog.UpdateAliases, req)
+        return [cv.alias_out(a) for a in resp.aliases]
+
+    def create_alias(self, alias: str, *, index: Optional[Ref] = None,
+                     model_space: Optional[str] = None) -> List[AliasInfo]:
+        """Creates an alias of an index (``"name@version"``) or of a model space; search the
+        index through it as ``"alias@"``, or name the model space by it."""
+        return self.update_aliases([CreateAlias(alias, index, model_space)])
+
+    def switch_alias(self, alias: str, *, index: Optional[Ref] = None,
+                     model_space: Optional[str] = None) -> List[AliasInfo]:
+        """Repoints an existing alias; calls that start afterwards use the new target."""
+        return self.update_aliases([SwitchAlias(alias, index, model_space)])
+
+    def delete_alias(self, alias: str, kind: str = "index") -> List[AliasInfo]:
+        """Deletes an alias of ``kind`` "index" or "model_space"."""
+        return self.update_aliases([DeleteAlias(alias, kind)])
+
+    def list_aliases(self) -> List[AliasInfo]:
+        """Every alias, index aliases first, each kind ordered by name."""
+        resp = self._call(self._catalog.ListAliases, C.ListAliasesRequest())
+        return [cv.alias_out(a) for a in resp.aliases]
 
     # ------------------------------------------------------------------ model spaces (items)
 
@@ -608,3 +804,19 @@ class Client:
             req.tensor.CopyFrom(cv.tensor_in(tensor))
         resp = self._call(self._spaces.Embed, req)
         return {v.model_space: np.array(v.vector.values, dtype=np.float32) for v in resp.vectors}
+
+    # ------------------------------------------------------------------ admin
+
+    def backup(self, path: str) -> BackupInfo:
+        """Writes a consistent backup of the whole server into ``path``, a directory on the
+        *server's* machine that must not exist yet (its parent must) or be empty, while uploads
+        go on. Needs an admin key when the server has keys. Restore it with ``hilbertd --restore
+        PATH --data-dir NEW_DIR``.
+
+        Raises :class:`InvalidArgument` (relative path, no parent), :class:`AlreadyExists` (not
+        empty) or a :class:`HilbertError` with code PERMISSION_DENIED (outside the server's
+        ``storage.backup_dir``).
+        """
+        resp = self._call(self._admin.Backup, A.BackupRequest(path=str(path)))
+        return BackupInfo(path=resp.path, bytes=resp.bytes, indices=resp.indices,
+                          source_seqs=dict(resp.source_seqs), proto=resp)

@@ -26,7 +26,8 @@ __all__ = [
     "Timestamp", "SparseVector", "Point", "UploadResult", "Hit", "SearchResults",
     "AddResult", "SimilarResults", "Flat", "Hnsw", "Faiss", "Sparse", "Algorithm",
     "ImageInput", "TensorInput", "ModelInput", "Split", "IndexStatus", "DataSourceInfo",
-    "IndexInfo", "ModelSpaceInfo", "AttributeValue", "VectorLike",
+    "IndexInfo", "ModelSpaceInfo", "AttributeValue", "VectorLike", "AliasInfo", "CreateAlias",
+    "SwitchAlias", "DeleteAlias", "AliasAction",
 ]
 
 
@@ -329,4 +330,87 @@ class ModelSpaceInfo:
     detail: str
     point_count: int
     index_status: Optional[IndexStatus]
+    model_sha256: str = ""  # of the model file, recorded when the space was created
+    output_index: int = 0  # the element of a tuple/list model output that is the embedding
+    keep_inputs: bool = False  # each item's input is kept, for re-embedding
+    reembed_from: str = ""  # the model space this one is re-embedded from
+    reembed: Optional["ReembedStatus"] = None  # its progress, when reembed_from is set
+    proto: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ReembedStatus:
+    """The progress of a model space that re-embeds the items of another (``origin``).
+
+    ``state`` is "copying" (embedding the origin's items), "following" (copied; later adds
+    and removes of the origin follow), "done" (the origin was dropped) or "failed"
+    (``detail`` says why). ``applied_seq`` is the origin's seq up to which its changes are
+    here; the space has caught up when it equals ``origin_last_seq``."""
+
+    origin: str
+    state: str
+    copied: int
+    total: int
+    skipped: int
+    applied_seq: int
+    origin_last_seq: int
+    detail: str
+
+    @property
+    def caught_up(self) -> bool:
+        return self.state in ("following", "done") and self.applied_seq >= self.origin_last_seq
+
+
+@dataclass(frozen=True)
+class AliasInfo:
+    """An alias: ``kind`` "index" (``target`` is ``name@version``) or "model_space" (``target``
+    is the space's name)."""
+
+    name: str
+    kind: str
+    target: str
+    proto: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class CreateAlias:
+    """An action of :meth:`hilbertdb.Client.update_aliases`: a new alias of an index
+    (``"name@version"``) or of a model space. Give exactly one of them."""
+
+    alias: str
+    index: Optional[Any] = None
+    model_space: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class SwitchAlias:
+    """An action of :meth:`hilbertdb.Client.update_aliases`: repoint an existing alias."""
+
+    alias: str
+    index: Optional[Any] = None
+    model_space: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class DeleteAlias:
+    """An action of :meth:`hilbertdb.Client.update_aliases`: delete an alias of ``kind``
+    "index" or "model_space"."""
+
+    alias: str
+    kind: str = "index"
+
+
+AliasAction = Union[CreateAlias, SwitchAlias, DeleteAlias]
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    """A backup written by :meth:`hilbertdb.Client.backup`: its directory on the server's
+    machine, the bytes of its files, how many index snapshots it holds, and per data source
+    (``name@version``) the seq up to which every write is in it."""
+
+    path: str
+    bytes: int
+    indices: int
+    source_seqs: Dict[str, int]
     proto: Any = field(default=None, repr=False, compare=False)

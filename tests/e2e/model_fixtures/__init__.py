@@ -3,7 +3,7 @@
 - build_models(): the fixture TorchScript models of make_models.py, scripted once per test
   session (a subprocess of Debian's python3 with torch) into a temporary directory.
 - write_config(): a hilbertd YAML config declaring model spaces (absolute model paths).
-- client(): a hilbertdb.Client connected to a conftest Server.
+- client(): a hilbertdb.Client connected to a conftest Server; expect(): a call's error.
 - Image helpers: PNG/JPEG bytes of Fashion-MNIST images and crafted bad images.
 """
 from __future__ import annotations
@@ -87,22 +87,45 @@ def fmnist_spaces(models_dir: Path = MODELS_DIR) -> List[Dict[str, Any]]:
             image_space("fmnist_mlp", models_dir / "fmnist_mlp.pt", 32, **kw)]
 
 
+def fixture_models_dir() -> Path:
+    """Where model files for a test server are: the scripted fixture models once built
+    (build_models), else the bundled models/."""
+    return Path(_built["dir"]) if _built else MODELS_DIR
+
+
 def write_config(path: Path, spaces: Iterable[Mapping[str, Any]], models: Optional[
-        Mapping[str, Any]] = None, sync: bool = False, extra: str = "") -> Path:
+        Mapping[str, Any]] = None, sync: bool = False, extra: str = "",
+                 models_dir: Optional[Path] = None) -> Path:
     """Writes a hilbertd config declaring `spaces` (YAML flow mappings, written as JSON, which
-    YAML reads as is). `models` sets keys of the models section."""
+    YAML reads as is). `models` sets keys of the models section. models.dir (the only place
+    hilbertd loads models from) is models_dir, else the directory that holds the spaces'
+    models, else fixture_models_dir()."""
+    spaces = list(spaces)
+    if models_dir is None:
+        dirs = {str(Path(s["model"]).parent) for s in spaces if "model" in s}
+        models_dir = Path(dirs.pop()) if len(dirs) == 1 else fixture_models_dir()
     lines = ["storage:", f"  sync: {'true' if sync else 'false'}", "models:",
-             f"  dir: {json.dumps(str(MODELS_DIR))}"]
+             f"  dir: {json.dumps(str(models_dir))}"]
     for k, v in (models or {}).items():
         lines.append(f"  {k}: {json.dumps(v)}")
     lines.append("model_spaces:")
-    spaces = list(spaces)
     if not spaces:
         lines[-1] += " []"
     for s in spaces:
         lines.append(f"  - {json.dumps(dict(s))}")
     Path(path).write_text("\n".join(lines) + "\n" + extra)
     return Path(path)
+
+
+def expect(exc, call, *fragments):
+    """Runs call, which must raise exc (a hilbertdb error) whose message contains every
+    fragment; returns the error."""
+    import pytest
+    with pytest.raises(exc) as info:
+        call()
+    for f in fragments:
+        assert f in info.value.details, info.value.details
+    return info.value
 
 
 def client(server, timeout: float = TIMEOUT):

@@ -20,6 +20,7 @@ Models written into OUTDIR (n is the batch size):
                    --slow-ms milliseconds per forward pass whatever n (calibrated here, one
                    thread, as the server runs it), then a linear map of the input
     wrong_shape.pt [n, 1, 28, 28] -> [n, 5]    for a space that declares output_dim 8
+    features.pt    [n, 16] -> ([n, 4] twice the first four values, [n, 3] the next three)
 
 Prints one JSON line: {"slow_forward_ms": measured, "slow_iters": loop count}.
 """
@@ -28,6 +29,7 @@ import json
 import os
 import sys
 import time
+from typing import Tuple
 
 import torch
 from torch import nn
@@ -62,6 +64,13 @@ class Slow(nn.Module):
             h = torch.tanh(h @ self.w)
         y = self.fc(x.flatten(1)) + 1e-6 * h[0, :8]
         return y / y.norm(p=2, dim=1, keepdim=True).clamp_min(1e-12)
+
+
+class Features(nn.Module):
+    """EuclidesDB's model shape: (features, predictions) for a tensor input."""
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        return x[:, :4] * 2.0, x[:, 4:7]
 
 
 class WrongShape(nn.Module):
@@ -103,6 +112,7 @@ def main() -> int:
     save(Pool(), p("pool_rgb.pt"))
     save(Linear16(), p("tensor16.pt"))
     save(WrongShape(), p("wrong_shape.pt"))
+    save(Features(), p("features.pt"))
 
     # Calibrate the loop: time a short one, scale to the target, check.
     probe_iters = 20
