@@ -376,6 +376,7 @@ static int search_space(const hdb_spaces_call *c, hdb_space *sp, const float *ve
                            .opts = fp->opts,
                            .filter = fp->filter,
                            .nfilter = fp->nfilter,
+                           .where = fp->where,
                            .deadline_ns = c->deadline_ns,
                            .stop = c->stop,
                            .vectors = fp->vectors};
@@ -421,6 +422,7 @@ static int find_cost_check(const hdb_spaces_call *c, const hdb_spaces_find_param
                            .opts = fp->opts,
                            .filter = fp->filter,
                            .nfilter = fp->nfilter,
+                           .where = fp->where,
                            .vectors = fp->vectors};
     for (size_t i = 0; i < n; i++) hdb_query_estimate(hdb_space_index(spaces[i]), 1, &qp, &cost);
     return hdb_query_check_cost(c->cfg, &cost, err, errlen);

@@ -81,6 +81,7 @@ typedef struct {
     int32_t k;
     const hdb_attr *filter; /* split filter, sorted by name (hdb_codec_attrs_in) */
     uint32_t nfilter;
+    const hdb_filter *where; /* attribute filter (hdb_filter.h); NULL: none */
     hdb_search_opts opts;
     const hdb_space_seq *min_seq; /* each must name a requested space */
     size_t nmin_seq;

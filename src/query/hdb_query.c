@@ -17,6 +17,7 @@
 #include "hdb_topk.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +32,11 @@
 /* Results (query vectors x candidates) searched, read and re-scored per chunk of queries; the
  * stop condition is looked at between chunks. */
 #define CHUNK_HITS 4096
+
+/* Filtered searches: the first engine fetch per query (at least 8 k), and the most candidates
+ * a query is widened to before an exact scan of the splits answers it. */
+#define FILTER_FETCH_MIN 64
+#define FILTER_WIDEN_MAX 16384
 
 static int check_queries(hdb_ixent *ix, const hdb_query_vec *q, size_t nq, char *err,
                          size_t errlen) {
@@ -184,7 +190,7 @@ static int attach(hdb_ixent *ix, const hdb_query_vec *queries, size_t nq, size_t
 
 static int exact_fallback(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv, size_t dim,
                           size_t kk, const hdb_query_params *qp, hdb_arena *arena,
-                          hdb_query_result *r, char *err, size_t errlen) {
+                          hdb_query_result *r, uint64_t *scanned, char *err, size_t errlen) {
     hdb_table *table = hdb_source_table(hdb_ixent_source(ix));
     hdb_metric metric = hdb_ixent_metric(ix);
     float qnorm =
@@ -203,9 +209,11 @@ static int exact_fallback(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *
         hdb_arena_reset(scratch);
         if ((rc = hdb_stop_check(qp->stop, "search", err, errlen)) != HDB_OK) break;
         rc = hdb_table_scan(table, snap, &cursor, CHUNK, scratch, rows, &n, err, errlen);
+        *scanned += n;
         for (size_t i = 0; rc == HDB_OK && i < n; i++) {
             const hdb_point *p = &rows[i].rec.point;
             if (!hdb_index_point_matches(index, p, qp->filter, qp->nfilter)) continue;
+            if (qp->where && !hdb_filter_eval(qp->where, p->attrs, p->nattrs)) continue;
             bool ok;
             float score = rescore(metric, qv, qnorm, p, dim, &ok);
             if (ok) hdb_topk_push(&top, score, (int64_t)rows[i].pid);
@@ -299,6 +307,115 @@ int hdb_query_check_cost(const hdb_config *cfg, const hdb_query_cost *cost, char
     return HDB_OK;
 }
 
+/* ---------------------------------------------------------------- filtered search */
+
+/* Reads the records of the best nt pids of heap (sorted) into r, from arena. */
+static int keep_top(hdb_table *table, hdb_metric metric, const hdb_hit *heap, size_t nt,
+                    hdb_arena *arena, hdb_query_result *r, char *err, size_t errlen) {
+    uint64_t *pids = hdb_arena_alloc(arena, (nt ? nt : 1) * sizeof *pids);
+    hdb_row *recs = hdb_arena_alloc(arena, (nt ? nt : 1) * sizeof *recs);
+    for (size_t i = 0; i < nt; i++) pids[i] = (uint64_t)heap[i].label;
+    int rc = hdb_table_get_pids(table, NULL, pids, nt, arena, recs, err, errlen);
+    r->n = 0;
+    for (size_t i = 0; rc == HDB_OK && i < nt; i++) {
+        if (!recs[i].found) continue; /* deleted since it was checked */
+        r->hits[r->n++] =
+            (hdb_query_hit){hdb_index_distance(metric, heap[i].score), pids[i], recs[i].rec};
+    }
+    return rc;
+}
+
+/* One query with an attribute filter (see hdb_query_search): engine candidates checked
+ * against the filter and re-scored, widened until kk pass, else an exact scan. */
+static int filtered_one(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv, size_t kk,
+                        const hdb_query_params *qp, hdb_arena *arena, hdb_query_result *r,
+                        char *err, size_t errlen) {
+    const hdb_schema *s = hdb_source_schema(hdb_ixent_source(ix));
+    hdb_table *table = hdb_source_table(hdb_ixent_source(ix));
+    hdb_metric metric = hdb_ixent_metric(ix);
+    size_t dim = s->dim;
+    float qnorm =
+        !qv->sparse && metric == HDB_METRIC_COSINE ? sqrtf(hdb_norm_sq(qv->vec, dim)) : 0.0f;
+    hdb_vecs vecs = {0};
+    if (s->sparse)
+        vecs.sparse = &qv->sp;
+    else
+        vecs.dense = qv->vec;
+    hdb_search_opts opts = qp->opts;
+    opts.stop = qp->stop;
+    uint64_t avail = hdb_index_size_matching(index, qp->filter, qp->nfilter);
+    r->hits = hdb_arena_alloc(arena, kk * sizeof *r->hits);
+    r->n = 0;
+    hdb_hit *heap = hdb_malloc(kk * sizeof *heap);
+    hdb_arena *scratch = hdb_arena_create(1 << 16);
+    size_t fetch = 8 * kk > FILTER_FETCH_MIN ? 8 * kk : FILTER_FETCH_MIN;
+    size_t got = 0, passed = 0, nt = 0;
+    hdb_hit *hits = NULL;
+    int rc = HDB_OK;
+    bool exact = false;
+    for (;;) {
+        if ((uint64_t)fetch * 2 >= avail || fetch > FILTER_WIDEN_MAX) {
+            exact = true;
+            break;
+        }
+        if ((rc = hdb_stop_check(qp->stop, "search", err, errlen)) != HDB_OK) break;
+        hdb_free(hits);
+        hits = hdb_malloc(fetch * sizeof *hits);
+        rc = hdb_index_search(index, 1, &vecs, fetch, &opts, qp->filter, qp->nfilter, hits, err,
+                              errlen);
+        if (rc != HDB_OK) break;
+        hdb_arena_reset(scratch);
+        got = 0;
+        for (size_t i = 0; i < fetch; i++)
+            if (hits[i].label >= 0) hits[got++].label = hits[i].label;
+        uint64_t *pids = hdb_arena_alloc(scratch, (got ? got : 1) * sizeof *pids);
+        hdb_row *recs = hdb_arena_alloc(scratch, (got ? got : 1) * sizeof *recs);
+        for (size_t i = 0; i < got; i++) pids[i] = (uint64_t)hits[i].label;
+        for (size_t b = 0; rc == HDB_OK && b < got; b += READ_BATCH) {
+            if ((rc = hdb_stop_check(qp->stop, "search", err, errlen)) != HDB_OK) break;
+            size_t n = got - b < READ_BATCH ? got - b : READ_BATCH;
+            rc = hdb_table_get_pids(table, NULL, pids + b, n, scratch, recs + b, err, errlen);
+        }
+        if (rc != HDB_OK) break;
+        hdb_topk top;
+        hdb_topk_init(&top, heap, kk);
+        passed = 0;
+        for (size_t i = 0; i < got; i++) {
+            const hdb_point *p = &recs[i].rec.point;
+            if (!recs[i].found || !hdb_filter_eval(qp->where, p->attrs, p->nattrs)) continue;
+            bool ok;
+            float score = rescore(metric, qv, qnorm, p, dim, &ok);
+            if (!ok) continue;
+            hdb_topk_push(&top, score, (int64_t)recs[i].pid);
+            passed++;
+        }
+        nt = hdb_topk_finish(&top);
+        if (nt >= kk || got < fetch) break; /* enough, or every point of the splits seen */
+        fetch *= 4;
+    }
+    hdb_free(hits);
+    hdb_arena_free(scratch);
+    if (rc == HDB_OK && exact) {
+        uint64_t scanned = 0;
+        rc = exact_fallback(ix, index, qv, dim, kk, qp, arena, r, &scanned, err, errlen);
+        if (rc == HDB_OK && qp->explain)
+            r->plan = hdb_arena_sprintf(arena,
+                                       "exact scan: %llu stored points read, the best %zu that "
+                                       "pass the filter kept (the splits hold %llu points)",
+                                       (unsigned long long)scanned, r->n,
+                                       (unsigned long long)avail);
+    } else if (rc == HDB_OK) {
+        rc = keep_top(table, metric, heap, nt, arena, r, err, errlen);
+        if (rc == HDB_OK && qp->explain)
+            r->plan = hdb_arena_sprintf(
+                arena, "%s: %zu candidates checked against the filter, %zu passed%s",
+                hdb_algo_name(hdb_index_engine_spec(index)->algo), got, passed,
+                got < fetch ? " (every point of the splits)" : "");
+    }
+    hdb_free(heap);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- search */
 
 /* Searches queries [0, nq) (one chunk) into results: engine candidates, records re-scored,
@@ -350,10 +467,20 @@ static int search_chunk(hdb_ixent *ix, hdb_index *index, const hdb_config *cfg,
         for (size_t q = 0; rc == HDB_OK && q < nq; q++) {
             if (results[q].n >= want) continue;
             results[q].hits = hdb_arena_alloc(arena, kk * sizeof *results[q].hits);
-            rc = exact_fallback(ix, index, &queries[q], dim, kk, qp, arena, &results[q], err,
-                                errlen);
+            uint64_t scanned = 0;
+            rc = exact_fallback(ix, index, &queries[q], dim, kk, qp, arena, &results[q],
+                                &scanned, err, errlen);
+            if (qp->explain)
+                results[q].plan = hdb_arena_sprintf(
+                    arena, "exact scan: the engine came back short; %llu points read",
+                    (unsigned long long)scanned);
         }
     }
+    for (size_t q = 0; qp->explain && q < nq; q++)
+        if (results[q].plan == NULL)
+            results[q].plan = hdb_arena_sprintf(arena, "%s: %zu candidates, no filter",
+                                               hdb_algo_name(hdb_index_engine_spec(index)->algo),
+                                               fetch);
     hdb_free(hits);
     hdb_free(mat);
     return rc;
@@ -408,6 +535,8 @@ int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *
     if ((rc = hdb_applier_index(applier, &index, err, errlen)) != HDB_OK) return rc;
     if ((rc = hdb_index_check_filter(index, qp->filter, qp->nfilter, err, errlen)) != HDB_OK)
         return rc;
+    if (qp->where && (rc = hdb_query_check_where(src, qp->where, err, errlen)) != HDB_OK)
+        return rc;
     hdb_query_cost cost = {0};
     hdb_query_estimate(ix, nq, qp, &cost);
     if ((rc = hdb_query_check_cost(cfg, &cost, err, errlen)) != HDB_OK) return rc;
@@ -416,6 +545,11 @@ int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *
     /* In chunks of queries, so that a stopped call gives up between them, and the engine hits
      * of only one chunk are held at a time. */
     size_t kk = (size_t)k;
+    memset(results, 0, nq * sizeof *results);
+    for (size_t q = 0; qp->where && rc == HDB_OK && q < nq; q++) {
+        rc = filtered_one(ix, index, &queries[q], kk, qp, arena, &results[q], err, errlen);
+    }
+    if (qp->where) return rc;
     size_t chunk = CHUNK_HITS / kk ? CHUNK_HITS / kk : 1;
     for (size_t q0 = 0; rc == HDB_OK && q0 < nq; q0 += chunk) {
         if ((rc = hdb_stop_check(qp->stop, "search", err, errlen)) != HDB_OK) break;
@@ -423,6 +557,16 @@ int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *
         rc = search_chunk(ix, index, cfg, queries + q0, n, kk, qp, arena, results + q0, err,
                           errlen);
     }
+    return rc;
+}
+
+int hdb_query_check_where(hdb_source *src, const hdb_filter *where, char *err, size_t errlen) {
+    const hdb_schema *s = hdb_source_schema(src);
+    hdb_filter_attr *perm = hdb_malloc((s->nperm ? s->nperm : 1) * sizeof *perm);
+    for (size_t i = 0; i < s->nperm; i++)
+        perm[i] = (hdb_filter_attr){s->perm[i].name, s->perm[i].type};
+    int rc = hdb_filter_check(where, "filter", perm, s->nperm, err, errlen);
+    hdb_free(perm);
     return rc;
 }
 

@@ -21,6 +21,7 @@
 
 #include "hdb_clock.h"
 #include "hdb_engine.h"
+#include "hdb_filter.h"
 #include "hdb_record.h"
 #include "hdb_types.h"
 
@@ -31,6 +32,7 @@ extern "C" {
 typedef struct hdb_arena hdb_arena;
 typedef struct hdb_config hdb_config;
 typedef struct hdb_ixent hdb_ixent;
+typedef struct hdb_source hdb_source;
 
 /* One query vector as it came from the client (not yet checked). */
 typedef struct {
@@ -45,8 +47,10 @@ typedef struct {
     int64_t k;
     uint64_t min_seq;       /* 0: no wait */
     hdb_search_opts opts;   /* ef_search / nprobe overrides */
-    const hdb_attr *filter; /* sorted by name, from hdb_codec_attrs_in */
+    const hdb_attr *filter; /* split filter: sorted by name, from hdb_codec_attrs_in */
     size_t nfilter;
+    const hdb_filter *where; /* attribute filter (hdb_filter.h); NULL: none */
+    bool explain;            /* set each result's plan */
     int64_t deadline_ns;    /* CLOCK_MONOTONIC; INT64_MAX for none */
     const hdb_stop *stop;   /* when to give up (deadline, cancelled call); NULL: never */
     bool vectors;           /* the reply will carry each hit's vector (retrieve_vectors) */
@@ -74,6 +78,7 @@ typedef struct {
 typedef struct {
     hdb_query_hit *hits; /* best first */
     size_t n;
+    const char *plan; /* with explain: how the query was answered (arena string); else NULL */
 } hdb_query_result;
 
 /* Adds to *cost what nq queries of qp cost on ix: the results are nq x min(k, points of the
@@ -95,7 +100,12 @@ int hdb_query_check_cost(const hdb_config *cfg, const hdb_query_cost *cost, char
  * within limits.max_ef_search and limits.max_nprobe (HDB_EINVAL), the estimated cost within
  * hdb_query_check_cost's limits (HDB_ELIMIT), every query of the source's kind and
  * dimension, finite, non-empty and (cosine) non-zero, min_seq not past the source's last seq,
- * and the split filter. Waits for min_seq up to the deadline and limits.max_wait_ms
+ * the split filter, and the attribute filter (hdb_filter_check against the source's permanent
+ * attributes; errors name "filter..."). With an attribute filter each query is answered on
+ * its own: the engine's candidates are read and checked against it, widening (x4) until k
+ * pass, and when that would read about as many points as the splits hold, or past
+ * 16384 candidates, an exact scan of the stored points of the splits takes over. So a query
+ * is short of k only when fewer than k points pass. Waits for min_seq up to the deadline and limits.max_wait_ms
  * (HDB_ETIMEOUT). Once qp->stop says so (checked between chunks of queries, inside the engines
  * and while records are read), returns HDB_ETIMEOUT or HDB_ECANCELLED and nothing else.
  * HDB_EUNAVAIL while the index is building or after it failed. results (nq
@@ -104,6 +114,10 @@ int hdb_query_check_cost(const hdb_config *cfg, const hdb_query_cost *cost, char
 int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *queries,
                      size_t nq, const hdb_query_params *qp, hdb_arena *arena,
                      hdb_query_result *results, uint64_t *applied_seq, char *err, size_t errlen);
+
+/* Checks an attribute filter against src's permanent attributes (hdb_filter_check, errors
+ * naming "filter..."). Any thread; src referenced by the caller. */
+int hdb_query_check_where(hdb_source *src, const hdb_filter *where, char *err, size_t errlen);
 
 /* The latest instant a min_seq wait that began at from_ns may last: from_ns (0: now) plus
  * limits.max_wait_ms, or deadline_ns when that comes first. Any thread. */

@@ -6,6 +6,7 @@
 #include "hdb_arena.h"
 #include "hdb_err.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -202,4 +203,149 @@ Hilbert__V1__Vector *hdb_codec_vector_out(const float *vec, uint32_t dim, hdb_ar
     v->kind_case = HILBERT__V1__VECTOR__KIND_DENSE;
     v->dense = d;
     return v;
+}
+
+/* ---------------------------------------------------------------- filters */
+
+/* Writes path + a formatted suffix into out (cut short when it does not fit). */
+static void path_join(char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void path_join(char *out, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+}
+
+static int filter_in(const Hilbert__V1__Filter *in, uint32_t max_value_bytes, const char *path,
+                     int depth, hdb_arena *arena, hdb_filter *out, char *err, size_t errlen);
+
+static int range_end_in(const Hilbert__V1__AttributeValue *lo_or_hi_excl,
+                        const Hilbert__V1__AttributeValue *incl, const char *path,
+                        const char *excl_name, const char *incl_name, uint32_t max_value_bytes,
+                        bool *has, bool *inclusive, hdb_value *v, char *err, size_t errlen) {
+    char sub[600];
+    if (lo_or_hi_excl && incl)
+        return hdb_errf(err, errlen, HDB_EINVAL, "%s: give %s or %s, not both", path, excl_name,
+                        incl_name);
+    const Hilbert__V1__AttributeValue *b = lo_or_hi_excl ? lo_or_hi_excl : incl;
+    if (b == NULL) return HDB_OK;
+    path_join(sub, sizeof sub, "%s.%s", path, lo_or_hi_excl ? excl_name : incl_name);
+    *has = true;
+    *inclusive = incl != NULL;
+    return hdb_codec_value_in(b, max_value_bytes, sub, v, err, errlen);
+}
+
+static int condition_in(const Hilbert__V1__Condition *in, uint32_t max_value_bytes,
+                        const char *path, hdb_arena *arena, hdb_filter *out, char *err,
+                        size_t errlen) {
+    char sub[600];
+    out->name = in->attribute;
+    switch (in->test_case) {
+    case HILBERT__V1__CONDITION__TEST_EQUALS: {
+        hdb_value *v = hdb_arena_alloc(arena, sizeof *v);
+        path_join(sub, sizeof sub, "%s.equals", path);
+        out->op = HDB_FILTER_EQUALS;
+        out->values = v;
+        out->nvalues = 1;
+        return hdb_codec_value_in(in->equals, max_value_bytes, sub, v, err, errlen);
+    }
+    case HILBERT__V1__CONDITION__TEST_ONE_OF: {
+        size_t n = in->one_of->n_values;
+        if (n > HDB_FILTER_MAX_VALUES)
+            return hdb_errf(err, errlen, HDB_EINVAL, "%s.one_of.values: %zu values exceed %d", path,
+                            n, HDB_FILTER_MAX_VALUES);
+        hdb_value *v = hdb_arena_alloc(arena, (n ? n : 1) * sizeof *v);
+        out->op = HDB_FILTER_ONE_OF;
+        out->values = v;
+        out->nvalues = n;
+        for (size_t i = 0; i < n; i++) {
+            path_join(sub, sizeof sub, "%s.one_of.values[%zu]", path, i);
+            int rc = hdb_codec_value_in(in->one_of->values[i], max_value_bytes, sub, &v[i], err,
+                                        errlen);
+            if (rc != HDB_OK) return rc;
+        }
+        return HDB_OK;
+    }
+    case HILBERT__V1__CONDITION__TEST_RANGE: {
+        const Hilbert__V1__Range *r = in->range;
+        path_join(sub, sizeof sub, "%s.range", path);
+        out->op = HDB_FILTER_RANGE;
+        int rc = range_end_in(r->gt, r->gte, sub, "gt", "gte", max_value_bytes, &out->has_lo,
+                              &out->lo_incl, &out->lo, err, errlen);
+        if (rc == HDB_OK)
+            rc = range_end_in(r->lt, r->lte, sub, "lt", "lte", max_value_bytes, &out->has_hi,
+                              &out->hi_incl, &out->hi, err, errlen);
+        return rc;
+    }
+    case HILBERT__V1__CONDITION__TEST_EXISTS:
+        out->op = HDB_FILTER_EXISTS;
+        out->exists = in->exists;
+        return HDB_OK;
+    default:
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "%s: one of equals, one_of, range or exists is required", path);
+    }
+}
+
+static int list_in(const Hilbert__V1__FilterList *in, uint32_t max_value_bytes, const char *path,
+                   int depth, hdb_arena *arena, hdb_filter *out, char *err, size_t errlen) {
+    char sub[600];
+    size_t n = in->n_filters;
+    if (n > HDB_FILTER_MAX_CONDITIONS)
+        return hdb_errf(err, errlen, HDB_EINVAL, "%s.filters: %zu filters exceed %d", path, n,
+                        HDB_FILTER_MAX_CONDITIONS);
+    hdb_filter *kids = hdb_arena_calloc(arena, n ? n : 1, sizeof *kids);
+    out->kids = kids;
+    out->nkids = n;
+    for (size_t i = 0; i < n; i++) {
+        path_join(sub, sizeof sub, "%s.filters[%zu]", path, i);
+        int rc = filter_in(in->filters[i], max_value_bytes, sub, depth + 1, arena, &kids[i], err,
+                           errlen);
+        if (rc != HDB_OK) return rc;
+    }
+    return HDB_OK;
+}
+
+static int filter_in(const Hilbert__V1__Filter *in, uint32_t max_value_bytes, const char *path,
+                     int depth, hdb_arena *arena, hdb_filter *out, char *err, size_t errlen) {
+    char sub[600];
+    if (depth > HDB_FILTER_MAX_DEPTH)
+        return hdb_errf(err, errlen, HDB_EINVAL, "%s: the filter nests deeper than %d levels", path,
+                        HDB_FILTER_MAX_DEPTH);
+    switch (in->kind_case) {
+    case HILBERT__V1__FILTER__KIND_ALL:
+    case HILBERT__V1__FILTER__KIND_ANY: {
+        bool all = in->kind_case == HILBERT__V1__FILTER__KIND_ALL;
+        out->op = all ? HDB_FILTER_ALL : HDB_FILTER_ANY;
+        path_join(sub, sizeof sub, "%s.%s", path, all ? "all" : "any");
+        return list_in(all ? in->all : in->any, max_value_bytes, sub, depth, arena, out, err,
+                       errlen);
+    }
+    case HILBERT__V1__FILTER__KIND_NEGATE: {
+        hdb_filter *kid = hdb_arena_calloc(arena, 1, sizeof *kid);
+        out->op = HDB_FILTER_NOT;
+        out->kids = kid;
+        out->nkids = 1;
+        path_join(sub, sizeof sub, "%s.negate", path);
+        return filter_in(in->negate, max_value_bytes, sub, depth + 1, arena, kid, err, errlen);
+    }
+    case HILBERT__V1__FILTER__KIND_CONDITION:
+        path_join(sub, sizeof sub, "%s.condition", path);
+        return condition_in(in->condition, max_value_bytes, sub, arena, out, err, errlen);
+    default:
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "%s: one of all, any, negate or condition is required", path);
+    }
+}
+
+int hdb_codec_filter_in(const Hilbert__V1__Filter *in, uint32_t max_value_bytes,
+                        const char *what, hdb_arena *arena, hdb_filter **out, char *err,
+                        size_t errlen) {
+    *out = NULL;
+    if (in == NULL) return HDB_OK;
+    hdb_filter *f = hdb_arena_calloc(arena, 1, sizeof *f);
+    int rc = filter_in(in, max_value_bytes, what, 1, arena, f, err, errlen);
+    if (rc == HDB_OK) *out = f;
+    return rc;
 }

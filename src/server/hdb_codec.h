@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hdb_filter.h"
 #include "hdb_types.h"
 #include "hilbert/v1/catalog.pb-c.h"
 #include "hilbert/v1/points.pb-c.h"
@@ -45,6 +46,14 @@ typedef struct {
             (out)[hdb_kv_i_].value = (entries)[hdb_kv_i_]->value;                                  \
         }                                                                                          \
     } while (0)
+
+/* Converts a Filter message (NULL: no filter, *out NULL) into a tree in arena, whose strings
+ * point into the message. Checks the shape that needs no schema (a kind and a test set, range
+ * ends not given twice, values set and within max_value_bytes, the sizes of
+ * hdb_filter.h); hdb_filter_check does the rest. `what` names the field ("filter"). */
+int hdb_codec_filter_in(const Hilbert__V1__Filter *in, uint32_t max_value_bytes,
+                        const char *what, hdb_arena *arena, hdb_filter **out, char *err,
+                        size_t errlen);
 
 /* Converts one attribute value. `what` names the field for messages. */
 int hdb_codec_value_in(const Hilbert__V1__AttributeValue *in, uint32_t max_value_bytes,

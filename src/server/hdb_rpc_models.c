@@ -64,8 +64,18 @@ static int attrs_in(hdb_rpc *rpc, hdb_kv *kv, size_t nkv, hdb_attr **out, uint32
         want_vectors((fp), (req)->retrieve_vectors);                                               \
         (rc) = find_params_in((rpc), (req)->k, kv_, (req)->n_split_filter, (req)->params, (fp),   \
                               err, errlen);                                                        \
+        if ((rc) == HDB_OK) (rc) = where_in((rpc), (req)->filter, (fp), err, errlen);              \
         if ((rc) == HDB_OK) MIN_SEQ_VIEW((rpc)->arena, (req)->min_seq, (req)->n_min_seq, (fp));    \
     } while (0)
+
+static int where_in(hdb_rpc *rpc, const Hilbert__V1__Filter *f, hdb_spaces_find_params *fp,
+                    char *err, size_t errlen) {
+    hdb_filter *where;
+    int rc = hdb_codec_filter_in(f, rpc->config->max_value_bytes, "filter", rpc->arena, &where,
+                                 err, errlen);
+    fp->where = where;
+    return rc;
+}
 
 static void want_vectors(hdb_spaces_find_params *fp, bool yes) {
     fp->vectors = yes;

@@ -9,6 +9,10 @@
 #include "hdb_config.h"
 #include "hdb_err.h"
 #include "hdb_ingest.h"
+#include "hdb_query.h"
+#include "hdb_record.h"
+#include "hdb_rpc_search.h"
+#include "hdb_scan.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -80,6 +84,25 @@ static int get_cost_check(const hdb_config *cfg, const hdb_schema *s, size_t n, 
     return HDB_OK;
 }
 
+/* A row as a GetPointsResult, with the point's vector when vectors. */
+static Hilbert__V1__GetPointsResult *row_out(const hdb_row *row, bool vectors, hdb_arena *a) {
+    Hilbert__V1__GetPointsResult *g = hdb_arena_alloc(a, sizeof *g);
+    hilbert__v1__get_points_result__init(g);
+    g->found = row->found;
+    if (row->found) {
+        const hdb_point *p = &row->rec.point;
+        Hilbert__V1__DataPoint *dp = hdb_arena_alloc(a, sizeof *dp);
+        hilbert__v1__data_point__init(dp);
+        if (vectors) dp->vector = hdb_codec_point_vector_out(p, a);
+        HDB_ATTRS_OUT(a, p->attrs, p->nattrs, Hilbert__V1__DataPoint__AttributesEntry,
+                      hilbert__v1__data_point__attributes_entry__init, dp->attributes);
+        dp->n_attributes = p->nattrs;
+        g->point = dp;
+        g->seq = row->rec.seq;
+    }
+    return g;
+}
+
 static int get(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp, char *err,
                size_t errlen) {
     const Hilbert__V1__GetPointsRequest *req = (const void *)m;
@@ -116,25 +139,107 @@ static int get(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
     hilbert__v1__get_points_response__init(r);
     r->n_results = n;
     r->results = hdb_arena_alloc(a, (n ? n : 1) * sizeof *r->results);
-    for (size_t i = 0; i < n; i++) {
-        Hilbert__V1__GetPointsResult *g = hdb_arena_alloc(a, sizeof *g);
-        hilbert__v1__get_points_result__init(g);
-        g->found = res[i].found;
-        if (res[i].found) {
-            const hdb_point *p = &res[i].rec.point;
-            Hilbert__V1__DataPoint *dp = hdb_arena_alloc(a, sizeof *dp);
-            hilbert__v1__data_point__init(dp);
-            dp->vector = hdb_codec_point_vector_out(p, a);
-            HDB_ATTRS_OUT(a, p->attrs, p->nattrs, Hilbert__V1__DataPoint__AttributesEntry,
-                          hilbert__v1__data_point__attributes_entry__init, dp->attributes);
-            dp->n_attributes = p->nattrs;
-            g->point = dp;
-            g->seq = res[i].rec.seq;
-        }
-        r->results[i] = g;
-    }
+    for (size_t i = 0; i < n; i++) r->results[i] = row_out(&res[i], true, a);
     *resp = &r->base;
 done:
+    hdb_source_unref(src);
+    return rc;
+}
+
+/* Decodes and checks a request's filter against src (NULL when none was sent). */
+static int where_in(hdb_rpc *rpc, hdb_source *src, const Hilbert__V1__Filter *f,
+                    const hdb_filter **out, char *err, size_t errlen) {
+    hdb_filter *where;
+    int rc = hdb_codec_filter_in(f, rpc->config->max_value_bytes, "filter", rpc->arena, &where,
+                                 err, errlen);
+    if (rc == HDB_OK && where) rc = hdb_query_check_where(src, where, err, errlen);
+    *out = where;
+    return rc;
+}
+
+static int count(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp, char *err,
+                 size_t errlen) {
+    const Hilbert__V1__CountRequest *req = (const void *)m;
+    hdb_source *src;
+    int rc = lookup_source(rpc, req->data_source, &src, err, errlen);
+    if (rc != HDB_OK) return rc;
+    const hdb_filter *where;
+    uint64_t n = 0, seq = 0;
+    if ((rc = where_in(rpc, src, req->filter, &where, err, errlen)) == HDB_OK)
+        rc = hdb_scan_count(src, where, hdb_rpc_stop(rpc), &n, &seq, err, errlen);
+    if (rc == HDB_OK) {
+        Hilbert__V1__CountResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
+        hilbert__v1__count_response__init(r);
+        r->count = n;
+        r->seq = seq;
+        *resp = &r->base;
+    }
+    hdb_source_unref(src);
+    return rc;
+}
+
+/* A Scroll cursor: a version byte, the table's id (so that a cursor of another data source,
+ * or of a data source dropped and created again, is refused) and the pid to go on from. */
+#define CURSOR_LEN 17
+#define CURSOR_VERSION 1
+
+static int cursor_in(const ProtobufCBinaryData *c, hdb_source *src, uint64_t *pid, char *err,
+                     size_t errlen) {
+    *pid = 0;
+    if (c->len == 0) return HDB_OK;
+    if (c->len != CURSOR_LEN || c->data[0] != CURSOR_VERSION || hdb_get_be64(c->data + 9) == 0)
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "cursor: not a cursor that Scroll returned (send the next_cursor of the "
+                        "previous page as it came, or none to start)");
+    if (hdb_get_be64(c->data + 1) != hdb_table_id(hdb_source_table(src)))
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "cursor: it belongs to another data source than %s (or to a data source "
+                        "of that name that was dropped since)",
+                        hdb_source_label(src));
+    *pid = hdb_get_be64(c->data + 9);
+    return HDB_OK;
+}
+
+static int scroll(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp, char *err,
+                  size_t errlen) {
+    const Hilbert__V1__ScrollRequest *req = (const void *)m;
+    const hdb_config *cfg = rpc->config;
+    hdb_arena *a = rpc->arena;
+    hdb_source *src;
+    int rc = lookup_source(rpc, req->data_source, &src, err, errlen);
+    if (rc != HDB_OK) return rc;
+    const hdb_filter *where;
+    uint64_t pid;
+    size_t n = 0;
+    hdb_row *rows = NULL;
+    if (req->limit == 0 || req->limit > cfg->max_points_per_upload)
+        rc = hdb_errf(err, errlen, HDB_EINVAL,
+                      "limit: must be 1 .. limits.max_points_per_upload (%u), got %u",
+                      cfg->max_points_per_upload, req->limit);
+    if (rc == HDB_OK) rc = cursor_in(&req->cursor, src, &pid, err, errlen);
+    if (rc == HDB_OK) rc = where_in(rpc, src, req->filter, &where, err, errlen);
+    if (rc == HDB_OK)
+        rc = get_cost_check(cfg, hdb_source_schema(src), req->limit, err, errlen);
+    if (rc == HDB_OK) {
+        rows = hdb_arena_alloc(a, req->limit * sizeof *rows);
+        rc = hdb_scan_page(src, where, &pid, req->limit, cfg->max_scan_points, hdb_rpc_stop(rpc),
+                           a, rows, &n, err, errlen);
+    }
+    if (rc == HDB_OK) {
+        Hilbert__V1__ScrollResponse *r = hdb_arena_alloc(a, sizeof *r);
+        hilbert__v1__scroll_response__init(r);
+        r->points = hdb_arena_alloc(a, (n ? n : 1) * sizeof *r->points);
+        for (size_t i = 0; i < n; i++)
+            if (rows[i].found) r->points[r->n_points++] = row_out(&rows[i], req->with_vectors, a);
+        if (pid != 0) {
+            unsigned char *c = hdb_arena_alloc(a, CURSOR_LEN);
+            c[0] = CURSOR_VERSION;
+            hdb_put_be64(c + 1, hdb_table_id(hdb_source_table(src)));
+            hdb_put_be64(c + 9, pid);
+            r->next_cursor = (ProtobufCBinaryData){CURSOR_LEN, c};
+        }
+        *resp = &r->base;
+    }
     hdb_source_unref(src);
     return rc;
 }
@@ -145,6 +250,9 @@ static const hdb_rpc_method methods[] = {
     {SVC, "Upload", &hilbert__v1__upload_request__descriptor, upload, HDB_ROLE_WRITE,
      HDB_LANE_WRITE},
     {SVC, "Get", &hilbert__v1__get_points_request__descriptor, get, HDB_ROLE_READ},
+    {SVC, "Scroll", &hilbert__v1__scroll_request__descriptor, scroll, HDB_ROLE_READ,
+     HDB_LANE_WORK},
+    {SVC, "Count", &hilbert__v1__count_request__descriptor, count, HDB_ROLE_READ, HDB_LANE_WORK},
 };
 
 const hdb_rpc_method *hdb_rpc_points_methods(size_t *n) {

@@ -79,6 +79,9 @@ static int search(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **re
     rc = hdb_codec_attrs_in(kv, req->n_split_filter, cfg->max_attributes, cfg->max_value_bytes,
                             "split_filter", a, &filter, &nfilter, err, errlen);
     if (rc != HDB_OK) goto done;
+    hdb_filter *where;
+    rc = hdb_codec_filter_in(req->filter, cfg->max_value_bytes, "filter", a, &where, err, errlen);
+    if (rc != HDB_OK) goto done;
 
     hdb_query_result *results = hdb_arena_alloc(a, (nq ? nq : 1) * sizeof *results);
     hdb_query_params qp = {.k = req->k,
@@ -87,6 +90,8 @@ static int search(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **re
                                     req->params ? req->params->nprobe : 0},
                            .filter = filter,
                            .nfilter = nfilter,
+                           .where = where,
+                           .explain = req->explain,
                            .deadline_ns = rpc->deadline_ns,
                            .stop = hdb_rpc_stop(rpc),
                            .vectors = req->retrieve_vectors,
@@ -112,6 +117,11 @@ static int search(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **re
     r->applied_seq = applied;
     r->n_results = nq;
     r->results = hdb_arena_alloc(a, nq * sizeof *r->results);
+    if (req->explain) {
+        r->n_plan = nq;
+        r->plan = hdb_arena_alloc(a, nq * sizeof *r->plan);
+        for (size_t q = 0; q < nq; q++) r->plan[q] = (char *)(results[q].plan ? results[q].plan : "");
+    }
     for (size_t q = 0; q < nq; q++) {
         if (q % 256 == 0 && (rc = hdb_stop_check(qp.stop, "search", err, errlen)) != HDB_OK)
             goto done;

@@ -357,22 +357,23 @@ static bool decode(call_ctx *c) {
     grpc_slice sl = grpc_byte_buffer_reader_readall(&reader);
     grpc_byte_buffer_reader_destroy(&reader);
     c->arena = hdb_arena_create(GRPC_SLICE_LENGTH(sl) + 16384);
-    ProtobufCMessage *req = protobuf_c_message_unpack(m->input, hdb_arena_protobuf(c->arena),
-                                                      GRPC_SLICE_LENGTH(sl),
-                                                      GRPC_SLICE_START_PTR(sl));
-    /* protobuf-c neither validates UTF-8 nor keeps string lengths; check the raw bytes. */
-    if (req != NULL)
-        rc = hdb_wire_check_strings(m->input, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), err,
-                                    sizeof err);
+    /* protobuf-c neither validates UTF-8 nor keeps string lengths, and it unpacks nested
+     * messages (filters) by recursion without a depth limit: check the raw bytes first. */
+    rc = hdb_wire_check_strings(m->input, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), err,
+                                sizeof err);
+    ProtobufCMessage *req =
+        rc != HDB_OK ? NULL
+                     : protobuf_c_message_unpack(m->input, hdb_arena_protobuf(c->arena),
+                                                 GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
     grpc_slice_unref(sl);
+    if (rc != HDB_OK) {
+        finish(c, hdb_server_status_from_rc(rc), NULL, err);
+        return false;
+    }
     if (req == NULL) {
         snprintf(err, sizeof err, "request: the bytes are not a valid %s message",
                  m->input->name);
         finish(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, err);
-        return false;
-    }
-    if (rc != HDB_OK) {
-        finish(c, hdb_server_status_from_rc(rc), NULL, err);
         return false;
     }
     c->req = req;

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_DEPTH 64 /* protobuf-c itself refuses deeper nesting long before this */
+#define MAX_DEPTH 64 /* messages inside messages; a filter of 16 levels takes about 36 */
 
 int hdb_utf8_valid(const uint8_t *s, size_t n, size_t *bad) {
     size_t i = 0;

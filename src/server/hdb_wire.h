@@ -24,8 +24,10 @@ extern "C" {
 
 /* Checks every string field (recursively through sub-messages) of a message of type desc
  * encoded in data[0..len): valid UTF-8 (no overlongs, no surrogates, at most U+10FFFF) and no
- * NUL character. Call it on bytes that protobuf-c has already unpacked successfully. Returns
- * HDB_OK, or HDB_EINVAL with the field path in err. */
+ * NUL character; and that messages nest at most 64 deep (protobuf-c's unpacking recurses
+ * without a limit). Safe on any bytes: call it before protobuf-c unpacks them. Returns HDB_OK,
+ * or HDB_EINVAL with the field path in err ("request: malformed protobuf encoding" for bytes
+ * that are not protobuf). */
 int hdb_wire_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                            size_t len, char *err, size_t errlen);
 

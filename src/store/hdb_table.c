@@ -257,6 +257,10 @@ const char *hdb_table_label(const hdb_table *t) {
     return t->label;
 }
 
+uint64_t hdb_table_id(const hdb_table *t) {
+    return t->id;
+}
+
 uint64_t hdb_table_count(hdb_table *t) {
     int64_t n = atomic_load(&t->count);
     return n > 0 ? (uint64_t)n : 0;

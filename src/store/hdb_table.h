@@ -90,6 +90,9 @@ size_t hdb_table_drop_orphans(hdb_store *store, bool (*live)(void *arg, uint64_t
 /* "name@version", as given at create/open. */
 const char *hdb_table_label(const hdb_table *t);
 
+/* The table's id (hdb_table_spec.id): unique per store. Any thread. */
+uint64_t hdb_table_id(const hdb_table *t);
+
 /* Live points (tombstoned ones are not counted), as of the last durable group. */
 uint64_t hdb_table_count(hdb_table *t);
 

@@ -71,6 +71,18 @@ def test_readme_raw_grpc_example_runs_as_written(server):
     assert "trail runner" in out, out
 
 
+def test_readme_filter_examples_run_as_written(server):
+    """The two "Filters, count and scroll" snippets, as printed, against one server: the
+    Python one creates and fills "shop", the raw one counts with the same filter."""
+    out = run_snippet(readme_block("### Filters, count and scroll", "python"), server.port)
+    lines = out.splitlines()
+    # 600 points, price i % 90 < 10 and i % 3 == 0: i % 90 in {0, 3, 6, 9}, 7 of each.
+    assert lines[0].startswith("True 5 hnsw: "), out
+    assert lines[1:] == ["28", "400"], out
+    raw = run_snippet(readme_block("The same filter in raw protobuf", "python"), server.port)
+    assert raw.split() == ["28"], raw
+
+
 def test_readme_aliases_example_runs_as_written(server):
     """The "Aliases" snippet, as printed, against a fresh server (only the port differs)."""
     code = readme_block("### Aliases", "python")

@@ -30,6 +30,7 @@ __version__ = "0.2.0"
 
 _EXPORTS = {
     "client": ["Client", "DEFAULT_TARGET", "MAX_MESSAGE_BYTES"],
+    "filters": ["Attr", "Filter"],
     "errors": ["HilbertError", "InvalidArgument", "NotFound", "AlreadyExists",
                "FailedPrecondition", "ResourceExhausted", "DeadlineExceeded", "Unavailable",
                "Unimplemented", "Internal", "DataLoss"],
@@ -45,6 +46,7 @@ __all__ = sorted(_WHERE)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .client import DEFAULT_TARGET, MAX_MESSAGE_BYTES, Client
+    from .filters import Attr, Filter
     from .errors import (AlreadyExists, DataLoss, DeadlineExceeded, FailedPrecondition,
                          HilbertError, Internal, InvalidArgument, NotFound, ResourceExhausted,
                          Unavailable, Unimplemented)

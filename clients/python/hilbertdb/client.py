@@ -52,6 +52,7 @@ from hilbert.v1 import types_pb2 as T
 from hdb_grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from . import _convert as cv
+from .filters import Filter, filter_in
 from .errors import FailedPrecondition, Unavailable, from_rpc_error
 from .types import (AddResult, AliasAction, AliasInfo, Algorithm, BackupInfo, CreateAlias,
                     DataSourceInfo, DeleteAlias, Flat, IndexInfo, ModelInput, ModelSpaceInfo,
@@ -574,12 +575,58 @@ class Client:
                              deleted=r.point.is_deleted, seq=r.seq))
         return out
 
+    def count(self, source: Ref, filter: Optional[Filter] = None,
+              version: Optional[str] = None) -> int:
+        """The number of points of a data source that pass ``filter`` (all points when None),
+        exactly. Example: ``db.count("products", Attr("price") < 50)``."""
+        req = P.CountRequest(data_source=cv.source_ref(source, version))
+        f = filter_in(filter)
+        if f is not None:
+            req.filter.CopyFrom(f)
+        return int(self._call(self._points.Count, req).count)
+
+    def scroll_page(self, source: Ref, cursor: bytes = b"", limit: int = 1000, *,
+                    filter: Optional[Filter] = None, with_vectors: bool = False,
+                    version: Optional[str] = None) -> Tuple[List[Point], bytes]:
+        """One page of :meth:`scroll`: up to ``limit`` points from ``cursor`` on (b"": the
+        start), and the cursor of the next page (b"" at the end). A page may be short while
+        more follow; only an empty cursor means the end."""
+        req = P.ScrollRequest(data_source=cv.source_ref(source, version), limit=int(limit),
+                              cursor=bytes(cursor), with_vectors=with_vectors)
+        f = filter_in(filter)
+        if f is not None:
+            req.filter.CopyFrom(f)
+        resp = self._call(self._points.Scroll, req)
+        pts = [Point(cv.vector_out(r.point.vector) if with_vectors else None,
+                     cv.attrs_out(r.point.attributes), seq=r.seq) for r in resp.points]
+        return pts, resp.next_cursor
+
+    def scroll(self, source: Ref, filter: Optional[Filter] = None, *, page_size: int = 1000,
+               with_vectors: bool = False, version: Optional[str] = None) -> Iterable[Point]:
+        """Every point of a data source that passes ``filter`` (all when None), page by page
+        in the source's storage order (the order points were first written). Vectors are
+        fetched only with ``with_vectors``.
+
+        Example::
+
+            for p in db.scroll("products", Attr("stock") == 0):
+                print(p.attributes["sku"])
+        """
+        cursor = b""
+        while True:
+            pts, cursor = self.scroll_page(source, cursor, page_size, filter=filter,
+                                           with_vectors=with_vectors, version=version)
+            yield from pts
+            if not cursor:
+                return
+
     # ------------------------------------------------------------------ search
 
     def search(self, index: Ref, queries: Any, k: int = 10, *, version: Optional[str] = None,
                split_filter: Optional[Mapping[str, Any]] = None, min_seq: Any = None,
                retrieve_vectors: bool = False, ef_search: Optional[int] = None,
-               nprobe: Optional[int] = None) -> SearchResults:
+               nprobe: Optional[int] = None, filter: Optional[Filter] = None,
+               explain: bool = False) -> SearchResults:
         """The ``k`` nearest neighbours of each query vector in an index.
 
         Args:
@@ -594,10 +641,15 @@ class Client:
             retrieve_vectors: also return each hit's vector.
             ef_search: HNSW search breadth for this request.
             nprobe: FAISS IVF lists to visit for this request.
+            filter: only points that pass it (:class:`hilbertdb.Attr`), e.g.
+                ``(Attr("color") == "red") & (Attr("price") < 50)``. A query is short of k
+                only when fewer than k points pass.
+            explain: fill ``.plans`` with how each query was answered.
 
         Returns:
             One list of :class:`Hit` per query (always a list of lists, also for a single
-            1-D query), best first; ``.applied_seq`` tells how far the index had applied.
+            1-D query), best first; ``.applied_seq`` tells how far the index had applied,
+            ``.plans`` (with explain) the plan of each query.
 
         Example::
 
@@ -605,13 +657,19 @@ class Client:
         """
         req = S.SearchRequest(index=cv.index_ref(index, version), k=int(k),
                               query_vectors=cv.queries_in(queries),
-                              retrieve_vectors=retrieve_vectors, min_seq=cv.seq_of(min_seq))
+                              retrieve_vectors=retrieve_vectors, min_seq=cv.seq_of(min_seq),
+                              explain=explain)
         cv.attrs_in(split_filter, req.split_filter)
+        f = filter_in(filter)
+        if f is not None:
+            req.filter.CopyFrom(f)
         params = cv.search_params(ef_search, nprobe)
         if params is not None:
             req.params.CopyFrom(params)
         resp = self._call(self._search.Search, req)
-        return SearchResults([cv.hits_out(r.hits) for r in resp.results], resp.applied_seq)
+        out = SearchResults([cv.hits_out(r.hits) for r in resp.results], resp.applied_seq)
+        out.plans = list(resp.plan)
+        return out
 
     # ------------------------------------------------------------------ aliases
 
@@ -712,8 +770,12 @@ class Client:
     def _find_fields(req: Any, model_spaces: SpaceNames, k: int,
                      split_filter: Optional[Mapping[str, Any]],
                      min_seq: Optional[Mapping[str, int]], retrieve_vectors: bool,
-                     ef_search: Optional[int], nprobe: Optional[int]) -> None:
+                     ef_search: Optional[int], nprobe: Optional[int],
+                     filter: Optional[Filter] = None) -> None:
         req.model_spaces.extend(cv.names_in(model_spaces))
+        f = filter_in(filter)
+        if f is not None:
+            req.filter.CopyFrom(f)
         req.k = int(k)
         req.retrieve_vectors = retrieve_vectors
         cv.attrs_in(split_filter, req.split_filter)
@@ -737,7 +799,8 @@ class Client:
                            *, split_filter: Optional[Mapping[str, Any]] = None,
                            min_seq: Optional[Mapping[str, int]] = None,
                            retrieve_vectors: bool = False, ef_search: Optional[int] = None,
-                           nprobe: Optional[int] = None) -> SimilarResults:
+                           nprobe: Optional[int] = None,
+                           filter: Optional[Filter] = None) -> SimilarResults:
         """The ``k`` items most similar to an image, in each model space.
 
         ``image`` as for :meth:`add_image`; ``min_seq`` maps model space -> seq to wait for
@@ -751,32 +814,34 @@ class Client:
         """
         req = M.FindSimilarImageRequest(image=cv.image_bytes(image))
         self._find_fields(req, model_spaces, k, split_filter, min_seq, retrieve_vectors,
-                          ef_search, nprobe)
+                          ef_search, nprobe, filter)
         return self._similar(self._call(self._spaces.FindSimilarImage, req))
 
     def find_similar_tensor(self, tensor: Any, model_spaces: SpaceNames = None, k: int = 10,
                             *, split_filter: Optional[Mapping[str, Any]] = None,
                             min_seq: Optional[Mapping[str, int]] = None,
                             retrieve_vectors: bool = False, ef_search: Optional[int] = None,
-                            nprobe: Optional[int] = None) -> SimilarResults:
+                            nprobe: Optional[int] = None,
+                            filter: Optional[Filter] = None) -> SimilarResults:
         """As :meth:`find_similar_image`, for a tensor input (a numpy array of the model's
         input shape)."""
         req = M.FindSimilarTensorRequest(tensor=cv.tensor_in(tensor))
         self._find_fields(req, model_spaces, k, split_filter, min_seq, retrieve_vectors,
-                          ef_search, nprobe)
+                          ef_search, nprobe, filter)
         return self._similar(self._call(self._spaces.FindSimilarTensor, req))
 
     def find_similar_by_id(self, id: str, model_spaces: SpaceNames = None, k: int = 10,
                            *, split_filter: Optional[Mapping[str, Any]] = None,
                            min_seq: Optional[Mapping[str, int]] = None,
                            retrieve_vectors: bool = False, ef_search: Optional[int] = None,
-                           nprobe: Optional[int] = None) -> SimilarResults:
+                           nprobe: Optional[int] = None,
+                           filter: Optional[Filter] = None) -> SimilarResults:
         """The ``k`` items most similar to the stored item ``id`` (itself excluded), in each
         model space that holds it. Spaces that do not hold it are not in the result but in its
         ``missing`` list."""
         req = M.FindSimilarByIdRequest(id=self._item_id(id))
         self._find_fields(req, model_spaces, k, split_filter, min_seq, retrieve_vectors,
-                          ef_search, nprobe)
+                          ef_search, nprobe, filter)
         return self._similar(self._call(self._spaces.FindSimilarById, req))
 
     def remove_image(self, id: str, model_spaces: SpaceNames = None) -> AddResult:

@@ -142,11 +142,14 @@ class Hit:
 
 class SearchResults(List[List[Hit]]):
     """The hits of a search, one list per query vector, best first. ``applied_seq`` is the
-    seq the index had applied when it was searched."""
+    seq the index had applied when it was searched; ``plans`` (with ``explain=True``) says
+    per query how it was answered."""
 
-    def __init__(self, results: Sequence[List[Hit]] = (), applied_seq: int = 0) -> None:
+    def __init__(self, results: Sequence[List[Hit]] = (), applied_seq: int = 0,
+                 plans: Sequence[str] = ()) -> None:
         super().__init__(results)
         self.applied_seq = applied_seq
+        self.plans: List[str] = list(plans)
 
 
 class AddResult(Dict[str, int]):

@@ -1,0 +1,302 @@
+"""Filtered search, Count and Scroll, checked against numpy on Fashion-MNIST vectors with
+synthetic attributes.
+
+4000 Fashion-MNIST training vectors (784-d, L2) get an int64 `bucket` (the point's id mod
+1000: `bucket < n` selects n/1000 of the points), a string `color`, a float64 `price` that a
+tenth of the points lack, and a timestamp `at`. Flat must return exactly the brute force over
+the passing points at 50%, 10%, 1% and 0.1%; HNSW (m 16, ef_construction 100) reaches
+recall@10 >= 0.95 at each. A query is short of k only when fewer than k points pass. Count
+and Scroll agree with numpy, and every bad filter, cursor and page size gets
+INVALID_ARGUMENT naming the field.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+import numpy as np
+import pytest
+
+from hilbert.v1 import search_pb2 as S, types_pb2 as T
+from hilbertdb import Attr, Flat, Hnsw, InvalidArgument, Point
+from helpers import TIMEOUT, expect_status, fmnist
+from model_fixtures import client
+
+N = 4000
+K = 10
+COLORS = ["red", "green", "blue", "black"]
+EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def attrs_of(i: int) -> dict:
+    a = {"id": i, "bucket": i % 1000, "color": COLORS[i % 4],
+         "at": EPOCH + dt.timedelta(hours=i)}
+    if i % 10:
+        a["price"] = float(i % 97) + 0.5
+    return a
+
+
+@pytest.fixture(scope="module")
+def loaded(module_server):
+    s = module_server
+    db = client(s)
+    x, _ = fmnist("train", N)
+    db.create_data_source("fm", dimension=784, permanent_attributes={"id": "int64"},
+                          id_attributes=["id"])
+    db.create_index("fm-flat", data_source="fm", algorithm=Flat(), metric="l2")
+    db.create_index("fm-hnsw", data_source="fm", algorithm=Hnsw(m=16, ef_construction=100),
+                    metric="l2")
+    up = None
+    for b in range(0, N, 1000):
+        up = db.upload("fm", [Point(x[i], attrs_of(i)) for i in range(b, b + 1000)])
+    db.wait_for_index("fm-flat", timeout=300)
+    db.wait_for_index("fm-hnsw", timeout=300)
+    q, _ = fmnist("test", 30)
+    yield s, db, x, np.asarray(q), up
+    db.close()
+
+
+def brute(x, q, mask, k):
+    """ids of the k nearest passing points per query, and their squared distances."""
+    ids = np.flatnonzero(mask)
+    d = ((q[:, None, :].astype(np.float64) - x[ids][None, :, :]) ** 2).sum(-1)
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return ids[order], np.take_along_axis(d, order, axis=1)
+
+
+SELECTIVITIES = [500, 100, 10, 1]  # bucket < n: 50%, 10%, 1%, 0.1%
+
+
+@pytest.mark.parametrize("n", SELECTIVITIES)
+def test_filtered_search_matches_brute_force(loaded, n):
+    s, db, x, q, up = loaded
+    mask = (np.arange(N) % 1000) < n
+    want, wd = brute(x, q, mask, K)
+    f = Attr("bucket") < n
+    flat = db.search("fm-flat", q, k=K, filter=f, min_seq=up, explain=True)
+    hnsw = db.search("fm-hnsw", q, k=K, filter=f, min_seq=up, explain=True)
+    hits = 0
+    for i in range(len(q)):
+        for h in flat[i] + hnsw[i]:
+            assert h.attributes["bucket"] < n, h.attributes
+        got = [h.attributes["id"] for h in flat[i]]
+        assert len(got) == min(K, int(mask.sum())), (n, i, got)
+        # Flat is exact: the same distances as numpy (ties may swap ids).
+        np.testing.assert_allclose([h.distance for h in flat[i]], wd[i], rtol=2e-4, atol=1e-2)
+        hits += len(set(h.attributes["id"] for h in hnsw[i]) & set(want[i]))
+        # Every distance is exact, HNSW's too.
+        for h in hnsw[i]:
+            d = float(((x[h.attributes["id"]].astype(np.float64) - q[i]) ** 2).sum())
+            assert abs(h.distance - d) <= 1e-2 + 2e-4 * d, (h.distance, d)
+    rec = hits / (len(q) * min(K, int(mask.sum())))
+    print(f"bucket < {n}: hnsw recall@10 {rec:.3f}; plans {hnsw.plans[:1]} / {flat.plans[:1]}")
+    assert rec >= 0.95, rec
+    assert len(hnsw.plans) == len(q) and all(hnsw.plans)
+    if n == 1:  # 4 points pass: an exact scan answers
+        assert all(p.startswith("exact scan") for p in hnsw.plans), hnsw.plans
+    if n == 500:  # half pass: the engine's first candidates hold enough
+        assert all(p.startswith("hnsw: ") for p in hnsw.plans), hnsw.plans
+
+
+def test_tree_filters_match_python(loaded):
+    """all / any / not, one_of, open and closed ranges, timestamps, exists and missing, on
+    payload attributes, each against the same test in Python over every point."""
+    s, db, x, q, up = loaded
+    t0 = EPOCH + dt.timedelta(hours=1000)
+    cases = [
+        (Attr("color").one_of(["red", "blue"]) & (Attr("price") >= 40) & (Attr("price") < 41),
+         lambda a: a["color"] in ("red", "blue") and 40 <= a.get("price", -1) < 41),
+        ((Attr("bucket") == 7) | (Attr("bucket") == 8) | Attr("price").missing(),
+         lambda a: a["bucket"] in (7, 8) or "price" not in a),
+        (~Attr("price").exists() & (Attr("at") > t0),
+         lambda a: "price" not in a and a["at"] > t0),
+        (Attr("price").between(10, 12, include_high=False) & (Attr("color") != "red"),
+         lambda a: "price" in a and 10 <= a["price"] < 12 and a["color"] != "red"),
+        (Attr("id").between(100, 130) & (Attr("price") > 3),  # int64 bound vs float64 value
+         lambda a: 100 <= a["id"] <= 130 and a.get("price", 0) > 3),
+    ]
+    for f, py in cases:
+        mask = np.array([py(attrs_of(i)) for i in range(N)])
+        assert 0 < mask.sum() < N, f
+        assert db.count("fm", f) == mask.sum(), f
+        want, wd = brute(x, q[:5], mask, K)
+        r = db.search("fm-flat", q[:5], k=K, filter=f, min_seq=up)
+        for i in range(5):
+            assert len(r[i]) == min(K, int(mask.sum()))
+            assert all(py(attrs_of(h.attributes["id"])) for h in r[i]), f
+            np.testing.assert_allclose([h.distance for h in r[i]], wd[i], rtol=2e-4, atol=1e-2)
+
+
+def test_never_short_when_enough_pass(loaded):
+    s, db, x, q, up = loaded
+    # exactly 7 points pass: 7 hits, whatever k; none pass: none.
+    f = Attr("id").one_of([5, 50, 500, 1500, 2500, 3500, 3999])
+    for ix in ("fm-flat", "fm-hnsw"):
+        r = db.search(ix, q[:3], k=K, filter=f, min_seq=up)
+        assert [len(h) for h in r] == [7, 7, 7]
+        assert db.search(ix, q[:1], k=K, filter=Attr("color") == "purple")[0] == []
+
+
+def test_count_and_scroll(loaded):
+    s, db, x, q, up = loaded
+    assert db.count("fm") == N
+    f = (Attr("bucket") < 25) & (Attr("color") == "green")
+    mask = np.array([a["bucket"] < 25 and a["color"] == "green"
+                     for a in map(attrs_of, range(N))])
+    assert db.count("fm", f) == mask.sum() > 0
+    # Pages of 7: every passing point once, in storage order (here: upload order).
+    seen, cursor, pages = [], b"", 0
+    while True:
+        pts, cursor = db.scroll_page("fm", cursor, 7, filter=f)
+        pages += 1
+        assert len(pts) <= 7
+        seen += [p.attributes["id"] for p in pts]
+        if not cursor:
+            break
+    assert seen == list(np.flatnonzero(mask)) and pages >= len(seen) // 7
+    # Without a filter, with vectors: the whole source, each vector as uploaded.
+    all_pts = list(db.scroll("fm", page_size=999, with_vectors=True))
+    assert [p.attributes["id"] for p in all_pts] == list(range(N))
+    np.testing.assert_array_equal(all_pts[123].vector, x[123])
+    assert list(db.scroll("fm", Attr("bucket") < 2))[0].vector is None
+
+
+def raw_search(s, f: T.Filter, index="fm-flat", k=K):
+    req = S.SearchRequest(index=T.IndexRef(name=index, version="1"), k=k,
+                          query_vectors=[T.Vector(dense=T.DenseVector(values=[0.0] * 784))],
+                          filter=f)
+    return s.search.Search(req, timeout=TIMEOUT)
+
+
+def cond(name, **test):
+    return T.Filter(condition=T.Condition(attribute=name, **test))
+
+
+def nested(depth: int) -> T.Filter:
+    f = cond("bucket", exists=True)
+    for _ in range(depth - 1):
+        f = T.Filter(negate=f)
+    return f
+
+
+def test_bad_filters_are_named(loaded):
+    s, db, x, q, up = loaded
+    V = T.AttributeValue
+    cases = [
+        (T.Filter(), "filter: one of all, any, negate or condition"),
+        (T.Filter(all=T.FilterList()), "filter.all.filters: needs at least one"),
+        (cond("id", equals=V(string_value="7")),
+         'filter.condition.equals: attribute "id" is a permanent attribute of type int64'),
+        (cond("", exists=True), "filter.condition.attribute: is required"),
+        (cond("bucket"), "filter.condition: one of equals, one_of, range or exists"),
+        (cond("price", equals=V(float64_value=1.5)), "cannot be tested for equality"),
+        (cond("color", range=T.Range(gt=V(string_value="a"))), "a range takes int64"),
+        (cond("price", range=T.Range()), "filter.condition.range: needs gt, gte, lt or lte"),
+        (cond("price", range=T.Range(gt=V(int64_value=1), gte=V(int64_value=2))),
+         "give gt or gte, not both"),
+        (cond("price", range=T.Range(gt=V(float64_value=float("nan")))), "a bound is NaN"),
+        (cond("at", range=T.Range(gt=V(timestamp_micros=1), lt=V(int64_value=5))),
+         "both must be timestamps or numbers"),
+        (cond("color", one_of=T.ValueList()), "filter.condition.one_of.values: needs at least"),
+        (cond("color", one_of=T.ValueList(values=[V(string_value="a"), V()])),
+         "filter.condition.one_of.values[1]: value is not set"),
+        (T.Filter(any=T.FilterList(filters=[cond("bucket", exists=True), T.Filter()])),
+         "filter.any.filters[1]: one of all"),
+        (nested(17), "nests deeper than 16 levels"),
+        (T.Filter(all=T.FilterList(filters=[cond("bucket", exists=True)] * 257)), "257 filters"),
+    ]
+    for f, msg in cases:
+        with expect_status(grpc.StatusCode.INVALID_ARGUMENT, msg):
+            raw_search(s, f)
+    # 16 levels are allowed: 15 negations of "exists" pass nothing, 14 pass everything.
+    assert len(raw_search(s, nested(16)).results[0].hits) == 0
+    assert len(raw_search(s, nested(15)).results[0].hits) == K
+    # The Python client names the same field.
+    with pytest.raises(InvalidArgument, match=r"filter\.condition\.equals"):
+        db.count("fm", Attr("id") == "seven")
+    with pytest.raises(TypeError, match="truth value"):
+        db.search("fm-flat", q[0], filter=(Attr("bucket") < 5) and (Attr("id") > 3))
+
+
+def test_nesting_bomb_is_refused_before_unpacking(loaded):
+    """A request nested 100,000 deep (each level 2 bytes on the wire) gets INVALID_ARGUMENT:
+    the server checks the depth before protobuf-c, which recurses without a limit, unpacks
+    it; then it goes on serving."""
+    s, db, x, q, up = loaded
+    inner = cond("bucket", exists=True).SerializeToString()
+    prefixes, size = [], len(inner)
+    for _ in range(100000):  # Filter.negate = 3, from the inside out
+        p = b"\x1a" + _varint(size)
+        prefixes.append(p)
+        size += len(p)
+    inner = b"".join(reversed(prefixes)) + inner
+    head = S.SearchRequest(index=T.IndexRef(name="fm-flat", version="1"), k=1,
+                           query_vectors=[T.Vector(dense=T.DenseVector(values=[0.0] * 784))]
+                           ).SerializeToString()
+    body = head + b"\x42" + _varint(len(inner)) + inner  # SearchRequest.filter = 8
+    call = s.channel.unary_unary("/hilbert.v1.Search/Search",
+                                 request_serializer=lambda b: b,
+                                 response_deserializer=S.SearchResponse.FromString)
+    with expect_status(grpc.StatusCode.INVALID_ARGUMENT, "nested too deeply"):
+        call(body, timeout=60)
+    assert db.count("fm") == N
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def test_bad_scroll_and_count_inputs(loaded, tmp_path):
+    s, db, x, q, up = loaded
+    with pytest.raises(InvalidArgument, match=r"limit: must be 1 \.\. limits.max_points_per_upload"):
+        db.scroll_page("fm", b"", 0)
+    with pytest.raises(InvalidArgument, match="limit: must be 1"):
+        db.scroll_page("fm", b"", 10001)
+    with pytest.raises(InvalidArgument, match="cursor: not a cursor that Scroll returned"):
+        db.scroll_page("fm", b"garbage", 10)
+    db.create_data_source("other", dimension=784, permanent_attributes={"id": "int64"},
+                          id_attributes=["id"])
+    db.upload("other", [Point(x[i], {"id": i}) for i in range(30)])
+    _, foreign = db.scroll_page("other", b"", 10)
+    assert foreign
+    with pytest.raises(InvalidArgument, match="cursor: it belongs to another data source than fm@1"):
+        db.scroll_page("fm", foreign, 10)
+    with pytest.raises(InvalidArgument, match=r'filter.condition.range: attribute "id" is a permanent'):
+        db.count("other", Attr("id") > EPOCH)
+    from hilbertdb import NotFound
+    with pytest.raises(NotFound):
+        db.count("nope")
+    db.drop_data_source("other")
+
+
+def test_find_similar_takes_a_filter(make_server, tmp_path):
+    """The model-space finds take the same filter: hits of FindSimilarImage and
+    FindSimilarById all pass it, and a bad one is named."""
+    from hilbertdb import ImageInput
+    from hilbertdb.datasets import load_fashion_mnist
+    from model_fixtures import FMNIST_MEAN, FMNIST_STD, MODELS_DIR, png_bytes, write_config
+    s = make_server(config=write_config(tmp_path / "hilbertd.yaml", [], models_dir=MODELS_DIR))
+    db = client(s)
+    db.create_model_space("mlp", "fmnist_mlp.pt", output_dim=32,
+                          input=ImageInput(28, 28, 1, mean=[FMNIST_MEAN], std=[FMNIST_STD]),
+                          permanent_attributes={"label": "int64"})
+    images, labels = load_fashion_mnist("test")
+    seq = None
+    for i in range(60):
+        seq = db.add_image(f"i{i}", png_bytes(images[i]), "mlp",
+                           attributes={"label": int(labels[i]), "n": i})
+    threes = {f"i{i}" for i in range(60) if labels[i] == 3}
+    f = (Attr("label") == 3) & (Attr("n") >= 0)
+    hits = db.find_similar_image(png_bytes(images[0]), "mlp", k=50, filter=f, min_seq=seq)["mlp"]
+    assert {h.id for h in hits} == threes
+    hits = db.find_similar_by_id("i1", "mlp", k=3, filter=~(Attr("label") == 3))["mlp"]
+    assert len(hits) == 3 and not any(h.id in threes for h in hits)
+    with pytest.raises(InvalidArgument, match=r'filter.condition.equals: attribute "label"'):
+        db.find_similar_image(png_bytes(images[0]), "mlp", filter=Attr("label") == "three")
+    db.close()
