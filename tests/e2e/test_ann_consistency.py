@@ -99,7 +99,9 @@ def test_min_seq_wait_is_limited_by_max_wait_ms(make_server, tmp_path):
     with min_seq waits limits.max_wait_ms (300 ms here) and gets DEADLINE_EXCEEDED naming
     min_seq, although the client's own deadline is far longer. Once the index is READY the
     same search works."""
-    cfg = write_config(tmp_path / "wait.yaml", "limits:\n  max_wait_ms: 300\n")
+    # One build thread: the build's length does not shrink with the machine's cores.
+    cfg = write_config(tmp_path / "wait.yaml",
+                       "limits:\n  max_wait_ms: 300\nindex:\n  build_threads: 1\n")
     s = make_server(config=cfg)
     x, y = fmnist("train", 6000)
     create_source(s, source_spec("fm", 784, [("id", INT64), ("label", INT64)], ["id"]))

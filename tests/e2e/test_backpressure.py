@@ -176,7 +176,9 @@ def test_a_stop_ends_the_waits_at_once(make_server, tmp_path):
     never comes: both answer UNAVAILABLE at once (their own waits would last 10 minutes, and so
     would the grace), nothing of the upload is written, and the server exits 0."""
     bound = 100
-    s = make_server(config=config(tmp_path, dict(max_lag_entries=bound, max_lag_ms=0),
+    # One build thread: how long the backlog takes does not shrink with the machine's cores.
+    s = make_server(config=config(tmp_path, dict(max_lag_entries=bound, max_lag_ms=0,
+                                                 build_threads=1),
                                   limits=dict(max_wait_ms=600000)))
     (tmp_path / "hilbertd.yaml").write_text((tmp_path / "hilbertd.yaml").read_text() +
                                             "server:\n  shutdown_grace_ms: 600000\n")
@@ -196,8 +198,9 @@ def test_a_stop_ends_the_waits_at_once(make_server, tmp_path):
         except grpc.RpcError as e:
             outcome[name] = (e.code(), e.details())
 
-    # A backlog of thousands of entries takes this index seconds to apply, on any machine.
-    nid, last = lag_of_at_least(s, 2000, rng, 0)
+    # A backlog of 4000+ entries takes this index (256-d, ef_construction 400, one thread)
+    # seconds to apply, on any machine.
+    nid, last = lag_of_at_least(s, 4000, rng, 0, n=4000)
     one = points(rng, 10**6, 1)
     up = threading.Thread(target=call, args=("upload", lambda: pts.Upload(
         points_pb2.UploadRequest(data_source=ds_ref("s"), points=one), timeout=900)))
