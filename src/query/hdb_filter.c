@@ -5,19 +5,8 @@
 
 #include "hdb_err.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-/* Writes path + a formatted suffix into out (cut short when it does not fit). */
-static void path_join(char *out, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void path_join(char *out, size_t cap, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-}
 
 /* ---------------------------------------------------------------- check */
 
@@ -75,9 +64,9 @@ static int check_condition(check_ctx *c, const hdb_filter *f, const char *path) 
                             HDB_FILTER_MAX_VALUES);
         for (size_t i = 0; i < f->nvalues; i++) {
             if (eq)
-                path_join(sub, sizeof sub, "%s.equals", path);
+                hdb_pathf(sub, sizeof sub, "%s.equals", path);
             else
-                path_join(sub, sizeof sub, "%s.one_of.values[%zu]", path, i);
+                hdb_pathf(sub, sizeof sub, "%s.one_of.values[%zu]", path, i);
             hdb_attr_type t = f->values[i].type;
             if (!eq_type_ok(t))
                 return hdb_errf(c->err, c->errlen, HDB_EINVAL,
@@ -89,7 +78,7 @@ static int check_condition(check_ctx *c, const hdb_filter *f, const char *path) 
         return HDB_OK;
     }
     case HDB_FILTER_RANGE: {
-        path_join(sub, sizeof sub, "%s.range", path);
+        hdb_pathf(sub, sizeof sub, "%s.range", path);
         if (!f->has_lo && !f->has_hi)
             return hdb_errf(c->err, c->errlen, HDB_EINVAL, "%s: needs gt, gte, lt or lte", sub);
         const hdb_value *ends[2] = {f->has_lo ? &f->lo : NULL, f->has_hi ? &f->hi : NULL};
@@ -134,20 +123,20 @@ static int check_node(check_ctx *c, const hdb_filter *f, const char *path, int d
             return hdb_errf(c->err, c->errlen, HDB_EINVAL, "%s.%s.filters: needs at least one "
                             "filter", path, kind);
         for (size_t i = 0; i < f->nkids; i++) {
-            path_join(sub, sizeof sub, "%s.%s.filters[%zu]", path, kind, i);
+            hdb_pathf(sub, sizeof sub, "%s.%s.filters[%zu]", path, kind, i);
             int rc = check_node(c, &f->kids[i], sub, depth + 1);
             if (rc != HDB_OK) return rc;
         }
         return HDB_OK;
     }
     case HDB_FILTER_NOT:
-        path_join(sub, sizeof sub, "%s.negate", path);
+        hdb_pathf(sub, sizeof sub, "%s.negate", path);
         return check_node(c, &f->kids[0], sub, depth + 1);
     case HDB_FILTER_EQUALS:
     case HDB_FILTER_ONE_OF:
     case HDB_FILTER_RANGE:
     case HDB_FILTER_EXISTS:
-        path_join(sub, sizeof sub, "%s.condition", path);
+        hdb_pathf(sub, sizeof sub, "%s.condition", path);
         return check_condition(c, f, sub);
     }
     return hdb_errf(c->err, c->errlen, HDB_EINVAL, "%s: one of all, any, negate or condition is "

@@ -6,7 +6,6 @@
 #include "hdb_arena.h"
 #include "hdb_err.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -207,16 +206,6 @@ Hilbert__V1__Vector *hdb_codec_vector_out(const float *vec, uint32_t dim, hdb_ar
 
 /* ---------------------------------------------------------------- filters */
 
-/* Writes path + a formatted suffix into out (cut short when it does not fit). */
-static void path_join(char *out, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void path_join(char *out, size_t cap, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-}
-
 static int filter_in(const Hilbert__V1__Filter *in, uint32_t max_value_bytes, const char *path,
                      int depth, hdb_arena *arena, hdb_filter *out, char *err, size_t errlen);
 
@@ -230,7 +219,7 @@ static int range_end_in(const Hilbert__V1__AttributeValue *lo_or_hi_excl,
                         incl_name);
     const Hilbert__V1__AttributeValue *b = lo_or_hi_excl ? lo_or_hi_excl : incl;
     if (b == NULL) return HDB_OK;
-    path_join(sub, sizeof sub, "%s.%s", path, lo_or_hi_excl ? excl_name : incl_name);
+    hdb_pathf(sub, sizeof sub, "%s.%s", path, lo_or_hi_excl ? excl_name : incl_name);
     *has = true;
     *inclusive = incl != NULL;
     return hdb_codec_value_in(b, max_value_bytes, sub, v, err, errlen);
@@ -244,7 +233,7 @@ static int condition_in(const Hilbert__V1__Condition *in, uint32_t max_value_byt
     switch (in->test_case) {
     case HILBERT__V1__CONDITION__TEST_EQUALS: {
         hdb_value *v = hdb_arena_alloc(arena, sizeof *v);
-        path_join(sub, sizeof sub, "%s.equals", path);
+        hdb_pathf(sub, sizeof sub, "%s.equals", path);
         out->op = HDB_FILTER_EQUALS;
         out->values = v;
         out->nvalues = 1;
@@ -260,7 +249,7 @@ static int condition_in(const Hilbert__V1__Condition *in, uint32_t max_value_byt
         out->values = v;
         out->nvalues = n;
         for (size_t i = 0; i < n; i++) {
-            path_join(sub, sizeof sub, "%s.one_of.values[%zu]", path, i);
+            hdb_pathf(sub, sizeof sub, "%s.one_of.values[%zu]", path, i);
             int rc = hdb_codec_value_in(in->one_of->values[i], max_value_bytes, sub, &v[i], err,
                                         errlen);
             if (rc != HDB_OK) return rc;
@@ -269,7 +258,7 @@ static int condition_in(const Hilbert__V1__Condition *in, uint32_t max_value_byt
     }
     case HILBERT__V1__CONDITION__TEST_RANGE: {
         const Hilbert__V1__Range *r = in->range;
-        path_join(sub, sizeof sub, "%s.range", path);
+        hdb_pathf(sub, sizeof sub, "%s.range", path);
         out->op = HDB_FILTER_RANGE;
         int rc = range_end_in(r->gt, r->gte, sub, "gt", "gte", max_value_bytes, &out->has_lo,
                               &out->lo_incl, &out->lo, err, errlen);
@@ -299,7 +288,7 @@ static int list_in(const Hilbert__V1__FilterList *in, uint32_t max_value_bytes, 
     out->kids = kids;
     out->nkids = n;
     for (size_t i = 0; i < n; i++) {
-        path_join(sub, sizeof sub, "%s.filters[%zu]", path, i);
+        hdb_pathf(sub, sizeof sub, "%s.filters[%zu]", path, i);
         int rc = filter_in(in->filters[i], max_value_bytes, sub, depth + 1, arena, &kids[i], err,
                            errlen);
         if (rc != HDB_OK) return rc;
@@ -318,7 +307,7 @@ static int filter_in(const Hilbert__V1__Filter *in, uint32_t max_value_bytes, co
     case HILBERT__V1__FILTER__KIND_ANY: {
         bool all = in->kind_case == HILBERT__V1__FILTER__KIND_ALL;
         out->op = all ? HDB_FILTER_ALL : HDB_FILTER_ANY;
-        path_join(sub, sizeof sub, "%s.%s", path, all ? "all" : "any");
+        hdb_pathf(sub, sizeof sub, "%s.%s", path, all ? "all" : "any");
         return list_in(all ? in->all : in->any, max_value_bytes, sub, depth, arena, out, err,
                        errlen);
     }
@@ -327,11 +316,11 @@ static int filter_in(const Hilbert__V1__Filter *in, uint32_t max_value_bytes, co
         out->op = HDB_FILTER_NOT;
         out->kids = kid;
         out->nkids = 1;
-        path_join(sub, sizeof sub, "%s.negate", path);
+        hdb_pathf(sub, sizeof sub, "%s.negate", path);
         return filter_in(in->negate, max_value_bytes, sub, depth + 1, arena, kid, err, errlen);
     }
     case HILBERT__V1__FILTER__KIND_CONDITION:
-        path_join(sub, sizeof sub, "%s.condition", path);
+        hdb_pathf(sub, sizeof sub, "%s.condition", path);
         return condition_in(in->condition, max_value_bytes, sub, arena, out, err, errlen);
     default:
         return hdb_errf(err, errlen, HDB_EINVAL,

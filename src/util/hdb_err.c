@@ -41,6 +41,13 @@ int hdb_errf(char *err, size_t errlen, int rc, const char *fmt, ...) {
     return rc;
 }
 
+void hdb_pathf(char *out, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+}
+
 int hdb_err_prefix(char *err, size_t errlen, int rc, const char *fmt, ...) {
     if (err == NULL || errlen == 0) return rc;
     char prefix[256];

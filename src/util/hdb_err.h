@@ -50,6 +50,10 @@ const char *hdb_strerror(int rc);
 int hdb_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Formats a field path for messages into out (cap bytes, cut short when it does not fit),
+ * e.g. hdb_pathf(sub, sizeof sub, "%s.filters[%zu]", path, i). */
+void hdb_pathf(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Prepends "prefix" to the message already in err, e.g. turning "must be > 0" into
  * "points[3].vector: must be > 0". Keeps the result within errlen. Returns rc unchanged. */
 int hdb_err_prefix(char *err, size_t errlen, int rc, const char *fmt, ...)
