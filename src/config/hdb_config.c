@@ -97,6 +97,8 @@ static const key_spec key_table[] = {
     {"limits.max_dimension", SYN_INTEGER, ST_U32, OFF(max_dimension), 1, 1048576, NULL},
     {"limits.max_points_per_upload", SYN_INTEGER, ST_U32, OFF(max_points_per_upload), 1, 1000000,
      NULL},
+    {"limits.max_points_per_delete", SYN_INTEGER, ST_U32, OFF(max_points_per_delete), 1,
+     100000000, NULL},
     {"limits.max_scan_points", SYN_INTEGER, ST_U32, OFF(max_scan_points), 1, 1000000000, NULL},
     {"limits.max_query_vectors", SYN_INTEGER, ST_U32, OFF(max_query_vectors), 1, 1000000, NULL},
     {"limits.max_k", SYN_INTEGER, ST_U32, OFF(max_k), 1, 1000000, NULL},
@@ -172,6 +174,7 @@ void hdb__config_fill_defaults(hdb_config *c) {
     c->max_dimension = 65536;
     c->max_points_per_upload = 10000;
     c->max_scan_points = 1000000;
+    c->max_points_per_delete = 1000000;
     c->max_query_vectors = 10000;
     c->max_k = 10000;
     c->max_results = 1000000;

@@ -83,6 +83,7 @@ typedef struct hdb_config {
     uint32_t max_dimension;         /* largest dense dimension; default 65536 */
     uint32_t max_points_per_upload; /* points per Upload and ids per Get; default 10000 */
     uint32_t max_scan_points;       /* stored points one Scroll call reads; default 1000000 */
+    uint32_t max_points_per_delete; /* points one DeleteByFilter may delete; default 1000000 */
     uint32_t max_query_vectors;     /* query vectors per Search; default 10000 */
     uint32_t max_k;                 /* largest k; default 10000 */
     uint32_t max_results;           /* query vectors x k in one Search; default 1000000 */

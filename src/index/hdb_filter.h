@@ -3,9 +3,10 @@
  * attributes (equals, one of, ranges, exists), checked against a data source's permanent
  * attributes and evaluated on points.
  *
- * The server's codec builds a tree from a hilbert.v1.Filter; the query layer checks it once
- * per request (hdb_filter_check) and evaluates it on every candidate point (hdb_filter_eval).
- * A tree and everything it points to belong to whoever built it (the request's arena); this
+ * It sits in the index layer, below both readers of it: the server's codec builds a tree from
+ * a hilbert.v1.Filter, the query layer checks it once per request (hdb_filter_check) and
+ * evaluates it on every candidate point (hdb_filter_eval), and the ingest layer evaluates it
+ * for DeleteByFilter. A tree and everything it points to belong to whoever built it (the request's arena); this
  * module never allocates.
  *
  * Semantics: a point that lacks an attribute fails every condition on it except

@@ -8,6 +8,7 @@
 #include "hdb_config.h"
 #include "hdb_err.h"
 #include "hdb_log.h"
+#include "hdb_mem.h"
 #include "hdb_table.h"
 
 #include <stdio.h>
@@ -233,6 +234,228 @@ int hdb_ingest_upload_each(hdb_catalog *cat, hdb_source *const *srcs, const hdb_
     }
     for (size_t i = 0; i < nsrc; i++) seqs[i] = jobs[i].job.first_seq;
     return HDB_OK;
+}
+
+/* ---------------------------------------------------------------- payload changes */
+
+typedef struct {
+    hdb_table_job job;
+    hdb_source *src;
+    hdb_attr *const *ids;
+    const uint32_t *nids;
+    size_t n;
+    const hdb_payload_change *ch;
+    uint32_t max_attrs;
+    hdb_arena *arena;
+} payload_job;
+
+static bool unset_has(const hdb_payload_change *ch, const char *name) {
+    for (size_t i = 0; i < ch->nunset; i++)
+        if (strcmp(ch->unset[i], name) == 0) return true;
+    return false;
+}
+
+/* The stored attributes (sorted) with ch applied, into arena; sorted by name. */
+static hdb_attr *merge_payload(const hdb_point *old, const hdb_payload_change *ch,
+                               hdb_arena *arena, uint32_t *nout) {
+    hdb_attr *out = hdb_arena_alloc(arena, (old->nattrs + ch->nset + 1) * sizeof *out);
+    uint32_t i = 0, j = 0, n = 0;
+    while (i < old->nattrs || j < ch->nset) {
+        int c = i == old->nattrs ? 1 : j == ch->nset ? -1
+                                                    : strcmp(old->attrs[i].name, ch->set[j].name);
+        const hdb_attr *a = c < 0 ? &old->attrs[i++] : &ch->set[j++];
+        if (c == 0) i++; /* replaced */
+        if (!unset_has(ch, a->name)) out[n++] = *a;
+    }
+    *nout = n;
+    return out;
+}
+
+static int payload_prepare(hdb_table_job *job, hdb_table_txn *tx, uint64_t first_seq,
+                           uint64_t *nseq, char *err, size_t errlen) {
+    payload_job *u = (payload_job *)job;
+    if (hdb_source_dropped(u->src))
+        return hdb_errf(err, errlen, HDB_ENOTFOUND, "data_source: %s does not exist",
+                        hdb_source_label(u->src));
+    for (size_t i = 0; i < u->n; i++) {
+        hdb_point probe = {.attrs = u->ids[i], .nattrs = u->nids[i]};
+        hdb_row old;
+        int rc = hdb_table_txn_find(tx, &probe, u->arena, &old, err, errlen);
+        if (rc != HDB_OK) return rc;
+        if (!old.found)
+            return hdb_errf(err, errlen, HDB_ENOTFOUND,
+                            "ids[%zu]: no point of %s has these id attributes; nothing was "
+                            "changed", i, hdb_source_label(u->src));
+        hdb_point p = old.rec.point;
+        p.attrs = merge_payload(&old.rec.point, u->ch, u->arena, &p.nattrs);
+        if (p.nattrs > u->max_attrs)
+            return hdb_errf(err, errlen, HDB_ELIMIT,
+                            "payload: ids[%zu] would carry %u attributes, over "
+                            "limits.max_attributes (%u)", i, p.nattrs, u->max_attrs);
+        hdb_table_txn_upsert(tx, first_seq + i, &p, &old);
+    }
+    *nseq = u->n;
+    return HDB_OK;
+}
+
+int hdb_ingest_change_payload(hdb_catalog *cat, hdb_source *src, const hdb_config *cfg,
+                              int64_t deadline_ns, hdb_attr *const *ids, const uint32_t *nids,
+                              size_t n, const hdb_payload_change *ch, hdb_arena *arena,
+                              uint64_t *first_seq, uint64_t *last_seq, char *err,
+                              size_t errlen) {
+    if (n == 0) return hdb_errf(err, errlen, HDB_EINVAL, "ids: at least one id is required");
+    if (n > cfg->max_points_per_upload)
+        return hdb_errf(err, errlen, HDB_ELIMIT,
+                        "ids: %zu ids exceed limits.max_points_per_upload (%u)", n,
+                        cfg->max_points_per_upload);
+    const hdb_schema *s = hdb_source_schema(src);
+    for (size_t i = 0; i < n; i++) {
+        int rc = check_ids(src, ids[i], nids[i], i, err, errlen);
+        if (rc != HDB_OK) return rc;
+    }
+    for (uint32_t j = 0; j < ch->nset; j++)
+        for (size_t k = 0; k < s->nperm; k++)
+            if (strcmp(ch->set[j].name, s->perm[k].name) == 0)
+                return hdb_errf(err, errlen, HDB_EINVAL,
+                                "payload[\"%s\"]: is a permanent attribute of %s; permanent "
+                                "attributes never change",
+                                ch->set[j].name, hdb_source_label(src));
+    for (size_t j = 0; j < ch->nunset; j++) {
+        if (ch->unset[j][0] == '\0')
+            return hdb_errf(err, errlen, HDB_EINVAL, "keys[%zu]: an attribute name is required",
+                            j);
+        for (size_t k = 0; k < s->nperm; k++)
+            if (strcmp(ch->unset[j], s->perm[k].name) == 0)
+                return hdb_errf(err, errlen, HDB_EINVAL,
+                                "keys[%zu]: \"%s\" is a permanent attribute of %s; permanent "
+                                "attributes cannot be removed",
+                                j, ch->unset[j], hdb_source_label(src));
+    }
+    if (ch->nset == 0 && ch->nunset == 0)
+        return hdb_errf(err, errlen, HDB_EINVAL, "%s: at least one attribute is required",
+                        ch->field);
+    payload_job u = {.job = {.prepare = payload_prepare},
+                     .src = src,
+                     .ids = ids,
+                     .nids = nids,
+                     .n = n,
+                     .ch = ch,
+                     .max_attrs = cfg->max_attributes,
+                     .arena = arena};
+    int rc = hdb_catalog_admit_write(cat, src, deadline_ns, err, errlen);
+    if (rc != HDB_OK) return rc;
+    rc = hdb_table_commit(hdb_source_table(src), &u.job);
+    if (rc != HDB_OK) return hdb_errf(err, errlen, rc, "%s", u.job.err);
+    *first_seq = u.job.first_seq;
+    *last_seq = u.job.first_seq + u.job.nseq - 1;
+    return HDB_OK;
+}
+
+/* ---------------------------------------------------------------- delete by filter */
+
+typedef struct {
+    hdb_table_job job;
+    hdb_source *src;
+    const hdb_filter *where;
+    hdb_point *tombs; /* the id attributes of the points that passed in the snapshot */
+    size_t n;
+    hdb_arena *arena;
+} delete_job;
+
+static int delete_prepare(hdb_table_job *job, hdb_table_txn *tx, uint64_t first_seq,
+                          uint64_t *nseq, char *err, size_t errlen) {
+    delete_job *d = (delete_job *)job;
+    if (hdb_source_dropped(d->src))
+        return hdb_errf(err, errlen, HDB_ENOTFOUND, "data_source: %s does not exist",
+                        hdb_source_label(d->src));
+    uint64_t used = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        hdb_row old;
+        int rc = hdb_table_txn_find(tx, &d->tombs[i], d->arena, &old, err, errlen);
+        if (rc != HDB_OK) return rc;
+        /* Changed since the snapshot so that it no longer passes, or gone: left alone. */
+        if (!old.found ||
+            !hdb_filter_eval(d->where, old.rec.point.attrs, old.rec.point.nattrs))
+            continue;
+        hdb_table_txn_delete(tx, first_seq + used++, &d->tombs[i], &old);
+    }
+    *nseq = used;
+    return HDB_OK;
+}
+
+/* Copies the id attributes of a stored point into a tombstone in arena. */
+static void tomb_of(const hdb_schema *s, const hdb_point *p, hdb_arena *arena, hdb_point *out) {
+    hdb_attr *ids = hdb_arena_alloc(arena, (s->nid ? s->nid : 1) * sizeof *ids);
+    uint32_t n = 0;
+    for (size_t j = 0; j < s->nid; j++) {
+        const hdb_attr *a = hdb_attr_find(p->attrs, p->nattrs, s->id[j]->name, true);
+        if (a == NULL) continue; /* cannot happen for a stored point */
+        ids[n] = *a;
+        ids[n].name = s->id[j]->name;
+        if (a->value.type == HDB_ATTR_STRING || a->value.type == HDB_ATTR_BYTES)
+            ids[n].value.u.s.p = hdb_arena_memdup(arena, a->value.u.s.p, a->value.u.s.n);
+        n++;
+    }
+    hdb_attrs_sort(ids, n);
+    *out = (hdb_point){.attrs = ids, .nattrs = n, .deleted = true};
+}
+
+int hdb_ingest_delete_by_filter(hdb_catalog *cat, hdb_source *src, const hdb_config *cfg,
+                                int64_t deadline_ns, const hdb_filter *where,
+                                const hdb_stop *stop, hdb_arena *arena, uint64_t *deleted,
+                                uint64_t *first_seq, uint64_t *last_seq, char *err,
+                                size_t errlen) {
+    const hdb_schema *s = hdb_source_schema(src);
+    hdb_table *t = hdb_source_table(src);
+    *deleted = *first_seq = *last_seq = 0;
+    /* The points that pass in a snapshot; their ids are kept, their records are not. */
+    enum { CHUNK = 256 };
+    hdb_row rows[CHUNK];
+    size_t cap = 1024, n = 0, got;
+    hdb_point *tombs = hdb_malloc(cap * sizeof *tombs);
+    hdb_snap *snap = hdb_table_snapshot(t, NULL);
+    hdb_arena *scratch = hdb_arena_create(1 << 16);
+    uint64_t cursor = 0;
+    int rc = HDB_OK;
+    do {
+        hdb_arena_reset(scratch);
+        if ((rc = hdb_stop_check(stop, "delete", err, errlen)) != HDB_OK) break;
+        rc = hdb_table_scan(t, snap, &cursor, CHUNK, scratch, rows, &got, err, errlen);
+        for (size_t i = 0; rc == HDB_OK && i < got; i++) {
+            const hdb_point *p = &rows[i].rec.point;
+            if (!hdb_filter_eval(where, p->attrs, p->nattrs)) continue;
+            if (n == cfg->max_points_per_delete) {
+                rc = hdb_errf(err, errlen, HDB_ELIMIT,
+                              "filter: more than limits.max_points_per_delete (%u) points "
+                              "pass; nothing was deleted (narrow the filter and call again)",
+                              cfg->max_points_per_delete);
+                break;
+            }
+            if (n == cap) tombs = hdb_realloc(tombs, (cap *= 2) * sizeof *tombs);
+            tomb_of(s, p, arena, &tombs[n++]);
+        }
+    } while (rc == HDB_OK && got > 0);
+    hdb_arena_free(scratch);
+    hdb_table_snapshot_release(t, snap);
+    if (rc == HDB_OK && n > 0) rc = hdb_catalog_admit_write(cat, src, deadline_ns, err, errlen);
+    if (rc == HDB_OK && n > 0) {
+        delete_job d = {.job = {.prepare = delete_prepare},
+                        .src = src,
+                        .where = where,
+                        .tombs = tombs,
+                        .n = n,
+                        .arena = arena};
+        rc = hdb_table_commit(t, &d.job);
+        if (rc != HDB_OK) {
+            rc = hdb_errf(err, errlen, rc, "%s", d.job.err);
+        } else if (d.job.nseq > 0) {
+            *deleted = d.job.nseq;
+            *first_seq = d.job.first_seq;
+            *last_seq = d.job.first_seq + d.job.nseq - 1;
+        }
+    }
+    hdb_free(tombs);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- reads */

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hdb_clock.h"
+#include "hdb_filter.h"
 #include "hdb_table.h"
 #include "hdb_types.h"
 
@@ -53,6 +55,39 @@ int hdb_ingest_upload_each(hdb_catalog *cat, hdb_source *const *srcs, const hdb_
                            size_t nsrc, const hdb_config *cfg, int64_t deadline_ns,
                            hdb_arena *arena, uint64_t *seqs, size_t *failed, char *err,
                            size_t errlen);
+
+/* A payload change (SetPayload, DeletePayload): the attributes to set (sorted by name, none
+ * permanent), then the names to remove. */
+typedef struct {
+    const hdb_attr *set;
+    uint32_t nset;
+    const char *const *unset;
+    size_t nunset;
+    const char *field; /* the request field messages name when both are empty */
+} hdb_payload_change;
+
+/* Applies ch to the n points named by ids (as for hdb_ingest_get): each gets a new version,
+ * its stored vector and permanent attributes with the payload changed, one seq each, all in
+ * one atomic write after admission (as for hdb_ingest_upload). Errors: those of the ids'
+ * checks; HDB_EINVAL 'payload["x"]: ... permanent attribute' or 'keys[j]: ...'; HDB_ENOTFOUND
+ * 'ids[i]: no point ...' (nothing written); HDB_ELIMIT when a point would carry more than
+ * limits.max_attributes attributes; the write's. */
+int hdb_ingest_change_payload(hdb_catalog *cat, hdb_source *src, const hdb_config *cfg,
+                              int64_t deadline_ns, hdb_attr *const *ids, const uint32_t *nids,
+                              size_t n, const hdb_payload_change *ch, hdb_arena *arena,
+                              uint64_t *first_seq, uint64_t *last_seq, char *err,
+                              size_t errlen);
+
+/* Deletes the points of src that pass where (checked by the caller against the schema): the
+ * ones that pass in a snapshot taken first, and still pass when the write commits, as
+ * tombstones with consecutive seqs in one atomic write. *deleted is how many; *first_seq ..
+ * *last_seq their seqs (0 and 0 when none). More than limits.max_points_per_delete passing:
+ * HDB_ELIMIT and nothing is deleted. stop ends the scan (HDB_ETIMEOUT, HDB_ECANCELLED). */
+int hdb_ingest_delete_by_filter(hdb_catalog *cat, hdb_source *src, const hdb_config *cfg,
+                                int64_t deadline_ns, const hdb_filter *where,
+                                const hdb_stop *stop, hdb_arena *arena, uint64_t *deleted,
+                                uint64_t *first_seq, uint64_t *last_seq, char *err,
+                                size_t errlen);
 
 /* Reads n points by id attributes from one consistent snapshot. ids[i] (nids[i] attributes,
  * sorted by name) must hold exactly the source's id attributes with their types; errors name

@@ -58,6 +58,23 @@ done:
     return rc;
 }
 
+/* Decodes n PointIds into ids/nids (arena arrays of n). */
+static int ids_in(hdb_rpc *rpc, Hilbert__V1__PointId *const *in, size_t n, hdb_attr **ids,
+                  uint32_t *nids, char *err, size_t errlen) {
+    const hdb_config *cfg = rpc->config;
+    for (size_t i = 0; i < n; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "ids[%zu].id_attributes", i);
+        hdb_kv *kv;
+        HDB_KV_VIEW(rpc->arena, in[i]->id_attributes, in[i]->n_id_attributes, kv);
+        int rc = hdb_codec_attrs_in(kv, in[i]->n_id_attributes, cfg->max_attributes,
+                                    cfg->max_value_bytes, what, rpc->arena, &ids[i], &nids[i],
+                                    err, errlen);
+        if (rc != HDB_OK) return rc;
+    }
+    return HDB_OK;
+}
+
 /* Refuses a Get whose reply (n points with their vectors and permanent attributes, at their
  * smallest) could not be sent, or whose records would take more than
  * limits.max_call_memory_bytes, before reading anything. */
@@ -122,16 +139,7 @@ static int get(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
         goto done;
     }
     if ((rc = get_cost_check(cfg, hdb_source_schema(src), n, err, errlen)) != HDB_OK) goto done;
-    for (size_t i = 0; i < n; i++) {
-        char what[64];
-        snprintf(what, sizeof what, "ids[%zu].id_attributes", i);
-        const Hilbert__V1__PointId *pid = req->ids[i];
-        hdb_kv *kv;
-        HDB_KV_VIEW(a, pid->id_attributes, pid->n_id_attributes, kv);
-        rc = hdb_codec_attrs_in(kv, pid->n_id_attributes, cfg->max_attributes,
-                                cfg->max_value_bytes, what, a, &ids[i], &nids[i], err, errlen);
-        if (rc != HDB_OK) goto done;
-    }
+    if ((rc = ids_in(rpc, req->ids, n, ids, nids, err, errlen)) != HDB_OK) goto done;
     rc = hdb_ingest_get(src, cfg, ids, nids, n, a, res, err, errlen);
     if (rc != HDB_OK) goto done;
 
@@ -244,6 +252,90 @@ static int scroll(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **re
     return rc;
 }
 
+/* SetPayload and DeletePayload: the ids, then the change; answers with the seqs. */
+static int change_payload(hdb_rpc *rpc, const Hilbert__V1__DataSourceRef *ref,
+                          Hilbert__V1__PointId *const *in, size_t n, hdb_payload_change *ch,
+                          ProtobufCMessage **resp, char *err, size_t errlen) {
+    const hdb_config *cfg = rpc->config;
+    hdb_source *src;
+    int rc = lookup_source(rpc, ref, &src, err, errlen);
+    if (rc != HDB_OK) return rc;
+    hdb_attr **ids = hdb_arena_alloc(rpc->arena, (n ? n : 1) * sizeof *ids);
+    uint32_t *nids = hdb_arena_alloc(rpc->arena, (n ? n : 1) * sizeof *nids);
+    uint64_t first, last;
+    if (n > cfg->max_points_per_upload)
+        rc = hdb_errf(err, errlen, HDB_ELIMIT,
+                      "ids: %zu ids exceed limits.max_points_per_upload (%u)", n,
+                      cfg->max_points_per_upload);
+    if (rc == HDB_OK) rc = ids_in(rpc, in, n, ids, nids, err, errlen);
+    if (rc == HDB_OK)
+        rc = hdb_ingest_change_payload(rpc->catalog, src, cfg, rpc->deadline_ns, ids, nids, n, ch,
+                                       rpc->arena, &first, &last, err, errlen);
+    if (rc == HDB_OK) {
+        Hilbert__V1__UploadResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
+        hilbert__v1__upload_response__init(r);
+        r->first_seq = first;
+        r->last_seq = last;
+        *resp = &r->base;
+    }
+    hdb_source_unref(src);
+    return rc;
+}
+
+static int set_payload(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                       char *err, size_t errlen) {
+    const Hilbert__V1__SetPayloadRequest *req = (const void *)m;
+    const hdb_config *cfg = rpc->config;
+    hdb_kv *kv;
+    hdb_attr *set;
+    hdb_payload_change ch = {.field = "payload"};
+    HDB_KV_VIEW(rpc->arena, req->payload, req->n_payload, kv);
+    int rc = hdb_codec_attrs_in(kv, req->n_payload, cfg->max_attributes, cfg->max_value_bytes,
+                                "payload", rpc->arena, &set, &ch.nset, err, errlen);
+    if (rc != HDB_OK) return rc;
+    ch.set = set;
+    return change_payload(rpc, req->data_source, req->ids, req->n_ids, &ch, resp, err, errlen);
+}
+
+static int delete_payload(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                          char *err, size_t errlen) {
+    const Hilbert__V1__DeletePayloadRequest *req = (const void *)m;
+    hdb_payload_change ch = {
+        .unset = (const char *const *)req->keys, .nunset = req->n_keys, .field = "keys"};
+    if (req->n_keys > rpc->config->max_attributes)
+        return hdb_errf(err, errlen, HDB_EINVAL, "keys: %zu names exceed limits.max_attributes "
+                        "(%u)", req->n_keys, rpc->config->max_attributes);
+    return change_payload(rpc, req->data_source, req->ids, req->n_ids, &ch, resp, err, errlen);
+}
+
+static int delete_by_filter(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                            char *err, size_t errlen) {
+    const Hilbert__V1__DeleteByFilterRequest *req = (const void *)m;
+    hdb_source *src;
+    int rc = lookup_source(rpc, req->data_source, &src, err, errlen);
+    if (rc != HDB_OK) return rc;
+    const hdb_filter *where = NULL;
+    uint64_t n = 0, first = 0, last = 0;
+    if (req->filter == NULL)
+        rc = hdb_errf(err, errlen, HDB_EINVAL,
+                      "filter: is required (to delete every point, drop the data source)");
+    if (rc == HDB_OK) rc = where_in(rpc, src, req->filter, &where, err, errlen);
+    if (rc == HDB_OK)
+        rc = hdb_ingest_delete_by_filter(rpc->catalog, src, rpc->config, rpc->deadline_ns, where,
+                                         hdb_rpc_stop(rpc), rpc->arena, &n, &first, &last, err,
+                                         errlen);
+    if (rc == HDB_OK) {
+        Hilbert__V1__DeleteByFilterResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
+        hilbert__v1__delete_by_filter_response__init(r);
+        r->deleted = n;
+        r->first_seq = first;
+        r->last_seq = last;
+        *resp = &r->base;
+    }
+    hdb_source_unref(src);
+    return rc;
+}
+
 #define SVC "hilbert.v1.Points"
 
 static const hdb_rpc_method methods[] = {
@@ -253,6 +345,12 @@ static const hdb_rpc_method methods[] = {
     {SVC, "Scroll", &hilbert__v1__scroll_request__descriptor, scroll, HDB_ROLE_READ,
      HDB_LANE_WORK},
     {SVC, "Count", &hilbert__v1__count_request__descriptor, count, HDB_ROLE_READ, HDB_LANE_WORK},
+    {SVC, "SetPayload", &hilbert__v1__set_payload_request__descriptor, set_payload,
+     HDB_ROLE_WRITE, HDB_LANE_WRITE},
+    {SVC, "DeletePayload", &hilbert__v1__delete_payload_request__descriptor, delete_payload,
+     HDB_ROLE_WRITE, HDB_LANE_WRITE},
+    {SVC, "DeleteByFilter", &hilbert__v1__delete_by_filter_request__descriptor,
+     delete_by_filter, HDB_ROLE_WRITE, HDB_LANE_WRITE},
 };
 
 const hdb_rpc_method *hdb_rpc_points_methods(size_t *n) {

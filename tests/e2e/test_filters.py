@@ -300,3 +300,90 @@ def test_find_similar_takes_a_filter(make_server, tmp_path):
     with pytest.raises(InvalidArgument, match=r'filter.condition.equals: attribute "label"'):
         db.find_similar_image(png_bytes(images[0]), "mlp", filter=Attr("label") == "three")
     db.close()
+
+
+def test_set_and_delete_payload(loaded):
+    """Payload changes by id, without the vectors: a new version of each point in one write,
+    which the index follows; permanent attributes and unknown ids are refused, whole."""
+    from hilbertdb import NotFound
+    s, db, x, q, up = loaded
+    db.create_data_source("pay", dimension=4, permanent_attributes={"id": "int64", "kind": "string"},
+                          id_attributes=["id"])
+    db.create_index("pay-flat", data_source="pay", algorithm=Flat(), metric="l2")
+    v = np.random.default_rng(3).random((100, 4), dtype=np.float32)
+    first = db.upload("pay", [Point(v[i], {"id": i, "kind": "k", "price": float(i)})
+                              for i in range(100)])
+    r = db.set_payload("pay", [1, 2, 3], {"price": 99.0, "tag": "new"})
+    assert (r.first_seq, r.last_seq) == (first.last_seq + 1, first.last_seq + 3)
+    got = db.get("pay", [1, 2, 3, 4])
+    for p, i in zip(got[:3], (1, 2, 3)):
+        np.testing.assert_array_equal(p.vector, v[i])
+        assert p.attributes == {"id": i, "kind": "k", "price": 99.0, "tag": "new"}
+        assert p.seq >= r.first_seq
+    assert got[3].attributes == {"id": 4, "kind": "k", "price": 4.0}
+    hits = db.search("pay-flat", v[0], k=10, filter=Attr("tag") == "new", min_seq=r)[0]
+    assert sorted(h.id for h in hits) == [1, 2, 3]
+    r2 = db.delete_payload("pay", [1], ["tag", "absent"])
+    assert db.get("pay", [1])[0].attributes == {"id": 1, "kind": "k", "price": 99.0}
+    hits = db.search("pay-flat", v[0], k=10, filter=Attr("tag").exists(), min_seq=r2)[0]
+    assert sorted(h.id for h in hits) == [2, 3]
+    # Refused whole: nothing of the call is written.
+    last = db.get_data_source("pay").last_seq
+    with pytest.raises(NotFound, match=r"ids\[1\]: no point of pay@1 has these id attributes"):
+        db.set_payload("pay", [5, 1000], {"price": 1.0})
+    with pytest.raises(InvalidArgument, match=r'payload\["kind"\]: is a permanent attribute'):
+        db.set_payload("pay", [5], {"kind": "z"})
+    with pytest.raises(InvalidArgument, match="payload: at least one attribute is required"):
+        db.set_payload("pay", [5], {})
+    with pytest.raises(InvalidArgument, match=r'keys\[0\]: "id" is a permanent attribute'):
+        db.delete_payload("pay", [5], ["id"])
+    with pytest.raises(InvalidArgument, match="keys: at least one attribute is required"):
+        db.delete_payload("pay", [5], [])
+    with pytest.raises(InvalidArgument, match=r'ids\[0\]\.id_attributes\["id"\]: has type string'):
+        db.set_payload("pay", [{"id": "5"}], {"price": 1.0})
+    assert db.get_data_source("pay").last_seq == last
+    assert db.get("pay", [5])[0].attributes["price"] == 5.0
+
+
+def test_delete_by_filter(loaded):
+    s, db, x, q, up = loaded
+    db.create_data_source("dbf", dimension=4, permanent_attributes={"id": "int64"},
+                          id_attributes=["id"])
+    db.create_index("dbf-flat", data_source="dbf", algorithm=Flat(), metric="l2")
+    v = np.random.default_rng(4).random((300, 4), dtype=np.float32)
+    db.upload("dbf", [Point(v[i], {"id": i, "b": i % 10}) for i in range(300)])
+    n, r = db.delete_by_filter("dbf", (Attr("b") >= 7) | (Attr("id") < 5))
+    # b in 7..9: 90 points; ids 0..4 (b 0..4) are not among them: 95.
+    assert n == 95 and r.last_seq - r.first_seq + 1 == n
+    assert db.count("dbf") == 300 - n
+    assert db.count("dbf", Attr("b") >= 7) == 0
+    hits = db.search("dbf-flat", v[:5], k=300, min_seq=r)
+    assert all(len(h) == 300 - n for h in hits)
+    assert all(hit.attributes["b"] < 7 and hit.id >= 5 for h in hits for hit in h)
+    # Nothing passes: nothing written.
+    last = db.get_data_source("dbf").last_seq
+    assert db.delete_by_filter("dbf", Attr("b") == 8) == (0, type(r)(0, 0))
+    assert db.get_data_source("dbf").last_seq == last
+    with pytest.raises(InvalidArgument, match=r"filter.condition.range: a range takes int64"):
+        db.delete_by_filter("dbf", Attr("id") > "x")
+    assert db.count("dbf") == 300 - n
+    from hilbert.v1 import points_pb2 as P
+    with expect_status(grpc.StatusCode.INVALID_ARGUMENT, "filter: is required"):
+        s.points.DeleteByFilter(P.DeleteByFilterRequest(
+            data_source=T.DataSourceRef(name="dbf", version="1")), timeout=TIMEOUT)
+
+
+def test_delete_by_filter_limit(make_server, tmp_path):
+    cfg = tmp_path / "hilbertd.yaml"
+    cfg.write_text("limits:\n  max_points_per_delete: 5\n")
+    db = client(make_server(config=cfg))
+    db.create_data_source("d", dimension=2, permanent_attributes={"id": "int64"},
+                          id_attributes=["id"])
+    db.upload("d", [Point([i, 0], {"id": i}) for i in range(10)])
+    from hilbertdb import ResourceExhausted
+    with pytest.raises(ResourceExhausted, match=r"more than limits.max_points_per_delete \(5\)"):
+        db.delete_by_filter("d", Attr("id") >= 0)
+    assert db.count("d") == 10
+    assert db.delete_by_filter("d", Attr("id") < 5)[0] == 5
+    assert db.count("d") == 5
+    db.close()

@@ -78,9 +78,9 @@ def test_readme_filter_examples_run_as_written(server):
     lines = out.splitlines()
     # 600 points, price i % 90 < 10 and i % 3 == 0: i % 90 in {0, 3, 6, 9}, 7 of each.
     assert lines[0].startswith("True 5 hnsw: "), out
-    assert lines[1:] == ["28", "400"], out
+    assert lines[1:] == ["28", "400", "26"], out
     raw = run_snippet(readme_block("The same filter in raw protobuf", "python"), server.port)
-    assert raw.split() == ["28"], raw
+    assert raw.split() == ["26"], raw
 
 
 def test_readme_aliases_example_runs_as_written(server):

@@ -108,6 +108,7 @@ static void assert_defaults(const hdb_config *c) {
     assert_int_equal(c->max_dimension, 65536);
     assert_int_equal(c->max_points_per_upload, 10000);
     assert_int_equal(c->max_scan_points, 1000000);
+    assert_int_equal(c->max_points_per_delete, 1000000);
     assert_int_equal(c->max_query_vectors, 10000);
     assert_int_equal(c->max_k, 10000);
     assert_int_equal(c->max_results, 1000000);

@@ -575,6 +575,43 @@ class Client:
                              deleted=r.point.is_deleted, seq=r.seq))
         return out
 
+    def set_payload(self, source: Ref, ids: Iterable[Any], payload: Mapping[str, Any],
+                    version: Optional[str] = None) -> UploadResult:
+        """Adds or replaces payload attributes of existing points (ids as for :meth:`delete`)
+        without resending their vectors: one new version per point, all in one atomic write.
+        Permanent attributes cannot be changed. Example:
+        ``db.set_payload("products", [7, 8], {"price": 39.5})``."""
+        ref = cv.source_ref(source, version)
+        req = P.SetPayloadRequest(data_source=ref)
+        for d in self._point_ids(ref, ids):
+            cv.attrs_in(d, req.ids.add().id_attributes)
+        cv.attrs_in(payload, req.payload)
+        resp = self._call(self._points.SetPayload, req)
+        return UploadResult(resp.first_seq, resp.last_seq)
+
+    def delete_payload(self, source: Ref, ids: Iterable[Any], keys: Iterable[str],
+                       version: Optional[str] = None) -> UploadResult:
+        """Removes payload attributes (by name) of existing points, as :meth:`set_payload`."""
+        ref = cv.source_ref(source, version)
+        req = P.DeletePayloadRequest(data_source=ref, keys=list(keys))
+        for d in self._point_ids(ref, ids):
+            cv.attrs_in(d, req.ids.add().id_attributes)
+        resp = self._call(self._points.DeletePayload, req)
+        return UploadResult(resp.first_seq, resp.last_seq)
+
+    def delete_by_filter(self, source: Ref, filter: Filter,
+                         version: Optional[str] = None) -> Tuple[int, UploadResult]:
+        """Deletes every point that passes ``filter``, in one atomic write. Returns (how many,
+        the tombstones' seqs; pass the latter as ``min_seq``). Example:
+        ``n, up = db.delete_by_filter("products", Attr("discontinued") == True)``."""
+        f = filter_in(filter)
+        if f is None:
+            raise ValueError("delete_by_filter: a filter is required (drop the data source to "
+                             "delete everything)")
+        req = P.DeleteByFilterRequest(data_source=cv.source_ref(source, version), filter=f)
+        resp = self._call(self._points.DeleteByFilter, req)
+        return int(resp.deleted), UploadResult(resp.first_seq, resp.last_seq)
+
     def count(self, source: Ref, filter: Optional[Filter] = None,
               version: Optional[str] = None) -> int:
         """The number of points of a data source that pass ``filter`` (all points when None),
