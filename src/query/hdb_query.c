@@ -390,7 +390,13 @@ static int filtered_one(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv
             passed++;
         }
         nt = hdb_topk_finish(&top);
-        if (nt >= kk || got < fetch) break; /* enough, or every point of the splits seen */
+        if (nt >= kk) break;
+        if (got < fetch) {
+            /* Every point of the splits seen, or an engine that came back short (an HNSW
+             * graph that does not reach every point): then the exact scan decides. */
+            exact = got < avail;
+            break;
+        }
         fetch *= 4;
     }
     hdb_free(hits);

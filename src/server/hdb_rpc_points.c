@@ -341,6 +341,8 @@ static int delete_by_filter(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMe
 static const hdb_rpc_method methods[] = {
     {SVC, "Upload", &hilbert__v1__upload_request__descriptor, upload, HDB_ROLE_WRITE,
      HDB_LANE_WRITE},
+    {SVC, "UploadStream", &hilbert__v1__upload_request__descriptor, upload, HDB_ROLE_WRITE,
+     HDB_LANE_WRITE, .stream = true},
     {SVC, "Get", &hilbert__v1__get_points_request__descriptor, get, HDB_ROLE_READ},
     {SVC, "Scroll", &hilbert__v1__scroll_request__descriptor, scroll, HDB_ROLE_READ,
      HDB_LANE_WORK},

@@ -27,6 +27,9 @@
  *              dropped: that sets `gone`, which hdb_rpc.stop reports to long work), then handles
  *              the call or queues it, and the handler starts the final batch (send initial
  *              metadata, message, status).
+ *   STREAM     (stream methods) a batch that sends the last response and receives the next
+ *              request is out; its completion queues the message on the method's pool, whose
+ *              handler answers it with the next such batch, or finishes the call.
  *   FINISHING  the final batch completed.
  * The ctx is freed when both batches have completed (`refs`). It passes from thread to thread
  * only through a lock or a gRPC completion, so its other fields need no lock of their own.
@@ -79,7 +82,7 @@
 
 /* The first int of every completion-queue tag says what it is. */
 enum { CALL_UNARY = 1, CALL_UNKNOWN = 2, TAG_CLOSE = 3 };
-enum { ST_REQUESTED = 1, ST_FINISHING = 2 };
+enum { ST_REQUESTED = 1, ST_FINISHING = 2, ST_STREAM = 3 };
 
 typedef struct call_ctx call_ctx;
 
@@ -115,6 +118,11 @@ struct call_ctx {
     hdb_park park;  /* while parked */
     bool ready;     /* parker thread: its park.ready said yes */
     call_ctx *next; /* in the parked list */
+    /* Stream methods: */
+    bool md_sent;                  /* the initial metadata went out with the first batch */
+    bool in_recv;                  /* waiting for the client's next message (streams_mu) */
+    uint32_t nmsg;                 /* request messages handled */
+    call_ctx *snext, *sprev;       /* in hdb_server.streams (streams_mu) */
 };
 
 /* A FIFO of calls and the handler threads that drain it (the model pool). */
@@ -163,6 +171,8 @@ struct hdb_server {
     hdb_metrics *metrics; /* per-method counters (hdb_metrics.h) */
     hdb_auth *auth;       /* the API keys; NULL: none configured, every call is let in */
     hdb_tls *tls;         /* the certificates; NULL: plaintext */
+    pthread_mutex_t streams_mu;
+    call_ctx *streams; /* open streams, so that a drain can end those waiting for a message */
 };
 
 int hdb_server_status_from_rc(int rc) {
@@ -242,7 +252,9 @@ static void post_request(hdb_server *s, int kind, size_t method) {
     grpc_call_error e;
     if (kind == CALL_UNARY)
         e = grpc_server_request_registered_call(s->srv, s->handles[method], &c->call, &c->deadline,
-                                                &c->md, &c->payload, s->cq, s->cq, c);
+                                                &c->md,
+                                                s->methods[method].stream ? NULL : &c->payload,
+                                                s->cq, s->cq, c);
     else
         e = grpc_server_request_call(s->srv, &c->call, &c->details, &c->md, s->cq, s->cq, c);
     if (e != GRPC_CALL_OK) {
@@ -272,37 +284,62 @@ static bool call_gone(const void *arg) {
     return atomic_load(&c->gone);
 }
 
+/* Takes a stream off hdb_server.streams (once; a call that never joined is left alone). */
+static void stream_unlink(call_ctx *c) {
+    hdb_server *s = c->s;
+    pthread_mutex_lock(&s->streams_mu);
+    if (c->sprev || s->streams == c) {
+        if (c->sprev)
+            c->sprev->snext = c->snext;
+        else
+            s->streams = c->snext;
+        if (c->snext) c->snext->sprev = c->sprev;
+        c->snext = c->sprev = NULL;
+    }
+    c->in_recv = false;
+    pthread_mutex_unlock(&s->streams_mu);
+}
+
+/* Packs resp into c->resp_bb for sending. Returns false (with the message in buf) when it is
+ * over server.max_send_message_bytes. */
+static bool pack_response(call_ctx *c, const ProtobufCMessage *resp, char *buf, size_t buflen) {
+    size_t size = protobuf_c_message_get_packed_size(resp);
+    if (size > c->s->cfg->max_send_message_bytes) {
+        snprintf(buf, buflen,
+                 "response: %zu bytes exceed server.max_send_message_bytes (%zu); ask for "
+                 "fewer results or raise the limit",
+                 size, c->s->cfg->max_send_message_bytes);
+        return false;
+    }
+    grpc_slice sl = grpc_slice_malloc(size);
+    protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(sl));
+    c->resp_bb = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    return true;
+}
+
 /* Sends the response (when code is OK) and the status, and moves the call to FINISHING. */
 static void finish(call_ctx *c, int code, const ProtobufCMessage *resp, const char *msg) {
     hdb_server *s = c->s;
     char buf[256];
-    if (code == GRPC_STATUS_OK && resp != NULL) {
-        size_t size = protobuf_c_message_get_packed_size(resp);
-        if (size > s->cfg->max_send_message_bytes) {
-            snprintf(buf, sizeof buf,
-                     "response: %zu bytes exceed server.max_send_message_bytes (%zu); ask for "
-                     "fewer results or raise the limit",
-                     size, s->cfg->max_send_message_bytes);
-            code = GRPC_STATUS_RESOURCE_EXHAUSTED;
-            msg = buf;
-        } else {
-            grpc_slice sl = grpc_slice_malloc(size);
-            protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(sl));
-            c->resp_bb = grpc_raw_byte_buffer_create(&sl, 1);
-            grpc_slice_unref(sl);
-        }
+    if (code == GRPC_STATUS_OK && resp != NULL && !pack_response(c, resp, buf, sizeof buf)) {
+        code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        msg = buf;
     }
     c->status_details = grpc_slice_from_copied_string(msg ? msg : "");
     c->have_status_details = true;
 
     if (c->kind == CALL_UNARY)
         hdb_metrics_observe(s->metrics, c->method, code, hdb_mono_ns() - c->start_ns);
+    if (s->methods[c->method].stream && c->kind == CALL_UNARY) stream_unlink(c);
     grpc_op ops[3];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
-    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[n].data.send_initial_metadata.count = 0;
-    n++;
+    if (!c->md_sent) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n].data.send_initial_metadata.count = 0;
+        n++;
+    }
     if (c->resp_bb) {
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n].data.send_message.send_message = c->resp_bb;
@@ -322,10 +359,17 @@ static void finish(call_ctx *c, int code, const ProtobufCMessage *resp, const ch
 }
 
 static void park(call_ctx *c);
+static void stream_next(call_ctx *c);
+static void handle_unary(call_ctx *c);
+static void pool_push(pool *p, call_ctx *c);
 
 /* Decodes the request into the call's arena (first attempt only). Returns false when the
  * call was finished with an error instead. */
-static bool decode(call_ctx *c) {
+static bool unpack(call_ctx *c, const char *prefix);
+
+/* The checks before a call's first message: its deadline, and its API key. Returns false
+ * when the call was finished with an error instead. */
+static bool admit(call_ctx *c) {
     hdb_server *s = c->s;
     const hdb_rpc_method *m = &s->methods[c->method];
     char err[ERRLEN];
@@ -348,7 +392,21 @@ static bool decode(call_ctx *c) {
         gpr_timespec left = gpr_time_sub(c->deadline, now);
         c->deadline_ns = hdb_mono_ns() + (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
     }
+    return true;
+}
 
+static bool decode(call_ctx *c) {
+    return admit(c) && unpack(c, "");
+}
+
+/* Decodes c->payload (then released) into c->req, in a new arena of the call. prefix goes
+ * before error messages ("batches[3]." in a stream). Returns false when the call was finished
+ * with an error instead. */
+static bool unpack(call_ctx *c, const char *prefix) {
+    hdb_server *s = c->s;
+    const hdb_rpc_method *m = &s->methods[c->method];
+    char err[ERRLEN];
+    int rc;
     grpc_byte_buffer_reader reader;
     if (c->payload == NULL || !grpc_byte_buffer_reader_init(&reader, c->payload)) {
         finish(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, "request: no message was sent");
@@ -356,6 +414,9 @@ static bool decode(call_ctx *c) {
     }
     grpc_slice sl = grpc_byte_buffer_reader_readall(&reader);
     grpc_byte_buffer_reader_destroy(&reader);
+    grpc_byte_buffer_destroy(c->payload);
+    c->payload = NULL;
+    hdb_arena_free(c->arena);
     c->arena = hdb_arena_create(GRPC_SLICE_LENGTH(sl) + 16384);
     /* protobuf-c neither validates UTF-8 nor keeps string lengths, and it unpacks nested
      * messages (filters) by recursion without a depth limit: check the raw bytes first. */
@@ -366,14 +427,12 @@ static bool decode(call_ctx *c) {
                      : protobuf_c_message_unpack(m->input, hdb_arena_protobuf(c->arena),
                                                  GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
     grpc_slice_unref(sl);
+    if (rc == HDB_OK && req == NULL)
+        rc = hdb_errf(err, sizeof err, HDB_EINVAL, "request: the bytes are not a valid %s message",
+                      m->input->name);
     if (rc != HDB_OK) {
+        if (*prefix) hdb_err_prefix(err, sizeof err, rc, "%s", prefix);
         finish(c, hdb_server_status_from_rc(rc), NULL, err);
-        return false;
-    }
-    if (req == NULL) {
-        snprintf(err, sizeof err, "request: the bytes are not a valid %s message",
-                 m->input->name);
-        finish(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, err);
         return false;
     }
     c->req = req;
@@ -421,10 +480,118 @@ static void run(call_ctx *c) {
     else
         HDB_DEBUG("rpc", "%s/%s -> %d %s (%.3f ms)", m->service, m->method, code, err,
                   (double)(hdb_mono_ns() - c->start_ns) / 1e6);
+    if (m->stream) {
+        uint32_t i = c->nmsg++;
+        c->req = NULL;
+        if (code != GRPC_STATUS_OK) {
+            char msg[ERRLEN];
+            snprintf(msg, sizeof msg, "batches[%u].%s", i, err);
+            finish(c, code, NULL, msg);
+        } else if (resp != NULL && !pack_response(c, resp, err, sizeof err)) {
+            finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, err);
+        } else {
+            stream_next(c);
+        }
+        return;
+    }
     finish(c, code, code == GRPC_STATUS_OK ? resp : NULL, code == GRPC_STATUS_OK ? "" : err);
 }
 
+/* ---------------------------------------------------------------- streams */
+
+/* Starts the batch that sends c->resp_bb (when set; the initial metadata the first time) and
+ * receives the client's next message; or, once the server drains, ends the stream (the last
+ * response goes out with the status). */
+static void stream_next(call_ctx *c) {
+    hdb_server *s = c->s;
+    pthread_mutex_lock(&s->streams_mu);
+    if (atomic_load(&s->draining)) {
+        pthread_mutex_unlock(&s->streams_mu);
+        finish(c, GRPC_STATUS_UNAVAILABLE, NULL,
+               "hilbertd is shutting down; the batches answered before this status are written, "
+               "the others are not");
+        return;
+    }
+    grpc_op ops[3];
+    size_t n = 0;
+    memset(ops, 0, sizeof ops);
+    if (!c->md_sent) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n].data.send_initial_metadata.count = 0;
+        n++;
+        c->md_sent = true;
+    }
+    if (c->resp_bb) {
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = c->resp_bb;
+        n++;
+    }
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n].data.recv_message.recv_message = &c->payload;
+    n++;
+    c->state = ST_STREAM;
+    c->in_recv = true;
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
+    if (e != GRPC_CALL_OK) c->in_recv = false;
+    pthread_mutex_unlock(&s->streams_mu);
+    if (e != GRPC_CALL_OK) {
+        HDB_ERROR("server", "cannot go on with a stream: grpc_call_start_batch error %d", (int)e);
+        stream_unlink(c);
+        ctx_unref(c);
+    }
+}
+
+/* Call thread: a stream batch completed. The client's half-close ends the stream with OK; a
+ * message goes to the method's pool. */
+static void stream_received(call_ctx *c, bool ok) {
+    hdb_server *s = c->s;
+    pthread_mutex_lock(&s->streams_mu);
+    c->in_recv = false;
+    pthread_mutex_unlock(&s->streams_mu);
+    if (c->resp_bb) { /* sent */
+        grpc_byte_buffer_destroy(c->resp_bb);
+        c->resp_bb = NULL;
+    }
+    if (!ok) {
+        finish(c, GRPC_STATUS_CANCELLED, NULL, "the stream was cancelled");
+        return;
+    }
+    if (c->payload == NULL) {
+        finish(c, GRPC_STATUS_OK, NULL, "");
+        return;
+    }
+    switch (s->methods[c->method].lane) {
+    case HDB_LANE_MODEL: pool_push(&s->model, c); break;
+    case HDB_LANE_WORK: pool_push(&s->work, c); break;
+    case HDB_LANE_WRITE: pool_push(&s->write, c); break;
+    default: handle_unary(c); break;
+    }
+}
+
+/* A handler's turn on a stream: at its start, the admission checks and the wait for the first
+ * message; then each message, run as a unary call. */
+static void handle_stream(call_ctx *c) {
+    hdb_server *s = c->s;
+    if (!c->md_sent) {
+        if (!admit(c)) return;
+        pthread_mutex_lock(&s->streams_mu);
+        c->snext = s->streams;
+        if (s->streams) s->streams->sprev = c;
+        s->streams = c;
+        pthread_mutex_unlock(&s->streams_mu);
+        stream_next(c);
+        return;
+    }
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "batches[%u].", c->nmsg);
+    if (unpack(c, prefix)) run(c);
+}
+
 static void handle_unary(call_ctx *c) {
+    if (c->s->methods[c->method].stream) {
+        handle_stream(c);
+        return;
+    }
     if (c->req == NULL && !decode(c)) return;
     run(c);
 }
@@ -627,6 +794,10 @@ static void *call_thread_main(void *arg) {
             continue;
         }
         call_ctx *c = ev.tag;
+        if (c->state == ST_STREAM) {
+            stream_received(c, ev.success);
+            continue;
+        }
         if (c->state == ST_REQUESTED) {
             if (!ev.success) { /* the server is shutting down */
                 ctx_free(c);
@@ -682,6 +853,7 @@ static void server_free(hdb_server *s) {
     hdb_free(s->threads);
     hdb_free(s->handles);
     hdb_free(s->methods);
+    pthread_mutex_destroy(&s->streams_mu);
     hdb_free(s);
 }
 
@@ -689,6 +861,7 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
                      hdb_space_registry *spaces, hdb_infer *infer, int *port, char *err,
                      size_t errlen) {
     hdb_server *s = hdb_calloc(1, sizeof *s);
+    pthread_mutex_init(&s->streams_mu, NULL);
     s->cfg = cfg;
     s->catalog = catalog;
     s->spaces = spaces;
@@ -748,8 +921,10 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
     for (size_t i = 0; i < s->nmethods; i++) {
         char path[256];
         snprintf(path, sizeof path, "/%s/%s", s->methods[i].service, s->methods[i].method);
-        s->handles[i] = grpc_server_register_method(s->srv, path, NULL,
-                                                    GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+        s->handles[i] = grpc_server_register_method(
+            s->srv, path, NULL,
+            s->methods[i].stream ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+            0);
         HDB_ASSERT(s->handles[i] != NULL);
     }
     s->cq = grpc_completion_queue_create_for_next(NULL);
@@ -806,6 +981,16 @@ void hdb_server_stop(hdb_server *s) {
      * connection as soon as its last call is done, and closing a socket that still holds
      * unread bytes resets the connection, which can cut off a response not yet delivered. */
     atomic_store(&s->draining, true);
+    /* Streams waiting for their client's next message would hold the drain for the whole
+     * grace: they end now (one that is handling a message ends after answering it). */
+    pthread_mutex_lock(&s->streams_mu);
+    for (call_ctx *c = s->streams; c; c = c->snext)
+        if (c->in_recv)
+            grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,
+                                         "hilbertd is shutting down; the batches answered "
+                                         "before this status are written, the others are not",
+                                         NULL);
+    pthread_mutex_unlock(&s->streams_mu);
     parker_flush(s);
     while (atomic_load(&s->working) > 0 && hdb_mono_ns() < deadline) usleep(1000);
     if (atomic_load(&s->working) == 0) usleep(DRAIN_PAUSE_US);

@@ -92,6 +92,10 @@ typedef struct {
     hdb_rpc_fn fn;
     hdb_role role; /* what the caller's API key must allow (checked when auth.keys is set) */
     hdb_lane lane;
+    /* A bidirectional stream of unary calls: fn runs once per request message, in order, and
+     * each response goes back as one stream message; the stream ends with OK at the client's
+     * half-close, or with the first error (its message prefixed "batches[i]."). */
+    bool stream;
 } hdb_rpc_method;
 
 /* Maps an hdb rc to a grpc_status_code (as int, to keep grpc headers out of this header). */

@@ -53,7 +53,7 @@ from hdb_grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from . import _convert as cv
 from .filters import Filter, filter_in
-from .errors import FailedPrecondition, Unavailable, from_rpc_error
+from .errors import FailedPrecondition, HilbertError, Unavailable, from_rpc_error
 from .types import (AddResult, AliasAction, AliasInfo, Algorithm, BackupInfo, CreateAlias,
                     DataSourceInfo, DeleteAlias, Flat, IndexInfo, ModelInput, ModelSpaceInfo,
                     Point, SearchResults, SimilarResults, SwitchAlias, Timestamp, UploadResult)
@@ -427,7 +427,10 @@ class Client:
         with ``attributes`` as columns, e.g. ``db.upload("fm", x, attributes={"id":
         np.arange(len(x)), "label": y})``. The request bytes are then written straight from
         the array (no message per point), and the rows go in batches of ``batch_size``
-        (default: about 4 MiB and at most 10,000 points each), each batch atomic. Column types
+        (default: about 4 MiB and at most 10,000 points each), each batch atomic, on one
+        Points.UploadStream call (the next batches are built and sent while the server commits
+        the earlier ones). If a batch fails, the error says which (``batches[i]``) and its
+        ``written`` attribute how many points the batches before it wrote. Column types
         come from the source's permanent attributes, else from the values (ints, floats,
         bools, str, bytes). ``progress`` shows a progress bar (python3-tqdm) on stderr; the
         default shows it for loads of several batches when stderr is a terminal.
@@ -475,9 +478,9 @@ class Client:
         if batch_size is None:
             per_point = x.shape[1] * 4 + 16 + sum(24 + len(c[0]) for c in columns)
             batch_size = max(1, min(10000, (4 << 20) // per_point))
-        upload = self._channel.unary_unary("/hilbert.v1.Points/Upload",
-                                           request_serializer=None,
-                                           response_deserializer=P.UploadResponse.FromString)
+        stream = self._channel.stream_stream("/hilbert.v1.Points/UploadStream",
+                                             request_serializer=None,
+                                             response_deserializer=P.UploadResponse.FromString)
         ref_bytes = ref.SerializeToString()
         batches = range(0, n, batch_size)
         bar = None
@@ -488,18 +491,35 @@ class Client:
             except ImportError:
                 bar = None
         first = last = None
-        try:
+        done = 0
+
+        def requests():  # built while the server commits the batches before
             for lo in batches:
-                hi = min(n, lo + batch_size)
-                resp = self._call(upload, _wire.upload_request(ref_bytes, x, columns, lo, hi))
+                yield _wire.upload_request(ref_bytes, x, columns, lo, min(n, lo + batch_size))
+
+        # One stream: each batch is committed on its own and acknowledged once durable; the
+        # client's timeout applies to each batch.
+        timeout = None if self.timeout is None else self.timeout * len(batches)
+        try:
+            for resp in stream(requests(), timeout=timeout, metadata=self._metadata):
                 if first is None:
                     first = resp.first_seq
                 last = resp.last_seq
+                step = int(resp.last_seq - resp.first_seq + 1)
+                done += step
                 if bar is not None:
-                    bar.update(hi - lo)
+                    bar.update(step)
+        except grpc.RpcError as e:
+            err = from_rpc_error(e)
+            err.rpc_error = e  # type: ignore[attr-defined]
+            err.written = done  # type: ignore[attr-defined]  (points of the answered batches)
+            raise err from None
         finally:
             if bar is not None:
                 bar.close()
+        if done != n:
+            raise HilbertError(f"upload: the server answered {done} of {n} points and ended the "
+                               f"stream without an error")
         return UploadResult(int(first), int(last))
 
     def _id_attrs(self, ref: T.DataSourceRef) -> List[Tuple[str, int]]:
