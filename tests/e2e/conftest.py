@@ -173,6 +173,16 @@ def server(make_server) -> Server:
     return make_server()
 
 
+@pytest.fixture
+def patient(make_server, tmp_path):
+    """A server whose shutdown grace (10 minutes) outlasts a long call on any machine, however
+    busy: tests of a call that finishes during a stop check that it does, not how fast (with
+    the default 10 s grace, a search slowed down by other load was cut off)."""
+    cfg = tmp_path / "patient.yaml"
+    cfg.write_text("server:\n  shutdown_grace_ms: 600000\n")
+    return make_server(config=cfg)
+
+
 @pytest.fixture(scope="module")
 def module_server(tmp_path_factory) -> Iterator[Server]:
     """One server with default settings shared by all tests of a module (for tests that load a

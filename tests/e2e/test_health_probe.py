@@ -39,10 +39,11 @@ def test_probe_closed_port():
     assert str(port) in r.stdout
 
 
-def test_probe_draining_server(server):
+def test_probe_draining_server(patient):
     """After SIGTERM, while a call in flight holds the shutdown up, the server is not healthy
     any more: the probe exits 1 (NOT_SERVING, or UNAVAILABLE when the new connection is
     refused)."""
+    server = patient  # a grace that outlasts the search however busy the machine is
     future = start_long_search(server)
     proc = server.proc
     proc.send_signal(signal.SIGTERM)

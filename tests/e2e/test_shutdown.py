@@ -35,16 +35,6 @@ def load(server, n):
     return rng
 
 
-@pytest.fixture
-def patient(make_server, tmp_path):
-    """A server whose shutdown grace (10 minutes) outlasts the long search on any machine, however
-    busy: the tests check that the call finishes, not how fast (with the default 10 s grace a
-    search slowed down by other load was cut off)."""
-    cfg = tmp_path / "patient.yaml"
-    cfg.write_text("server:\n  shutdown_grace_ms: 600000\n")
-    return make_server(config=cfg)
-
-
 def start_long_search(server):
     """Starts a batched search that takes a few seconds (6000 queries over 20000 points: 2.7 s
     on the 2-core development machine, so still far over the checks' 0.5 s on a machine several
