@@ -102,7 +102,29 @@ static int check_ids(const hdb_source *src, const hdb_attr *ids, uint32_t nids, 
     return rc != HDB_OK ? hdb_err_prefix(err, errlen, rc, "ids[%zu].", i) : HDB_OK;
 }
 
+/* Between 1 and limits.max_points_per_upload identities, each checked with check_ids. */
+static int check_id_list(const hdb_source *src, const hdb_config *cfg, hdb_attr *const *ids,
+                         const uint32_t *nids, size_t n, char *err, size_t errlen) {
+    if (n == 0) return hdb_errf(err, errlen, HDB_EINVAL, "ids: at least one id is required");
+    if (n > cfg->max_points_per_upload)
+        return hdb_errf(err, errlen, HDB_ELIMIT,
+                        "ids: %zu ids exceed limits.max_points_per_upload (%u)", n,
+                        cfg->max_points_per_upload);
+    for (size_t i = 0; i < n; i++) {
+        int rc = check_ids(src, ids[i], nids[i], i, err, errlen);
+        if (rc != HDB_OK) return rc;
+    }
+    return HDB_OK;
+}
+
 /* ---------------------------------------------------------------- the commit job */
+
+/* Inside a commit job: true (with the message in err) when src was dropped meanwhile. */
+static bool source_gone(const hdb_source *src, char *err, size_t errlen) {
+    if (!hdb_source_dropped(src)) return false;
+    hdb_errf(err, errlen, HDB_ENOTFOUND, "data_source: %s does not exist", hdb_source_label(src));
+    return true;
+}
 
 typedef struct {
     hdb_table_job job;
@@ -136,9 +158,7 @@ static int upload_prepare(hdb_table_job *job, hdb_table_txn *tx, uint64_t first_
                           uint64_t *nseq, char *err, size_t errlen) {
     upload_job *u = (upload_job *)job;
     hdb_source *src = u->src;
-    if (hdb_source_dropped(src))
-        return hdb_errf(err, errlen, HDB_ENOTFOUND, "data_source: %s does not exist",
-                        hdb_source_label(src));
+    if (source_gone(src, err, errlen)) return HDB_ENOTFOUND;
     const hdb_schema *schema = hdb_source_schema(src);
     for (size_t i = 0; i < u->n; i++) {
         const hdb_point *p = &u->points[i];
@@ -274,9 +294,7 @@ static hdb_attr *merge_payload(const hdb_point *old, const hdb_payload_change *c
 static int payload_prepare(hdb_table_job *job, hdb_table_txn *tx, uint64_t first_seq,
                            uint64_t *nseq, char *err, size_t errlen) {
     payload_job *u = (payload_job *)job;
-    if (hdb_source_dropped(u->src))
-        return hdb_errf(err, errlen, HDB_ENOTFOUND, "data_source: %s does not exist",
-                        hdb_source_label(u->src));
+    if (source_gone(u->src, err, errlen)) return HDB_ENOTFOUND;
     for (size_t i = 0; i < u->n; i++) {
         hdb_point probe = {.attrs = u->ids[i], .nattrs = u->nids[i]};
         hdb_row old;
@@ -303,16 +321,9 @@ int hdb_ingest_change_payload(hdb_catalog *cat, hdb_source *src, const hdb_confi
                               size_t n, const hdb_payload_change *ch, hdb_arena *arena,
                               uint64_t *first_seq, uint64_t *last_seq, char *err,
                               size_t errlen) {
-    if (n == 0) return hdb_errf(err, errlen, HDB_EINVAL, "ids: at least one id is required");
-    if (n > cfg->max_points_per_upload)
-        return hdb_errf(err, errlen, HDB_ELIMIT,
-                        "ids: %zu ids exceed limits.max_points_per_upload (%u)", n,
-                        cfg->max_points_per_upload);
+    int rc = check_id_list(src, cfg, ids, nids, n, err, errlen);
+    if (rc != HDB_OK) return rc;
     const hdb_schema *s = hdb_source_schema(src);
-    for (size_t i = 0; i < n; i++) {
-        int rc = check_ids(src, ids[i], nids[i], i, err, errlen);
-        if (rc != HDB_OK) return rc;
-    }
     for (uint32_t j = 0; j < ch->nset; j++)
         for (size_t k = 0; k < s->nperm; k++)
             if (strcmp(ch->set[j].name, s->perm[k].name) == 0)
@@ -342,7 +353,7 @@ int hdb_ingest_change_payload(hdb_catalog *cat, hdb_source *src, const hdb_confi
                      .ch = ch,
                      .max_attrs = cfg->max_attributes,
                      .arena = arena};
-    int rc = hdb_catalog_admit_write(cat, src, deadline_ns, err, errlen);
+    rc = hdb_catalog_admit_write(cat, src, deadline_ns, err, errlen);
     if (rc != HDB_OK) return rc;
     rc = hdb_table_commit(hdb_source_table(src), &u.job);
     if (rc != HDB_OK) return hdb_errf(err, errlen, rc, "%s", u.job.err);
@@ -365,9 +376,7 @@ typedef struct {
 static int delete_prepare(hdb_table_job *job, hdb_table_txn *tx, uint64_t first_seq,
                           uint64_t *nseq, char *err, size_t errlen) {
     delete_job *d = (delete_job *)job;
-    if (hdb_source_dropped(d->src))
-        return hdb_errf(err, errlen, HDB_ENOTFOUND, "data_source: %s does not exist",
-                        hdb_source_label(d->src));
+    if (source_gone(d->src, err, errlen)) return HDB_ENOTFOUND;
     uint64_t used = 0;
     for (size_t i = 0; i < d->n; i++) {
         hdb_row old;
@@ -463,14 +472,7 @@ int hdb_ingest_delete_by_filter(hdb_catalog *cat, hdb_source *src, const hdb_con
 int hdb_ingest_get(hdb_source *src, const hdb_config *cfg, hdb_attr *const *ids,
                    const uint32_t *nids, size_t n, hdb_arena *arena, hdb_row *out, char *err,
                    size_t errlen) {
-    if (n == 0) return hdb_errf(err, errlen, HDB_EINVAL, "ids: at least one id is required");
-    if (n > cfg->max_points_per_upload)
-        return hdb_errf(err, errlen, HDB_ELIMIT,
-                        "ids: %zu ids exceed limits.max_points_per_upload (%u)", n,
-                        cfg->max_points_per_upload);
-    for (size_t i = 0; i < n; i++) {
-        int rc = check_ids(src, ids[i], nids[i], i, err, errlen);
-        if (rc != HDB_OK) return rc;
-    }
+    int rc = check_id_list(src, cfg, ids, nids, n, err, errlen);
+    if (rc != HDB_OK) return rc;
     return hdb_table_get_ids(hdb_source_table(src), NULL, n, ids, nids, arena, out, err, errlen);
 }

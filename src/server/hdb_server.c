@@ -497,6 +497,18 @@ static void run(call_ctx *c) {
     finish(c, code, code == GRPC_STATUS_OK ? resp : NULL, code == GRPC_STATUS_OK ? "" : err);
 }
 
+/* Hands a call (or a stream's next message) to its method's lane: a pool, or the calling
+ * thread for cheap methods. */
+static void dispatch(call_ctx *c) {
+    hdb_server *s = c->s;
+    switch (s->methods[c->method].lane) {
+    case HDB_LANE_MODEL: pool_push(&s->model, c); break;
+    case HDB_LANE_WORK: pool_push(&s->work, c); break;
+    case HDB_LANE_WRITE: pool_push(&s->write, c); break;
+    default: handle_unary(c); break;
+    }
+}
+
 /* ---------------------------------------------------------------- streams */
 
 /* Starts the batch that sends c->resp_bb (when set; the initial metadata the first time) and
@@ -560,12 +572,7 @@ static void stream_received(call_ctx *c, bool ok) {
         finish(c, GRPC_STATUS_OK, NULL, "");
         return;
     }
-    switch (s->methods[c->method].lane) {
-    case HDB_LANE_MODEL: pool_push(&s->model, c); break;
-    case HDB_LANE_WORK: pool_push(&s->work, c); break;
-    case HDB_LANE_WRITE: pool_push(&s->write, c); break;
-    default: handle_unary(c); break;
-    }
+    dispatch(c);
 }
 
 /* A handler's turn on a stream: at its start, the admission checks and the wait for the first
@@ -814,12 +821,7 @@ static void *call_thread_main(void *arg) {
             } else {
                 c->working = true;
                 atomic_fetch_add(&s->working, 1);
-                switch (s->methods[c->method].lane) {
-                case HDB_LANE_MODEL: pool_push(&s->model, c); break;
-                case HDB_LANE_WORK: pool_push(&s->work, c); break;
-                case HDB_LANE_WRITE: pool_push(&s->write, c); break;
-                default: handle_unary(c); break;
-                }
+                dispatch(c);
             }
         } else {
             ctx_unref(c);
