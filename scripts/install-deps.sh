@@ -14,7 +14,7 @@ BUILD=(cmake make gcc g++ pkg-config
        protobuf-compiler protobuf-c-compiler protobuf-compiler-grpc
        libgrpc-dev libprotobuf-dev libprotobuf-c-dev librocksdb-dev libyaml-dev libopenblas-dev
        libfaiss-dev libhnswlib-dev libtorch-dev libpng-dev libjpeg-dev libmicrohttpd-dev
-       libssl-dev)
+       libssl-dev libroaring-dev)
 RUN=(python3 python3-grpcio python3-protobuf python3-numpy python3-pil python3-matplotlib python3-tqdm
      dataset-fashion-mnist)
 TEST=(libcmocka-dev python3-pytest python3-torch clang libclang-rt-14-dev libomp-dev

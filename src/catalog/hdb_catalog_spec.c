@@ -6,6 +6,7 @@
 #include "hdb_catalog_int.h"
 
 #include "hdb_arena.h"
+#include "hdb_attrindex.h"
 #include "hdb_config.h"
 #include "hdb_err.h"
 #include "hdb_mem.h"
@@ -222,6 +223,21 @@ int hdb__index_spec_check(const Hilbert__V1__IndexSpec *spec, const hdb_schema *
             if (strcmp(spec->split_attributes[j], name) == 0)
                 return hdb_errf(err, errlen, HDB_EINVAL,
                                 "spec.split_attributes[%zu]: \"%s\" is listed twice", i, name);
+    }
+    if (spec->n_indexed_attributes > HDB_ATTRINDEX_MAX)
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "spec.indexed_attributes: %zu attributes exceed the limit of %d",
+                        spec->n_indexed_attributes, HDB_ATTRINDEX_MAX);
+    for (size_t i = 0; i < spec->n_indexed_attributes; i++) {
+        const char *name = spec->indexed_attributes[i];
+        char what[64];
+        snprintf(what, sizeof what, "spec.indexed_attributes[%zu]", i);
+        int rc2 = hdb_name_check(what, name, err, errlen);
+        if (rc2 != HDB_OK) return rc2;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(spec->indexed_attributes[j], name) == 0)
+                return hdb_errf(err, errlen, HDB_EINVAL,
+                                "spec.indexed_attributes[%zu]: \"%s\" is listed twice", i, name);
     }
     return HDB_OK;
 }

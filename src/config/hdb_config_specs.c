@@ -173,6 +173,7 @@ static const spec_rule index_rules[] = {
     {.key = "algorithm", .required = true, .custom = load_algorithm_key},
     {.key = "metric", .required = true, .en = &index_metric},
     {.key = "split_attributes"},
+    {.key = "indexed_attributes"},
     {.key = "faiss", .field = ""}, /* the parameters of `algorithm` (algorithm_params) */
     {.key = "hnsw", .field = ""},
 };

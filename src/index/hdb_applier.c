@@ -38,6 +38,7 @@ struct hdb_applier {
     hdb_applier_config cfg;
     char *label, *dir;
     char **split_names;
+    char **indexed_names;
     hdb_attr_type *split_types;
     hdb_work work; /* the task on cfg.pool */
     bool stopped;  /* hdb_applier_stop is done (owner only) */
@@ -552,6 +553,12 @@ int hdb_applier_start(hdb_applier **out, const hdb_applier_config *c, char *err,
             a->split_types[i] = c->params.split_types[i];
         }
     }
+    if (c->params.nindexed) {
+        a->indexed_names = hdb_calloc(c->params.nindexed, sizeof *a->indexed_names);
+        for (size_t i = 0; i < c->params.nindexed; i++)
+            a->indexed_names[i] = hdb_strdup(c->params.indexed_names[i]);
+    }
+    a->cfg.params.indexed_names = (const char *const *)a->indexed_names;
     a->cfg.params.split_names = (const char *const *)a->split_names;
     a->cfg.params.split_types = a->split_types;
     a->cfg.label = a->label;
@@ -690,6 +697,8 @@ void hdb_applier_free(hdb_applier *a) {
     for (size_t i = 0; i < a->cfg.params.nsplit; i++) hdb_free(a->split_names[i]);
     hdb_free(a->split_names);
     hdb_free(a->split_types);
+    for (size_t i = 0; i < a->cfg.params.nindexed; i++) hdb_free(a->indexed_names[i]);
+    hdb_free(a->indexed_names);
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->mu);
     hdb_free(a->label);

@@ -207,10 +207,12 @@ size_t hdb_engine_remove(hdb_engine *e, size_t n, const int64_t *labels) {
 static int faiss_search_full(hdb_engine *e, size_t nq, const float *q, size_t k,
                              const hdb_search_opts *opts, hdb_hit *out, char *err,
                              size_t errlen) {
-    int rc = hdb_faiss_search(e->u.faiss, nq, q, k, opts->nprobe, out, err, errlen);
+    const hdb_accept *acc = opts->accept;
+    int rc = hdb_faiss_search_accept(e->u.faiss, nq, q, k, opts->nprobe, acc, out, err, errlen);
     if (rc != HDB_OK) return rc;
     size_t want = hdb_faiss_size(e->u.faiss);
     if (want > k) want = k;
+    if (acc != NULL && acc->max < want) want = (size_t)acc->max;
     uint32_t nprobe = opts->nprobe ? opts->nprobe : (e->spec.nprobe ? e->spec.nprobe : 8);
     size_t dim = e->spec.dim;
     for (int round = 0; round < 4; round++) {
@@ -230,7 +232,7 @@ static int faiss_search_full(hdb_engine *e, size_t nq, const float *q, size_t k,
         size_t j = 0;
         for (size_t i = 0; i < nq; i++)
             if (out[i * k + want - 1].label < 0) memcpy(sub + j++ * dim, q + i * dim, dim * sizeof *sub);
-        rc = hdb_faiss_search(e->u.faiss, nshort, sub, k, nprobe, res, err, errlen);
+        rc = hdb_faiss_search_accept(e->u.faiss, nshort, sub, k, nprobe, acc, res, err, errlen);
         j = 0;
         for (size_t i = 0; rc == HDB_OK && i < nq; i++)
             if (out[i * k + want - 1].label < 0) memcpy(out + i * k, res + j++ * k, k * sizeof *res);
@@ -269,8 +271,11 @@ static int engine_search_chunk(hdb_engine *e, size_t nq, const hdb_vecs *q, size
     case HDB_ALGO_FLAT: return HDB_EINTERNAL; /* searched whole, it looks at stop itself */
     case HDB_ALGO_FAISS: return faiss_search_full(e, nq, q->dense, k, opts, out, err, errlen);
     case HDB_ALGO_HNSW:
-        return hdb_hnsw_search(e->u.hnsw, nq, q->dense, k, opts->ef_search, out, err, errlen);
-    case HDB_ALGO_SPARSE: return hdb_sparse_search(e->u.sparse, nq, q->sparse, k, out, err, errlen);
+        return hdb_hnsw_search_accept(e->u.hnsw, nq, q->dense, k, opts->ef_search, opts->accept,
+                                      out, err, errlen);
+    case HDB_ALGO_SPARSE:
+        return hdb_sparse_search_accept(e->u.sparse, nq, q->sparse, k, opts->accept, out, err,
+                                        errlen);
     }
     return HDB_EINTERNAL;
 }
@@ -279,12 +284,13 @@ int hdb_engine_search(hdb_engine *e, size_t nq, const hdb_vecs *queries, size_t 
                       const hdb_search_opts *opts, hdb_hit *out, char *err, size_t errlen) {
     int rc = kind_check(e, queries, err, errlen);
     if (rc != HDB_OK) return rc;
-    hdb_search_opts none = {0, 0, NULL};
+    hdb_search_opts none = {0, 0, NULL, NULL};
     if (opts == NULL) opts = &none;
     if ((rc = hdb_stop_check(opts->stop, "search", err, errlen)) != HDB_OK) return rc;
     if (e->spec.algo == HDB_ALGO_FLAT) {
         pthread_rwlock_rdlock(&e->lock);
-        rc = hdb_flat_search_stop(e->u.flat, nq, queries->dense, k, opts->stop, out);
+        rc = hdb_flat_search_accept(e->u.flat, nq, queries->dense, k, opts->stop, opts->accept,
+                                    out);
         pthread_rwlock_unlock(&e->lock);
         if (rc == HDB_ETIMEOUT || rc == HDB_ECANCELLED)
             hdb_errf(err, errlen, rc, "search: %s", rc == HDB_ETIMEOUT

@@ -49,6 +49,9 @@ typedef struct {
      * queries (in chunks sized to a few ms of work) and inside long exact scans, and then
      * return HDB_ETIMEOUT or HDB_ECANCELLED. */
     const hdb_stop *stop;
+    /* Which labels may be returned (a filter's label set); NULL: all. Engines skip or walk
+     * through the others (hdb_accept). */
+    const hdb_accept *accept;
 } hdb_search_opts;
 
 /* A batch of n vectors of one kind: dense (n x dim, row-major) or sparse (n entries). */

@@ -77,6 +77,13 @@ size_t hdb_faiss_remove(hdb_faiss *f, size_t n, const int64_t *labels);
 int hdb_faiss_search(hdb_faiss *f, size_t nq, const float *queries, size_t k, uint32_t nprobe,
                      hdb_hit *out, char *err, size_t errlen);
 
+/* As hdb_faiss_search, returning only labels that acc accepts (NULL: all). Flat, IVF and HNSW
+ * indexes skip refused vectors inside FAISS (an IDSelector); other kinds drop them from what
+ * FAISS returns and search wider while a query is short of min(k, acc->max). */
+int hdb_faiss_search_accept(hdb_faiss *f, size_t nq, const float *queries, size_t k,
+                            uint32_t nprobe, const hdb_accept *acc, hdb_hit *out, char *err,
+                            size_t errlen);
+
 /* Live vectors held. */
 size_t hdb_faiss_size(hdb_faiss *f);
 

@@ -832,7 +832,8 @@ void pad(hdb_hit *out, size_t from, size_t k) {
 /* One FAISS search of nq queries for k1 neighbours, mapped to labels and scores. Writes up to
  * k best live hits per query to out (sorted, padded) and the live-hit counts to got. */
 void search_block(const hdb_faiss *f, size_t nq, const float *q, size_t k1, size_t k,
-                  const faiss::SearchParameters *sp, hdb_hit *out, size_t *got) {
+                  const faiss::SearchParameters *sp, const hdb_accept *acc, hdb_hit *out,
+                  size_t *got) {
     std::vector<float> D(nq * k1);
     std::vector<fidx> I(nq * k1);
     f->index->search(fidx(nq), q, fidx(k1), D.data(), I.data(), sp);
@@ -852,6 +853,7 @@ void search_block(const hdb_faiss *f, size_t nq, const float *q, size_t k1, size
                 label = f->i2l[size_t(id)];
                 if (label < 0) continue; /* hidden */
             }
+            if (acc != nullptr && !acc->fn(acc->ctx, label)) continue; /* no selector here */
             hits.push_back(hdb_hit{to_score(fm, f->metric, D[i * k1 + j]), label});
         }
         size_t m = std::min(hits.size(), k);
@@ -862,8 +864,28 @@ void search_block(const hdb_faiss *f, size_t nq, const float *q, size_t k1, size
     }
 }
 
+/* Lets FAISS skip the vectors of labels that acc refuses, translating FAISS ids to labels. */
+struct AcceptSelector : faiss::IDSelector {
+    const hdb_faiss *f;
+    const hdb_accept *acc;
+    AcceptSelector(const hdb_faiss *f_, const hdb_accept *a) : f(f_), acc(a) {}
+    bool is_member(fidx id) const override {
+        int64_t label;
+        if (f->layout.ids == Ids::LABELS) label = id;
+        else label = id >= 0 && size_t(id) < f->i2l.size() ? f->i2l[size_t(id)] : -1;
+        return label >= 0 && acc->fn(acc->ctx, label);
+    }
+};
+
+/* True when FAISS 1.7.3 applies SearchParameters::sel for this index: exact flat storage, IVF
+ * and HNSW at the top level. Others are filtered after the search (search_block). */
+bool takes_selector(const faiss::Index *ix) {
+    return dynamic_cast<const faiss::IndexFlat *>(ix) || dynamic_cast<const faiss::IndexIVF *>(ix) ||
+           dynamic_cast<const faiss::IndexHNSW *>(ix);
+}
+
 void search_locked(const hdb_faiss *f, size_t nq, const float *queries, size_t k, uint32_t nprobe,
-                   hdb_hit *out) {
+                   const hdb_accept *acc, hdb_hit *out) {
     size_t live = f->l2i.size();
     if (live == 0) {
         pad(out, 0, nq * k);
@@ -890,8 +912,20 @@ void search_locked(const hdb_faiss *f, size_t nq, const float *queries, size_t k
         ef = size_t(phnsw.efSearch);
         sp = &phnsw;
     }
+    faiss::SearchParameters pplain;
+    AcceptSelector selector(f, acc);
+    bool post = acc != nullptr && !takes_selector(f->index.get()); /* filtered after FAISS */
+    if (acc != nullptr && !post) {
+        if (sp == nullptr) sp = &pplain;
+        const_cast<faiss::SearchParameters *>(sp)->sel = &selector;
+    }
     size_t ntotal = size_t(f->index->ntotal);
     size_t want = std::min(k, live);
+    if (acc != nullptr && acc->max < want) want = size_t(acc->max);
+    if (want == 0) {
+        pad(out, 0, nq * k);
+        return;
+    }
     size_t k1 = want;
     if (f->hidden) {
         /* Over-fetch in proportion to the hidden share (at most ~43% of live after the 30%
@@ -907,15 +941,16 @@ void search_locked(const hdb_faiss *f, size_t nq, const float *queries, size_t k
     std::vector<size_t> got(std::min(nq, block));
     for (size_t q0 = 0; q0 < nq; q0 += block) {
         size_t nb = std::min(block, nq - q0);
-        search_block(f, nb, queries + q0 * f->dim, k1, k, sp, out + q0 * k, got.data());
-        if (!f->hidden) continue;
+        search_block(f, nb, queries + q0 * f->dim, k1, k, sp, acc, out + q0 * k, got.data());
+        if (!f->hidden && !post) continue;
         for (size_t i = 0; i < nb; i++) {
             /* Too many hidden vectors among this query's neighbours: ask for more. */
             size_t kk = k1;
             size_t g = got[i];
             while (g < want && kk < ntotal) {
                 kk = std::min(ntotal, kk * 2);
-                search_block(f, 1, queries + (q0 + i) * f->dim, kk, k, sp, out + (q0 + i) * k, &g);
+                search_block(f, 1, queries + (q0 + i) * f->dim, kk, k, sp, acc, out + (q0 + i) * k,
+                             &g);
             }
         }
     }
@@ -1171,6 +1206,13 @@ size_t hdb_faiss_remove(hdb_faiss *f, size_t n, const int64_t *labels) {
 
 int hdb_faiss_search(hdb_faiss *f, size_t nq, const float *queries, size_t k, uint32_t nprobe,
                      hdb_hit *out, char *err, size_t errlen) {
+    return hdb_faiss_search_accept(f, nq, queries, k, nprobe, nullptr, out, err, errlen);
+}
+
+int hdb_faiss_search_accept(hdb_faiss *f, size_t nq, const float *queries, size_t k,
+                            uint32_t nprobe, const hdb_accept *acc, hdb_hit *out, char *err,
+                            size_t errlen) {
+    if (acc != nullptr && acc->fn == nullptr) acc = nullptr;
     if (!f) return hdb_errf(err, errlen, HDB_EINVAL, "search: engine is NULL");
     if (k == 0) return hdb_errf(err, errlen, HDB_EINVAL, "search: k must be >= 1");
     if (nq == 0) return HDB_OK;
@@ -1182,7 +1224,7 @@ int hdb_faiss_search(hdb_faiss *f, size_t nq, const float *queries, size_t k, ui
         int rc = check_vectors(f, nq, queries, "queries", err, errlen);
         if (rc != HDB_OK) return rc;
         std::shared_lock<RwLock> lock(f->mu);
-        search_locked(f, nq, queries, k, nprobe, out);
+        search_locked(f, nq, queries, k, nprobe, acc, out);
         return HDB_OK;
     }
     HDB_FAISS_CATCH(err, errlen, "search")

@@ -299,7 +299,7 @@ static void pad_all(size_t nq, size_t k, hdb_hit *out) {
 /* One query at a time through the SIMD ny kernels. Looks at stop between queries and every
  * STOP_EVERY_BLOCKS row blocks; returns its rc once stopped (out is then unspecified). */
 static int search_scan(const hdb_flat *f, size_t nq, const float *queries, size_t k,
-                       const hdb_stop *stop, hdb_hit *out) {
+                       const hdb_stop *stop, const hdb_accept *acc, hdb_hit *out) {
     int rc = HDB_OK;
     const size_t d = f->dim;
     const hdb_metric metric = f->metric;
@@ -327,7 +327,7 @@ static int search_scan(const hdb_flat *f, size_t nq, const float *queries, size_
             if (metric == HDB_METRIC_L2) {
                 hdb_l2sq_ny(q, xb, nb, d, dist);
                 for (size_t j = 0; j < nb; j++) {
-                    if (dist[j] <= thr) {
+                    if (dist[j] <= thr && (acc == NULL || acc->fn(acc->ctx, lb[j]))) {
                         hdb_topk_push(&t, dist[j], lb[j]);
                         thr = hdb_topk_threshold(&t);
                     }
@@ -337,7 +337,7 @@ static int search_scan(const hdb_flat *f, size_t nq, const float *queries, size_
                 hdb_ip_ny(q, xb, nb, d, dist);
                 for (size_t j = 0; j < nb; j++) {
                     float s = base - dist[j];
-                    if (s <= thr) {
+                    if (s <= thr && (acc == NULL || acc->fn(acc->ctx, lb[j]))) {
                         hdb_topk_push(&t, s, lb[j]);
                         thr = hdb_topk_threshold(&t);
                     }
@@ -430,14 +430,20 @@ int hdb_flat_search(const hdb_flat *f, size_t nq, const float *queries, size_t k
 
 int hdb_flat_search_stop(const hdb_flat *f, size_t nq, const float *queries, size_t k,
                          const hdb_stop *stop, hdb_hit *out) {
+    return hdb_flat_search_accept(f, nq, queries, k, stop, NULL, out);
+}
+
+int hdb_flat_search_accept(const hdb_flat *f, size_t nq, const float *queries, size_t k,
+                           const hdb_stop *stop, const hdb_accept *acc, hdb_hit *out) {
     HDB_ASSERT(f != NULL);
+    if (acc != NULL && acc->fn == NULL) acc = NULL;
     if (nq == 0) return HDB_OK;
     if (k == 0 || queries == NULL || out == NULL) return HDB_EINVAL;
     if (f->n == 0) {
         pad_all(nq, k, out);
         return HDB_OK;
     }
-    if (nq < gemm_threshold(f)) return search_scan(f, nq, queries, k, stop, out);
+    if (acc != NULL || nq < gemm_threshold(f)) return search_scan(f, nq, queries, k, stop, acc, out);
     return search_gemm(f, nq, queries, k, stop, out);
 }
 

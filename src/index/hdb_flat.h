@@ -68,6 +68,11 @@ int hdb_flat_search(const hdb_flat *f, size_t nq, const float *queries, size_t k
 int hdb_flat_search_stop(const hdb_flat *f, size_t nq, const float *queries, size_t k,
                          const hdb_stop *stop, hdb_hit *out);
 
+/* As hdb_flat_search_stop, returning only labels that acc accepts (NULL: all); the rows it
+ * refuses are skipped (the scan path then serves every batch size). */
+int hdb_flat_search_accept(const hdb_flat *f, size_t nq, const float *queries, size_t k,
+                           const hdb_stop *stop, const hdb_accept *acc, hdb_hit *out);
+
 /* Makes searches of nq or more queries use the GEMM path (1: always; SIZE_MAX: never; 0: the
  * automatic choice, which is the default: GEMM from 8 queries, or from 4 once the matrix is
  * larger than a typical last-level cache). Meant for tests and benchmarks. Not thread-safe:

@@ -62,6 +62,13 @@ size_t hdb_hnsw_remove(hdb_hnsw *h, size_t n, const int64_t *labels);
 int hdb_hnsw_search(hdb_hnsw *h, size_t nq, const float *queries, size_t k, uint32_t ef_search,
                     hdb_hit *out, char *err, size_t errlen);
 
+/* As hdb_hnsw_search, returning only labels that acc accepts (NULL: all). The walk goes
+ * through refused nodes without returning them, so it widens by itself as fewer pass; when
+ * it still finds fewer than min(k, acc->max) it scans every accepted node. */
+int hdb_hnsw_search_accept(hdb_hnsw *h, size_t nq, const float *queries, size_t k,
+                           uint32_t ef_search, const hdb_accept *acc, hdb_hit *out, char *err,
+                           size_t errlen);
+
 /* Live (not deleted) vectors. */
 size_t hdb_hnsw_size(hdb_hnsw *h);
 

@@ -565,11 +565,18 @@ void insert_parallel(hdb_hnsw *h, const std::vector<size_t> &idx, size_t *next,
 
 /* ---- search -------------------------------------------------------------------------------- */
 
-/* Exact scan of every live slot into t (the fallback when the graph walk comes up short). */
-template <class D> void scan_all(const hdb_hnsw *h, const float *q, hdb_topk *t) {
+/* True when acc (NULL: every label) lets node id into results. */
+inline bool accepted(const Graph &g, const hdb_accept *acc, tableint id) {
+    return acc == nullptr || acc->fn(acc->ctx, (int64_t)g.getExternalLabel(id));
+}
+
+/* Exact scan of every live, accepted slot into t (the fallback when the graph walk comes up
+ * short). */
+template <class D> void scan_all(const hdb_hnsw *h, const float *q, const hdb_accept *acc,
+                                 hdb_topk *t) {
     const Graph &g = *h->g;
     for (tableint id = 0; id < g.cur_element_count; id++)
-        if (!is_deleted(g, id))
+        if (!is_deleted(g, id) && accepted(g, acc, id))
             hdb_topk_push(t, D::d(q, vec_of(g, id), h->dim), (int64_t)g.getExternalLabel(id));
 }
 
@@ -580,9 +587,11 @@ inline void prefetch_vec(const float *v, size_t bytes) {
         __builtin_prefetch(p + off);
 }
 
-/* One query: out gets k hits, best first, padded. Caller holds rw shared. */
+/* One query: out gets k hits, best first, padded. Nodes that acc (NULL: none) refuses are
+ * walked through like deleted ones but never returned. Caller holds rw shared. */
 template <class D>
-void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, Scratch &s, hdb_hit *out) {
+void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, const hdb_accept *acc,
+                Scratch &s, hdb_hit *out) {
     const Graph &g = *h->g;
     const size_t dim = h->dim;
     hdb_topk t;
@@ -615,9 +624,10 @@ void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, Scratch 
     }
 
     /* Beam search at level 0 (searchBaseLayerST): cand holds nodes to expand (closest
-     * first), top the ef closest live nodes seen (farthest first). Deleted nodes are walked
-     * through but never enter top. */
-    const bool has_del = g.num_deleted_ != 0;
+     * first), top the ef closest live nodes seen (farthest first). Deleted nodes, and those
+     * acc refuses, are walked through but never enter top: so the walk goes on until ef
+     * returnable nodes are found, which widens it as fewer nodes pass. */
+    const bool has_del = g.num_deleted_ != 0 || acc != nullptr;
     const size_t pf_bytes = std::min(dim * sizeof(float), PREFETCH_BYTES);
     auto &top = s.top;
     auto &cand = s.cand;
@@ -629,7 +639,7 @@ void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, Scratch 
         hnswlib::vl_type *visited = vg.vl->mass;
         const hnswlib::vl_type tag = vg.vl->curV;
         float bound;
-        if (!has_del || !is_deleted(g, cur)) {
+        if (!has_del || (!is_deleted(g, cur) && accepted(g, acc, cur))) {
             top.emplace_back(curd, cur);
             cand.emplace_back(curd, cur);
             bound = curd;
@@ -667,7 +677,7 @@ void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, Scratch 
                 if (top.size() < ef || d < bound) {
                     cand.emplace_back(d, id);
                     std::push_heap(cand.begin(), cand.end(), cand_cmp);
-                    if (!has_del || !is_deleted(g, id)) {
+                    if (!has_del || (!is_deleted(g, id) && accepted(g, acc, id))) {
                         top.emplace_back(d, id);
                         std::push_heap(top.begin(), top.end());
                         if (top.size() > ef) {
@@ -684,15 +694,18 @@ void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, Scratch 
 
     for (const auto &p : top)
         hdb_topk_push(&t, p.first, (int64_t)g.getExternalLabel(p.second));
-    if (t.n < std::min(k, live)) { /* live nodes cut off from the entry point */
+    size_t want = std::min(k, live);
+    if (acc != nullptr && acc->max < want) want = size_t(acc->max);
+    if (t.n < want) { /* live nodes cut off from the entry point, or too few accepted found */
         hdb_topk_init(&t, out, k);
-        scan_all<D>(h, q, &t);
+        scan_all<D>(h, q, acc, &t);
     }
     hdb_topk_finish(&t);
 }
 
 template <class D>
-void search_all(hdb_hnsw *h, size_t nq, const float *queries, size_t k, size_t ef, hdb_hit *out) {
+void search_all(hdb_hnsw *h, size_t nq, const float *queries, size_t k, size_t ef,
+                const hdb_accept *acc, hdb_hit *out) {
     Scratch s;
     s.ids.resize(h->g->maxM0_);
     if (h->metric == HDB_METRIC_COSINE) s.q.resize(h->dim);
@@ -706,7 +719,7 @@ void search_all(hdb_hnsw *h, size_t nq, const float *queries, size_t k, size_t e
         std::shared_lock<RwLock> rl(h->rw);
         if (h->broken.load(std::memory_order_relaxed))
             throw std::runtime_error("the graph was damaged by an earlier failure; reload it");
-        search_one<D>(h, q, k, ef, s, out + i * k);
+        search_one<D>(h, q, k, ef, acc, s, out + i * k);
     }
 }
 
@@ -1170,6 +1183,13 @@ size_t hdb_hnsw_remove(hdb_hnsw *h, size_t n, const int64_t *labels) {
 
 int hdb_hnsw_search(hdb_hnsw *h, size_t nq, const float *queries, size_t k, uint32_t ef_search,
                     hdb_hit *out, char *err, size_t errlen) {
+    return hdb_hnsw_search_accept(h, nq, queries, k, ef_search, nullptr, out, err, errlen);
+}
+
+int hdb_hnsw_search_accept(hdb_hnsw *h, size_t nq, const float *queries, size_t k,
+                           uint32_t ef_search, const hdb_accept *acc, hdb_hit *out, char *err,
+                           size_t errlen) {
+    if (acc != nullptr && acc->fn == nullptr) acc = nullptr;
     if (h == NULL) return hdb_errf(err, errlen, HDB_EINVAL, "hnsw: engine must not be NULL");
     if (nq == 0 || k == 0) return HDB_OK;
     if (queries == NULL || out == NULL)
@@ -1187,13 +1207,13 @@ int hdb_hnsw_search(hdb_hnsw *h, size_t nq, const float *queries, size_t k, uint
     try {
         switch (h->metric) {
         case HDB_METRIC_L2:
-            search_all<DistL2>(h, nq, queries, k, ef, out);
+            search_all<DistL2>(h, nq, queries, k, ef, acc, out);
             break;
         case HDB_METRIC_IP:
-            search_all<DistNegIP>(h, nq, queries, k, ef, out);
+            search_all<DistNegIP>(h, nq, queries, k, ef, acc, out);
             break;
         default:
-            search_all<DistCos>(h, nq, queries, k, ef, out);
+            search_all<DistCos>(h, nq, queries, k, ef, acc, out);
             break;
         }
         return HDB_OK;

@@ -11,6 +11,8 @@
  *   engine <algo> dim <dim> metric <metric>
  *   splits <n>
  *   <split key in hex, or -> <file name>            (n lines)
+ *   attrs <file name>                                (only with attribute indexes)
+ * and, with attribute indexes, a<seq>.attrs (hdb_attrindex_save).
  */
 #include "hdb_index.h"
 
@@ -51,6 +53,7 @@ struct hdb_index {
     split **list;          /* in creation order */
     size_t nlist, caplist;
     _Atomic uint64_t applied_seq;
+    hdb_attrindex *attrs; /* NULL: no attribute indexes */
 };
 
 int hdb_index_create(hdb_index **out, const hdb_index_params *p, char *err, size_t errlen) {
@@ -66,6 +69,15 @@ int hdb_index_create(hdb_index **out, const hdb_index_params *p, char *err, size
             ix->split_names[i] = hdb_strdup(p->split_names[i]);
             ix->split_types[i] = p->split_types[i];
         }
+    }
+    if (p->nindexed > 0 &&
+        (rc = hdb_attrindex_create(&ix->attrs, p->nindexed, p->indexed_names, err, errlen)) !=
+            HDB_OK) {
+        for (size_t i = 0; i < ix->nsplit; i++) hdb_free(ix->split_names[i]);
+        hdb_free(ix->split_names);
+        hdb_free(ix->split_types);
+        hdb_free(ix);
+        return rc;
     }
     pthread_rwlock_init(&ix->lock, NULL);
     ix->splits = hdb_hmap_create();
@@ -89,6 +101,7 @@ void hdb_index_free(hdb_index *ix) {
     for (size_t i = 0; i < ix->nsplit; i++) hdb_free(ix->split_names[i]);
     hdb_free(ix->split_names);
     hdb_free(ix->split_types);
+    hdb_attrindex_free(ix->attrs);
     pthread_rwlock_destroy(&ix->lock);
     hdb_free(ix);
 }
@@ -239,6 +252,10 @@ int hdb_index_apply(hdb_index *ix, size_t n, const hdb_index_op *ops, char *err,
         gidx[i] = gi - 1;
         if (ops[i].remove) groups[gi - 1].nrm++;
         else groups[gi - 1].nup++;
+        if (ix->attrs && ops[i].remove) hdb_attrindex_remove(ix->attrs, ops[i].label);
+        else if (ix->attrs)
+            hdb_attrindex_put(ix->attrs, ops[i].label, ops[i].point->attrs,
+                              ops[i].point->nattrs);
     }
     for (size_t g = 0; g < ngroups; g++) {
         groups[g].up_labels = hdb_arena_alloc(a, (groups[g].nup + 1) * sizeof(int64_t));
@@ -384,6 +401,16 @@ int hdb_index_search(hdb_index *ix, size_t nq, const hdb_vecs *queries, size_t k
     return rc;
 }
 
+void hdb_index_select(hdb_index *ix, const hdb_filter *f, hdb_labelset **out, bool *exact) {
+    *out = NULL;
+    *exact = false;
+    if (ix->attrs != NULL) hdb_attrindex_select(ix->attrs, f, out, exact);
+}
+
+hdb_attrindex *hdb_index_attrs(hdb_index *ix) {
+    return ix->attrs;
+}
+
 float hdb_index_distance(hdb_metric metric, float score) {
     return metric == HDB_METRIC_IP ? -score : score;
 }
@@ -520,7 +547,7 @@ int hdb_index_save(hdb_index *ix, const char *dir, uint64_t seq, char *err, size
     if (rc != HDB_OK) return rc;
     size_t n;
     split **list = list_copy(ix, &n);
-    char **names = hdb_calloc(n ? n : 1, sizeof *names);
+    char **names = hdb_calloc(n + 1, sizeof *names); /* the splits' files, then attrs' */
     char path[4096], tmp[4096];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -534,6 +561,17 @@ int hdb_index_save(hdb_index *ix, const char *dir, uint64_t seq, char *err, size
         snprintf(path, sizeof path, "%s/%s", dir, name);
         rc = hdb_engine_save(list[i]->engine, tmp, err, errlen);
         if (rc == HDB_OK) rc = hdb_file_fsync(tmp, err, errlen);
+        if (rc == HDB_OK) rc = hdb_file_rename(tmp, path, err, errlen);
+        if (rc != HDB_OK) unlink(tmp);
+    }
+    size_t nfiles = n;
+    if (rc == HDB_OK && ix->attrs != NULL) {
+        char name[64];
+        snprintf(name, sizeof name, "a%" PRIu64 ".attrs", seq);
+        names[nfiles++] = hdb_strdup(name);
+        snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        rc = hdb_attrindex_save(ix->attrs, tmp, err, errlen);
         if (rc == HDB_OK) rc = hdb_file_rename(tmp, path, err, errlen);
         if (rc != HDB_OK) unlink(tmp);
     }
@@ -560,12 +598,17 @@ int hdb_index_save(hdb_index *ix, const char *dir, uint64_t seq, char *err, size
                 hdb_fwriter_put(&w, "\n", 1);
                 hdb_free(hk);
             }
+            if (nfiles > n) {
+                hdb_fwriter_put(&w, "attrs ", 6);
+                hdb_fwriter_put(&w, names[n], strlen(names[n]));
+                hdb_fwriter_put(&w, "\n", 1);
+            }
             rc = hdb_fwriter_close(&w, err, errlen);
             if (rc == HDB_OK) rc = hdb_file_rename(tmp, path, err, errlen);
         }
     }
-    if (rc == HDB_OK) remove_stale(dir, names, n);
-    for (size_t i = 0; i < n; i++) hdb_free(names[i]);
+    if (rc == HDB_OK) remove_stale(dir, names, nfiles);
+    for (size_t i = 0; i < nfiles; i++) hdb_free(names[i]);
     hdb_free(names);
     hdb_free(list);
     return rc;
@@ -660,6 +703,22 @@ int hdb_index_load(hdb_index **out, const hdb_index_params *p, const char *dir, 
         }
         split_add(ix, spl);
     }
+    line = next_line(&cur, end);
+    if (ix->attrs != NULL) {
+        if (line == NULL || strncmp(line, "attrs ", 6) != 0 || strchr(line + 6, '/') != NULL ||
+            line[6] == '\0') {
+            rc = hdb_errf(err, errlen, HDB_ECORRUPT,
+                          "%s: the snapshot holds no attribute indexes, the index declares %zu",
+                          path, hdb_attrindex_nattrs(ix->attrs));
+            goto out;
+        }
+        char apath[4096];
+        snprintf(apath, sizeof apath, "%s/%s", dir, line + 6);
+        if ((rc = hdb_attrindex_load(ix->attrs, apath, err, errlen)) != HDB_OK) {
+            if (rc != HDB_EIO) rc = HDB_ECORRUPT;
+            goto out;
+        }
+    }
     hdb_index_set_applied(ix, s);
     *seq = s;
     *time_us = t;
@@ -701,6 +760,12 @@ static int copy_split_files(const char *dir, const char *dst, uint64_t *seq, uin
         }
         snprintf(path, sizeof path, "%s/%s", dir, sp + 1);
         snprintf(to, sizeof to, "%s/%s", dst, sp + 1);
+        rc = hdb_file_link_or_copy(path, to, bytes, err, errlen);
+    }
+    if (rc == HDB_OK && (line = next_line(&cur, end)) != NULL && strncmp(line, "attrs ", 6) == 0 &&
+        line[6] != '\0' && strchr(line + 6, '/') == NULL) {
+        snprintf(path, sizeof path, "%s/%s", dir, line + 6);
+        snprintf(to, sizeof to, "%s/%s", dst, line + 6);
         rc = hdb_file_link_or_copy(path, to, bytes, err, errlen);
     }
 out:

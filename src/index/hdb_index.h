@@ -17,7 +17,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hdb_attrindex.h"
 #include "hdb_engine.h"
+#include "hdb_filter.h"
 #include "hdb_topk.h"
 #include "hdb_types.h"
 
@@ -32,6 +34,8 @@ typedef struct {
     size_t nsplit;                   /* number of split attributes (0: one split) */
     const char *const *split_names;  /* in declared order; copied */
     const hdb_attr_type *split_types;
+    size_t nindexed;                  /* attributes with an attribute index (0: none) */
+    const char *const *indexed_names; /* copied */
 } hdb_index_params;
 
 /* Creates an empty index. Returns HDB_OK and *out, or HDB_EINVAL. Free with hdb_index_free. */
@@ -73,6 +77,15 @@ int hdb_index_search(hdb_index *ix, size_t nq, const hdb_vecs *queries, size_t k
                      const hdb_search_opts *opts, const hdb_attr *filter, size_t nfilter,
                      hdb_hit *out, char *err, size_t errlen);
 
+/* The labels that may pass the attribute filter f according to the index's attribute
+ * indexes (hdb_attrindex_select): a new set in *out (free with hdb_labelset_free) and whether
+ * it is exact, or *out NULL when there are no attribute indexes or they cannot narrow f. Any
+ * thread. */
+void hdb_index_select(hdb_index *ix, const hdb_filter *f, hdb_labelset **out, bool *exact);
+
+/* The index's attribute indexes, or NULL when it declares none (for status). */
+hdb_attrindex *hdb_index_attrs(hdb_index *ix);
+
 /* Converts an internal score of this metric into the API's distance (see catalog.proto). */
 float hdb_index_distance(hdb_metric metric, float score);
 
@@ -110,13 +123,14 @@ void hdb_index_describe(hdb_index *ix, char *buf, size_t buflen);
 /* Writes a snapshot of every split into dir (created if needed) as holding seq: one engine
  * file per split, then a MANIFEST that names them, each written to a temporary name, fsynced
  * and renamed; files of older snapshots are removed afterwards. A crash at any point leaves
- * either the old snapshot or the new one. The caller must not apply changes meanwhile. */
+ * either the old snapshot or the new one. The attribute indexes, if any, go into a file of
+ * their own that the MANIFEST names. The caller must not apply changes meanwhile. */
 int hdb_index_save(hdb_index *ix, const char *dir, uint64_t seq, char *err, size_t errlen);
 
 /* Loads the snapshot in dir for params p. On success *out is a new index with its applied seq
  * set, and *seq / *time_us tell which seq it holds and when it was written. HDB_ENOTFOUND when
- * dir holds no snapshot; HDB_ECORRUPT (with the reason) when it is damaged or was written for
- * another engine spec. */
+ * dir holds no snapshot; HDB_ECORRUPT (with the reason) when it is damaged, was written for
+ * another engine spec, or lacks attribute indexes that p declares (the caller rebuilds). */
 int hdb_index_load(hdb_index **out, const hdb_index_params *p, const char *dir, uint64_t *seq,
                    int64_t *time_us, char *err, size_t errlen);
 

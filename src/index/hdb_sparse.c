@@ -577,8 +577,13 @@ static size_t accumulate(const hdb_sparse *s, const plist *const *lists, const f
 }
 
 /* Searches one query into out (k slots) with zeroed scratch sc, which it leaves zeroed. */
+/* True when pass (NULL: every label) lets label into results. */
+static inline bool passes(const hdb_accept *pass, int64_t label) {
+    return pass == NULL || pass->fn(pass->ctx, label);
+}
+
 static void search_one(const hdb_sparse *s, const hdb_sparse_vec *q, size_t k, hdb_hit *out,
-                       scratch *sc) {
+                       const hdb_accept *pass, scratch *sc) {
     float *acc = sc->acc;
     uint8_t *mark = sc->mark;
     const int cosine = s->metric == HDB_METRIC_COSINE;
@@ -620,7 +625,7 @@ static void search_one(const hdb_sparse *s, const hdb_sparse_vec *q, size_t k, h
         for (size_t slot = 0; slot < s->nslots; slot++) {
             float a = acc[slot];
             if (a == 0) {
-                if (thr >= 1.0f && labels[slot] >= 0) {
+                if (thr >= 1.0f && labels[slot] >= 0 && passes(pass, labels[slot])) {
                     hdb_topk_push(&t, 1.0f, labels[slot]);
                     thr = hdb_topk_threshold(&t);
                 }
@@ -628,7 +633,7 @@ static void search_one(const hdb_sparse *s, const hdb_sparse_vec *q, size_t k, h
             }
             acc[slot] = 0;
             int64_t label = labels[slot];
-            if (label < 0) continue; /* dead, postings not purged yet */
+            if (label < 0 || !passes(pass, label)) continue; /* dead, or refused */
             float f = slot_score(s, slot, a, inv_q, q->n);
             if (f <= thr) {
                 hdb_topk_push(&t, f, label);
@@ -645,7 +650,7 @@ static void search_one(const hdb_sparse *s, const hdb_sparse_vec *q, size_t k, h
     for (size_t i = 0; i < nt; i++) {
         uint32_t slot = touched[i];
         int64_t label = s->labels[slot];
-        if (label < 0) continue; /* dead, postings not purged yet */
+        if (label < 0 || !passes(pass, label)) continue; /* dead, or refused */
         float f = slot_score(s, slot, acc[slot], inv_q, q->n);
         if (f <= thr) {
             hdb_topk_push(&t, f, label);
@@ -656,7 +661,7 @@ static void search_one(const hdb_sparse *s, const hdb_sparse_vec *q, size_t k, h
      * heap has room or its worst score is >= 1; the threshold only falls, so stop once below. */
     for (size_t slot = 0; slot < s->nslots && thr >= 1.0f; slot++) {
         int64_t label = s->labels[slot];
-        if (label < 0 || mark[slot]) continue;
+        if (label < 0 || mark[slot] || !passes(pass, label)) continue;
         hdb_topk_push(&t, 1.0f, label);
         thr = hdb_topk_threshold(&t);
     }
@@ -669,7 +674,13 @@ static void search_one(const hdb_sparse *s, const hdb_sparse_vec *q, size_t k, h
 
 int hdb_sparse_search(hdb_sparse *s, size_t nq, const hdb_sparse_vec *queries, size_t k,
                       hdb_hit *out, char *err, size_t errlen) {
+    return hdb_sparse_search_accept(s, nq, queries, k, NULL, out, err, errlen);
+}
+
+int hdb_sparse_search_accept(hdb_sparse *s, size_t nq, const hdb_sparse_vec *queries, size_t k,
+                             const hdb_accept *pass, hdb_hit *out, char *err, size_t errlen) {
     HDB_ASSERT(s != NULL);
+    if (pass != NULL && pass->fn == NULL) pass = NULL;
     if (nq == 0) return HDB_OK;
     if (k == 0) return hdb_errf(err, errlen, HDB_EINVAL, "sparse: k must be > 0");
     if (queries == NULL || out == NULL)
@@ -686,7 +697,7 @@ int hdb_sparse_search(hdb_sparse *s, size_t nq, const hdb_sparse_vec *queries, s
             sc->qlists = hdb_realloc(sc->qlists, sc->qcap * sizeof *sc->qlists);
             sc->qvals = hdb_realloc(sc->qvals, sc->qcap * sizeof *sc->qvals);
         }
-        search_one(s, &queries[i], k, out + i * k, sc);
+        search_one(s, &queries[i], k, out + i * k, pass, sc);
     }
     scratch_put(s, sc);
     pthread_rwlock_unlock(&s->lock);

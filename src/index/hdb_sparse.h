@@ -50,6 +50,10 @@ size_t hdb_sparse_remove(hdb_sparse *s, size_t n, const int64_t *labels);
 int hdb_sparse_search(hdb_sparse *s, size_t nq, const hdb_sparse_vec *queries, size_t k,
                       hdb_hit *out, char *err, size_t errlen);
 
+/* As hdb_sparse_search, returning only labels that pass accepts (NULL: all). */
+int hdb_sparse_search_accept(hdb_sparse *s, size_t nq, const hdb_sparse_vec *queries, size_t k,
+                             const hdb_accept *pass, hdb_hit *out, char *err, size_t errlen);
+
 /* Vectors held. */
 size_t hdb_sparse_size(hdb_sparse *s);
 

@@ -11,12 +11,23 @@
 #ifndef HDB_TOPK_H
 #define HDB_TOPK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Which labels a search may return (a filter's label set, say): fn(ctx, label) is true for
+ * those. Engines walk through or skip the others; fn must be thread-safe and cheap, since it
+ * runs for every candidate that would enter a result. At most `max` labels pass (UINT64_MAX
+ * when unknown), so an engine that finds fewer than k knows whether to look further. */
+typedef struct {
+    bool (*fn)(const void *ctx, int64_t label);
+    const void *ctx;
+    uint64_t max;
+} hdb_accept;
 
 typedef struct {
     float score;   /* smaller is better */

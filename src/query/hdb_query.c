@@ -38,6 +38,10 @@
 #define FILTER_FETCH_MIN 64
 #define FILTER_WIDEN_MAX 16384
 
+/* With attribute indexes: when at most this many points may pass, they are read and scored
+ * one by one (cheaper than a graph walk that must step over the many that fail). */
+#define FILTER_FEW_MAX 2048
+
 static int check_queries(hdb_ixent *ix, const hdb_query_vec *q, size_t nq, char *err,
                          size_t errlen) {
     const hdb_schema *s = hdb_source_schema(hdb_ixent_source(ix));
@@ -325,14 +329,74 @@ static int keep_top(hdb_table *table, hdb_metric metric, const hdb_hit *heap, si
     return rc;
 }
 
-/* One query with an attribute filter (see hdb_query_search): engine candidates checked
- * against the filter and re-scored, widened until kk pass, else an exact scan. */
+/* Scores exactly the points of set (the labels an attribute index says may pass), checking
+ * each against the split filter and the attribute filter, and keeps the best kk in r. *read
+ * counts the records read, *passed those that passed. */
+static int set_exact(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv, size_t kk,
+                     const hdb_query_params *qp, const hdb_labelset *set, hdb_arena *arena,
+                     hdb_query_result *r, uint64_t *read, uint64_t *passed, char *err,
+                     size_t errlen) {
+    hdb_table *table = hdb_source_table(hdb_ixent_source(ix));
+    hdb_metric metric = hdb_ixent_metric(ix);
+    size_t dim = hdb_source_schema(hdb_ixent_source(ix))->dim;
+    float qnorm =
+        !qv->sparse && metric == HDB_METRIC_COSINE ? sqrtf(hdb_norm_sq(qv->vec, dim)) : 0.0f;
+    hdb_hit *heap = hdb_malloc(kk * sizeof *heap);
+    hdb_topk top;
+    hdb_topk_init(&top, heap, kk);
+    hdb_arena *scratch = hdb_arena_create(1 << 16);
+    int64_t labels[READ_BATCH];
+    uint64_t pids[READ_BATCH];
+    hdb_row *recs = hdb_malloc(READ_BATCH * sizeof *recs);
+    int rc = HDB_OK;
+    size_t n;
+    for (uint64_t from = 0; rc == HDB_OK; from += n) {
+        if ((n = hdb_labelset_read(set, from, labels, READ_BATCH)) == 0) break;
+        if ((rc = hdb_stop_check(qp->stop, "search", err, errlen)) != HDB_OK) break;
+        hdb_arena_reset(scratch);
+        for (size_t i = 0; i < n; i++) pids[i] = (uint64_t)labels[i];
+        rc = hdb_table_get_pids(table, NULL, pids, n, scratch, recs, err, errlen);
+        for (size_t i = 0; rc == HDB_OK && i < n; i++) {
+            const hdb_point *p = &recs[i].rec.point;
+            if (!recs[i].found) continue;
+            (*read)++;
+            if (!hdb_index_point_matches(index, p, qp->filter, qp->nfilter) ||
+                !hdb_filter_eval(qp->where, p->attrs, p->nattrs))
+                continue;
+            bool ok;
+            float score = rescore(metric, qv, qnorm, p, dim, &ok);
+            if (!ok) continue;
+            hdb_topk_push(&top, score, (int64_t)recs[i].pid);
+            (*passed)++;
+        }
+    }
+    hdb_free(recs);
+    hdb_arena_free(scratch);
+    size_t nt = hdb_topk_finish(&top);
+    if (rc == HDB_OK) rc = keep_top(table, metric, heap, nt, arena, r, err, errlen);
+    hdb_free(heap);
+    return rc;
+}
+
+static bool set_accepts(const void *set, int64_t label) {
+    return hdb_labelset_has(set, label);
+}
+
+/* One query with an attribute filter (see hdb_query_search). The plan:
+ *   - the attribute indexes bound the passing points to at most FILTER_FEW_MAX: those points
+ *     are read and scored exactly (set_exact);
+ *   - they bound them to more: the engine searches only those labels (an HNSW walk steps
+ *     through the others, FAISS skips them), and the candidates are checked and re-scored;
+ *   - no attribute index narrows the filter: engine candidates are checked against it;
+ * and in the last two the search widens (x4) until kk pass, or an exact pass over the bounded
+ * set (or a scan of the splits) answers the query. */
 static int filtered_one(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv, size_t kk,
                         const hdb_query_params *qp, hdb_arena *arena, hdb_query_result *r,
                         char *err, size_t errlen) {
     const hdb_schema *s = hdb_source_schema(hdb_ixent_source(ix));
     hdb_table *table = hdb_source_table(hdb_ixent_source(ix));
     hdb_metric metric = hdb_ixent_metric(ix);
+    const char *algo = hdb_algo_name(hdb_index_engine_spec(index)->algo);
     size_t dim = s->dim;
     float qnorm =
         !qv->sparse && metric == HDB_METRIC_COSINE ? sqrtf(hdb_norm_sq(qv->vec, dim)) : 0.0f;
@@ -346,12 +410,37 @@ static int filtered_one(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv
     uint64_t avail = hdb_index_size_matching(index, qp->filter, qp->nfilter);
     r->hits = hdb_arena_alloc(arena, kk * sizeof *r->hits);
     r->n = 0;
+
+    hdb_labelset *set;
+    bool exact_set;
+    hdb_index_select(index, qp->where, &set, &exact_set);
+    uint64_t nset = set ? hdb_labelset_count(set) : 0;
+    const char *kind = exact_set ? "exactly" : "at most";
+    int rc = HDB_OK;
+    if (set && nset <= FILTER_FEW_MAX) {
+        uint64_t read = 0, passed = 0;
+        rc = set_exact(ix, index, qv, kk, qp, set, arena, r, &read, &passed, err, errlen);
+        if (rc == HDB_OK && qp->explain)
+            r->plan = hdb_arena_sprintf(arena,
+                                       "attribute indexes: %s %llu points pass, each read and "
+                                       "scored exactly; %llu passed the filter",
+                                       kind, (unsigned long long)nset,
+                                       (unsigned long long)passed);
+        hdb_labelset_free(set);
+        return rc;
+    }
+    hdb_accept acc = {set_accepts, set, nset};
+    if (set) {
+        opts.accept = &acc;
+        if (nset < avail) avail = nset;
+    }
+
     hdb_hit *heap = hdb_malloc(kk * sizeof *heap);
     hdb_arena *scratch = hdb_arena_create(1 << 16);
-    size_t fetch = 8 * kk > FILTER_FETCH_MIN ? 8 * kk : FILTER_FETCH_MIN;
+    /* Candidates from an exact label set all pass (but for points changed since): few extra. */
+    size_t fetch = exact_set ? kk + 8 : (8 * kk > FILTER_FETCH_MIN ? 8 * kk : FILTER_FETCH_MIN);
     size_t got = 0, passed = 0, nt = 0;
     hdb_hit *hits = NULL;
-    int rc = HDB_OK;
     bool exact = false;
     for (;;) {
         if ((uint64_t)fetch * 2 >= avail || fetch > FILTER_WIDEN_MAX) {
@@ -392,8 +481,9 @@ static int filtered_one(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv
         nt = hdb_topk_finish(&top);
         if (nt >= kk) break;
         if (got < fetch) {
-            /* Every point of the splits seen, or an engine that came back short (an HNSW
-             * graph that does not reach every point): then the exact scan decides. */
+            /* Every point of the splits (or of the set) seen, or an engine that came back
+             * short (an HNSW graph that does not reach every point): then the exact pass
+             * decides. */
             exact = got < avail;
             break;
         }
@@ -401,7 +491,15 @@ static int filtered_one(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv
     }
     hdb_free(hits);
     hdb_arena_free(scratch);
-    if (rc == HDB_OK && exact) {
+    if (rc == HDB_OK && exact && set) {
+        uint64_t read = 0, ok = 0;
+        rc = set_exact(ix, index, qv, kk, qp, set, arena, r, &read, &ok, err, errlen);
+        if (rc == HDB_OK && qp->explain)
+            r->plan = hdb_arena_sprintf(arena,
+                                       "attribute indexes: %s %llu points pass; the %s search "
+                                       "fell short, so each was read and scored exactly",
+                                       kind, (unsigned long long)nset, algo);
+    } else if (rc == HDB_OK && exact) {
         uint64_t scanned = 0;
         rc = exact_fallback(ix, index, qv, dim, kk, qp, arena, r, &scanned, err, errlen);
         if (rc == HDB_OK && qp->explain)
@@ -412,13 +510,19 @@ static int filtered_one(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv
                                        (unsigned long long)avail);
     } else if (rc == HDB_OK) {
         rc = keep_top(table, metric, heap, nt, arena, r, err, errlen);
-        if (rc == HDB_OK && qp->explain)
+        if (rc == HDB_OK && qp->explain && set)
             r->plan = hdb_arena_sprintf(
-                arena, "%s: %zu candidates checked against the filter, %zu passed%s",
-                hdb_algo_name(hdb_index_engine_spec(index)->algo), got, passed,
-                got < fetch ? " (every point of the splits)" : "");
+                arena,
+                "%s search within the attribute indexes' %s %llu points: %zu candidates, %zu "
+                "passed the filter",
+                algo, kind, (unsigned long long)nset, got, passed);
+        else if (rc == HDB_OK && qp->explain)
+            r->plan = hdb_arena_sprintf(
+                arena, "%s: %zu candidates checked against the filter, %zu passed%s", algo, got,
+                passed, got < fetch ? " (every point of the splits)" : "");
     }
     hdb_free(heap);
+    hdb_labelset_free(set);
     return rc;
 }
 

@@ -116,6 +116,19 @@ static Hilbert__V1__IndexInfo *index_info(hdb_rpc *rpc, hdb_ixent *ix) {
         hdb_index_foreach_split(index, add_split, &c);
         st->splits = c.out;
         st->n_splits = c.n;
+        hdb_attrindex *ai = hdb_index_attrs(index);
+        size_t na = ai ? hdb_attrindex_nattrs(ai) : 0;
+        st->attribute_indexes = hdb_arena_alloc(a, (na ? na : 1) * sizeof *st->attribute_indexes);
+        for (size_t i = 0; i < na; i++) {
+            Hilbert__V1__AttributeIndexInfo *ii = hdb_arena_alloc(a, sizeof *ii);
+            hilbert__v1__attribute_index_info__init(ii);
+            const char *name = hdb_attrindex_name(ai, i);
+            ii->name = hdb_arena_strndup(a, name, strlen(name));
+            hdb_attrindex_stats(ai, i, &ii->points, &ii->distinct_values);
+            st->attribute_indexes[i] = ii;
+        }
+        st->n_attribute_indexes = na;
+        st->attribute_index_bytes = ai ? hdb_attrindex_bytes(ai) : 0;
     }
     info->status = st;
     return info;

@@ -5,6 +5,7 @@
 
 #include "hdb_mem.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 typedef struct {
@@ -85,6 +86,28 @@ void hdb_hmap_put(hdb_hmap *m, const void *key, size_t klen, void *value) {
         m->n++;
     }
     s->value = value;
+}
+
+void *hdb_hmap_del(hdb_hmap *m, const void *key, size_t klen) {
+    slot *s = find(m, key, klen, hdb_hash_bytes(key, klen));
+    if (s->key == NULL) return NULL;
+    void *value = s->value;
+    hdb_free(s->key);
+    s->key = NULL;
+    m->n--;
+    /* Backward shift: move later entries of the probe run into the hole when their home slot
+     * does not lie (cyclically) between the hole and themselves, so lookups stay correct
+     * without tombstones. */
+    size_t mask = m->cap - 1, hole = (size_t)(s - m->slots);
+    for (size_t i = (hole + 1) & mask; m->slots[i].key != NULL; i = (i + 1) & mask) {
+        size_t home = m->slots[i].hash & mask;
+        bool stays = hole <= i ? (hole < home && home <= i) : (hole < home || home <= i);
+        if (stays) continue;
+        m->slots[hole] = m->slots[i];
+        m->slots[i].key = NULL;
+        hole = i;
+    }
+    return value;
 }
 
 size_t hdb_hmap_size(const hdb_hmap *m) {

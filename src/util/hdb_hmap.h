@@ -26,6 +26,9 @@ void *hdb_hmap_get(const hdb_hmap *m, const void *key, size_t klen);
 /* Stores value (non-NULL) under key, replacing any previous value. */
 void hdb_hmap_put(hdb_hmap *m, const void *key, size_t klen, void *value);
 
+/* Removes key (and its copy); returns its value, or NULL when it was absent. */
+void *hdb_hmap_del(hdb_hmap *m, const void *key, size_t klen);
+
 /* Number of keys. */
 size_t hdb_hmap_size(const hdb_hmap *m);
 

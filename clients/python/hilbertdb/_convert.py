@@ -387,7 +387,9 @@ def index_status_out(s: C.IndexStatus) -> IndexStatus:
         source_last_seq=s.source_last_seq, lag_entries=s.lag_entries, lag_seconds=s.lag_seconds,
         size=s.size, splits=[Split(attrs_out(sp.split_values), sp.size) for sp in s.splits],
         snapshot_seq=s.snapshot_seq, snapshot_time=_micros_datetime(s.snapshot_time_micros),
-        detail=s.detail, lagging=s.lagging)
+        detail=s.detail, lagging=s.lagging,
+        attribute_indexes={a.name: (a.points, a.distinct_values) for a in s.attribute_indexes},
+        attribute_index_bytes=s.attribute_index_bytes)
 
 
 def data_source_out(info: C.DataSourceInfo) -> DataSourceInfo:
@@ -408,7 +410,7 @@ def index_out(info: C.IndexInfo) -> IndexInfo:
         data_source=f"{s.data_source.name}@{s.data_source.version}",
         algorithm=algorithm_out(s.algorithm), metric=METRIC_NAMES.get(s.metric, str(s.metric)),
         split_attributes=list(s.split_attributes), status=index_status_out(info.status),
-        proto=info)
+        indexed_attributes=list(s.indexed_attributes), proto=info)
 
 
 def model_space_out(info: C.ModelSpaceInfo) -> ModelSpaceInfo:

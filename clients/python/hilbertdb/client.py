@@ -258,7 +258,8 @@ class Client:
 
     def create_index(self, name: str, version: Optional[str] = None, *, data_source: Ref,
                      algorithm: Union[Algorithm, str, None] = None, metric: str = "l2",
-                     split_attributes: Optional[Sequence[str]] = None) -> IndexInfo:
+                     split_attributes: Optional[Sequence[str]] = None,
+                     indexed_attributes: Optional[Sequence[str]] = None) -> IndexInfo:
         """Creates the index ``name@version`` over a data source and starts building it.
 
         Args:
@@ -269,6 +270,9 @@ class Client:
                 :class:`Sparse`.
             metric: "l2", "inner_product", "cosine" (dense) or "cosine", "jaccard" (sparse).
             split_attributes: permanent attributes that divide the index into splits.
+            indexed_attributes: attributes (permanent or payload, at most 32) to keep an
+                attribute index on, so that filtered searches on them bound the passing
+                points first (see ``search(filter=...)`` and ``explain``).
 
         Use :meth:`wait_for_index` to wait until it has caught up.
         """
@@ -276,7 +280,8 @@ class Client:
         spec = C.IndexSpec(name=n, version=v, data_source=cv.source_ref(data_source),
                            algorithm=cv.algorithm_in(algorithm if algorithm is not None
                                                      else Flat()),
-                           metric=cv.metric(metric), split_attributes=list(split_attributes or []))
+                           metric=cv.metric(metric), split_attributes=list(split_attributes or []),
+                           indexed_attributes=list(indexed_attributes or []))
         return cv.index_out(self._call(self._catalog.CreateIndex, C.CreateIndexRequest(spec=spec)))
 
     def get_index(self, index: Ref, version: Optional[str] = None) -> IndexInfo:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -265,6 +265,10 @@ class IndexStatus:
     snapshot_time: Optional[_dt.datetime]
     detail: str
     lagging: bool = False  # READY and past index.max_lag_entries or index.max_lag_ms
+    # name -> (points that carry the attribute, distinct equality values), for each attribute
+    # index (IndexSpec.indexed_attributes), and the memory they take (bytes, approximately)
+    attribute_indexes: Dict[str, Tuple[int, int]] = field(default_factory=dict)
+    attribute_index_bytes: int = 0
 
     @property
     def caught_up(self) -> bool:
@@ -307,6 +311,7 @@ class IndexInfo:
     metric: str
     split_attributes: List[str]
     status: IndexStatus
+    indexed_attributes: List[str] = field(default_factory=list)
     proto: Any = field(default=None, repr=False, compare=False)
 
     @property
