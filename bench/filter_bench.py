@@ -3,7 +3,10 @@
 Fashion-MNIST 60k x 784 (L2) with an int64 payload `bucket` = id mod 1000, so `bucket < n`
 selects n/1000 of the points. For each selectivity (50%, 10%, 1%, 0.1%), one query in flight:
 
-- planner:     Search with filter (the server checks candidates, widens, or scans exactly);
+- planner:     Search with filter, no attribute index (the server checks candidates,
+               widens, or scans exactly);
+- attr index:  the same on an index that declares `bucket` in indexed_attributes (the server
+               reads the few passing points directly, or the HNSW walk skips the others);
 - post-filter: Search without filter for k x 1/selectivity x 2 candidates (at most 10,000),
                dropped client-side to the first k that pass (what a client does without
                server filters; it can come back short);
@@ -62,26 +65,35 @@ def main() -> None:
                               id_attributes=["id"])
         db.create_index("fm-hnsw", data_source="fm", algorithm=Hnsw(m=16, ef_construction=200),
                         metric="l2")
+        db.create_index("fm-hnsw-ai", data_source="fm",
+                        algorithm=Hnsw(m=16, ef_construction=200), metric="l2",
+                        indexed_attributes=["bucket"])
         for b in range(0, n, 2000):
             up = db.upload("fm", [Point(x[i], {"id": i, "bucket": int(bucket[i])})
                                   for i in range(b, min(n, b + 2000))])
         db.wait_for_index("fm-hnsw", timeout=3600)
+        db.wait_for_index("fm-hnsw-ai", timeout=3600)
         db.search("fm-hnsw", q[:1], k=K, min_seq=up)
+        db.search("fm-hnsw-ai", q[:1], k=K, min_seq=up)
         print(f"{n} points, {len(q)} queries, one in flight, HNSW m16 efc200, k={K}; "
               f"load average {os.getloadavg()[0]:.2f}")
-        print(f"{'passing':>8} | {'planner QPS':>11} {'recall':>6} | {'post-filter QPS':>15} "
-              f"{'recall':>6} | {'exact scan QPS':>14} | plan of query 0")
+        print(f"{'passing':>8} | {'planner QPS':>11} {'recall':>6} | {'attr-ix QPS':>11} "
+              f"{'recall':>6} | {'post-filter QPS':>15} {'recall':>6} | {'exact scan QPS':>14} "
+              f"| plans of query 0")
         for sel in (500, 100, 10, 1):
             mask = bucket < sel
             want = truth(x, q, mask)
             f = Attr("bucket") < sel
-            t = time.perf_counter()
-            got, plan = [], ""
-            for i in range(len(q)):
-                r = db.search("fm-hnsw", q[i], k=K, filter=f, explain=(i == 0))
-                got.append([h.attributes["id"] for h in r[0]])
-                plan = plan or r.plans[0]
-            qps_p = len(q) / (time.perf_counter() - t)
+            def planner(index):
+                t = time.perf_counter()
+                got, plan = [], ""
+                for i in range(len(q)):
+                    r = db.search(index, q[i], k=K, filter=f, explain=(i == 0))
+                    got.append([h.attributes["id"] for h in r[0]])
+                    plan = plan or r.plans[0]
+                return len(q) / (time.perf_counter() - t), got, plan
+            qps_p, got, plan = planner("fm-hnsw")
+            qps_ai, got_ai, plan_ai = planner("fm-hnsw-ai")
             wide = min(10000, int(K * 1000 / sel * 2))
             t = time.perf_counter()
             post = []
@@ -94,12 +106,15 @@ def main() -> None:
                 truth(x, q[i:i + 1], mask)
             qps_exact = len(q) / (time.perf_counter() - t)
             row = {"selectivity": sel / 1000, "planner_qps": qps_p, "planner_recall": recall(got, want),
+                   "attr_index_qps": qps_ai, "attr_index_recall": recall(got_ai, want),
+                   "attr_index_plan": plan_ai,
                    "postfilter_qps": qps_post, "postfilter_recall": recall(post, want),
                    "postfilter_candidates": wide, "exact_scan_qps": qps_exact, "plan": plan}
             rows.append(row)
             print(f"{sel / 10:>7.1f}% | {qps_p:>11.0f} {row['planner_recall']:>6.3f} | "
+                  f"{qps_ai:>11.0f} {row['attr_index_recall']:>6.3f} | "
                   f"{qps_post:>15.0f} {row['postfilter_recall']:>6.3f} | {qps_exact:>14.0f} | "
-                  f"{plan}")
+                  f"{plan} / {plan_ai}")
         db.close()
     finally:
         srv.stop()

@@ -220,6 +220,7 @@ static const spec_rule model_space_rules[] = {
     {.key = "output_index", .min = 0, .max = 255},
     {.key = "keep_inputs"},
     {.key = "reembed_from"},
+    {.key = "indexed_attributes"},
 };
 static const spec_schema model_space_schema = {&hilbert__v1__model_space_spec__descriptor, "",
                                                false, RULES(model_space_rules)};

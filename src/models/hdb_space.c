@@ -255,6 +255,8 @@ static Hilbert__V1__IndexSpec *space_index_spec(const Hilbert__V1__ModelSpaceSpe
     ix->metric = n->metric;
     ix->split_attributes = n->split_attributes;
     ix->n_split_attributes = n->n_split_attributes;
+    ix->indexed_attributes = n->indexed_attributes;
+    ix->n_indexed_attributes = n->n_indexed_attributes;
     return ix;
 }
 

@@ -426,7 +426,7 @@ def model_space_out(info: C.ModelSpaceInfo) -> ModelSpaceInfo:
         index_status=index_status_out(info.index_status) if info.HasField("index_status")
         else None,
         model_sha256=s.model_sha256, output_index=s.output_index, keep_inputs=s.keep_inputs,
-        reembed_from=s.reembed_from,
+        reembed_from=s.reembed_from, indexed_attributes=list(s.indexed_attributes),
         reembed=reembed_out(info.reembed) if info.HasField("reembed") else None, proto=info)
 
 

@@ -329,7 +329,8 @@ class Client:
                            split_attributes: Optional[Sequence[str]] = None,
                            model_sha256: Optional[str] = None,
                            output_index: int = 0, keep_inputs: bool = False,
-                           reembed_from: Optional[str] = None) -> ModelSpaceInfo:
+                           reembed_from: Optional[str] = None,
+                           indexed_attributes: Optional[Sequence[str]] = None) -> ModelSpaceInfo:
         """Creates a model space: a TorchScript model plus the data source and index (both
         ``name@space``) its vectors go to. The server loads the model and checks it with a
         trial forward pass; InvalidArgument says what is wrong (e.g. the output shape).
@@ -356,6 +357,8 @@ class Client:
                 adds and removes there follow until it is dropped. Implies ``keep_inputs``.
                 Progress: ``get_model_space(name).reembed``; :meth:`wait_reembedded` waits
                 until it has caught up. See the README's "Upgrading a model".
+            indexed_attributes: attribute indexes of the space's index, for filtered finds
+                (as in :meth:`create_index`).
 
         Example::
 
@@ -369,7 +372,7 @@ class Client:
             permanent_attributes=cv.attribute_specs_in(permanent_attributes),
             split_attributes=list(split_attributes or []), model_sha256=model_sha256 or "",
             output_index=int(output_index), keep_inputs=bool(keep_inputs),
-            reembed_from=reembed_from or "")
+            reembed_from=reembed_from or "", indexed_attributes=list(indexed_attributes or []))
         if index is not None:
             spec.index.CopyFrom(cv.algorithm_in(index))
         info = self._call(self._catalog.CreateModelSpace, C.CreateModelSpaceRequest(spec=spec))

@@ -343,6 +343,7 @@ class ModelSpaceInfo:
     keep_inputs: bool = False  # each item's input is kept, for re-embedding
     reembed_from: str = ""  # the model space this one is re-embedded from
     reembed: Optional["ReembedStatus"] = None  # its progress, when reembed_from is set
+    indexed_attributes: List[str] = field(default_factory=list)  # of the space's index
     proto: Any = field(default=None, repr=False, compare=False)
 
 
