@@ -8,6 +8,8 @@
 #include "hdb_err.h"
 #include "hdb_mem.h"
 
+#include <string.h>
+
 /* Stored points read per chunk between two looks at the stop condition. */
 #define SCAN_CHUNK 256
 
@@ -39,15 +41,22 @@ int hdb_scan_count(hdb_source *src, const hdb_filter *where, const hdb_stop *sto
     return rc;
 }
 
-int hdb_scan_page(hdb_source *src, const hdb_filter *where, uint64_t *cursor, size_t limit,
-                  size_t max_scan, const hdb_stop *stop, hdb_arena *arena, hdb_row *out,
-                  size_t *n, char *err, size_t errlen) {
+int hdb_scan_page(hdb_source *src, const hdb_filter *where, const unsigned char *after,
+                  size_t alen, size_t limit, size_t max_scan, const hdb_stop *stop,
+                  hdb_arena *arena, hdb_row *out, size_t *n, const unsigned char **next,
+                  size_t *nlen, char *err, size_t errlen) {
     hdb_table *t = hdb_source_table(src);
     hdb_snap *snap = hdb_table_snapshot(t, NULL);
     hdb_arena *scratch = hdb_arena_create(1 << 16);
     uint64_t *pids = hdb_malloc((limit ? limit : 1) * sizeof *pids);
     hdb_row rows[SCAN_CHUNK];
-    uint64_t at = *cursor, scanned = 0;
+    const unsigned char *keys[SCAN_CHUNK];
+    size_t klens[SCAN_CHUNK];
+    /* The id key to go on after, copied out of each chunk's scratch memory. */
+    unsigned char *at = hdb_malloc(alen ? alen : 1);
+    size_t atlen = alen;
+    if (alen) memcpy(at, after, alen);
+    uint64_t scanned = 0;
     size_t kept = 0, got;
     bool end = false;
     int rc = HDB_OK;
@@ -55,8 +64,9 @@ int hdb_scan_page(hdb_source *src, const hdb_filter *where, uint64_t *cursor, si
         hdb_arena_reset(scratch);
         if ((rc = hdb_stop_check(stop, "scroll", err, errlen)) != HDB_OK) break;
         size_t want = max_scan - scanned < SCAN_CHUNK ? (size_t)(max_scan - scanned) : SCAN_CHUNK;
-        uint64_t next = at;
-        rc = hdb_table_scan(t, snap, &next, want, scratch, rows, &got, err, errlen);
+        if (where == NULL && limit - kept < want) want = limit - kept;
+        rc = hdb_table_scan_ids(t, snap, at, atlen, want, scratch, rows, keys, klens, &got, err,
+                                errlen);
         if (rc != HDB_OK) break;
         if (got == 0) {
             end = true;
@@ -70,15 +80,20 @@ int hdb_scan_page(hdb_source *src, const hdb_filter *where, uint64_t *cursor, si
         }
         scanned += i;
         /* Go on after the last row looked at: the page may have filled mid-chunk. */
-        at = i < got ? rows[i - 1].pid + 1 : next;
+        at = hdb_realloc(at, klens[i - 1] ? klens[i - 1] : 1);
+        memcpy(at, keys[i - 1], klens[i - 1]);
+        atlen = klens[i - 1];
     }
     hdb_arena_free(scratch);
     /* The kept points, from the same snapshot, into the caller's arena. */
     if (rc == HDB_OK) rc = hdb_table_get_pids(t, snap, pids, kept, arena, out, err, errlen);
     hdb_table_snapshot_release(t, snap);
     hdb_free(pids);
-    if (rc != HDB_OK) return rc;
-    *n = kept;
-    *cursor = end ? 0 : at;
-    return HDB_OK;
+    if (rc == HDB_OK) {
+        *n = kept;
+        *nlen = end ? 0 : atlen;
+        *next = end || atlen == 0 ? NULL : hdb_arena_memdup(arena, at, atlen);
+    }
+    hdb_free(at);
+    return rc;
 }

@@ -2,8 +2,8 @@
  * hdb_scan.h - reads over the stored points of a data source: Count and Scroll, each with an
  * optional attribute filter (hdb_filter.h).
  *
- * Both read one consistent snapshot of the source's points, in the table's pid order (the
- * order in which points were first written; a replaced point keeps its place). They look at
+ * Both read one consistent snapshot of the source's points: Count in the table's pid order,
+ * Scroll in id order (so that its pages come in an order users can predict). They look at
  * the stop condition between chunks, so a cancelled call or a passed deadline ends a long
  * scan within milliseconds.
  *
@@ -32,13 +32,15 @@ typedef struct hdb_source hdb_source;
 int hdb_scan_count(hdb_source *src, const hdb_filter *where, const hdb_stop *stop,
                    uint64_t *count, uint64_t *seq, char *err, size_t errlen);
 
-/* One page of Scroll: from pid *cursor (0: the start) on, the first `limit` points that pass
- * where (NULL: all), reading at most max_scan stored points. out (limit slots) receives *n
- * rows whose memory is in arena. *cursor becomes the pid to go on from, or 0 when the end of
+/* One page of Scroll, in id order (hdb_table_scan_ids): after the id key `after` (alen 0:
+ * from the start), the first `limit` points that pass where (NULL: all), reading at most
+ * max_scan stored points. out (limit slots) receives *n rows whose memory is in arena.
+ * *next / *nlen receive the id key to go on after (arena memory), or *nlen 0 when the end of
  * the table was reached. */
-int hdb_scan_page(hdb_source *src, const hdb_filter *where, uint64_t *cursor, size_t limit,
-                  size_t max_scan, const hdb_stop *stop, hdb_arena *arena, hdb_row *out,
-                  size_t *n, char *err, size_t errlen);
+int hdb_scan_page(hdb_source *src, const hdb_filter *where, const unsigned char *after,
+                  size_t alen, size_t limit, size_t max_scan, const hdb_stop *stop,
+                  hdb_arena *arena, hdb_row *out, size_t *n, const unsigned char **next,
+                  size_t *nlen, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -187,15 +187,18 @@ static int count(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **res
 }
 
 /* A Scroll cursor: a version byte, the table's id (so that a cursor of another data source,
- * or of a data source dropped and created again, is refused) and the pid to go on from. */
-#define CURSOR_LEN 17
-#define CURSOR_VERSION 1
+ * or of a data source dropped and created again, is refused) and the id key of the last point
+ * the page looked at (the page goes on after it). Version 1 cursors held a pid (storage
+ * order); they are refused like any foreign bytes. */
+#define CURSOR_HEAD 9
+#define CURSOR_VERSION 2
 
-static int cursor_in(const ProtobufCBinaryData *c, hdb_source *src, uint64_t *pid, char *err,
-                     size_t errlen) {
-    *pid = 0;
+static int cursor_in(const ProtobufCBinaryData *c, hdb_source *src, const unsigned char **key,
+                     size_t *klen, char *err, size_t errlen) {
+    *key = NULL;
+    *klen = 0;
     if (c->len == 0) return HDB_OK;
-    if (c->len != CURSOR_LEN || c->data[0] != CURSOR_VERSION || hdb_get_be64(c->data + 9) == 0)
+    if (c->len <= CURSOR_HEAD || c->data[0] != CURSOR_VERSION)
         return hdb_errf(err, errlen, HDB_EINVAL,
                         "cursor: not a cursor that Scroll returned (send the next_cursor of the "
                         "previous page as it came, or none to start)");
@@ -204,7 +207,8 @@ static int cursor_in(const ProtobufCBinaryData *c, hdb_source *src, uint64_t *pi
                         "cursor: it belongs to another data source than %s (or to a data source "
                         "of that name that was dropped since)",
                         hdb_source_label(src));
-    *pid = hdb_get_be64(c->data + 9);
+    *key = c->data + CURSOR_HEAD;
+    *klen = c->len - CURSOR_HEAD;
     return HDB_OK;
 }
 
@@ -217,21 +221,22 @@ static int scroll(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **re
     int rc = lookup_source(rpc, req->data_source, &src, err, errlen);
     if (rc != HDB_OK) return rc;
     const hdb_filter *where;
-    uint64_t pid;
+    const unsigned char *after = NULL, *next = NULL;
+    size_t alen = 0, nlen = 0;
     size_t n = 0;
     hdb_row *rows = NULL;
     if (req->limit == 0 || req->limit > cfg->max_points_per_upload)
         rc = hdb_errf(err, errlen, HDB_EINVAL,
                       "limit: must be 1 .. limits.max_points_per_upload (%u), got %u",
                       cfg->max_points_per_upload, req->limit);
-    if (rc == HDB_OK) rc = cursor_in(&req->cursor, src, &pid, err, errlen);
+    if (rc == HDB_OK) rc = cursor_in(&req->cursor, src, &after, &alen, err, errlen);
     if (rc == HDB_OK) rc = where_in(rpc, src, req->filter, &where, err, errlen);
     if (rc == HDB_OK)
         rc = get_cost_check(cfg, hdb_source_schema(src), req->limit, err, errlen);
     if (rc == HDB_OK) {
         rows = hdb_arena_alloc(a, req->limit * sizeof *rows);
-        rc = hdb_scan_page(src, where, &pid, req->limit, cfg->max_scan_points, hdb_rpc_stop(rpc),
-                           a, rows, &n, err, errlen);
+        rc = hdb_scan_page(src, where, after, alen, req->limit, cfg->max_scan_points,
+                           hdb_rpc_stop(rpc), a, rows, &n, &next, &nlen, err, errlen);
     }
     if (rc == HDB_OK) {
         Hilbert__V1__ScrollResponse *r = hdb_arena_alloc(a, sizeof *r);
@@ -239,12 +244,12 @@ static int scroll(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **re
         r->points = hdb_arena_alloc(a, (n ? n : 1) * sizeof *r->points);
         for (size_t i = 0; i < n; i++)
             if (rows[i].found) r->points[r->n_points++] = row_out(&rows[i], req->with_vectors, a);
-        if (pid != 0) {
-            unsigned char *c = hdb_arena_alloc(a, CURSOR_LEN);
+        if (nlen != 0) {
+            unsigned char *c = hdb_arena_alloc(a, CURSOR_HEAD + nlen);
             c[0] = CURSOR_VERSION;
             hdb_put_be64(c + 1, hdb_table_id(hdb_source_table(src)));
-            hdb_put_be64(c + 9, pid);
-            r->next_cursor = (ProtobufCBinaryData){CURSOR_LEN, c};
+            memcpy(c + CURSOR_HEAD, next, nlen);
+            r->next_cursor = (ProtobufCBinaryData){CURSOR_HEAD + nlen, c};
         }
         *resp = &r->base;
     }

@@ -553,3 +553,45 @@ int hdb_table_scan(hdb_table *t, const hdb_snap *snap, uint64_t *cursor, size_t 
     hdb_iter_free(it);
     return rc;
 }
+
+int hdb_table_scan_ids(hdb_table *t, const hdb_snap *snap, const unsigned char *after,
+                       size_t alen, size_t max, hdb_arena *arena, hdb_row *out,
+                       const unsigned char **keys, size_t *klens, size_t *n, char *err,
+                       size_t errlen) {
+    *n = 0;
+    if (max == 0) return HDB_OK;
+    hdb_snap *own = snap ? NULL : hdb_store_snapshot(t->store);
+    const hdb_snap *s = snap ? snap : own;
+    unsigned char *start = hdb_arena_alloc(arena, alen + 1);
+    start[0] = 'I';
+    if (alen) memcpy(start + 1, after, alen);
+    uint64_t *pids = hdb_arena_alloc(arena, max * sizeof *pids);
+    size_t np = 0;
+    hdb_iter *it = hdb_iter_create(t->store, t->points, s);
+    int rc = HDB_OK;
+    for (hdb_iter_seek(it, start, alen + 1); np < max && hdb_iter_valid(it); hdb_iter_next(it)) {
+        size_t klen, vlen;
+        const unsigned char *k = hdb_iter_key(it, &klen);
+        if (klen == 0 || k[0] != 'I') break;
+        if (alen && klen == alen + 1 && memcmp(k + 1, after, alen) == 0) continue; /* after */
+        const unsigned char *v = hdb_iter_value(it, &vlen);
+        if (vlen != 8) {
+            rc = hdb_errf(err, errlen, HDB_ECORRUPT, "%s: id entry of %zu bytes", t->label, vlen);
+            break;
+        }
+        keys[np] = hdb_arena_memdup(arena, k + 1, klen - 1);
+        klens[np] = klen - 1;
+        pids[np++] = hdb_get_be64(v);
+    }
+    if (rc == HDB_OK) rc = hdb_iter_status(it, err, errlen);
+    hdb_iter_free(it);
+    if (rc == HDB_OK) rc = hdb_table_get_pids(t, s, pids, np, arena, out, err, errlen);
+    for (size_t i = 0; rc == HDB_OK && i < np; i++)
+        if (!out[i].found)
+            rc = hdb_errf(err, errlen, HDB_ECORRUPT,
+                          "%s: an id entry names point %" PRIu64 ", which is missing", t->label,
+                          pids[i]);
+    hdb_snap_release(t->store, own);
+    if (rc == HDB_OK) *n = np;
+    return rc;
+}

@@ -195,6 +195,16 @@ int hdb_table_get_pids(hdb_table *t, const hdb_snap *snap, const uint64_t *pids,
 int hdb_table_scan(hdb_table *t, const hdb_snap *snap, uint64_t *cursor, size_t max,
                    hdb_arena *arena, hdb_row *out, size_t *n, char *err, size_t errlen);
 
+/* Reads up to max points in id order (the order of their id keys, see hdb_record.h: numbers
+ * ascending, strings and bytes by length, then bytewise, attribute by attribute in declared
+ * order), starting after the id key `after` (alen 0: from the first), from snap (NULL: a fresh
+ * snapshot), into out; *n tells how many, 0 at the end. keys[i] / klens[i] (max slots each)
+ * receive the id key of out[i], to pass as `after` to go on after it. Memory in arena. */
+int hdb_table_scan_ids(hdb_table *t, const hdb_snap *snap, const unsigned char *after,
+                       size_t alen, size_t max, hdb_arena *arena, hdb_row *out,
+                       const unsigned char **keys, size_t *klens, size_t *n, char *err,
+                       size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -194,7 +194,7 @@ def test_count_and_scroll(loaded):
     mask = np.array([a["bucket"] < 25 and a["color"] == "green"
                      for a in map(attrs_of, range(N))])
     assert db.count("fm", f) == mask.sum() > 0
-    # Pages of 7: every passing point once, in storage order (here: upload order).
+    # Pages of 7: every passing point once, in id order.
     seen, cursor, pages = [], b"", 0
     while True:
         pts, cursor = db.scroll_page("fm", cursor, 7, filter=f)
@@ -437,3 +437,36 @@ def test_delete_by_filter_limit(make_server, tmp_path):
     assert db.delete_by_filter("d", Attr("id") < 5)[0] == 5
     assert db.count("d") == 5
     db.close()
+
+
+def test_scroll_is_in_id_order(make_server):
+    """Points uploaded in a shuffled order come back by id: int64 ids numerically (negative
+    first), string ids shorter first, then bytewise; a cursor goes on after the last id it saw,
+    so points written between pages appear when their id lies after it."""
+    s = make_server()
+    db = client(s)
+    rng = np.random.default_rng(3)
+    db.create_data_source("ints", dimension=2, permanent_attributes={"n": "int64"},
+                          id_attributes=["n"])
+    ids = rng.permutation(np.arange(-300, 300))
+    db.upload("ints", [Point([float(i), 0.0], {"n": int(i)}) for i in ids])
+    got = [p.attributes["n"] for p in db.scroll("ints", page_size=64)]
+    assert got == list(range(-300, 300))
+    evens = [p.attributes["n"] for p in db.scroll("ints", Attr("n") > 250, page_size=7)]
+    assert evens == list(range(251, 300))
+    # A page, then new points before and after the cursor, then the rest.
+    first, cursor = db.scroll_page("ints", b"", 10)
+    assert [p.attributes["n"] for p in first] == list(range(-300, -290))
+    db.upload("ints", [Point([0.0, 0.0], {"n": n}) for n in (-1000, 1000)])
+    rest = []
+    while cursor:
+        page, cursor = db.scroll_page("ints", cursor, 100)
+        rest += [p.attributes["n"] for p in page]
+    assert rest == list(range(-290, 300)) + [1000]
+
+    db.create_data_source("strs", dimension=2, permanent_attributes={"key": "string"},
+                          id_attributes=["key"])
+    keys = ["b", "aa", "a", "ab", "ba", "c", "abc", "", "zz"]
+    db.upload("strs", [Point([0.0, 0.0], {"key": k}) for k in rng.permutation(keys)])
+    got = [p.attributes["key"] for p in db.scroll("strs", page_size=2)]
+    assert got == sorted(keys, key=lambda k: (len(k), k.encode()))

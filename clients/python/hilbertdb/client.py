@@ -669,8 +669,8 @@ class Client:
     def scroll(self, source: Ref, filter: Optional[Filter] = None, *, page_size: int = 1000,
                with_vectors: bool = False, version: Optional[str] = None) -> Iterable[Point]:
         """Every point of a data source that passes ``filter`` (all when None), page by page
-        in the source's storage order (the order points were first written). Vectors are
-        fetched only with ``with_vectors``.
+        in id order (numbers ascending; strings and bytes shorter first, then bytewise).
+        Vectors are fetched only with ``with_vectors``.
 
         Example::
 
