@@ -410,8 +410,8 @@ static bool read_set_directly(const hdb_engine_spec *es, uint32_t ef_override, s
  * and in the last two the search widens (x4) until kk pass, or an exact pass over the bounded
  * set (or a scan of the splits) answers the query. */
 static int filtered_one(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv, size_t kk,
-                        const hdb_query_params *qp, hdb_arena *arena, hdb_query_result *r,
-                        char *err, size_t errlen) {
+                        const hdb_query_params *qp, const hdb_labelset *set, bool exact_set,
+                        hdb_arena *arena, hdb_query_result *r, char *err, size_t errlen) {
     const hdb_schema *s = hdb_source_schema(hdb_ixent_source(ix));
     hdb_table *table = hdb_source_table(hdb_ixent_source(ix));
     hdb_metric metric = hdb_ixent_metric(ix);
@@ -430,9 +430,6 @@ static int filtered_one(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv
     r->hits = hdb_arena_alloc(arena, kk * sizeof *r->hits);
     r->n = 0;
 
-    hdb_labelset *set;
-    bool exact_set;
-    hdb_index_select(index, qp->where, &set, &exact_set);
     uint64_t nset = set ? hdb_labelset_count(set) : 0;
     const char *kind = exact_set ? "exactly" : "at most";
     int rc = HDB_OK;
@@ -446,7 +443,6 @@ static int filtered_one(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv
                                        "scored exactly; %llu passed the filter",
                                        kind, (unsigned long long)nset,
                                        (unsigned long long)passed);
-        hdb_labelset_free(set);
         return rc;
     }
     hdb_accept acc = {set_accepts, set, nset};
@@ -547,7 +543,6 @@ static int filtered_one(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv
                 passed, got < fetch ? " (every point of the splits)" : "");
     }
     hdb_free(heap);
-    hdb_labelset_free(set);
     return rc;
 }
 
@@ -681,10 +676,17 @@ int hdb_query_search(hdb_ixent *ix, const hdb_config *cfg, const hdb_query_vec *
      * of only one chunk are held at a time. */
     size_t kk = (size_t)k;
     memset(results, 0, nq * sizeof *results);
-    for (size_t q = 0; qp->where && rc == HDB_OK && q < nq; q++) {
-        rc = filtered_one(ix, index, &queries[q], kk, qp, arena, &results[q], err, errlen);
+    if (qp->where) {
+        /* The attribute indexes' label set, once for every query of the request. */
+        hdb_labelset *set;
+        bool exact_set;
+        hdb_index_select(index, qp->where, &set, &exact_set);
+        for (size_t q = 0; rc == HDB_OK && q < nq; q++)
+            rc = filtered_one(ix, index, &queries[q], kk, qp, set, exact_set, arena, &results[q],
+                              err, errlen);
+        hdb_labelset_free(set);
+        return rc;
     }
-    if (qp->where) return rc;
     size_t chunk = CHUNK_HITS / kk ? CHUNK_HITS / kk : 1;
     for (size_t q0 = 0; rc == HDB_OK && q0 < nq; q0 += chunk) {
         if ((rc = hdb_stop_check(qp->stop, "search", err, errlen)) != HDB_OK) break;

@@ -102,10 +102,13 @@ int hdb_query_check_cost(const hdb_config *cfg, const hdb_query_cost *cost, char
  * dimension, finite, non-empty and (cosine) non-zero, min_seq not past the source's last seq,
  * the split filter, and the attribute filter (hdb_filter_check against the source's permanent
  * attributes; errors name "filter..."). With an attribute filter each query is answered on
- * its own: the engine's candidates are read and checked against it, widening (x4) until k
- * pass, and when that would read about as many points as the splits hold, or past
- * 16384 candidates, an exact scan of the stored points of the splits takes over. So a query
- * is short of k only when fewer than k points pass. Waits for min_seq up to the deadline and limits.max_wait_ms
+ * its own. When the index's attribute indexes bound the passing points (hdb_index_select, once
+ * per request), those points are either read and scored one by one (when a cost estimate says
+ * that beats searching) or the only labels the engine may return; otherwise the engine's
+ * candidates are checked against the filter. Either search widens (x4) until k pass, and when
+ * that would read about as many points as could pass, or past 16384 candidates, an exact pass
+ * over the bounded points (or a scan of the splits' stored points) takes over. So a query is
+ * short of k only when fewer than k points pass. Waits for min_seq up to the deadline and limits.max_wait_ms
  * (HDB_ETIMEOUT). Once qp->stop says so (checked between chunks of queries, inside the engines
  * and while records are read), returns HDB_ETIMEOUT or HDB_ECANCELLED and nothing else.
  * HDB_EUNAVAIL while the index is building or after it failed. results (nq
