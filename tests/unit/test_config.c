@@ -988,7 +988,7 @@ static void test_model_space_errors(void **state) {
          HDB_EINVAL,
          {"model_spaces[0].model_path: unknown key (expected one of: name, model, input, "
           "output_dim, metric, index, permanent_attributes, split_attributes, model_sha256, "
-          "output_index, keep_inputs, reembed_from)"}},
+          "output_index, keep_inputs, reembed_from, indexed_attributes)"}},
         {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    keep_inputs: maybe\n"),
          HDB_EINVAL,
          {"x.yaml:7: model_spaces[0].keep_inputs: must be true or false"}},
