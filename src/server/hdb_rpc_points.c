@@ -3,11 +3,13 @@
  */
 #include "hdb_rpc_points.h"
 
+#include "hdb_applier.h"
 #include "hdb_arena.h"
 #include "hdb_catalog.h"
 #include "hdb_codec.h"
 #include "hdb_config.h"
 #include "hdb_err.h"
+#include "hdb_index.h"
 #include "hdb_ingest.h"
 #include "hdb_query.h"
 #include "hdb_record.h"
@@ -165,24 +167,62 @@ static int where_in(hdb_rpc *rpc, hdb_source *src, const Hilbert__V1__Filter *f,
     return rc;
 }
 
+/* Count of an index's points (CountRequest.index): from its attribute indexes when they
+ * decide the filter exactly, else over its data source's points. */
+static int count_index(hdb_rpc *rpc, const Hilbert__V1__IndexRef *ref,
+                       const Hilbert__V1__Filter *filter, uint64_t *n, uint64_t *seq,
+                       bool *from_index, char *err, size_t errlen) {
+    hdb_ixent *ix;
+    int rc = hdb_catalog_get_index(rpc->catalog, ref->name, ref->version, &ix, err, errlen);
+    if (rc != HDB_OK) return rc;
+    hdb_source *src = hdb_ixent_source(ix);
+    const hdb_filter *where;
+    hdb_index *index;
+    if ((rc = where_in(rpc, src, filter, &where, err, errlen)) == HDB_OK &&
+        (rc = hdb_applier_index(hdb_ixent_applier(ix), &index, err, errlen)) == HDB_OK) {
+        hdb_labelset *set = NULL;
+        bool exact = false;
+        if (where != NULL) hdb_index_select(index, where, &set, &exact);
+        if (set != NULL && exact) {
+            *seq = hdb_index_applied(index);
+            *n = hdb_labelset_count(set);
+            *from_index = true;
+        } else {
+            rc = hdb_scan_count(src, where, hdb_rpc_stop(rpc), n, seq, err, errlen);
+        }
+        hdb_labelset_free(set);
+    }
+    hdb_ixent_unref(ix);
+    return rc;
+}
+
 static int count(hdb_rpc *rpc, const ProtobufCMessage *m, ProtobufCMessage **resp, char *err,
                  size_t errlen) {
     const Hilbert__V1__CountRequest *req = (const void *)m;
-    hdb_source *src;
-    int rc = lookup_source(rpc, req->data_source, &src, err, errlen);
-    if (rc != HDB_OK) return rc;
-    const hdb_filter *where;
     uint64_t n = 0, seq = 0;
-    if ((rc = where_in(rpc, src, req->filter, &where, err, errlen)) == HDB_OK)
-        rc = hdb_scan_count(src, where, hdb_rpc_stop(rpc), &n, &seq, err, errlen);
+    bool from_index = false;
+    int rc;
+    if (req->index != NULL && req->data_source != NULL) {
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "index: give data_source or index, not both");
+    } else if (req->index != NULL) {
+        rc = count_index(rpc, req->index, req->filter, &n, &seq, &from_index, err, errlen);
+    } else {
+        hdb_source *src;
+        if ((rc = lookup_source(rpc, req->data_source, &src, err, errlen)) != HDB_OK) return rc;
+        const hdb_filter *where;
+        if ((rc = where_in(rpc, src, req->filter, &where, err, errlen)) == HDB_OK)
+            rc = hdb_scan_count(src, where, hdb_rpc_stop(rpc), &n, &seq, err, errlen);
+        hdb_source_unref(src);
+    }
     if (rc == HDB_OK) {
         Hilbert__V1__CountResponse *r = hdb_arena_alloc(rpc->arena, sizeof *r);
         hilbert__v1__count_response__init(r);
         r->count = n;
         r->seq = seq;
+        r->from_index = from_index;
         *resp = &r->base;
     }
-    hdb_source_unref(src);
     return rc;
 }
 

@@ -5,11 +5,14 @@ declaration is bad. Results are checked against numpy over the points that pass.
 """
 from __future__ import annotations
 
+import grpc
 import numpy as np
 import pytest
 
+from hilbert.v1 import points_pb2 as P, types_pb2 as T
 from hilbertdb import Attr, Faiss, Hnsw, InvalidArgument, Point, Sparse, SparseVector
-from helpers import fmnist
+from hilbertdb.filters import filter_in
+from helpers import TIMEOUT, expect_status, fmnist
 from model_fixtures import client
 
 N = 3000
@@ -164,3 +167,39 @@ def test_declared_in_a_config_file(make_server, tmp_path):
     assert [h.attributes["id"] for h in r[0]] == [1, 3, 5]
     # 10 of 20 points pass: a search would ask for as many, so they are read one by one.
     assert r.plans[0].startswith("attribute indexes: exactly 10 points pass, each read"), r.plans
+
+
+def test_count_on_an_index(make_server):
+    """Count with an index: from its attribute indexes when they decide the filter (in memory,
+    as of the index's applied seq), else over its data source; both exact."""
+    s = make_server()
+    db = client(s)
+    db.create_data_source("cn", dimension=2, permanent_attributes={"id": "int64"},
+                          id_attributes=["id"])
+    db.create_index("cn-ix", data_source="cn", metric="l2", indexed_attributes=["tag", "score"])
+    db.create_index("cn-plain", data_source="cn", metric="l2")
+    db.upload("cn", [Point([float(i), 0.0], attrs_of(i)) for i in range(N)])
+    db.wait_for_index("cn-ix", timeout=120)
+    ids = np.arange(N)
+    f = Attr("tag").one_of(["a", "c"]) & ~(Attr("score") >= 250)
+    want = int(((ids % 3 != 1) & (ids % 500 < 250)).sum())
+    r = s.points.Count(P.CountRequest(index=T.IndexRef(name="cn-ix", version="1"),
+                                      filter=filter_in(f)), timeout=TIMEOUT)
+    assert (r.count, r.from_index) == (want, True)
+    assert db.count(index="cn-ix", filter=f) == db.count("cn", f) == want
+    # Not decided by the index (id has none), or an index without any: read from the source.
+    g = f & (Attr("id") < 1000)
+    want_g = int(((ids % 3 != 1) & (ids % 500 < 250) & (ids < 1000)).sum())
+    for name, flt, n in (("cn-ix", g, want_g), ("cn-plain", f, want)):
+        r = s.points.Count(P.CountRequest(index=T.IndexRef(name=name, version="1"),
+                                          filter=filter_in(flt)), timeout=TIMEOUT)
+        assert (r.count, r.from_index) == (n, False)
+    with expect_status(grpc.StatusCode.INVALID_ARGUMENT, "give data_source or index, not both"):
+        s.points.Count(P.CountRequest(index=T.IndexRef(name="cn-ix", version="1"),
+                                      data_source=T.DataSourceRef(name="cn", version="1")),
+                       timeout=TIMEOUT)
+    with expect_status(grpc.StatusCode.NOT_FOUND, "nope"):
+        s.points.Count(P.CountRequest(index=T.IndexRef(name="nope", version="1")),
+                       timeout=TIMEOUT)
+    with pytest.raises(ValueError):
+        db.count()

@@ -640,11 +640,20 @@ class Client:
         resp = self._call(self._points.DeleteByFilter, req)
         return int(resp.deleted), UploadResult(resp.first_seq, resp.last_seq)
 
-    def count(self, source: Ref, filter: Optional[Filter] = None,
-              version: Optional[str] = None) -> int:
+    def count(self, source: Optional[Ref] = None, filter: Optional[Filter] = None,
+              version: Optional[str] = None, *, index: Optional[Ref] = None) -> int:
         """The number of points of a data source that pass ``filter`` (all points when None),
-        exactly. Example: ``db.count("products", Attr("price") < 50)``."""
-        req = P.CountRequest(data_source=cv.source_ref(source, version))
+        exactly. Example: ``db.count("products", Attr("price") < 50)``.
+
+        With ``index=`` instead of a source: the points of that index. When its attribute
+        indexes decide the filter exactly, the count comes from them in memory, as of what
+        the index has applied; otherwise the index's data source is read."""
+        if (source is None) == (index is None):
+            raise ValueError("count: give a data source or index=, not both")
+        if index is not None:
+            req = P.CountRequest(index=cv.index_ref(index, version))
+        else:
+            req = P.CountRequest(data_source=cv.source_ref(source, version))
         f = filter_in(filter)
         if f is not None:
             req.filter.CopyFrom(f)
