@@ -329,12 +329,12 @@ static int keep_top(hdb_table *table, hdb_metric metric, const hdb_hit *heap, si
     return rc;
 }
 
-/* Scores exactly the points of set (the labels an attribute index says may pass), checking
- * each against the split filter and the attribute filter, and keeps the best kk in r. *read
- * counts the records read, *passed those that passed. */
+/* Scores exactly the points of set (the labels an attribute index says may pass; exactly
+ * those when exact_set), checking each against the split filter and the attribute filter, and
+ * keeps the best kk in r. With explain, r->plan says so, with `why` (may be "") after it. */
 static int set_exact(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv, size_t kk,
-                     const hdb_query_params *qp, const hdb_labelset *set, hdb_arena *arena,
-                     hdb_query_result *r, uint64_t *read, uint64_t *passed, char *err,
+                     const hdb_query_params *qp, const hdb_labelset *set, bool exact_set,
+                     const char *why, hdb_arena *arena, hdb_query_result *r, char *err,
                      size_t errlen) {
     hdb_table *table = hdb_source_table(hdb_ixent_source(ix));
     hdb_metric metric = hdb_ixent_metric(ix);
@@ -348,6 +348,7 @@ static int set_exact(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv, s
     int64_t labels[READ_BATCH];
     uint64_t pids[READ_BATCH];
     hdb_row *recs = hdb_malloc(READ_BATCH * sizeof *recs);
+    uint64_t passed = 0;
     int rc = HDB_OK;
     size_t n;
     for (uint64_t from = 0; rc == HDB_OK; from += n) {
@@ -359,7 +360,6 @@ static int set_exact(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv, s
         for (size_t i = 0; rc == HDB_OK && i < n; i++) {
             const hdb_point *p = &recs[i].rec.point;
             if (!recs[i].found) continue;
-            (*read)++;
             if (!hdb_index_point_matches(index, p, qp->filter, qp->nfilter) ||
                 !hdb_filter_eval(qp->where, p->attrs, p->nattrs))
                 continue;
@@ -367,13 +367,20 @@ static int set_exact(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv, s
             float score = rescore(metric, qv, qnorm, p, dim, &ok);
             if (!ok) continue;
             hdb_topk_push(&top, score, (int64_t)recs[i].pid);
-            (*passed)++;
+            passed++;
         }
     }
     hdb_free(recs);
     hdb_arena_free(scratch);
     size_t nt = hdb_topk_finish(&top);
     if (rc == HDB_OK) rc = keep_top(table, metric, heap, nt, arena, r, err, errlen);
+    if (rc == HDB_OK && qp->explain)
+        r->plan = hdb_arena_sprintf(arena,
+                                   "attribute indexes: %s %llu points pass, each read and scored "
+                                   "exactly%s; %llu passed the filter",
+                                   exact_set ? "exactly" : "at most",
+                                   (unsigned long long)hdb_labelset_count(set), why,
+                                   (unsigned long long)passed);
     hdb_free(heap);
     return rc;
 }
@@ -435,15 +442,7 @@ static int filtered_one(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv
     int rc = HDB_OK;
     if (set && read_set_directly(hdb_index_engine_spec(index), qp->opts.ef_search, kk, nset,
                                  avail)) {
-        uint64_t read = 0, passed = 0;
-        rc = set_exact(ix, index, qv, kk, qp, set, arena, r, &read, &passed, err, errlen);
-        if (rc == HDB_OK && qp->explain)
-            r->plan = hdb_arena_sprintf(arena,
-                                       "attribute indexes: %s %llu points pass, each read and "
-                                       "scored exactly; %llu passed the filter",
-                                       kind, (unsigned long long)nset,
-                                       (unsigned long long)passed);
-        return rc;
+        return set_exact(ix, index, qv, kk, qp, set, exact_set, "", arena, r, err, errlen);
     }
     hdb_accept acc = {set_accepts, set, nset};
     if (set) {
@@ -510,16 +509,10 @@ static int filtered_one(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv
     hits = NULL;
     hdb_arena_free(scratch);
     if (rc == HDB_OK && exact && set) {
-        uint64_t read = 0, ok = 0;
-        rc = set_exact(ix, index, qv, kk, qp, set, arena, r, &read, &ok, err, errlen);
-        if (rc == HDB_OK && qp->explain)
-            r->plan = hdb_arena_sprintf(arena,
-                                       "attribute indexes: %s %llu points pass, each read and "
-                                       "scored exactly%s%s%s; %llu passed the filter",
-                                       kind, (unsigned long long)nset,
-                                       searched ? " (the " : " (as many as a search would ask for)",
-                                       searched ? algo : "", searched ? " search fell short)" : "",
-                                       (unsigned long long)ok);
+        char why[96];
+        snprintf(why, sizeof why, searched ? " (the %s search fell short)"
+                                           : " (as many as a search would ask for)", algo);
+        rc = set_exact(ix, index, qv, kk, qp, set, exact_set, why, arena, r, err, errlen);
     } else if (rc == HDB_OK && exact) {
         uint64_t scanned = 0;
         rc = exact_fallback(ix, index, qv, dim, kk, qp, arena, r, &scanned, err, errlen);
