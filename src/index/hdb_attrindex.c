@@ -30,6 +30,8 @@
 #include <string.h>
 
 #define CHUNK_CAP 512
+/* A posting's fixed cost: its map slots and an empty roaring bitmap. */
+#define POSTING_OVERHEAD 96
 #define FILE_MAGIC "HDBATTR1"
 /* Integers beyond this magnitude do not all have their own double. */
 #define EXACT_INT (INT64_C(1) << 53)
@@ -71,6 +73,9 @@ struct hdb_attrindex {
     roaring_bitmap_t *all;
     bool gave_up; /* a label outside [0, 2^32) was put */
     uint64_t rec_bytes;
+    /* For hdb_attrindex_bytes without walking the postings: their keys and map slots, and
+     * the (label, posting) pairs they hold (about 2 bytes each in roaring's containers). */
+    uint64_t posting_key_bytes, posting_labels;
 };
 
 /* roaring_bitmap_free of CRoaring 0.2 does not take NULL. */
@@ -278,7 +283,8 @@ const char *hdb_attrindex_name(const hdb_attrindex *ai, size_t i) {
 
 /* ---------------------------------------------------------------- changes (writer, locked) */
 
-static void index_value(attr_ix *a, uint32_t label, const hdb_value *v, bool add) {
+static void index_value(hdb_attrindex *ai, attr_ix *a, uint32_t label, const hdb_value *v,
+                        bool add) {
     if (posting_kind(v->type)) {
         unsigned char buf[16], *heap;
         const unsigned char *key;
@@ -288,11 +294,15 @@ static void index_value(attr_ix *a, uint32_t label, const hdb_value *v, bool add
             if (bm == NULL) {
                 bm = roaring_bitmap_create();
                 hdb_hmap_put(a->postings, key, klen, bm);
+                ai->posting_key_bytes += klen + POSTING_OVERHEAD;
             }
-            roaring_bitmap_add(bm, label);
+            ai->posting_labels += roaring_bitmap_add_checked(bm, label);
         } else if (bm != NULL) {
-            roaring_bitmap_remove(bm, label);
-            if (roaring_bitmap_is_empty(bm)) bm_free(hdb_hmap_del(a->postings, key, klen));
+            ai->posting_labels -= roaring_bitmap_remove_checked(bm, label);
+            if (roaring_bitmap_is_empty(bm)) {
+                bm_free(hdb_hmap_del(a->postings, key, klen));
+                ai->posting_key_bytes -= klen + POSTING_OVERHEAD;
+            }
         }
         hdb_free(heap);
     }
@@ -315,7 +325,7 @@ static void unindex(hdb_attrindex *ai, uint32_t label) {
     hdb_value *rec = label < ai->nrecs ? ai->recs[label] : NULL;
     if (rec == NULL) return;
     for (size_t i = 0; i < ai->nattrs; i++)
-        if (rec[i].type != 0) index_value(&ai->attrs[i], label, &rec[i], false);
+        if (rec[i].type != 0) index_value(ai, &ai->attrs[i], label, &rec[i], false);
     for (size_t i = 0; i < ai->nattrs; i++)
         if (rec[i].type == HDB_ATTR_STRING || rec[i].type == HDB_ATTR_BYTES)
             ai->rec_bytes -= rec[i].u.s.n;
@@ -340,7 +350,7 @@ static void store_rec(hdb_attrindex *ai, uint32_t label, const hdb_value *vals) 
             rec[i].u.s.p = data;
             data += vals[i].u.s.n;
         }
-        if (rec[i].type != 0) index_value(&ai->attrs[i], label, &rec[i], true);
+        if (rec[i].type != 0) index_value(ai, &ai->attrs[i], label, &rec[i], true);
     }
     if (label >= ai->nrecs) {
         size_t n = ai->nrecs ? ai->nrecs : 1024;
@@ -533,18 +543,12 @@ void hdb_attrindex_stats(hdb_attrindex *ai, size_t i, uint64_t *labels, uint64_t
     pthread_rwlock_unlock(&ai->lock);
 }
 
-static void posting_bytes(const void *key, size_t klen, void *value, void *arg) {
-    (void)key;
-    *(uint64_t *)arg += klen + 48 + roaring_bitmap_size_in_bytes(value);
-}
-
 uint64_t hdb_attrindex_bytes(hdb_attrindex *ai) {
     pthread_rwlock_rdlock(&ai->lock);
-    uint64_t b = ai->nrecs * sizeof *ai->recs + ai->rec_bytes +
-                 roaring_bitmap_size_in_bytes(ai->all);
+    uint64_t b = ai->nrecs * sizeof *ai->recs + ai->rec_bytes + ai->posting_key_bytes +
+                 2 * ai->posting_labels + roaring_bitmap_size_in_bytes(ai->all);
     for (size_t i = 0; i < ai->nattrs; i++) {
         const attr_ix *a = &ai->attrs[i];
-        hdb_hmap_foreach(a->postings, posting_bytes, &b);
         b += (a->nums.n + a->stamps.n) * sizeof(chunk) + roaring_bitmap_size_in_bytes(a->has);
     }
     pthread_rwlock_unlock(&ai->lock);
