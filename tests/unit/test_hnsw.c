@@ -543,6 +543,61 @@ static void test_update_in_place(void **state) {
 }
 
 /* Removed labels never appear; a removed label comes back when upserted again. */
+/* accept() for test_accept: labels whose value mod 1000 is below the bound in ctx. */
+static bool below_mod(const void *ctx, int64_t label) {
+    return label % 1000 < *(const int64_t *)ctx;
+}
+
+/* hdb_hnsw_search_accept returns only accepted labels, all of them when fewer than k pass
+ * (the walk comes up short and the scan finds them), and keeps recall at 50%, 10% and 1%. */
+static void test_accept(void **state) {
+    (void)state;
+    enum { N = 4000, D = 32, NQ = 100, K = 10 };
+    uint64_t s = 29;
+    test_data td = random_data(&s, N, NQ, D);
+    model m, pass;
+    model_init(&m, HDB_METRIC_L2, D, N);
+    hdb_hnsw *h = make(HDB_METRIC_L2, D, 16, 100);
+    upsert(h, &m, N, td.l, td.x);
+    model_init(&pass, HDB_METRIC_L2, D, N);
+    memcpy(pass.x, m.x, (size_t)N * D * sizeof *pass.x);
+    hdb_hit *out = malloc(NQ * K * sizeof *out);
+    assert_non_null(out);
+    const int64_t bounds[] = {500, 100, 10, 1};
+    for (size_t b = 0; b < 4; b++) {
+        int64_t bound = bounds[b];
+        size_t npass = 0;
+        for (size_t l = 0; l < N; l++) npass += pass.live[l] = (int64_t)l % 1000 < bound;
+        hdb_accept acc = {below_mod, &bound, npass};
+        char err[256] = "";
+        assert_int_equal(hdb_hnsw_search_accept(h, NQ, td.q, K, 64, &acc, out, err, sizeof err),
+                         HDB_OK);
+        size_t found = 0, want = 0;
+        for (size_t i = 0; i < NQ; i++) {
+            int64_t truth[K];
+            size_t nt = brute_topk(&pass, td.q + i * D, K, truth);
+            assert_int_equal(nt, npass < K ? npass : K);
+            size_t j = 0;
+            for (; j < K && out[i * K + j].label >= 0; j++) {
+                assert_true(out[i * K + j].label % 1000 < bound);
+                for (size_t t = 0; t < nt; t++) found += truth[t] == out[i * K + j].label;
+            }
+            assert_int_equal(j, nt); /* never short while enough pass */
+            want += nt;
+        }
+        double r = (double)found / (double)want;
+        fprintf(stderr, "    %zu of %d pass: recall@10 %.4f\n", npass, N, r);
+        assert_true(r >= 0.95);
+    }
+    free(out);
+    hdb_hnsw_free(h);
+    model_free(&m);
+    model_free(&pass);
+    free(td.x);
+    free(td.q);
+    free(td.l);
+}
+
 static void test_remove(void **state) {
     (void)state;
     enum { N = 5000, D = 32, NQ = 300, K = 20 };
@@ -1241,6 +1296,7 @@ int main(void) {
         cmocka_unit_test(test_padding_and_empty),
         cmocka_unit_test(test_ef_override),
         cmocka_unit_test(test_update_in_place),
+        cmocka_unit_test(test_accept),
         cmocka_unit_test(test_remove),
         cmocka_unit_test(test_churn),
         cmocka_unit_test(test_churn_recall),
