@@ -11,6 +11,13 @@
  * Scores follow hdb_topk: smaller is better. L2: squared distance; INNER_PRODUCT: -<q,x>;
  * COSINE: 1 - cos over normalised vectors.
  *
+ * Storage. The graph keeps each vector as float32 (the default), float16 or int8 codes
+ * (hdb_quant.h): the walk then ranks by the codes' distances, so scores are approximate and
+ * the caller rescores its hits from the exact vectors. An int8 graph trains its quantizer on
+ * its first train_size points: until then it holds them as float32 aside and answers by an
+ * exact scan of them; the upsert that reaches train_size trains and moves them into the graph
+ * (under one exclusive hold, once in the graph's life).
+ *
  * Thread-safety: any number of concurrent searches, concurrently with one writer (upsert or
  * remove); writers are serialised inside. No C++ exception crosses this interface.
  */
@@ -20,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hdb_quant.h"
 #include "hdb_topk.h"
 #include "hdb_types.h"
 
@@ -36,6 +44,8 @@ typedef struct {
     uint32_t ef_construction; /* 0 = 200 */
     uint32_t ef_search;       /* default ef at search time; 0 = 64 */
     uint64_t seed;            /* level generator seed; 0 = 100 */
+    hdb_vec_storage storage;  /* how the graph keeps vectors; 0 = float32 */
+    uint32_t train_size;      /* int8: points the quantizer trains on; 0 = 1000 */
 } hdb_hnsw_params;
 
 /* Creates an empty graph. Returns HDB_EINVAL for bad parameters. Free with hdb_hnsw_free. */
@@ -72,14 +82,25 @@ int hdb_hnsw_search_accept(hdb_hnsw *h, size_t nq, const float *queries, size_t 
 /* Live (not deleted) vectors. */
 size_t hdb_hnsw_size(hdb_hnsw *h);
 
+/* Bytes of the vectors as the graph keeps them (codes, or float32 while an int8 graph waits
+ * for training) and of its links and bookkeeping, for the live and free slots. Any thread. */
+typedef struct {
+    uint64_t vector_bytes, graph_bytes;
+} hdb_hnsw_memory;
+void hdb_hnsw_mem(hdb_hnsw *h, hdb_hnsw_memory *out);
+
+/* True once an int8 graph's quantizer is trained; always true for float32 and float16. */
+bool hdb_hnsw_trained(hdb_hnsw *h);
+
 /* Writes the graph with its parameters, a magic/version header and a CRC-32C trailer. path is
  * truncated and written in place (removed on failure, HDB_EIO); the caller fsyncs and renames.
  * Searches go on meanwhile; writers wait. */
 int hdb_hnsw_save(hdb_hnsw *h, const char *path, char *err, size_t errlen);
 
-/* Loads a graph saved by hdb_hnsw_save; p must match dim and metric (else HDB_EINVAL); a
- * damaged file gives HDB_ECORRUPT, never a crash, and an unreadable one HDB_EIO. m and
- * ef_construction come from the file; ef_search and seed from p when non-zero, else the file. */
+/* Loads a graph saved by hdb_hnsw_save; p must match dim, metric and storage (else HDB_EINVAL;
+ * files written before storage existed hold float32). A damaged file gives HDB_ECORRUPT, never
+ * a crash, and an unreadable one HDB_EIO. m and ef_construction come from the file; ef_search,
+ * seed and train_size from p when non-zero, else the file's (train_size: the default). */
 int hdb_hnsw_load(hdb_hnsw **out, const hdb_hnsw_params *p, const char *path, char *err,
                   size_t errlen);
 

@@ -164,28 +164,45 @@ constexpr size_t REPAIR_KEEP_PER_M0 = 2;    /* update_node: candidates kept per 
 constexpr size_t PAR_MIN = 64;              /* fewer fresh labels are inserted by one thread */
 constexpr unsigned PREFETCH_AHEAD = 2;      /* search: vectors prefetched ahead of use, */
 constexpr size_t PREFETCH_BYTES = 512;      /* their first bytes; the hardware streams the rest */
+constexpr uint32_t DEFAULT_TRAIN = 1000;    /* int8: points the quantizer trains on */
+constexpr uint32_t MAX_TRAIN = 1u << 20;
 
 constexpr char MAGIC[8] = {'H', 'D', 'B', 'H', 'N', 'S', 'W', '1'};
-constexpr uint32_t VERSION = 1;
-constexpr size_t FIXED_HDR = 56;            /* bytes before the free list */
+constexpr uint32_t VERSION = 2;            /* 1: float32 only, no storage section */
+constexpr size_t FIXED_HDR_V1 = 56;         /* version 1: bytes before the free list */
+constexpr size_t FIXED_HDR = 72;            /* version 2: bytes before the storage section */
 constexpr size_t GRAPH_HDR = 96;            /* hnswlib's 13 PODs in saveIndex */
 constexpr unsigned char DELETE_MARK = 0x01; /* hnswlib's mark, byte 2 of the level-0 header */
 
 /* ---- distance ------------------------------------------------------------------------------ */
 
+/* A metric: d() between float32 vectors; for the other storages, is_l2 says whether the
+ * score is a squared distance, else from_ip() turns an inner product into the score. */
 struct DistL2 {
+    static constexpr bool is_l2 = true;
     static float d(const float *a, const float *b, size_t n) {
         return hdb_l2sq(a, b, n);
     }
+    static float from_ip(float) {
+        return 0.0f; /* unused */
+    }
 };
 struct DistNegIP {
+    static constexpr bool is_l2 = false;
     static float d(const float *a, const float *b, size_t n) {
         return -hdb_ip(a, b, n);
     }
+    static float from_ip(float ip) {
+        return -ip;
+    }
 };
 struct DistCos {
+    static constexpr bool is_l2 = false;
     static float d(const float *a, const float *b, size_t n) {
         return 1.0f - hdb_ip(a, b, n);
+    }
+    static float from_ip(float ip) {
+        return 1.0f - ip;
     }
 };
 
@@ -194,27 +211,71 @@ template <class D> float hnsw_dist(const void *a, const void *b, const void *par
                 *static_cast<const size_t *>(param));
 }
 
-/* The hnswlib space: our kernels, and dim as the distance parameter (hnswlib keeps a pointer
- * to dim_, so a Space must outlive its graph and never move). */
+/* What the code-to-code distances of float16 and int8 graphs read (graph construction and
+ * update_node compare stored codes). */
+struct CodeParam {
+    size_t dim;
+    const hdb_sq8 *sq;
+};
+
+inline const CodeParam &code_param(const void *p) {
+    return *static_cast<const CodeParam *>(p);
+}
+inline const uint16_t *h16(const void *p) {
+    return static_cast<const uint16_t *>(p);
+}
+inline const uint8_t *u8(const void *p) {
+    return static_cast<const uint8_t *>(p);
+}
+
+float f16_l2_cc(const void *a, const void *b, const void *p) {
+    return hdb_f16_l2sq_cc(h16(a), h16(b), code_param(p).dim);
+}
+float f16_negip_cc(const void *a, const void *b, const void *p) {
+    return -hdb_f16_ip_cc(h16(a), h16(b), code_param(p).dim);
+}
+float f16_cos_cc(const void *a, const void *b, const void *p) {
+    return 1.0f - hdb_f16_ip_cc(h16(a), h16(b), code_param(p).dim);
+}
+float sq8_l2_cc(const void *a, const void *b, const void *p) {
+    return hdb_sq8_l2sq_cc(code_param(p).sq, u8(a), u8(b));
+}
+float sq8_negip_cc(const void *a, const void *b, const void *p) {
+    return -hdb_sq8_ip_cc(code_param(p).sq, u8(a), u8(b));
+}
+float sq8_cos_cc(const void *a, const void *b, const void *p) {
+    return 1.0f - hdb_sq8_ip_cc(code_param(p).sq, u8(a), u8(b));
+}
+
+/* The hnswlib space: our kernels over the graph's codes, with CodeParam as the distance
+ * parameter (hnswlib keeps a pointer to it, so a Space must outlive its graph and never move).
+ * sq is the engine's quantizer (int8), trained before the first code is compared. */
 class Space final : public hnswlib::SpaceInterface<float> {
   public:
-    Space(size_t dim, hdb_metric metric) : dim_(dim) {
-        fn_ = metric == HDB_METRIC_L2   ? hnsw_dist<DistL2>
-              : metric == HDB_METRIC_IP ? hnsw_dist<DistNegIP>
-                                        : hnsw_dist<DistCos>;
+    Space(size_t dim, hdb_metric metric, hdb_vec_storage storage, const hdb_sq8 *sq)
+        : param_{dim, sq}, bytes_(hdb_vec_code_bytes(storage, dim)) {
+        const bool l2 = metric == HDB_METRIC_L2, ip = metric == HDB_METRIC_IP;
+        switch (storage) {
+        case HDB_VEC_FLOAT16: fn_ = l2 ? f16_l2_cc : ip ? f16_negip_cc : f16_cos_cc; break;
+        case HDB_VEC_INT8: fn_ = l2 ? sq8_l2_cc : ip ? sq8_negip_cc : sq8_cos_cc; break;
+        default:
+            fn_ = l2 ? hnsw_dist<DistL2> : ip ? hnsw_dist<DistNegIP> : hnsw_dist<DistCos>;
+            break;
+        }
     }
     size_t get_data_size() override {
-        return dim_ * sizeof(float);
+        return bytes_;
     }
     hnswlib::DISTFUNC<float> get_dist_func() override {
         return fn_;
     }
     void *get_dist_func_param() override {
-        return &dim_;
+        return &param_; /* float32's functions read its first member, dim */
     }
 
   private:
-    size_t dim_;
+    CodeParam param_;
+    size_t bytes_;
     hnswlib::DISTFUNC<float> fn_;
 };
 
@@ -263,6 +324,7 @@ struct Scratch {
     std::vector<std::pair<float, tableint>> top;  /* max-heap: the ef best live nodes */
     std::vector<std::pair<float, tableint>> cand; /* min-heap: nodes still to expand */
     std::vector<float> q;                         /* normalised query (COSINE) */
+    std::vector<float> prep;                      /* the query prepared for int8 codes */
     std::vector<tableint> ids;                    /* unvisited neighbours of one node */
 };
 
@@ -273,6 +335,13 @@ struct hdb_hnsw {
     hdb_metric metric = HDB_METRIC_L2;
     uint32_t m = 0, ef_construction = 0, ef_search = 0;
     uint64_t seed = 0;
+    hdb_vec_storage storage = HDB_VEC_FLOAT32;
+    uint32_t train_size = 0;         /* int8: points the quantizer trains on */
+    size_t code_bytes = 0;           /* bytes of one stored vector */
+    hdb_sq8 sq{};                    /* int8: the quantizer; space points at it */
+    std::atomic<bool> trained{true}; /* false: an int8 graph still collecting pending */
+    /* int8 before training: the points as float32 (normalised for COSINE), by label. */
+    std::unordered_map<int64_t, std::vector<float>> pending;
     std::unique_ptr<Space> space;
     std::unique_ptr<Graph> g;        /* destroyed before space (declared after it) */
     RwLock rw;                       /* shared: one query; exclusive: any mutation */
@@ -281,6 +350,11 @@ struct hdb_hnsw {
     std::atomic<bool> broken{false}; /* a graph mutation failed half way */
     std::vector<tableint> free_ids;  /* deleted slots, reused from the back */
     std::vector<uint32_t> free_pos;  /* slot -> index in free_ids, or NOT_FREE; capacity long */
+    ~hdb_hnsw() {
+        g.reset();
+        space.reset();
+        hdb_sq8_destroy(&sq);
+    }
 };
 
 namespace {
@@ -291,7 +365,14 @@ struct Params {
     uint32_t dim, m, efc, ef;
     hdb_metric metric;
     uint64_t seed;
+    hdb_vec_storage storage;
+    uint32_t train;
 };
+
+/* True for the storages a graph supports (an int, as metric_ok). */
+bool storage_ok(int64_t s) {
+    return s == HDB_VEC_FLOAT32 || s == HDB_VEC_FLOAT16 || s == HDB_VEC_INT8;
+}
 
 /* True for the metrics a graph supports. Takes an int: a C caller (or a file) may hold any
  * value, and loading an out-of-range hdb_metric is undefined behaviour in C++. */
@@ -314,6 +395,17 @@ int check_params(const hdb_hnsw_params *p, Params *out, char *err, size_t errlen
     out->efc = p->ef_construction ? p->ef_construction : DEFAULT_EFC;
     out->ef = p->ef_search ? p->ef_search : DEFAULT_EF;
     out->seed = p->seed ? p->seed : DEFAULT_SEED;
+    int storage;
+    static_assert(sizeof(hdb_vec_storage) == sizeof(int), "hdb_vec_storage is an int");
+    memcpy(&storage, &p->storage, sizeof storage);
+    if (!storage_ok(storage))
+        return hdb_errf(err, errlen, HDB_EINVAL,
+                        "hnsw: storage %d is not float32, float16 or int8", storage);
+    out->storage = (hdb_vec_storage)storage;
+    out->train = p->train_size ? p->train_size : DEFAULT_TRAIN;
+    if (out->train > MAX_TRAIN)
+        return hdb_errf(err, errlen, HDB_EINVAL, "hnsw: train_size %u exceeds %u", out->train,
+                        MAX_TRAIN);
     if (out->m < 2 || out->m > MAX_M)
         return hdb_errf(err, errlen, HDB_EINVAL, "hnsw: m %u must be in 2..%u", out->m, MAX_M);
     if (out->efc > MAX_EFC)
@@ -331,7 +423,14 @@ std::unique_ptr<hdb_hnsw> make_engine(const Params &p, size_t cap) {
     h->ef_construction = p.efc;
     h->ef_search = p.ef;
     h->seed = p.seed;
-    h->space.reset(new Space(p.dim, p.metric));
+    h->storage = p.storage;
+    h->train_size = p.train;
+    h->code_bytes = hdb_vec_code_bytes(p.storage, p.dim);
+    if (p.storage == HDB_VEC_INT8) {
+        if (!hdb_sq8_init(&h->sq, p.dim)) throw std::bad_alloc();
+        h->trained = false;
+    }
+    h->space.reset(new Space(p.dim, p.metric, p.storage, &h->sq));
     h->g.reset(new Graph(h->space.get(), cap, p.m, p.efc, p.seed));
     /* hnswlib leaves the upper-layer pointers uninitialised; its destructor frees the ones of
      * levels > 0 only, but zeroed pointers make a half-built node harmless. */
@@ -343,8 +442,8 @@ std::unique_ptr<hdb_hnsw> make_engine(const Params &p, size_t cap) {
 
 /* ---- graph access -------------------------------------------------------------------------- */
 
-inline const float *vec_of(const Graph &g, tableint id) {
-    return reinterpret_cast<const float *>(g.getDataByInternalId(id));
+inline const void *code_of(const Graph &g, tableint id) {
+    return g.getDataByInternalId(id);
 }
 
 /* The 16-bit link count at the head of a link list. */
@@ -426,7 +525,7 @@ std::vector<tableint> connections(const Graph &g, tableint id, int level) {
  * and kept recall (test_churn_recall, 5k x 20 replacements: recall@10 0.9867 against 0.9863
  * with 200 candidates, fresh build 0.9870); maxM0 candidates alone lost recall (0.9763).
  * Caller holds rw exclusively. */
-void update_node(Graph &g, const float *v, tableint id) {
+void update_node(Graph &g, const void *v, tableint id) {
     memcpy(g.getDataByInternalId(id), v, g.data_size_);
     const int max_level = g.maxlevel_;
     const tableint ep = g.enterpoint_node_;
@@ -472,9 +571,34 @@ void update_node(Graph &g, const float *v, tableint id) {
     g.repairConnectionsForUpdate(v, ep, id, level, max_level);
 }
 
-/* Inserts or updates one vector (already normalised for COSINE). Caller holds wmu and rw
- * exclusively. */
-void upsert_one(hdb_hnsw *h, labeltype label, const float *v) {
+/* Writes the graph's code of v (already normalised for COSINE) to out (code_bytes). An int8
+ * graph must be trained. */
+void encode(const hdb_hnsw *h, const float *v, void *out) {
+    switch (h->storage) {
+    case HDB_VEC_FLOAT16: hdb_f16_encode(v, h->dim, static_cast<uint16_t *>(out)); break;
+    case HDB_VEC_INT8: hdb_sq8_encode(&h->sq, v, static_cast<uint8_t *>(out)); break;
+    default: memcpy(out, v, h->dim * sizeof(float)); break;
+    }
+}
+
+/* The vector as the graph stores it: v itself for float32 (when no normalising copy is
+ * needed), else its normalised copy in tmp and/or its code in code. */
+const void *to_code(const hdb_hnsw *h, const float *v, std::vector<float> &tmp,
+                    std::vector<unsigned char> &code) {
+    if (h->metric == HDB_METRIC_COSINE) {
+        tmp.resize(h->dim);
+        memcpy(tmp.data(), v, h->dim * sizeof(float));
+        hdb_normalize(tmp.data(), h->dim);
+        v = tmp.data();
+    }
+    if (h->storage == HDB_VEC_FLOAT32) return v;
+    code.resize(h->code_bytes);
+    encode(h, v, code.data());
+    return code.data();
+}
+
+/* Inserts or updates one vector, given as its code. Caller holds wmu and rw exclusively. */
+void upsert_one(hdb_hnsw *h, labeltype label, const void *v) {
     Graph &g = *h->g;
     auto it = g.label_lookup_.find(label);
     if (it != g.label_lookup_.end()) { /* update in place, reviving a removed label */
@@ -510,6 +634,57 @@ void upsert_one(hdb_hnsw *h, labeltype label, const float *v) {
     h->live.fetch_add(1, std::memory_order_relaxed);
 }
 
+/* An untrained int8 graph: keeps the batch aside as float32 while the pending points stay
+ * below train_size and returns true; else trains the quantizer on the pending points and the
+ * batch, moves the pending points that the batch does not replace into the graph (one
+ * exclusive hold), and returns false: the caller then inserts the batch. Caller holds wmu. */
+bool hold_pending(hdb_hnsw *h, size_t n, const int64_t *labels, const float *vecs) {
+    const size_t dim = h->dim;
+    size_t fresh = 0;
+    for (size_t i = 0; i < n; i++)
+        fresh += h->pending.count(labels[i]) == 0;
+    std::vector<float> tmp;
+    auto normalised = [&](const float *v) -> const float * {
+        if (h->metric != HDB_METRIC_COSINE) return v;
+        tmp.assign(v, v + dim);
+        hdb_normalize(tmp.data(), dim);
+        return tmp.data();
+    };
+    if (h->pending.size() + fresh < h->train_size) {
+        std::vector<std::pair<int64_t, std::vector<float>>> add; /* allocate before locking */
+        add.reserve(n);
+        for (size_t i = 0; i < n; i++) {
+            const float *v = normalised(vecs + i * dim);
+            add.emplace_back(labels[i], std::vector<float>(v, v + dim));
+        }
+        std::unique_lock<RwLock> xl(h->rw); /* searches read pending: rehash under the hold */
+        h->pending.reserve(h->pending.size() + fresh);
+        for (auto &a : add)
+            h->pending.insert_or_assign(a.first, std::move(a.second));
+        h->live.fetch_add(fresh, std::memory_order_relaxed);
+        return true;
+    }
+    std::unique_lock<RwLock> xl(h->rw);
+    h->broken = true; /* until every pending point is in the graph */
+    for (const auto &p : h->pending)
+        hdb_sq8_observe(&h->sq, p.second.data());
+    for (size_t i = 0; i < n; i++)
+        hdb_sq8_observe(&h->sq, normalised(vecs + i * dim));
+    hdb_sq8_finish(&h->sq);
+    std::unordered_set<int64_t> replaced(labels, labels + n);
+    std::vector<unsigned char> code(h->code_bytes);
+    h->live.store(0, std::memory_order_relaxed);
+    for (const auto &p : h->pending) {
+        if (replaced.count(p.first)) continue;
+        encode(h, p.second.data(), code.data());
+        upsert_one(h, (labeltype)p.first, code.data());
+    }
+    h->broken = false;
+    h->pending.clear();
+    h->trained = true;
+    return false;
+}
+
 /* Inserts the fresh labels idx[*next..] (absent from the graph; the free list is empty) with
  * hnswlib's addPoint from nt threads at once, for about one write slice, and advances *next
  * past those inserted. addPoint is safe among concurrent inserters (per-node locks, a global
@@ -521,24 +696,18 @@ void insert_parallel(hdb_hnsw *h, const std::vector<size_t> &idx, size_t *next,
                      const int64_t *labels, const float *vecs, int nt) {
     Graph &g = *h->g;
     const size_t dim = h->dim;
-    const bool cosine = h->metric == HDB_METRIC_COSINE;
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(WRITE_SLICE_US);
     std::atomic<size_t> cursor{*next};
     std::exception_ptr failure;
     std::mutex fmu;
     auto work = [&]() {
         try {
-            std::vector<float> tmp(cosine ? dim : 0);
+            std::vector<float> tmp;
+            std::vector<unsigned char> code;
             for (;;) {
                 size_t j = cursor.fetch_add(1, std::memory_order_relaxed);
                 if (j >= idx.size()) break;
-                const float *v = vecs + idx[j] * dim;
-                if (cosine) {
-                    memcpy(tmp.data(), v, dim * sizeof(float));
-                    hdb_normalize(tmp.data(), dim);
-                    v = tmp.data();
-                }
-                g.addPoint(v, (labeltype)labels[idx[j]]);
+                g.addPoint(to_code(h, vecs + idx[j] * dim, tmp, code), (labeltype)labels[idx[j]]);
                 h->live.fetch_add(1, std::memory_order_relaxed);
                 if (std::chrono::steady_clock::now() >= until) break;
             }
@@ -570,18 +739,66 @@ inline bool accepted(const Graph &g, const hdb_accept *acc, tableint id) {
     return acc == nullptr || acc->fn(acc->ctx, (int64_t)g.getExternalLabel(id));
 }
 
+/* A query's score against stored codes (smaller is better), one kind per storage; D is the
+ * metric. Built once per query: the int8 one prepares the query in s.prep. */
+template <class D> struct F32Score {
+    const float *q;
+    size_t dim;
+    F32Score(const hdb_hnsw *h, const float *q_, Scratch &) : q(q_), dim(h->dim) {}
+    float operator()(const void *c) const {
+        return D::d(q, static_cast<const float *>(c), dim);
+    }
+};
+template <class D> struct F16Score {
+    const float *q;
+    size_t dim;
+    F16Score(const hdb_hnsw *h, const float *q_, Scratch &) : q(q_), dim(h->dim) {}
+    float operator()(const void *c) const {
+        if constexpr (D::is_l2) return hdb_f16_l2sq(q, h16(c), dim);
+        return D::from_ip(hdb_f16_ip(q, h16(c), dim));
+    }
+};
+template <class D> struct SQ8Score {
+    const hdb_sq8 *sq;
+    const float *w;
+    float base = 0;
+    SQ8Score(const hdb_hnsw *h, const float *q, Scratch &s) : sq(&h->sq) {
+        s.prep.resize(h->dim);
+        if constexpr (D::is_l2)
+            hdb_sq8_prep_l2(sq, q, s.prep.data());
+        else
+            base = hdb_sq8_prep_ip(sq, q, s.prep.data());
+        w = s.prep.data();
+    }
+    float operator()(const void *c) const {
+        if constexpr (D::is_l2) return hdb_sq8_l2sq(sq, w, u8(c));
+        return D::from_ip(base + hdb_sq8_dot(w, u8(c), sq->dim));
+    }
+};
+
 /* Exact scan of every live, accepted slot into t (the fallback when the graph walk comes up
  * short). */
-template <class D> void scan_all(const hdb_hnsw *h, const float *q, const hdb_accept *acc,
+template <class S> void scan_all(const hdb_hnsw *h, const S &score, const hdb_accept *acc,
                                  hdb_topk *t) {
     const Graph &g = *h->g;
     for (tableint id = 0; id < g.cur_element_count; id++)
         if (!is_deleted(g, id) && accepted(g, acc, id))
-            hdb_topk_push(t, D::d(q, vec_of(g, id), h->dim), (int64_t)g.getExternalLabel(id));
+            hdb_topk_push(t, score(code_of(g, id)), (int64_t)g.getExternalLabel(id));
+}
+
+/* An int8 graph before training: an exact scan of its pending float32 points. */
+template <class D> void scan_pending(const hdb_hnsw *h, const float *q, size_t k,
+                                     const hdb_accept *acc, hdb_hit *out) {
+    hdb_topk t;
+    hdb_topk_init(&t, out, k);
+    for (const auto &p : h->pending)
+        if (acc == nullptr || acc->fn(acc->ctx, p.first))
+            hdb_topk_push(&t, D::d(q, p.second.data(), h->dim), p.first);
+    hdb_topk_finish(&t);
 }
 
 /* Prefetches the first bytes of a vector, one cache line at a time. */
-inline void prefetch_vec(const float *v, size_t bytes) {
+inline void prefetch_vec(const void *v, size_t bytes) {
     const char *p = reinterpret_cast<const char *>(v);
     for (size_t off = 0; off < bytes; off += 64)
         __builtin_prefetch(p + off);
@@ -589,11 +806,10 @@ inline void prefetch_vec(const float *v, size_t bytes) {
 
 /* One query: out gets k hits, best first, padded. Nodes that acc (NULL: none) refuses are
  * walked through like deleted ones but never returned. Caller holds rw shared. */
-template <class D>
-void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, const hdb_accept *acc,
+template <class S>
+void search_one(const hdb_hnsw *h, const S &score, size_t k, size_t ef, const hdb_accept *acc,
                 Scratch &s, hdb_hit *out) {
     const Graph &g = *h->g;
-    const size_t dim = h->dim;
     hdb_topk t;
     hdb_topk_init(&t, out, k);
     size_t live = h->live.load(std::memory_order_relaxed);
@@ -604,7 +820,7 @@ void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, const hd
 
     /* Greedy descent through the upper layers. */
     tableint cur = g.enterpoint_node_;
-    float curd = D::d(q, vec_of(g, cur), dim);
+    float curd = score(code_of(g, cur));
     for (int level = g.maxlevel_; level > 0; level--) {
         bool changed = true;
         while (changed) {
@@ -613,7 +829,7 @@ void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, const hd
             unsigned n = list_count(ll);
             const tableint *nb = ll + 1;
             for (unsigned i = 0; i < n; i++) {
-                float d = D::d(q, vec_of(g, nb[i]), dim);
+                float d = score(code_of(g, nb[i]));
                 if (d < curd) {
                     curd = d;
                     cur = nb[i];
@@ -628,7 +844,7 @@ void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, const hd
      * acc refuses, are walked through but never enter top: so the walk goes on until ef
      * returnable nodes are found, which widens it as fewer nodes pass. */
     const bool has_del = g.num_deleted_ != 0 || acc != nullptr;
-    const size_t pf_bytes = std::min(dim * sizeof(float), PREFETCH_BYTES);
+    const size_t pf_bytes = std::min(h->code_bytes, PREFETCH_BYTES);
     auto &top = s.top;
     auto &cand = s.cand;
     top.clear();
@@ -668,12 +884,12 @@ void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, const hd
                 s.ids[m++] = id;
             }
             for (unsigned j = 0; j < m && j < PREFETCH_AHEAD; j++)
-                prefetch_vec(vec_of(g, s.ids[j]), pf_bytes);
+                prefetch_vec(code_of(g, s.ids[j]), pf_bytes);
             for (unsigned j = 0; j < m; j++) {
                 tableint id = s.ids[j];
                 if (j + PREFETCH_AHEAD < m)
-                    prefetch_vec(vec_of(g, s.ids[j + PREFETCH_AHEAD]), pf_bytes);
-                float d = D::d(q, vec_of(g, id), dim);
+                    prefetch_vec(code_of(g, s.ids[j + PREFETCH_AHEAD]), pf_bytes);
+                float d = score(code_of(g, id));
                 if (top.size() < ef || d < bound) {
                     cand.emplace_back(d, id);
                     std::push_heap(cand.begin(), cand.end(), cand_cmp);
@@ -698,7 +914,7 @@ void search_one(const hdb_hnsw *h, const float *q, size_t k, size_t ef, const hd
     if (acc != nullptr && acc->max < want) want = size_t(acc->max);
     if (t.n < want) { /* live nodes cut off from the entry point, or too few accepted found */
         hdb_topk_init(&t, out, k);
-        scan_all<D>(h, q, acc, &t);
+        scan_all(h, score, acc, &t);
     }
     hdb_topk_finish(&t);
 }
@@ -719,7 +935,16 @@ void search_all(hdb_hnsw *h, size_t nq, const float *queries, size_t k, size_t e
         std::shared_lock<RwLock> rl(h->rw);
         if (h->broken.load(std::memory_order_relaxed))
             throw std::runtime_error("the graph was damaged by an earlier failure; reload it");
-        search_one<D>(h, q, k, ef, acc, s, out + i * k);
+        hdb_hit *o = out + i * k;
+        if (!h->trained.load(std::memory_order_relaxed)) {
+            scan_pending<D>(h, q, k, acc, o);
+            continue;
+        }
+        switch (h->storage) {
+        case HDB_VEC_FLOAT16: search_one(h, F16Score<D>(h, q, s), k, ef, acc, s, o); break;
+        case HDB_VEC_INT8: search_one(h, SQ8Score<D>(h, q, s), k, ef, acc, s, o); break;
+        default: search_one(h, F32Score<D>(h, q, s), k, ef, acc, s, o); break;
+        }
     }
 }
 
@@ -805,7 +1030,29 @@ int save_locked(hdb_hnsw *h, const char *path, char *err, size_t errlen) {
     put_le(hdr + 32, h->seed, 8);
     put_le(hdr + 40, h->live.load(), 8);
     put_le(hdr + 48, h->free_ids.size(), 8);
+    /* The storage section: the quantizer (int8, trained) or the pending points (int8, not). */
+    const size_t dim = h->dim;
+    const bool trained = h->trained.load();
+    uint64_t ext = 0;
+    if (h->storage == HDB_VEC_INT8)
+        ext = trained ? 8 * (uint64_t)dim : 8 + h->pending.size() * (8 + 4 * (uint64_t)dim);
+    put_le(hdr + 56, (uint32_t)h->storage, 4);
+    put_le(hdr + 60, trained ? 1 : 0, 4);
+    put_le(hdr + 64, ext, 8);
     o.put(hdr, sizeof hdr);
+    if (h->storage == HDB_VEC_INT8 && trained) {
+        o.put(h->sq.lo, dim * sizeof(float)); /* native floats: IEEE little-endian here */
+        o.put(h->sq.step, dim * sizeof(float));
+    } else if (h->storage == HDB_VEC_INT8) {
+        unsigned char b8p[8];
+        put_le(b8p, h->pending.size(), 8);
+        o.put(b8p, 8);
+        for (const auto &p : h->pending) {
+            put_le(b8p, (uint64_t)p.first, 8);
+            o.put(b8p, 8);
+            o.put(p.second.data(), dim * sizeof(float));
+        }
+    }
     for (tableint id : h->free_ids) {
         unsigned char b[4];
         put_le(b, id, 4);
@@ -973,15 +1220,29 @@ int load_impl(hdb_hnsw **out, const hdb_hnsw_params *p, const char *path, char *
     const size_t len = buf.size();
 
     /* Envelope: length, magic, version, CRC. */
-    if (len < FIXED_HDR + 8 + 4) CORRUPT("%s: truncated (%zu bytes)", path, len);
+    if (len < FIXED_HDR_V1 + 8 + 4) CORRUPT("%s: truncated (%zu bytes)", path, len);
     if (memcmp(b, MAGIC, 8) != 0) CORRUPT("%s: not an HNSW snapshot", path);
-    if (get_le(b + 8, 4) != VERSION)
-        CORRUPT("%s: unsupported version %u", path, (unsigned)get_le(b + 8, 4));
+    const uint64_t version = get_le(b + 8, 4);
+    if (version != 1 && version != VERSION)
+        CORRUPT("%s: unsupported version %u", path, (unsigned)version);
+    const size_t hdr = version == 1 ? FIXED_HDR_V1 : FIXED_HDR;
+    if (len < hdr + 8 + 4) CORRUPT("%s: truncated (%zu bytes)", path, len);
     if (hdb_crc32c(0, b, len - 4) != (uint32_t)get_le(b + len - 4, 4))
         CORRUPT("%s: checksum mismatch", path);
+    /* Version 2's storage section: which storage, trained or not, and its bytes. */
+    uint64_t fstorage = HDB_VEC_FLOAT32, ftrained = 1, ext = 0;
+    if (version >= 2) {
+        fstorage = get_le(b + 56, 4);
+        ftrained = get_le(b + 60, 4);
+        ext = get_le(b + 64, 8);
+        if (!storage_ok((int64_t)fstorage) || ftrained > 1 || ext > len - hdr - 12)
+            CORRUPT("%s: bad storage section", path);
+    }
+    const unsigned char *xsec = b + hdr;
+    const size_t fl_off = hdr + ext; /* the free list */
     uint64_t nfree = get_le(b + 48, 8);
-    if (nfree > (len - FIXED_HDR - 12) / 4) CORRUPT("%s: bad free-list length", path);
-    size_t goff = FIXED_HDR + 4 * nfree + 8;
+    if (nfree > (len - fl_off - 12) / 4) CORRUPT("%s: bad free-list length", path);
+    size_t goff = fl_off + 4 * nfree + 8;
     uint64_t glen = get_le(b + goff - 8, 8);
     if (glen != len - goff - 4) CORRUPT("%s: bad graph length", path);
 
@@ -994,12 +1255,26 @@ int load_impl(hdb_hnsw **out, const hdb_hnsw_params *p, const char *path, char *
     fp.efc = (uint32_t)get_le(b + 24, 4);
     fp.ef = (uint32_t)get_le(b + 28, 4);
     fp.seed = get_le(b + 32, 8);
+    fp.storage = HDB_VEC_FLOAT32;
+    fp.train = want.train;
     if (fp.dim != want.dim || fp.metric != want.metric)
         return hdb_errf(err, errlen, HDB_EINVAL,
                         "hnsw: %s holds dim %u metric %s, not dim %u metric %s", path, fp.dim,
                         hdb_metric_name(fp.metric), want.dim, hdb_metric_name(want.metric));
+    if (fstorage != (uint64_t)want.storage)
+        return hdb_errf(err, errlen, HDB_EINVAL, "hnsw: %s holds storage %s, not %s", path,
+                        hdb_vec_storage_name((hdb_vec_storage)fstorage),
+                        hdb_vec_storage_name(want.storage));
     if (fp.m < 2 || fp.m > MAX_M || fp.efc < 1 || fp.efc > MAX_EFC || fp.ef < 1 || fp.seed == 0)
         CORRUPT("%s: bad parameters", path);
+    fp.storage = want.storage;
+    fp.train = want.train;
+    const size_t dim = fp.dim;
+    if (fp.storage == HDB_VEC_INT8
+            ? ext != (ftrained ? 8 * (uint64_t)dim
+                               : (ext >= 8 ? 8 + get_le(xsec, 8) * (8 + 4 * (uint64_t)dim) : 8))
+            : ext != 0 || !ftrained)
+        CORRUPT("%s: bad storage section length", path);
     if (p->ef_search) fp.ef = p->ef_search;
     if (p->seed) fp.seed = p->seed;
 
@@ -1010,8 +1285,32 @@ int load_impl(hdb_hnsw **out, const hdb_hnsw_params *p, const char *path, char *
     rc = validate_graph(b + goff, glen, *h->g, gh, lay, err, errlen);
     if (rc != HDB_OK) return rc;
     uint64_t live = get_le(b + 40, 8);
-    if (nfree != lay.deleted || live != gh.count - lay.deleted)
+    const uint64_t npending = ftrained ? 0 : get_le(xsec, 8);
+    if (nfree != lay.deleted || live != gh.count - lay.deleted + npending)
         CORRUPT("%s: counts disagree with the deletion marks", path);
+    if (npending > 0 && gh.count > 0) CORRUPT("%s: pending points next to a graph", path);
+
+    /* The quantizer, or the pending points of an untrained int8 graph. */
+    if (fp.storage == HDB_VEC_INT8 && ftrained) {
+        std::vector<float> lo(dim), step(dim);
+        memcpy(lo.data(), xsec, dim * sizeof(float));
+        memcpy(step.data(), xsec + dim * sizeof(float), dim * sizeof(float));
+        if (!hdb_sq8_set(&h->sq, lo.data(), step.data())) CORRUPT("%s: bad quantizer", path);
+        h->trained = true;
+    } else if (fp.storage == HDB_VEC_INT8) {
+        h->pending.reserve(npending);
+        const unsigned char *pp = xsec + 8;
+        for (uint64_t i = 0; i < npending; i++, pp += 8 + 4 * dim) {
+            uint64_t label = get_le(pp, 8);
+            std::vector<float> v(dim);
+            memcpy(v.data(), pp + 8, dim * sizeof(float));
+            size_t bad;
+            if (label > (uint64_t)INT64_MAX || !hdb_all_finite(v.data(), dim, &bad))
+                CORRUPT("%s: bad pending point %llu", path, (unsigned long long)i);
+            if (!h->pending.emplace((int64_t)label, std::move(v)).second)
+                CORRUPT("%s: a pending label appears twice", path);
+        }
+    }
 
     /* Build. */
     Graph &g = *h->g;
@@ -1034,7 +1333,7 @@ int load_impl(hdb_hnsw **out, const hdb_hnsw_params *p, const char *path, char *
     g.enterpoint_node_ = gh.ep;
     g.num_deleted_ = lay.deleted;
     for (uint64_t i = 0; i < nfree; i++) {
-        tableint id = (tableint)get_le(b + FIXED_HDR + 4 * i, 4);
+        tableint id = (tableint)get_le(b + fl_off + 4 * i, 4);
         if (id >= gh.count || !is_deleted(g, id) || h->free_pos[id] != NOT_FREE)
             CORRUPT("%s: bad free list", path);
         free_push(h.get(), id);
@@ -1093,6 +1392,7 @@ int hdb_hnsw_upsert(hdb_hnsw *h, size_t n, const int64_t *labels, const float *v
         if (h->broken)
             return hdb_errf(err, errlen, HDB_EINTERNAL,
                             "hnsw: the graph was damaged by an earlier failure; reload it");
+        if (!h->trained && hold_pending(h, n, labels, vecs)) return HDB_OK;
         /* Reserve the slots this batch may need at once (only writers touch label_lookup_). */
         Graph &g = *h->g;
         size_t fresh = 0, revived = 0;
@@ -1126,7 +1426,8 @@ int hdb_hnsw_upsert(hdb_hnsw *h, size_t n, const int64_t *labels, const float *v
         const bool split = !par.empty();
         const size_t nseq = split ? seq.size() : n;
 
-        std::vector<float> tmp(h->metric == HDB_METRIC_COSINE ? dim : 0);
+        std::vector<float> tmp;
+        std::vector<unsigned char> code;
         size_t i = 0;
         while (i < nseq) {
             std::unique_lock<RwLock> xl(h->rw);
@@ -1135,13 +1436,7 @@ int hdb_hnsw_upsert(hdb_hnsw *h, size_t n, const int64_t *labels, const float *v
                 std::chrono::steady_clock::now() + std::chrono::microseconds(WRITE_SLICE_US);
             do {
                 const size_t at = split ? seq[i] : i;
-                const float *v = vecs + at * dim;
-                if (!tmp.empty()) {
-                    memcpy(tmp.data(), v, dim * sizeof(float));
-                    hdb_normalize(tmp.data(), dim);
-                    v = tmp.data();
-                }
-                upsert_one(h, (labeltype)labels[at], v);
+                upsert_one(h, (labeltype)labels[at], to_code(h, vecs + at * dim, tmp, code));
                 i++;
             } while (i < nseq && std::chrono::steady_clock::now() < until);
         }
@@ -1164,6 +1459,13 @@ size_t hdb_hnsw_remove(hdb_hnsw *h, size_t n, const int64_t *labels) {
     try {
         std::lock_guard<std::mutex> wl(h->wmu);
         Graph &g = *h->g;
+        if (!h->trained) {
+            std::unique_lock<RwLock> xl(h->rw);
+            for (size_t i = 0; i < n; i++)
+                removed += h->pending.erase(labels[i]);
+            h->live.fetch_sub(removed, std::memory_order_relaxed);
+            return removed;
+        }
         for (size_t i = 0; i < n;) {
             std::unique_lock<RwLock> xl(h->rw);
             for (size_t end = std::min(n, i + REMOVE_SLICE); i < end; i++) {
@@ -1224,6 +1526,30 @@ int hdb_hnsw_search_accept(hdb_hnsw *h, size_t nq, const float *queries, size_t 
 
 size_t hdb_hnsw_size(hdb_hnsw *h) {
     return h ? h->live.load(std::memory_order_relaxed) : 0;
+}
+
+void hdb_hnsw_mem(hdb_hnsw *h, hdb_hnsw_memory *out) {
+    *out = hdb_hnsw_memory{0, 0};
+    if (h == NULL) return;
+    try {
+        std::shared_lock<RwLock> rl(h->rw);
+        const Graph &g = *h->g;
+        const size_t n = g.cur_element_count;
+        out->vector_bytes = (uint64_t)n * h->code_bytes +
+                            (uint64_t)h->pending.size() * (h->dim * sizeof(float) + 64);
+        uint64_t graph = (uint64_t)g.max_elements_ * (g.size_data_per_element_ - h->code_bytes);
+        for (tableint i = 0; i < n; i++)
+            graph += upper_bytes(g, i);
+        graph += (uint64_t)g.max_elements_ * (sizeof(int) + sizeof(void *) + sizeof(std::mutex) +
+                                              sizeof(uint32_t) + sizeof(hnswlib::vl_type));
+        graph += (uint64_t)g.label_lookup_.size() * 32; /* an unordered_map node, about */
+        out->graph_bytes = graph;
+    } catch (...) { /* only the lock can throw: report nothing */
+    }
+}
+
+bool hdb_hnsw_trained(hdb_hnsw *h) {
+    return h != NULL && h->trained.load(std::memory_order_relaxed);
 }
 
 int hdb_hnsw_save(hdb_hnsw *h, const char *path, char *err, size_t errlen) {

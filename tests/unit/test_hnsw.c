@@ -7,7 +7,9 @@
  * builds from two threads against one (recall, and a batch mixing updates, slot reuses and
  * appends);
  * save/load round trips and damaged files (truncated, flipped, garbage, structurally bad with a
- * valid checksum); and searches running concurrently with upserts, updates, removes and a save
+ * valid checksum); float16 and int8 storage (recall after rescoring, memory, the int8 graph's
+ * exact answers before training, training at train_size, save/load on both sides of it, a
+ * storage mismatch, damaged storage sections); and searches running concurrently with upserts, updates, removes and a save
  * while the graph grows several times.
  *
  * All data comes from fixed-seed xorshift generators, so every run sees the same graphs.
@@ -1024,7 +1026,7 @@ static void test_load_damaged(void **state) {
     assert_int_equal(hdb_hnsw_load(&h, &p, bad, err, sizeof err), HDB_EIO);
     assert_null(h);
 
-    const size_t nfree = 5, goff = 56 + 4 * nfree + 8, g0 = goff + 96; /* graph, level 0 */
+    const size_t nfree = 5, goff = 72 + 4 * nfree + 8, g0 = goff + 96; /* graph, level 0 */
     const size_t cuts[] = {0,        1,    7,         8,      11,      12,      40,      56,     60,
                            goff - 1, goff, goff + 50, g0 + 3, len / 2, len - 5, len - 4, len - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++)
@@ -1041,7 +1043,7 @@ static void test_load_damaged(void **state) {
     memcpy(c, b, 12); /* garbage behind a good magic and version */
     expect_load(bad, &p, c, len, HDB_ECORRUPT, "garbage body");
     memcpy(c, b, len); /* a future version, checksum fixed */
-    set_le32(c + 8, 2);
+    set_le32(c + 8, 3);
     fix_crc(c, len);
     expect_load(bad, &p, c, len, HDB_ECORRUPT, "version");
     unsigned char *big = calloc(len + 64, 1); /* stray bytes before the trailer */
@@ -1058,7 +1060,7 @@ static void test_load_damaged(void **state) {
         const char *what;
     } edits[] = {
         {48, 4, "free-list length"},
-        {56, 7, "free-list entry (live slot)"},
+        {72, 7, "free-list entry (live slot)"},
         {40, N, "live count"},
         {goff + 16, N + 1, "element count"},
         {goff + 52, N + 5, "entry point"},
@@ -1109,6 +1111,88 @@ static void test_load_damaged(void **state) {
     assert_true(broke_size && broke_id);
     unlink(good);
     unlink(bad);
+    free(b);
+    free(c);
+    free(l);
+    free(x);
+}
+
+/* The storage section of int8 files, damaged: an untrained graph's pending points (cut at
+ * every byte, bad count, a NaN component, a label twice) and a trained graph's quantizer (a
+ * step of zero, below zero, or not finite) give HDB_ECORRUPT, never a crash. */
+static void test_load_damaged_int8(void **state) {
+    (void)state;
+    enum { D = 8, P = 20, TRAIN = 50 };
+    uint64_t s = 29;
+    float *x = alloc_floats((size_t)TRAIN * 2 * D);
+    fill_random(&s, x, TRAIN * 2, D);
+    int64_t *l = iota_labels(TRAIN * 2);
+    hdb_hnsw_params p = {.dim = D, .metric = HDB_METRIC_L2, .storage = HDB_VEC_INT8,
+                         .train_size = TRAIN};
+    char good[512], bad[512];
+    tmp_path(good, sizeof good, "int8good");
+    tmp_path(bad, sizeof bad, "int8bad");
+    hdb_hnsw *a = NULL;
+    assert_int_equal(hdb_hnsw_create(&a, &p, NULL, 0), HDB_OK);
+    upsert(a, NULL, P, l, x);
+    assert_int_equal(hdb_hnsw_save(a, good, NULL, 0), HDB_OK);
+    size_t len;
+    unsigned char *b = read_all(good, &len);
+    unsigned char *c = malloc(len + 8);
+    assert_non_null(c);
+    expect_load(bad, &p, b, len, HDB_OK, "intact untrained");
+    const size_t xs = 72, rec = 8 + 4 * D; /* the section; one pending point */
+    assert_int_equal(le32(b + 60), 0);      /* untrained */
+    assert_int_equal(le32(b + xs), P);
+    for (size_t cut = 0; cut < len; cut++)
+        expect_load(bad, &p, b, cut, HDB_ECORRUPT, "untrained, truncated");
+    struct {
+        size_t at;
+        uint32_t v;
+        const char *what;
+    } edits[] = {
+        {56, 9, "storage value"},
+        {60, 2, "trained flag"},
+        {60, 1, "trained flag with pending points"},
+        {64, (uint32_t)(8 + (P + 1) * rec), "section length"},
+        {xs, P + 1, "pending count"},
+        {xs, P - 1, "pending count, short"},
+        {xs + 8 + 3 * rec + 8 + 4, 0x7fc00000u, "NaN component"},
+        {xs + 8 + 5 * rec, 0, "label twice (0)"},
+        {xs + 8 + 5 * rec + 4, 0x80000000u, "negative label"},
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof *edits; i++) {
+        memcpy(c, b, len);
+        set_le32(c + edits[i].at, edits[i].v);
+        fix_crc(c, len);
+        expect_load(bad, &p, c, len, HDB_ECORRUPT, edits[i].what);
+    }
+    free(b);
+
+    /* Trained: lo[D] then step[D] at the section. */
+    upsert(a, NULL, TRAIN * 2 - P, l + P, x + (size_t)P * D);
+    assert_true(hdb_hnsw_trained(a));
+    assert_int_equal(hdb_hnsw_save(a, good, NULL, 0), HDB_OK);
+    b = read_all(good, &len);
+    c = realloc(c, len);
+    assert_non_null(c);
+    expect_load(bad, &p, b, len, HDB_OK, "intact trained");
+    const uint32_t steps[] = {0, 0xbf800000u /* -1 */, 0x7f800000u /* inf */, 0x7fc00000u};
+    for (size_t i = 0; i < 4; i++) {
+        memcpy(c, b, len);
+        set_le32(c + xs + 4 * D + 4 * (i % D), steps[i]);
+        fix_crc(c, len);
+        expect_load(bad, &p, c, len, HDB_ECORRUPT, "quantizer step");
+    }
+    memcpy(c, b, len);
+    set_le32(c + xs, 0x7f800000u);
+    fix_crc(c, len);
+    expect_load(bad, &p, c, len, HDB_ECORRUPT, "quantizer lo");
+    for (size_t cut = xs - 1; cut < xs + 8 * D + 2; cut++)
+        expect_load(bad, &p, b, cut, HDB_ECORRUPT, "trained, truncated");
+    unlink(good);
+    unlink(bad);
+    hdb_hnsw_free(a);
     free(b);
     free(c);
     free(l);
@@ -1283,6 +1367,222 @@ static void test_concurrency(void **state) {
     free(x);
 }
 
+/* ---- quantized storage -------------------------------------------------------------------- */
+
+static hdb_hnsw *make_stored(hdb_metric metric, uint32_t d, hdb_vec_storage st, uint32_t train) {
+    hdb_hnsw_params p = {.dim = d, .metric = metric, .storage = st, .train_size = train};
+    hdb_hnsw *h = NULL;
+    char err[256] = "";
+    int rc = hdb_hnsw_create(&h, &p, err, sizeof err);
+    if (rc != HDB_OK) fprintf(stderr, "create: %s\n", err);
+    assert_int_equal(rc, HDB_OK);
+    return h;
+}
+
+/* What the query layer does with a quantized graph: fetch k * os candidates by the codes'
+ * scores, rescore them exactly from the vectors and keep the best k. Every hit must be a live
+ * label, each query must get min(k * os, live) of them, and with float16 every approximate
+ * score must lie close to the exact one. Returns recall@k of the rescored top k. */
+static double rescored_recall(hdb_hnsw *h, const model *m, const float *q, size_t nq, size_t k,
+                              size_t os, uint32_t ef, hdb_vec_storage st) {
+    size_t kk = k * os;
+    hdb_hit *out = malloc(nq * kk * sizeof *out);
+    ref_hit *re = malloc(kk * sizeof *re);
+    int64_t truth[64];
+    assert_non_null(out);
+    assert_non_null(re);
+    char err[256] = "";
+    int rc = hdb_hnsw_search(h, nq, q, kk, ef, out, err, sizeof err);
+    if (rc != HDB_OK) fprintf(stderr, "search: %s\n", err);
+    assert_int_equal(rc, HDB_OK);
+    size_t found = 0, want = 0, live = model_count(m);
+    for (size_t i = 0; i < nq; i++) {
+        const float *qi = q + i * m->d;
+        const hdb_hit *o = out + i * kk;
+        size_t n = 0;
+        for (; n < kk && o[n].label >= 0; n++) {
+            assert_true((size_t)o[n].label < m->cap);
+            assert_true(m->live[o[n].label]);
+            double s = exact_score(m->metric, qi, m->x + (size_t)o[n].label * m->d, m->d);
+            if (st == HDB_VEC_FLOAT16) assert_true(fabs(o[n].score - s) <= 1e-2 * (1 + fabs(s)));
+            if (n > 0) assert_true(o[n - 1].score <= o[n].score);
+            re[n] = (ref_hit){s, o[n].label};
+        }
+        assert_int_equal(n, kk < live ? kk : live);
+        qsort(re, n, sizeof *re, ref_cmp);
+        size_t nt = brute_topk(m, qi, k, truth);
+        for (size_t j = 0; j < k && j < n; j++)
+            for (size_t t = 0; t < nt; t++)
+                if (truth[t] == re[j].label) {
+                    found++;
+                    break;
+                }
+        want += nt;
+    }
+    free(out);
+    free(re);
+    return want ? (double)found / (double)want : 1.0;
+}
+
+/* float16 and int8 graphs on clustered data, for each metric: the top 10 after rescoring the
+ * codes' top 20 is nearly the exact top 10; the vectors take 2 and 1 bytes a dimension. */
+static void test_quantized_recall(void **state) {
+    (void)state;
+    enum { N = 5000, D = 32, NQ = 200, K = 10 };
+    const hdb_vec_storage sts[] = {HDB_VEC_FLOAT16, HDB_VEC_INT8};
+    const hdb_metric metrics[] = {HDB_METRIC_L2, HDB_METRIC_IP, HDB_METRIC_COSINE};
+    for (size_t si = 0; si < 2; si++)
+        for (size_t mi = 0; mi < 3; mi++) {
+            uint64_t s = 0xC0FFEEull + mi;
+            float c[50 * D];
+            float *x = alloc_floats((size_t)N * D), *q = alloc_floats((size_t)NQ * D);
+            fill_random(&s, c, 50, D);
+            fill_clustered(&s, c, 50, x, N, D, 0.3f);
+            fill_clustered(&s, c, 50, q, NQ, D, 0.3f);
+            int64_t *l = iota_labels(N);
+            model m;
+            model_init(&m, metrics[mi], D, N);
+            hdb_hnsw *h = make_stored(metrics[mi], D, sts[si], 0);
+            upsert(h, &m, N, l, x);
+            assert_int_equal(hdb_hnsw_size(h), N);
+            assert_true(hdb_hnsw_trained(h));
+            hdb_hnsw_memory mem;
+            hdb_hnsw_mem(h, &mem);
+            assert_int_equal(mem.vector_bytes, (uint64_t)N * hdb_vec_code_bytes(sts[si], D));
+            assert_true(mem.graph_bytes > 0);
+            double r = rescored_recall(h, &m, q, NQ, K, 2, 64, sts[si]);
+            fprintf(stderr, "    rescored recall@10 %-7s %-13s ef=64: %.4f\n",
+                    hdb_vec_storage_name(sts[si]), hdb_metric_name(metrics[mi]), r);
+            assert_true(r >= 0.95);
+            hdb_hnsw_free(h);
+            model_free(&m);
+            free(l);
+            free(x);
+            free(q);
+        }
+}
+
+/* An int8 graph before, at and after training: until train_size points it answers exactly
+ * (scores equal the brute force's), updates and removes apply to the points held aside, and
+ * a save/load keeps them; the upsert that reaches train_size trains and moves them into the
+ * graph; a save/load after that keeps the quantizer; a load with another storage is refused. */
+static void test_int8_training(void **state) {
+    (void)state;
+    enum { D = 16, TRAIN = 100, NQ = 50, K = 10 };
+    uint64_t s = 0xABCDull;
+    test_data td = random_data(&s, 400, NQ, D);
+    model m;
+    model_init(&m, HDB_METRIC_L2, D, 400);
+    hdb_hnsw_params p = {.dim = D, .metric = HDB_METRIC_L2, .storage = HDB_VEC_INT8,
+                         .train_size = TRAIN};
+    hdb_hnsw *h = NULL, *b = NULL;
+    char err[256] = "", path[512];
+    assert_int_equal(hdb_hnsw_create(&h, &p, err, sizeof err), HDB_OK);
+    assert_false(hdb_hnsw_trained(h));
+
+    /* An empty untrained graph pads. */
+    hdb_hit pad[K];
+    assert_int_equal(hdb_hnsw_search(h, 1, td.q, K, 0, pad, NULL, 0), HDB_OK);
+    assert_int_equal(pad[0].label, -1);
+
+    /* 60 points, then 30 of them updated and 10 removed: exact answers throughout. */
+    upsert(h, &m, 60, td.l, td.x);
+    assert_false(hdb_hnsw_trained(h));
+    assert_int_equal(hdb_hnsw_size(h), 60);
+    assert_true(search_recall(h, &m, td.q, NQ, K, 0) == 1.0);
+    upsert(h, &m, 30, td.l, td.x + (size_t)300 * D); /* labels 0..29 get new vectors */
+    assert_int_equal(hdb_hnsw_size(h), 60);
+    int64_t rm[10];
+    for (size_t i = 0; i < 10; i++) {
+        rm[i] = (int64_t)(i * 5);
+        m.live[rm[i]] = 0;
+    }
+    assert_int_equal(hdb_hnsw_remove(h, 10, rm), 10);
+    assert_int_equal(hdb_hnsw_remove(h, 10, rm), 0);
+    assert_int_equal(hdb_hnsw_size(h), 50);
+    assert_true(search_recall(h, &m, td.q, NQ, K, 0) == 1.0);
+    hdb_hnsw_memory mem;
+    hdb_hnsw_mem(h, &mem);
+    assert_true(mem.vector_bytes >= 50 * D * sizeof(float));
+
+    /* Save and load while untrained: the same points, the same exact answers. */
+    tmp_path(path, sizeof path, "int8");
+    assert_int_equal(hdb_hnsw_save(h, path, err, sizeof err), HDB_OK);
+    int rc = hdb_hnsw_load(&b, &p, path, err, sizeof err);
+    if (rc != HDB_OK) fprintf(stderr, "load: %s\n", err);
+    assert_int_equal(rc, HDB_OK);
+    assert_false(hdb_hnsw_trained(b));
+    assert_int_equal(hdb_hnsw_size(b), 50);
+    assert_true(search_recall(b, &m, td.q, NQ, K, 0) == 1.0);
+    hdb_hnsw_free(b);
+
+    /* 49 fresh points leave it one short; one more trains it (labels 60..109). */
+    upsert(h, &m, 49, td.l + 60, td.x + (size_t)60 * D);
+    assert_false(hdb_hnsw_trained(h));
+    assert_int_equal(hdb_hnsw_size(h), 99);
+    upsert(h, &m, 1, td.l + 109, td.x + (size_t)109 * D);
+    assert_true(hdb_hnsw_trained(h));
+    assert_int_equal(hdb_hnsw_size(h), 100);
+    hdb_hnsw_mem(h, &mem);
+    assert_int_equal(mem.vector_bytes, 100 * D);
+    assert_true(rescored_recall(h, &m, td.q, NQ, K, 2, 64, HDB_VEC_INT8) >= 0.95);
+
+    /* After training, more points go straight into the graph; a removed label stays gone. */
+    upsert(h, &m, 200, td.l + 110, td.x + (size_t)110 * D);
+    assert_int_equal(hdb_hnsw_size(h), 300);
+    assert_true(rescored_recall(h, &m, td.q, NQ, K, 2, 64, HDB_VEC_INT8) >= 0.95);
+
+    /* Save and load after training: the quantizer comes back, and so do the answers. */
+    assert_int_equal(hdb_hnsw_save(h, path, err, sizeof err), HDB_OK);
+    assert_int_equal(hdb_hnsw_load(&b, &p, path, err, sizeof err), HDB_OK);
+    assert_true(hdb_hnsw_trained(b));
+    hdb_hit *ra = malloc(NQ * K * sizeof *ra), *rb = malloc(NQ * K * sizeof *rb);
+    assert_int_equal(hdb_hnsw_search(h, NQ, td.q, K, 0, ra, NULL, 0), HDB_OK);
+    assert_int_equal(hdb_hnsw_search(b, NQ, td.q, K, 0, rb, NULL, 0), HDB_OK);
+    assert_hits_equal(ra, rb, NQ * K);
+    hdb_hnsw_free(b);
+
+    /* Another storage than the file's is refused, naming it. */
+    const hdb_vec_storage others[] = {HDB_VEC_FLOAT32, HDB_VEC_FLOAT16};
+    for (size_t i = 0; i < 2; i++) {
+        hdb_hnsw_params bad = p;
+        bad.storage = others[i];
+        b = (hdb_hnsw *)1;
+        assert_int_equal(hdb_hnsw_load(&b, &bad, path, err, sizeof err), HDB_EINVAL);
+        assert_null(b);
+        assert_non_null(strstr(err, "storage"));
+    }
+    unlink(path);
+    free(ra);
+    free(rb);
+    hdb_hnsw_free(h);
+    model_free(&m);
+    data_free(&td);
+}
+
+/* Bad storage parameters are refused at create. */
+static void test_storage_params(void **state) {
+    (void)state;
+    char err[256] = "";
+    hdb_hnsw *h = (hdb_hnsw *)1;
+    hdb_hnsw_params p = {.dim = 4, .metric = HDB_METRIC_L2, .storage = (hdb_vec_storage)3};
+    assert_int_equal(hdb_hnsw_create(&h, &p, err, sizeof err), HDB_EINVAL);
+    assert_null(h);
+    assert_non_null(strstr(err, "storage"));
+    p.storage = HDB_VEC_INT8;
+    p.train_size = (1u << 20) + 1;
+    assert_int_equal(hdb_hnsw_create(&h, &p, err, sizeof err), HDB_EINVAL);
+    assert_non_null(strstr(err, "train_size"));
+    /* float16 and float32 graphs are trained from the start; int8 is not. */
+    for (int st = 0; st < 3; st++) {
+        p.storage = (hdb_vec_storage)st;
+        p.train_size = 0;
+        assert_int_equal(hdb_hnsw_create(&h, &p, err, sizeof err), HDB_OK);
+        assert_true(hdb_hnsw_trained(h) == (st != HDB_VEC_INT8));
+        hdb_hnsw_free(h);
+    }
+}
+
 int main(void) {
     hdb_distance_init();
     fprintf(stderr, "distance kernels: %s\n", hdb_distance_isa());
@@ -1303,7 +1603,11 @@ int main(void) {
         cmocka_unit_test(test_parallel_build),
         cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_load_damaged),
+        cmocka_unit_test(test_load_damaged_int8),
         cmocka_unit_test(test_concurrency),
+        cmocka_unit_test(test_storage_params),
+        cmocka_unit_test(test_quantized_recall),
+        cmocka_unit_test(test_int8_training),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
