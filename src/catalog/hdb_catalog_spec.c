@@ -186,6 +186,24 @@ int hdb__index_spec_check(const Hilbert__V1__IndexSpec *spec, const hdb_schema *
         es->m = alg->hnsw->m;
         es->ef_construction = alg->hnsw->ef_construction;
         es->ef_search = alg->hnsw->ef_search;
+        es->oversample = alg->hnsw->oversample;
+        switch (alg->hnsw->storage) {
+        case HILBERT__V1__VECTOR_STORAGE__VECTOR_STORAGE_UNSPECIFIED:
+        case HILBERT__V1__VECTOR_STORAGE__VECTOR_STORAGE_FLOAT32:
+            es->storage = HDB_VEC_FLOAT32;
+            break;
+        case HILBERT__V1__VECTOR_STORAGE__VECTOR_STORAGE_FLOAT16:
+            es->storage = HDB_VEC_FLOAT16;
+            break;
+        case HILBERT__V1__VECTOR_STORAGE__VECTOR_STORAGE_INT8: es->storage = HDB_VEC_INT8; break;
+        default:
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "%s.hnsw.storage: unknown value %d (FLOAT32, FLOAT16 or INT8)", af,
+                            (int)alg->hnsw->storage);
+        }
+        if (es->oversample > 100)
+            return hdb_errf(err, errlen, HDB_EINVAL, "%s.hnsw.oversample: %u is above 100", af,
+                            es->oversample);
         break;
     case HILBERT__V1__INDEX_ALGORITHM__KIND_SPARSE: es->algo = HDB_ALGO_SPARSE; break;
     default:

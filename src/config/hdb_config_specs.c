@@ -145,11 +145,16 @@ static const spec_rule faiss_rules[] = {
 static const spec_schema faiss_schema = {&hilbert__v1__faiss_algorithm__descriptor, "", false,
                                          RULES(faiss_rules)};
 
-/* hnsw: {m: 16, ef_construction: 200, ef_search: 64} */
+/* hnsw: {m: 16, ef_construction: 200, ef_search: 64, storage: float32, oversample: 0} */
+static const enum_syntax vector_storage = {NULL, "vector storage",
+                                           "expected float32, float16 or int8", 40,
+                                           HILBERT__V1__VECTOR_STORAGE__VECTOR_STORAGE_FLOAT32};
 static const spec_rule hnsw_rules[] = {
     {.key = "m", .min = 0, .max = 1000000},
     {.key = "ef_construction", .min = 0, .max = 1000000},
     {.key = "ef_search", .min = 0, .max = 1000000},
+    {.key = "storage", .en = &vector_storage},
+    {.key = "oversample", .min = 0, .max = 100},
 };
 static const spec_schema hnsw_schema = {&hilbert__v1__hnsw_algorithm__descriptor, "", false,
                                         RULES(hnsw_rules)};

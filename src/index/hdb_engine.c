@@ -52,7 +52,14 @@ static hdb_hnsw_params hnsw_params(const hdb_engine_spec *s) {
                              .metric = s->metric,
                              .m = s->m,
                              .ef_construction = s->ef_construction,
-                             .ef_search = s->ef_search};
+                             .ef_search = s->ef_search,
+                             .storage = s->storage};
+}
+
+uint32_t hdb_engine_oversample(const hdb_engine_spec *s) {
+    if (s->algo != HDB_ALGO_HNSW) return 1;
+    if (s->oversample) return s->oversample;
+    return s->storage == HDB_VEC_FLOAT32 ? 1 : 2;
 }
 
 static hdb_sparse_params sparse_params(const hdb_engine_spec *s) {
@@ -103,6 +110,14 @@ int hdb_engine_check(const hdb_engine_spec *s, const char *algorithm, char *err,
         if (s->ef_search > 100000)
             return hdb_errf(err, errlen, HDB_EINVAL,
                             "%s.hnsw.ef_search: %u is above 100000", alg, s->ef_search);
+        if (s->storage != HDB_VEC_FLOAT32 && s->storage != HDB_VEC_FLOAT16 &&
+            s->storage != HDB_VEC_INT8)
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "%s.hnsw.storage: %d is not FLOAT32, FLOAT16 or INT8", alg,
+                            (int)s->storage);
+        if (s->oversample > 100)
+            return hdb_errf(err, errlen, HDB_EINVAL,
+                            "%s.hnsw.oversample: %u is above 100", alg, s->oversample);
     }
     return HDB_OK;
 }

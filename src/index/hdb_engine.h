@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "hdb_clock.h"
+#include "hdb_quant.h"
 #include "hdb_topk.h"
 #include "hdb_types.h"
 
@@ -39,7 +40,14 @@ typedef struct {
     uint64_t train_size;
     /* HNSW */
     uint32_t m, ef_construction, ef_search;
+    hdb_vec_storage storage; /* how the graph keeps vectors (0 = float32) */
+    uint32_t oversample;     /* candidates per result rescored exactly; 0 = automatic */
 } hdb_engine_spec;
+
+/* Candidates per result a search should take from the engine and rescore from the exact
+ * vectors: spec->oversample, or by default 1 for exact codes (float32) and 2 for float16 and
+ * int8 graphs. Any thread. */
+uint32_t hdb_engine_oversample(const hdb_engine_spec *spec);
 
 /* Per-search settings; 0 keeps the engine's default. */
 typedef struct {

@@ -452,8 +452,11 @@ static int filtered_one(hdb_ixent *ix, hdb_index *index, const hdb_query_vec *qv
 
     hdb_hit *heap = hdb_malloc(kk * sizeof *heap);
     hdb_arena *scratch = hdb_arena_create(1 << 16);
-    /* Candidates from an exact label set all pass (but for points changed since): few extra. */
-    size_t fetch = exact_set ? kk + 8 : (8 * kk > FILTER_FETCH_MIN ? 8 * kk : FILTER_FETCH_MIN);
+    /* Candidates from an exact label set all pass (but for points changed since): few extra,
+     * beyond the oversampling a quantized graph asks for. */
+    size_t os = hdb_engine_oversample(hdb_index_engine_spec(index));
+    size_t fetch =
+        exact_set ? kk * os + 8 : (8 * kk > FILTER_FETCH_MIN ? 8 * kk : FILTER_FETCH_MIN);
     size_t got = 0, passed = 0, nt = 0;
     hdb_hit *hits = NULL;
     bool exact = false;
@@ -564,7 +567,13 @@ static int search_chunk(hdb_ixent *ix, hdb_index *index, const hdb_config *cfg,
     }
 
     int rc;
-    size_t fetch = kk;
+    /* A quantized graph ranks by its codes: take oversample x kk candidates to rescore, within
+     * the results a request may hold. */
+    size_t fetch = kk * hdb_engine_oversample(hdb_index_engine_spec(index));
+    if ((uint64_t)nq * fetch > 2 * (uint64_t)cfg->max_results) {
+        size_t cap = (size_t)(2 * (uint64_t)cfg->max_results / nq);
+        fetch = cap > kk ? cap : kk;
+    }
     hdb_hit *hits = NULL;
     for (int attempt = 0;; attempt++) {
         hdb_free(hits);
@@ -578,7 +587,7 @@ static int search_chunk(hdb_ixent *ix, hdb_index *index, const hdb_config *cfg,
         for (size_t q = 0; q < nq && !short_and_more; q++)
             short_and_more = results[q].n < kk && hits[q * fetch + fetch - 1].label >= 0;
         size_t next = fetch * 2 < kk + MAX_REFILL ? fetch * 2 : kk + MAX_REFILL;
-        if (!short_and_more || attempt == 3 || next == fetch ||
+        if (!short_and_more || attempt == 3 || next <= fetch ||
             (uint64_t)nq * next > 2 * (uint64_t)cfg->max_results)
             break;
         fetch = next;

@@ -109,7 +109,7 @@ def sparse_brute_force(metric: int, q, model: Mapping[int, tuple], order_key: Ma
 
 def search_req(index: str, queries, k: int, min_seq: int = 0, retrieve_vectors: bool = False,
                split_filter: Optional[Mapping] = None, ef_search: int = 0, nprobe: int = 0,
-               version: str = "1") -> search_pb2.SearchRequest:
+               version: str = "1", explain: bool = False) -> search_pb2.SearchRequest:
     """A SearchRequest; `queries` is a 2-d array of dense queries or a list of Vector."""
     if isinstance(queries, np.ndarray) or (len(queries) and not isinstance(queries[0], T.Vector)):
         qv = [vec(row) for row in np.atleast_2d(np.asarray(queries, dtype=np.float32))]
@@ -117,7 +117,7 @@ def search_req(index: str, queries, k: int, min_seq: int = 0, retrieve_vectors: 
         qv = list(queries)
     req = search_pb2.SearchRequest(index=ix_ref(index, version), k=k, query_vectors=qv,
                                    min_seq=min_seq, retrieve_vectors=retrieve_vectors,
-                                   split_filter=attrs(split_filter or {}))
+                                   split_filter=attrs(split_filter or {}), explain=explain)
     if ef_search or nprobe:
         req.params.CopyFrom(search_pb2.SearchParams(ef_search=ef_search, nprobe=nprobe))
     return req

@@ -29,6 +29,8 @@ BAD = [
     ("hnsw", L2, dict(m=200), "spec.algorithm.hnsw.m", []),
     ("hnsw", L2, dict(ef_construction=10 ** 6), "spec.algorithm.hnsw.ef_construction", []),
     ("hnsw", L2, dict(ef_search=10 ** 6), "spec.algorithm.hnsw.ef_search", []),
+    ("hnsw", L2, dict(storage=99), "spec.algorithm.hnsw.storage", ["99"]),
+    ("hnsw", L2, dict(oversample=101), "spec.algorithm.hnsw.oversample", ["100"]),
     ("hnsw", JACCARD, {}, "spec.metric", []),
     ("flat", JACCARD, {}, "spec.metric", []),
     ("hnsw", C.METRIC_UNSPECIFIED, {}, "spec.metric", []),

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from ann_helpers import BUILDING, READY, ann_spec, check_hits_exact, create, recall, run_search
-from helpers import (COSINE, INT64, IP, L2, check_knn, create_source, fmnist, fmnist_points,
+from helpers import (COSINE, INT64, IP, L2, TIMEOUT, C, T, check_knn, create_source, fmnist, fmnist_points,
                      hit_dists, hit_ids, source_spec, tolerance, true_distances, upload_batches,
                      wait_ready)
 
@@ -44,6 +44,14 @@ INDICES = {
     "ivf-ip": (IP, "faiss", dict(factory="IVF64,Flat", nprobe=16)),
     "ivf-cos": (COSINE, "faiss", dict(factory="IVF64,Flat", nprobe=16)),
     "fhnsw-cos": (COSINE, "faiss", dict(factory="HNSW16,Flat")),
+    # Quantized HNSW graphs (the codes choose the candidates, 2 x k of them by default, and
+    # every hit is rescored from the stored record)
+    "hnsw-ip": (IP, "hnsw", dict(m=16, ef_construction=200)),  # float32, next to hnsw8-ip
+    "hnsw16-l2": (L2, "hnsw", dict(m=16, ef_construction=200, storage=C.VECTOR_STORAGE_FLOAT16)),
+    "hnsw8-l2": (L2, "hnsw", dict(m=16, ef_construction=200, storage=C.VECTOR_STORAGE_INT8)),
+    "hnsw8-ip": (IP, "hnsw", dict(m=16, ef_construction=200, storage=C.VECTOR_STORAGE_INT8)),
+    "hnsw8-os1": (L2, "hnsw", dict(m=16, ef_construction=200, storage=C.VECTOR_STORAGE_INT8,
+                                   oversample=1)),
     "pq-l2": (L2, "faiss", dict(factory="IVF32,PQ16np", nprobe=32, train_size=2000)),
     "lsh-l2": (L2, "faiss", dict(factory="LSH")),
     "lshr-l2": (L2, "faiss", dict(factory="LSHr")),
@@ -134,6 +142,40 @@ def test_ivf_nprobe(loaded, data, name):
     check_knn(run_search(loaded, name, q, K, nprobe=64), x, ids, q, metric, K)
 
 
+@pytest.mark.parametrize("name", ["hnsw16-l2", "hnsw8-l2", "hnsw8-ip"])
+def test_quantized_hnsw(loaded, data, name):
+    """float16 and int8 graphs at the default ef_search 64 and oversampling 2: recall near
+    float32's; the plan says how many candidates the codes gave; the spec keeps its storage."""
+    x, _, q, ids = data
+    metric = INDICES[name][0]
+    r = run_search(loaded, name, q, K)
+    rec = recall(r, x, ids, q, metric, K)
+    print(f"\n{name} recall@{K} (ef 64, oversample 2): {rec:.4f}")
+    if metric == IP:  # maximum inner product is harder for the graph itself: match float32's
+        rec32 = recall(run_search(loaded, "hnsw-ip", q, K), x, ids, q, IP, K)
+        print(f"float32 hnsw-ip recall@{K}: {rec32:.4f}")
+        assert rec >= 0.9 and rec >= rec32 - 0.03
+    else:
+        assert rec >= 0.95
+    plan = run_search(loaded, name, q[:1], K, explain=True).plan[0]
+    assert f"hnsw: {2 * K} candidates" in plan, plan
+    spec = loaded.catalog.GetIndex(C.GetIndexRequest(index=T.IndexRef(name=name, version="1")),
+                                   timeout=TIMEOUT).spec
+    assert spec.algorithm.hnsw.storage == INDICES[name][2]["storage"]
+
+
+def test_quantized_hnsw_oversample_1(loaded, data):
+    """oversample 1 rescores only k candidates: the plan shows k, and recall is still high on
+    this data (the int8 codes of pixels lose little)."""
+    x, _, q, ids = data
+    plan = run_search(loaded, "hnsw8-os1", q[:1], K, explain=True).plan[0]
+    assert f"hnsw: {K} candidates" in plan, plan
+    rec1 = recall(run_search(loaded, "hnsw8-os1", q, K), x, ids, q, L2, K)
+    rec2 = recall(run_search(loaded, "hnsw8-l2", q, K), x, ids, q, L2, K)
+    print(f"\nint8 recall@{K}: oversample 1 {rec1:.4f}, oversample 2 {rec2:.4f}")
+    assert rec1 >= 0.9 and rec2 >= rec1 - 0.01
+
+
 def test_faiss_hnsw(loaded, data):
     x, _, q, ids = data
     rec = recall(run_search(loaded, "fhnsw-cos", q, K), x, ids, q, COSINE, K)
@@ -159,7 +201,7 @@ def test_lsh_is_sane(loaded, data):
 
 
 @pytest.mark.parametrize("name", ["hnsw-cos", "fhnsw-cos", "ivf-l2", "pq-l2", "lsh-l2",
-                                  "flat-ip"])
+                                  "flat-ip", "hnsw8-l2"])
 def test_results_are_never_short(loaded, data, name):
     """SearchResult: "fewer than k when the splits hold fewer points". With 5000 points, k=100
     gives 100 hits, and k above the number of points gives every point once, best first,

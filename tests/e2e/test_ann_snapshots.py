@@ -16,7 +16,7 @@ import numpy as np
 from ann_helpers import (BUILDING, ann_spec, check_hits_exact, create, eng_files, indices_root,
                          new_snapshot_dir, recall, run_search, snapshot_dirs, wait_status,
                          write_config)
-from helpers import (INT64, L2, COSINE, check_knn, create_source, drop_index, expect_status,
+from helpers import (INT64, L2, COSINE, C, check_knn, create_source, drop_index, expect_status,
                      fmnist, fmnist_points, get_index, get_source, hit_ids, point, source_spec,
                      tombstone, upload, upload_batches, wait_ready)
 
@@ -30,12 +30,17 @@ INDICES = {
     "hnsw-grp": (COSINE, "hnsw", ("grp",), dict(m=12, ef_construction=64)),
     "ivf": (L2, "faiss", (), dict(factory="IVF32,Flat", nprobe=24)),
     "fhnsw": (L2, "faiss", (), dict(factory="HNSW16,Flat")),
+    # Quantized graphs: float16, int8 trained (past its 1000 training points), and int8 per
+    # split of about 750 points, each still untrained (held as float32, answered exactly).
+    "hnsw16": (L2, "hnsw", (), dict(m=16, ef_construction=100, storage=C.VECTOR_STORAGE_FLOAT16)),
+    "hnsw8": (L2, "hnsw", (), dict(m=16, ef_construction=100, storage=C.VECTOR_STORAGE_INT8)),
+    "hnsw8-grp": (COSINE, "hnsw", ("grp",), dict(m=12, storage=C.VECTOR_STORAGE_INT8)),
 }
 
 
 # Recall floors on this random 32-d data (measured: HNSW ~1.0, IVF at nprobe 24 of 32 ~0.98,
-# FAISS HNSW16 at its default efSearch 16 ~0.85).
-FLOOR = {"hnsw": 0.9, "hnsw-grp": 0.9, "ivf": 0.9, "fhnsw": 0.75}
+# FAISS HNSW16 at its default efSearch 16 ~0.85; the quantized HNSW ~1.0 after rescoring).
+FLOOR = {"hnsw": 0.9, "hnsw-grp": 0.9, "ivf": 0.9, "fhnsw": 0.75, "hnsw16": 0.9, "hnsw8": 0.9}
 
 
 def make_data(n, seed=1):
@@ -141,7 +146,7 @@ def test_kill9_replays_only_the_timeline_tail(make_server, tmp_path):
     s = make_server(config=cfg)
     x = make_data(700)
     create_source(s, source_spec("r", DIM, [("id", INT64), ("grp", INT64)], ["id"]))
-    names = ["flat", "hnsw", "ivf", "fhnsw"]
+    names = ["flat", "hnsw", "ivf", "fhnsw", "hnsw16", "hnsw8"]  # hnsw8: untrained at 630
     for name in names:  # on the empty source: nothing to build, no snapshot yet
         metric, algo, splits, params = INDICES[name]
         if name == "ivf":

@@ -236,6 +236,31 @@ def test_hnsw_index(make_server):
         np.testing.assert_allclose([h.distance for h in hits], np.sort(cos)[:5], atol=1e-5)
 
 
+def test_hnsw_quantized_storage(make_server):
+    """Hnsw(storage=...) through the client: int8 and float16 graphs give the exact top 5 with
+    exact distances (the hits are rescored from the stored vectors), the spec reads back with
+    its storage, and a bad storage name fails in the client before any call."""
+    with client(make_server()) as db:
+        db.create_data_source("q", dimension=16, permanent_attributes={"id": "int64"},
+                              id_attributes=["id"])
+        x = RNG.random((1500, 16), dtype=np.float32)  # past int8's 1000 training points
+        up = db.upload("q", [Point(x[i], {"id": i}) for i in range(1500)])
+        for name, st in (("q8", "int8"), ("q16", "float16")):
+            db.create_index(name, data_source="q", metric="l2",
+                            algorithm=Hnsw(m=16, ef_construction=200, storage=st))
+            info = db.wait_for_index(name, timeout=TIMEOUT)
+            assert info.algorithm == Hnsw(16, 200, 64, st, 0), info.algorithm
+            for q in RNG.random((5, 16), dtype=np.float32):
+                hits = db.search(name, q, k=5, ef_search=200, min_seq=up)[0]
+                d = ((x - q) ** 2).sum(axis=1)
+                assert [h.id for h in hits] == np.argsort(d, kind="stable")[:5].tolist(), name
+                np.testing.assert_allclose([h.distance for h in hits], np.sort(d)[:5],
+                                           rtol=1e-5, atol=1e-5)
+        with pytest.raises(ValueError, match="storage"):
+            db.create_index("qbad", data_source="q", algorithm=Hnsw(storage="int4"))
+        assert "qbad" not in [i.name for i in db.list_indices()]
+
+
 def test_upload_get_delete_and_read_your_writes(db, dense):
     x, _ = dense
     v = np.full(16, 5.0, dtype=np.float32)

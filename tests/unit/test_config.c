@@ -823,7 +823,8 @@ static void test_ann_objects(void **state) {
                                    "indices:\n"
                                    "  - name: h\n    version: 1\n    data_source: {name: d, version: 1}\n"
                                    "    algorithm: hnsw\n    metric: cosine\n"
-                                   "    hnsw: {m: 24, ef_construction: 300, ef_search: 80}\n"
+                                   "    hnsw: {m: 24, ef_construction: 300, ef_search: 80, storage: int8,\n"
+                                   "           oversample: 3}\n"
                                    "  - name: f\n    version: 1\n    data_source: {name: d, version: 1}\n"
                                    "    algorithm: faiss\n    metric: l2\n"
                                    "    faiss: {factory: \"IVF64,PQ16\", nprobe: 4, train_size: 5000}\n"
@@ -838,6 +839,8 @@ static void test_ann_objects(void **state) {
     assert_int_equal(h->hnsw->m, 24);
     assert_int_equal(h->hnsw->ef_construction, 300);
     assert_int_equal(h->hnsw->ef_search, 80);
+    assert_int_equal(h->hnsw->storage, HILBERT__V1__VECTOR_STORAGE__VECTOR_STORAGE_INT8);
+    assert_int_equal(h->hnsw->oversample, 3);
     const Hilbert__V1__IndexAlgorithm *f = c->indices[1]->algorithm;
     assert_int_equal(f->kind_case, HILBERT__V1__INDEX_ALGORITHM__KIND_FAISS);
     assert_string_equal(f->faiss->factory, "IVF64,PQ16");
@@ -977,6 +980,15 @@ static void test_model_space_errors(void **state) {
                       "    index: {algorithm: flat, hnsw: {}}\n"),
          HDB_EINVAL,
          {"model_spaces[0].index.hnsw: parameters of another algorithm (algorithm is flat)"}},
+        {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n"
+                      "    index: {algorithm: hnsw, hnsw: {storage: int4}}\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].index.hnsw.storage: unknown vector storage \"int4\" (expected "
+          "float32, float16 or int8)"}},
+        {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n"
+                      "    index: {algorithm: hnsw, hnsw: {oversample: 101}}\n"),
+         HDB_EINVAL,
+         {"model_spaces[0].index.hnsw.oversample: must be an integer between 0 and 100"}},
         {SPACE(TENSOR "    output_dim: 2\n    metric: l2\n    index: {algorithm: faiss}\n"),
          HDB_EINVAL,
          {"model_spaces[0].index.faiss: is required with algorithm faiss (factory: ...)"}},

@@ -293,6 +293,20 @@ def tensor_in(tensor: Any) -> M.Tensor:
 
 # ------------------------------------------------------------------------ catalog specs
 
+_STORAGE_NAMES = {C.VECTOR_STORAGE_FLOAT32: "float32", C.VECTOR_STORAGE_FLOAT16: "float16",
+                  C.VECTOR_STORAGE_INT8: "int8"}
+
+
+def storage_in(storage: Any) -> int:
+    """An HNSW storage name ("float32", "float16", "int8") as the proto enum value."""
+    if isinstance(storage, int) and not isinstance(storage, bool):
+        return storage
+    for value, name in _STORAGE_NAMES.items():
+        if isinstance(storage, str) and storage.lower() == name:
+            return value
+    raise ValueError(f"unknown HNSW storage {storage!r}; use 'float32', 'float16' or 'int8'")
+
+
 def algorithm_in(alg: Any) -> C.IndexAlgorithm:
     if isinstance(alg, C.IndexAlgorithm):
         return alg
@@ -305,7 +319,9 @@ def algorithm_in(alg: Any) -> C.IndexAlgorithm:
         return C.IndexAlgorithm(flat=C.FlatAlgorithm())
     if isinstance(alg, Hnsw):
         return C.IndexAlgorithm(hnsw=C.HnswAlgorithm(m=alg.m, ef_construction=alg.ef_construction,
-                                                     ef_search=alg.ef_search))
+                                                     ef_search=alg.ef_search,
+                                                     storage=storage_in(alg.storage),
+                                                     oversample=alg.oversample))
     if isinstance(alg, Faiss):
         return C.IndexAlgorithm(faiss=C.FaissAlgorithm(factory=alg.factory, nprobe=alg.nprobe,
                                                        train_size=alg.train_size))
@@ -317,7 +333,8 @@ def algorithm_in(alg: Any) -> C.IndexAlgorithm:
 def algorithm_out(a: C.IndexAlgorithm) -> Algorithm:
     kind = a.WhichOneof("kind")
     if kind == "hnsw":
-        return Hnsw(a.hnsw.m, a.hnsw.ef_construction, a.hnsw.ef_search)
+        return Hnsw(a.hnsw.m, a.hnsw.ef_construction, a.hnsw.ef_search,
+                    _STORAGE_NAMES.get(a.hnsw.storage, "float32"), a.hnsw.oversample)
     if kind == "faiss":
         return Faiss(a.faiss.factory, a.faiss.nprobe, a.faiss.train_size)
     if kind == "sparse":
