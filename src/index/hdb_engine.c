@@ -343,6 +343,28 @@ size_t hdb_engine_size(hdb_engine *e) {
     return 0;
 }
 
+void hdb_engine_mem(hdb_engine *e, hdb_engine_memory *out) {
+    *out = (hdb_engine_memory){0, 0};
+    switch (e->spec.algo) {
+    case HDB_ALGO_FLAT:
+        pthread_rwlock_rdlock(&e->lock);
+        hdb_flat_mem(e->u.flat, &out->vector_bytes, &out->other_bytes);
+        pthread_rwlock_unlock(&e->lock);
+        break;
+    case HDB_ALGO_FAISS: hdb_faiss_mem(e->u.faiss, &out->vector_bytes, &out->other_bytes); break;
+    case HDB_ALGO_HNSW: {
+        hdb_hnsw_memory m;
+        hdb_hnsw_mem(e->u.hnsw, &m);
+        out->vector_bytes = m.vector_bytes;
+        out->other_bytes = m.graph_bytes;
+        break;
+    }
+    case HDB_ALGO_SPARSE:
+        hdb_sparse_mem(e->u.sparse, &out->vector_bytes, &out->other_bytes);
+        break;
+    }
+}
+
 int hdb_engine_save(hdb_engine *e, const char *path, char *err, size_t errlen) {
     switch (e->spec.algo) {
     case HDB_ALGO_FLAT: {
@@ -397,4 +419,6 @@ void hdb_engine_describe(hdb_engine *e, char *buf, size_t buflen) {
     if (buflen) buf[0] = '\0';
     if (e->spec.algo == HDB_ALGO_FAISS && !hdb_faiss_is_trained(e->u.faiss))
         snprintf(buf, buflen, "untrained: exact search until it holds enough points to train");
+    if (e->spec.algo == HDB_ALGO_HNSW && !hdb_hnsw_trained(e->u.hnsw))
+        snprintf(buf, buflen, "int8 untrained: exact search until a split holds 1000 points");
 }

@@ -102,6 +102,15 @@ int hdb_engine_search(hdb_engine *e, size_t nq, const hdb_vecs *queries, size_t 
 /* Vectors held. */
 size_t hdb_engine_size(hdb_engine *e);
 
+/* Memory an engine holds, approximately: its vectors as it keeps them (float32 rows, codes,
+ * non-zeros) and the rest (graph links, posting lists, label maps). */
+typedef struct {
+    uint64_t vector_bytes, other_bytes;
+} hdb_engine_memory;
+
+/* Writes e's memory into out. Any thread, concurrently with searches and writes. */
+void hdb_engine_mem(hdb_engine *e, hdb_engine_memory *out);
+
 /* Writes the engine to path (the engine's own checked format). The caller fsyncs and renames. */
 int hdb_engine_save(hdb_engine *e, const char *path, char *err, size_t errlen);
 

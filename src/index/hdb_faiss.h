@@ -87,6 +87,12 @@ int hdb_faiss_search_accept(hdb_faiss *f, size_t nq, const float *queries, size_
 /* Live vectors held. */
 size_t hdb_faiss_size(hdb_faiss *f);
 
+/* Bytes of the FAISS index's codes (vector_bytes: ntotal x its code size; float32 while
+ * untrained) and of what this engine keeps beside it (label maps, raw vectors kept for
+ * rebuilds), approximately: a graph's or an inverted file's own links are not counted. Any
+ * thread. */
+void hdb_faiss_mem(hdb_faiss *f, uint64_t *vector_bytes, uint64_t *other_bytes);
+
 /* 1 once searches are served by the trained FAISS index, 0 while still exact (untrained). An
  * index that cannot remove vectors (HNSW over SQ/PQ codes) and needs training can return to 0
  * when its rebuild finds fewer than train_size live vectors. */

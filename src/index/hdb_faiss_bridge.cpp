@@ -1240,6 +1240,24 @@ size_t hdb_faiss_size(hdb_faiss *f) {
     }
 }
 
+void hdb_faiss_mem(hdb_faiss *f, uint64_t *vector_bytes, uint64_t *other_bytes) {
+    *vector_bytes = *other_bytes = 0;
+    if (!f) return;
+    try {
+        std::shared_lock<RwLock> lock(f->mu);
+        uint64_t code = (uint64_t)f->dim * sizeof(float);
+        try {
+            if (f->index) code = f->index->sa_code_size();
+        } catch (...) { /* an index type without standalone codes: count float32 */
+        }
+        const uint64_t ntotal = f->index ? (uint64_t)f->index->ntotal : 0;
+        *vector_bytes = ntotal * code;
+        *other_bytes = (uint64_t)f->l2i.size() * 32 + f->i2l.size() * sizeof(int64_t) +
+                       f->raw.size() * sizeof(float);
+    } catch (...) { /* lock failure (system_error): report nothing */
+    }
+}
+
 int hdb_faiss_is_trained(hdb_faiss *f) {
     if (!f) return 0;
     try {

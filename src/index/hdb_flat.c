@@ -252,6 +252,12 @@ size_t hdb_flat_size(const hdb_flat *f) {
     return f->n;
 }
 
+void hdb_flat_mem(const hdb_flat *f, uint64_t *vector_bytes, uint64_t *other_bytes) {
+    *vector_bytes = (uint64_t)f->cap * f->dim * sizeof(float);
+    *other_bytes = (uint64_t)f->cap * (sizeof(float) + sizeof(int64_t)) +
+                   (uint64_t)f->mcap * (sizeof(int64_t) + sizeof(size_t));
+}
+
 uint32_t hdb_flat_dim(const hdb_flat *f) {
     return f->dim;
 }

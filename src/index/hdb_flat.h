@@ -48,6 +48,10 @@ size_t hdb_flat_remove(hdb_flat *f, size_t n, const int64_t *labels);
 /* Number of vectors held. */
 size_t hdb_flat_size(const hdb_flat *f);
 
+/* Bytes the rows take (vector_bytes: the float32 vectors of the allocated rows) and the rest
+ * (norms, labels, the label map). Same threads as hdb_flat_size. */
+void hdb_flat_mem(const hdb_flat *f, uint64_t *vector_bytes, uint64_t *other_bytes);
+
 /* Dimension and metric given at creation. */
 uint32_t hdb_flat_dim(const hdb_flat *f);
 hdb_metric hdb_flat_metric(const hdb_flat *f);

@@ -464,6 +464,19 @@ bool hdb_index_point_matches(const hdb_index *ix, const hdb_point *p, const hdb_
     return true;
 }
 
+void hdb_index_mem(hdb_index *ix, hdb_engine_memory *out) {
+    size_t n;
+    split **list = list_copy(ix, &n);
+    *out = (hdb_engine_memory){0, 0};
+    for (size_t i = 0; i < n; i++) {
+        hdb_engine_memory m;
+        hdb_engine_mem(list[i]->engine, &m);
+        out->vector_bytes += m.vector_bytes;
+        out->other_bytes += m.other_bytes;
+    }
+    hdb_free(list);
+}
+
 size_t hdb_index_nsplits(hdb_index *ix) {
     pthread_rwlock_rdlock(&ix->lock);
     size_t n = ix->nlist;

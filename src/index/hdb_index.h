@@ -110,6 +110,9 @@ bool hdb_index_point_matches(const hdb_index *ix, const hdb_point *p, const hdb_
 /* Number of splits. */
 size_t hdb_index_nsplits(hdb_index *ix);
 
+/* The engines' memory, all splits together (hdb_engine_mem). Any thread. */
+void hdb_index_mem(hdb_index *ix, hdb_engine_memory *out);
+
 /* Calls fn once per split with its split values (nsplit values in declared order; valid only
  * during the call) and its size. Splits are visited in creation order. */
 void hdb_index_foreach_split(hdb_index *ix,

@@ -529,6 +529,21 @@ size_t hdb_sparse_size(hdb_sparse *s) {
     return n;
 }
 
+void hdb_sparse_mem(hdb_sparse *s, uint64_t *vector_bytes, uint64_t *other_bytes) {
+    HDB_ASSERT(s != NULL);
+    pthread_rwlock_rdlock(&s->lock);
+    uint64_t nz = 0;
+    for (size_t i = 0; i < s->nslots; i++)
+        if (s->data[i]) nz += s->nnz[i];
+    *vector_bytes = nz * 2 * sizeof(uint32_t);
+    *other_bytes = (uint64_t)s->npostings * sizeof(posting) +
+                   (uint64_t)s->list_cap * sizeof(plist) +
+                   (uint64_t)s->slot_cap * (sizeof(int64_t) + sizeof(float) + sizeof(uint32_t) +
+                                            sizeof(uint32_t *)) +
+                   (uint64_t)(s->nlive + s->nlists) * 2 * 16; /* the two maps, about */
+    pthread_rwlock_unlock(&s->lock);
+}
+
 /* ---- search (shared lock held) ------------------------------------------------------------ */
 
 /* The score of slot for accumulator value a (COSINE: the dot product; JACCARD: |q ∩ x|). */

@@ -57,6 +57,10 @@ int hdb_sparse_search_accept(hdb_sparse *s, size_t nq, const hdb_sparse_vec *que
 /* Vectors held. */
 size_t hdb_sparse_size(hdb_sparse *s);
 
+/* Bytes of the stored non-zeros (vector_bytes: an index and a value each) and of the rest
+ * (posting lists, per-slot arrays, the maps), approximately. Any thread. */
+void hdb_sparse_mem(hdb_sparse *s, uint64_t *vector_bytes, uint64_t *other_bytes);
+
 /* Writes / loads the engine (magic/version header, CRC-32C trailer; a damaged file gives
  * HDB_ECORRUPT; p must match the saved dim and metric, else HDB_EINVAL). */
 int hdb_sparse_save(hdb_sparse *s, const char *path, char *err, size_t errlen);

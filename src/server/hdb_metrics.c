@@ -8,6 +8,7 @@
  */
 #include "hdb_metrics.h"
 
+#include "hdb_applier.h"
 #include "hdb_arena.h"
 #include "hdb_catalog.h"
 #include "hdb_err.h"
@@ -19,6 +20,7 @@
 #include "hdb_torch.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
@@ -159,7 +161,23 @@ static void write_indices(FILE *f, hdb_catalog *cat) {
         {"hilbert_index_applied_seq", "gauge", "Newest timeline seq the index has applied."},
         {"hilbert_index_snapshot_seq", "gauge", "Seq held by the newest snapshot on disk."},
         {"hilbert_index_timeline_entries", "gauge", "Timeline entries kept for the index."},
+        {"hilbert_index_vector_bytes", "gauge",
+         "Memory of the engines' vectors, as kept (float32, float16/int8 codes, ...)."},
+        {"hilbert_index_engine_other_bytes", "gauge",
+         "Memory of the engines' links, posting lists and label maps, approximately."},
+        {"hilbert_index_attribute_bytes", "gauge", "Memory of the attribute indexes."},
     };
+    hdb_engine_memory *mem = hdb_arena_alloc(a, (n ? n : 1) * sizeof *mem);
+    uint64_t *attr = hdb_arena_alloc(a, (n ? n : 1) * sizeof *attr);
+    for (size_t i = 0; i < n; i++) {
+        hdb_index *index;
+        mem[i] = (hdb_engine_memory){0, 0};
+        attr[i] = 0;
+        if (hdb_applier_index(hdb_ixent_applier(ixs[i]), &index, NULL, 0) != HDB_OK) continue;
+        hdb_index_mem(index, &mem[i]);
+        hdb_attrindex *ai = hdb_index_attrs(index);
+        attr[i] = ai ? hdb_attrindex_bytes(ai) : 0;
+    }
     for (size_t k = 0; k < sizeof g / sizeof g[0]; k++) {
         help(f, g[k].name, g[k].type, g[k].help);
         for (size_t i = 0; i < n; i++) {
@@ -173,7 +191,10 @@ static void write_indices(FILE *f, hdb_catalog *cat) {
             case 4: v = s->lagging; break;
             case 5: v = (double)s->applied_seq; break;
             case 6: v = (double)s->snapshot_seq; break;
-            default: v = (double)s->retained_entries; break;
+            case 7: v = (double)s->retained_entries; break;
+            case 8: v = (double)mem[i].vector_bytes; break;
+            case 9: v = (double)mem[i].other_bytes; break;
+            default: v = (double)attr[i]; break;
             }
             gauge_line(f, g[k].name, "index", hdb_ixent_label(ixs[i]), v);
         }
@@ -230,6 +251,10 @@ static void write_store(FILE *f, hdb_store *store) {
          "Bytes in memtables, all column families.", true},
         {"hilbert_rocksdb_sst_bytes", "rocksdb.total-sst-files-size",
          "Bytes of table files, all column families.", true},
+        {"hilbert_rocksdb_block_cache_bytes", "rocksdb.block-cache-usage",
+         "Bytes in the block cache (one cache for every column family).", false},
+        {"hilbert_rocksdb_table_readers_bytes", "rocksdb.estimate-table-readers-mem",
+         "Bytes of open table files' index and filter blocks outside the block cache.", true},
     };
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
         uint64_t v;
@@ -276,6 +301,35 @@ static void write_models(FILE *f, hdb_space_registry *spaces) {
     hdb_arena_free(a);
 }
 
+/* The resident memory split by kind (/proc/self/smaps_rollup): anonymous pages (heap, thread
+ * stacks, the engines, RocksDB's memtables and cache) and file-backed ones (the binary, shared
+ * libraries such as libtorch, mapped files); and what malloc holds in use and in all. */
+static void write_rss_parts(FILE *f) {
+    FILE *sm = fopen("/proc/self/smaps_rollup", "r");
+    unsigned long long rss = 0, anon = 0;
+    if (sm) {
+        char line[256];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, sm)) {
+            if (sscanf(line, "Rss: %llu kB", &kb) == 1) rss = kb * 1024;
+            else if (sscanf(line, "Anonymous: %llu kB", &kb) == 1) anon = kb * 1024;
+        }
+        fclose(sm);
+        help(f, "hilbert_process_anon_bytes", "gauge",
+             "Resident anonymous memory: heap, stacks, engines, RocksDB memtables and cache.");
+        fprintf(f, "hilbert_process_anon_bytes %llu\n", anon);
+        help(f, "hilbert_process_file_bytes", "gauge",
+             "Resident file-backed memory: the binary, shared libraries, mapped files.");
+        fprintf(f, "hilbert_process_file_bytes %llu\n", rss > anon ? rss - anon : 0);
+    }
+    struct mallinfo2 mi = mallinfo2();
+    help(f, "hilbert_heap_in_use_bytes", "gauge", "Bytes malloc has handed out and not freed.");
+    fprintf(f, "hilbert_heap_in_use_bytes %llu\n",
+            (unsigned long long)(mi.uordblks + mi.hblkhd));
+    help(f, "hilbert_heap_bytes", "gauge", "Bytes malloc holds from the system, in use or free.");
+    fprintf(f, "hilbert_heap_bytes %llu\n", (unsigned long long)(mi.arena + mi.hblkhd));
+}
+
 static void write_process(FILE *f, hdb_infer *infer) {
     if (infer) {
         hdb_infer_stats is;
@@ -306,6 +360,7 @@ static void write_process(FILE *f, hdb_infer *infer) {
     fprintf(f, "process_resident_memory_bytes %llu\n", rss * (unsigned long long)pg);
     help(f, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
     fprintf(f, "process_virtual_memory_bytes %llu\n", pages * (unsigned long long)pg);
+    write_rss_parts(f);
 }
 
 /* ---------------------------------------------------------------- HTTP */

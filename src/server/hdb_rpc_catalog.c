@@ -129,6 +129,10 @@ static Hilbert__V1__IndexInfo *index_info(hdb_rpc *rpc, hdb_ixent *ix) {
         }
         st->n_attribute_indexes = na;
         st->attribute_index_bytes = ai ? hdb_attrindex_bytes(ai) : 0;
+        hdb_engine_memory mem;
+        hdb_index_mem(index, &mem);
+        st->vector_bytes = mem.vector_bytes;
+        st->engine_other_bytes = mem.other_bytes;
     }
     info->status = st;
     return info;

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from ann_helpers import BUILDING, READY, ann_spec, check_hits_exact, create, recall, run_search
-from helpers import (COSINE, INT64, IP, L2, TIMEOUT, C, T, check_knn, create_source, fmnist, fmnist_points,
+from helpers import (COSINE, INT64, IP, L2, TIMEOUT, C, T, check_knn, get_index, create_source, fmnist, fmnist_points,
                      hit_dists, hit_ids, source_spec, tolerance, true_distances, upload_batches,
                      wait_ready)
 
@@ -162,6 +162,20 @@ def test_quantized_hnsw(loaded, data, name):
     spec = loaded.catalog.GetIndex(C.GetIndexRequest(index=T.IndexRef(name=name, version="1")),
                                    timeout=TIMEOUT).spec
     assert spec.algorithm.hnsw.storage == INDICES[name][2]["storage"]
+
+
+def test_engine_memory_by_storage(loaded, data):
+    """IndexStatus.vector_bytes: 4, 2 and 1 bytes a dimension for float32, float16 and int8
+    graphs of the same points; the graph links (engine_other_bytes) are the same size."""
+    st = {n: get_index(loaded, n).status for n in ("hnsw-l2", "hnsw16-l2", "hnsw8-l2")}
+    assert st["hnsw-l2"].vector_bytes == N_BASE * 784 * 4
+    assert st["hnsw16-l2"].vector_bytes == N_BASE * 784 * 2
+    assert st["hnsw8-l2"].vector_bytes == N_BASE * 784
+    links = {n: s.engine_other_bytes for n, s in st.items()}
+    assert min(links.values()) > N_BASE * 16 * 4  # at least m links of 4 bytes a point
+    assert max(links.values()) < 1.5 * min(links.values()), links
+    flat = get_index(loaded, "flat-l2").status
+    assert flat.vector_bytes >= N_BASE * 784 * 4
 
 
 def test_quantized_hnsw_oversample_1(loaded, data):

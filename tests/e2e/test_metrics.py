@@ -71,6 +71,17 @@ def test_a_scrape_counts_the_calls_and_shows_the_state(make_server, tmp_path):
     assert value(m, "hilbert_writes_accepted") == 1
     assert value(m, "hilbert_disk_free_bytes") > 0
     assert value(m, "process_resident_memory_bytes") > 1 << 20
+    # Memory, accounted for: the flat engine's rows (at least 30 x 4 floats), the resident
+    # set split into anonymous and file-backed pages, malloc's heap, RocksDB's memtables.
+    assert value(m, "hilbert_index_vector_bytes", index="m-flat@1") >= 30 * 4 * 4
+    assert value(m, "hilbert_index_engine_other_bytes", index="m-flat@1") > 0
+    assert value(m, "hilbert_index_attribute_bytes", index="m-flat@1") == 0
+    rss = value(m, "process_resident_memory_bytes")
+    anon, files = value(m, "hilbert_process_anon_bytes"), value(m, "hilbert_process_file_bytes")
+    assert anon > 0 and files > 0 and abs(anon + files - rss) <= 0.25 * rss, (anon, files, rss)
+    assert 0 < value(m, "hilbert_heap_in_use_bytes") <= value(m, "hilbert_heap_bytes")
+    assert value(m, "hilbert_rocksdb_memtable_bytes") > 0
+    assert value(m, "hilbert_rocksdb_block_cache_bytes") >= 0
     # The scrapes themselves are not gRPC calls; a second one sees the same counts.
     assert value(scrape(port), "hilbert_rpc_calls_total", method=up, code="OK") == 3
 

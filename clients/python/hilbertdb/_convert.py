@@ -406,7 +406,8 @@ def index_status_out(s: C.IndexStatus) -> IndexStatus:
         snapshot_seq=s.snapshot_seq, snapshot_time=_micros_datetime(s.snapshot_time_micros),
         detail=s.detail, lagging=s.lagging,
         attribute_indexes={a.name: (a.points, a.distinct_values) for a in s.attribute_indexes},
-        attribute_index_bytes=s.attribute_index_bytes)
+        attribute_index_bytes=s.attribute_index_bytes, vector_bytes=s.vector_bytes,
+        engine_other_bytes=s.engine_other_bytes)
 
 
 def data_source_out(info: C.DataSourceInfo) -> DataSourceInfo:

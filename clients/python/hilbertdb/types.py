@@ -277,6 +277,10 @@ class IndexStatus:
     # index (IndexSpec.indexed_attributes), and the memory they take (bytes, approximately)
     attribute_indexes: Dict[str, Tuple[int, int]] = field(default_factory=dict)
     attribute_index_bytes: int = 0
+    # memory the engines take, approximately: the vectors as they keep them (float32, HNSW
+    # float16/int8 codes, FAISS codes, sparse non-zeros), and the rest (links, maps)
+    vector_bytes: int = 0
+    engine_other_bytes: int = 0
 
     @property
     def caught_up(self) -> bool:
