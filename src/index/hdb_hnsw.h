@@ -83,7 +83,8 @@ int hdb_hnsw_search_accept(hdb_hnsw *h, size_t nq, const float *queries, size_t 
 size_t hdb_hnsw_size(hdb_hnsw *h);
 
 /* Bytes of the vectors as the graph keeps them (codes, or float32 while an int8 graph waits
- * for training) and of its links and bookkeeping, for the live and free slots. Any thread. */
+ * for training), for the slots in use (live and free); and of the rest: links, labels and
+ * bookkeeping, and the slots allocated ahead of use. Any thread. */
 typedef struct {
     uint64_t vector_bytes, graph_bytes;
 } hdb_hnsw_memory;

@@ -322,7 +322,10 @@ static void write_rss_parts(FILE *f) {
              "Resident file-backed memory: the binary, shared libraries, mapped files.");
         fprintf(f, "hilbert_process_file_bytes %llu\n", rss > anon ? rss - anon : 0);
     }
+    /* A malloc other than glibc's (a sanitizer's, or one preloaded) leaves glibc's arenas empty:
+     * then there is no figure to give, and a 0 would read as "no heap". */
     struct mallinfo2 mi = mallinfo2();
+    if (mi.arena + mi.hblkhd == 0) return;
     help(f, "hilbert_heap_in_use_bytes", "gauge", "Bytes malloc has handed out and not freed.");
     fprintf(f, "hilbert_heap_in_use_bytes %llu\n",
             (unsigned long long)(mi.uordblks + mi.hblkhd));
