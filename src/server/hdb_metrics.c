@@ -54,8 +54,6 @@ typedef struct {
 struct hdb_metrics {
     method_counters *m;
     size_t n;
-    _Atomic uint64_t work_inline, work_handoff; /* work-pool calls by who ran them */
-    _Atomic int work_peak;                      /* the most running at once */
 };
 
 hdb_metrics *hdb_metrics_create(const char *const *names, size_t n) {
@@ -87,17 +85,6 @@ void hdb_metrics_observe(hdb_metrics *m, size_t i, int code, int64_t ns) {
     atomic_fetch_add_explicit(&c->sum_ns, (uint64_t)ns, memory_order_relaxed);
 }
 
-void hdb_metrics_work_started(hdb_metrics *m, int running, bool inlined) {
-    if (m == NULL) return;
-    atomic_fetch_add_explicit(inlined ? &m->work_inline : &m->work_handoff, 1,
-                              memory_order_relaxed);
-    int peak = atomic_load_explicit(&m->work_peak, memory_order_relaxed);
-    while (running > peak && !atomic_compare_exchange_weak_explicit(
-                                 &m->work_peak, &peak, running, memory_order_relaxed,
-                                 memory_order_relaxed)) {
-    }
-}
-
 /* ---------------------------------------------------------------- the page */
 
 /* A label value in the text format: backslash, double quote and newline escaped. */
@@ -111,20 +98,6 @@ static void put_label(FILE *f, const char *v) {
 
 static void help(FILE *f, const char *name, const char *type, const char *text) {
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
-}
-
-static void write_work(FILE *f, hdb_metrics *m) {
-    help(f, "hilbert_work_calls_total", "counter",
-         "Work-pool calls (searches) started, by who ran them: the call thread that took the call "
-         "(inline, no hand-off) or a work-pool thread (handoff).");
-    fprintf(f, "hilbert_work_calls_total{way=\"inline\"} %llu\n",
-            (unsigned long long)atomic_load_explicit(&m->work_inline, memory_order_relaxed));
-    fprintf(f, "hilbert_work_calls_total{way=\"handoff\"} %llu\n",
-            (unsigned long long)atomic_load_explicit(&m->work_handoff, memory_order_relaxed));
-    help(f, "hilbert_work_running_peak", "gauge",
-         "The most work-pool calls that have run at once since the start (at most server.threads).");
-    fprintf(f, "hilbert_work_running_peak %d\n",
-            atomic_load_explicit(&m->work_peak, memory_order_relaxed));
 }
 
 static void write_calls(FILE *f, const hdb_metrics *m) {
@@ -437,7 +410,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     FILE *f = open_memstream(&page, &len);
     if (f == NULL) return MHD_NO;
     write_calls(f, h->src.metrics);
-    write_work(f, h->src.metrics);
     write_indices(f, h->src.catalog);
     write_sources(f, h->src.catalog);
     write_store(f, h->src.store);

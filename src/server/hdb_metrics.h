@@ -15,7 +15,6 @@
 #ifndef HDB_METRICS_H
 #define HDB_METRICS_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,10 +35,6 @@ void hdb_metrics_free(hdb_metrics *m);
 
 /* Records one finished call of method i (< n) with gRPC status code (0..16) after ns. */
 void hdb_metrics_observe(hdb_metrics *m, size_t i, int code, int64_t ns);
-
-/* Records that a work-pool call (a search) started, `running` of them at once now (itself
- * included), on the call thread that took it (inlined) or on a work-pool thread. */
-void hdb_metrics_work_started(hdb_metrics *m, int running, bool inlined);
 
 /* What a scrape reads besides the counters; all borrowed, and must outlive the endpoint. */
 typedef struct {

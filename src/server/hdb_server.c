@@ -9,12 +9,10 @@
  * to a pool (a FIFO and its handler threads): searches to the work pool (server.threads),
  * uploads and catalog changes to the write pool (server.write_threads), so that heavy searches
  * cannot hold writes up, and calls that run models to the model pool (models.rpc_threads), so
- * a slow model can only keep the model pool busy. A search that finds the work pool idle enough
- * (nothing queued, room under server.threads) runs on the call thread that took it, saving the
- * hand-off, as long as another call thread is left polling (inline_begin). A handler starts
- * the call's final batch; its completion comes back to any call thread, which releases the
- * call. (A queue per thread would let a call wait behind a slow one: gRPC hands arriving calls
- * to the registered queues in turn, busy or not.)
+ * a slow model can only keep the model pool busy. A handler starts the call's final batch; its
+ * completion comes back to any call thread, which releases the call. (A queue per thread would
+ * let a call wait behind a slow one: gRPC hands arriving calls to the registered queues in
+ * turn, busy or not.)
  *
  * Parking: a work-pool handler that would wait (a search whose min_seq is not applied yet)
  * returns HDB_EAGAIN with an hdb_park instead, and the call joins the parked list. The parker
@@ -136,8 +134,6 @@ typedef struct {
     bool stop;
     pthread_t *threads;
     int nthreads;
-    int busy; /* calls being handled, by its threads or inline by call threads (mu) */
-    hdb_metrics *metrics; /* the work pool's: counts its calls; NULL for the others */
 } pool;
 
 /* The parked calls and the thread that watches them. */
@@ -161,8 +157,6 @@ struct hdb_server {
     grpc_completion_queue *ctl; /* shutdown notification */
     pthread_t *threads;         /* the call threads, all polling cq */
     int nthreads;
-    _Atomic int inline_max; /* call threads that may run a work-pool call at once: all but one */
-    _Atomic int inlined;    /* ...doing so now */
     pool work;
     pool write;
     pool model;
@@ -503,50 +497,13 @@ static void run(call_ctx *c) {
     finish(c, code, code == GRPC_STATUS_OK ? resp : NULL, code == GRPC_STATUS_OK ? "" : err);
 }
 
-/* A call thread may run a work-pool call (a search) itself, which saves the hand-off to a
- * handler thread: a wake-up and a switch, a good part of a one-query search's cost. It does
- * so only where that holds nothing up: nothing is queued on the pool, the pool has room under
- * its cap (server.threads counts these calls too), and another call thread still polls, so
- * that cheap calls and completions are still taken at once. Returns whether it may; if so,
- * inline_end must follow the call. */
-static bool inline_begin(hdb_server *s) {
-    int n = atomic_load(&s->inlined);
-    do {
-        if (n >= atomic_load(&s->inline_max)) return false;
-    } while (!atomic_compare_exchange_weak(&s->inlined, &n, n + 1));
-    pool *p = &s->work;
-    pthread_mutex_lock(&p->mu);
-    bool ok = p->len == 0 && p->busy < p->nthreads && !p->stop;
-    if (ok) hdb_metrics_work_started(s->metrics, ++p->busy, true);
-    pthread_mutex_unlock(&p->mu);
-    if (!ok) atomic_fetch_sub(&s->inlined, 1);
-    return ok;
-}
-
-/* The inline call is done (or parked): its room under the cap goes back to the pool. */
-static void inline_end(hdb_server *s) {
-    pool *p = &s->work;
-    pthread_mutex_lock(&p->mu);
-    p->busy--;
-    if (p->len > 0) pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    atomic_fetch_sub(&s->inlined, 1);
-}
-
 /* Hands a call (or a stream's next message) to its method's lane: a pool, or the calling
  * thread for cheap methods. */
 static void dispatch(call_ctx *c) {
     hdb_server *s = c->s;
     switch (s->methods[c->method].lane) {
     case HDB_LANE_MODEL: pool_push(&s->model, c); break;
-    case HDB_LANE_WORK:
-        if (!s->methods[c->method].stream && inline_begin(s)) {
-            handle_unary(c);
-            inline_end(s);
-        } else {
-            pool_push(&s->work, c);
-        }
-        break;
+    case HDB_LANE_WORK: pool_push(&s->work, c); break;
     case HDB_LANE_WRITE: pool_push(&s->write, c); break;
     default: handle_unary(c); break;
     }
@@ -677,26 +634,20 @@ static void *handler_main(void *arg) {
     pool *p = arg;
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        /* Under the cap: calls that call threads run inline count (inline_begin). */
-        while ((p->len == 0 || p->busy >= p->nthreads) && !p->stop)
-            pthread_cond_wait(&p->cv, &p->mu);
+        while (p->len == 0 && !p->stop) pthread_cond_wait(&p->cv, &p->mu);
         if (p->len == 0) break; /* stopping, and nothing left */
         call_ctx *c = p->ring[p->head];
         p->head = (p->head + 1) % p->cap;
         p->len--;
-        if (p->metrics) hdb_metrics_work_started(p->metrics, p->busy + 1, false);
-        p->busy++;
         pthread_mutex_unlock(&p->mu);
         handle_unary(c);
         pthread_mutex_lock(&p->mu);
-        p->busy--;
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
-static void pool_start(pool *p, int threads, hdb_metrics *metrics) {
-    p->metrics = metrics;
+static void pool_start(pool *p, int threads) {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->threads = hdb_calloc((size_t)threads, sizeof *p->threads);
@@ -720,7 +671,7 @@ static void pool_stop(pool *p) {
 
 /* ---------------------------------------------------------------- parked calls */
 
-/* Called by the thread running a work-pool call: the call waits in the parked list from now on. */
+/* Called by a work-pool handler's thread: the call waits in the parked list from now on. */
 static void park(call_ctx *c) {
     parker *pk = &c->s->parked;
     pthread_mutex_lock(&pk->mu);
@@ -1002,14 +953,13 @@ int hdb_server_start(hdb_server **out, const hdb_config *cfg, hdb_catalog *catal
     for (size_t i = 0; i < s->nmethods; i++)
         for (int j = 0; j < SLOTS_PER_METHOD; j++) post_request(s, CALL_UNARY, i);
     for (int j = 0; j < SLOTS_PER_METHOD; j++) post_request(s, CALL_UNKNOWN, 0);
-    pool_start(&s->work, cfg->threads, s->metrics);
-    pool_start(&s->write, cfg->write_threads, NULL);
-    pool_start(&s->model, cfg->model_rpc_threads, NULL);
+    pool_start(&s->work, cfg->threads);
+    pool_start(&s->write, cfg->write_threads);
+    pool_start(&s->model, cfg->model_rpc_threads);
     parker_start(s);
     for (int i = 0; i < cfg->poll_threads; i++)
         if (pthread_create(&s->threads[s->nthreads], NULL, call_thread_main, s) == 0) s->nthreads++;
     HDB_ASSERT(s->nthreads > 0);
-    atomic_store(&s->inline_max, s->nthreads - 1); /* 0 until now: none inline */
     if (s->nthreads < cfg->poll_threads)
         HDB_WARN("server", "started %d of %d call threads", s->nthreads, cfg->poll_threads);
     HDB_INFO("server", "%s; %zu API key(s) configured%s", s->tls ? "TLS on" : "no TLS",
@@ -1073,9 +1023,6 @@ void hdb_server_stop(hdb_server *s) {
     HDB_ASSERT(ev.type == GRPC_OP_COMPLETE && ev.tag == &shutdown_tag);
     /* Handlers finish the calls that are queued or running; then they can go. */
     while (atomic_load(&s->inflight) > 0) usleep(1000);
-    /* A call thread that ran a call inline may still be giving its room back (inline_end):
-     * the call was released before that, but the pool must outlive it. */
-    while (atomic_load(&s->inlined) > 0) usleep(1000);
     parker_stop(s);
     pool_stop(&s->work);
     pool_stop(&s->write);

@@ -3,7 +3,6 @@ own text-format parser, counts exactly the calls made, and shows the index, the 
 RocksDB, the disk and the process."""
 from __future__ import annotations
 
-import concurrent.futures as cf
 import re
 import urllib.error
 import urllib.request
@@ -109,50 +108,3 @@ def test_only_get_metrics_is_served(make_server, tmp_path):
 
 def test_metrics_are_off_by_default(server):
     assert not re.search(r"metrics served at", server.log_since_start())
-
-
-def test_searches_run_on_the_call_thread_when_the_pool_is_idle_and_the_cap_holds(make_server,
-                                                                                   tmp_path):
-    """A search that finds the work pool idle runs on the call thread that took it (no hand-off:
-    hilbert_work_calls_total{way="inline"}); one that finds it busy goes to the pool. Either
-    way server.threads caps the searches running at once (hilbert_work_running_peak), and with
-    one call thread (poll_threads 1) nothing runs inline: a call thread must stay polling."""
-    x = np.random.default_rng(1).random((2000, 16), dtype=np.float32)
-    q = x[:64]
-    for poll_threads in (2, 1):
-        cfg = tmp_path / f"w{poll_threads}.yaml"
-        cfg.write_text("metrics:\n  listen: 127.0.0.1:0\n"
-                       f"server:\n  threads: 1\n  poll_threads: {poll_threads}\n")
-        s = make_server(config=cfg)
-        port = int(wait_log(s, r"metrics served at http://127\.0\.0\.1:(\d+)/metrics").group(1))
-        create_source(s, source_spec("w", 16))
-        create_index(s, index_spec("w-flat", "w"))
-        for i in range(0, 2000, 500):
-            upload(s, "w", [point(x[j], {"id": j}) for j in range(i, i + 500)])
-        m = scrape(port)
-        assert value(m, "hilbert_work_calls_total", way="inline") == 0
-        assert value(m, "hilbert_work_calls_total", way="handoff") == 0
-        assert value(m, "hilbert_work_running_peak") == 0
-        # The first search finds the pool idle; the later ones may find the previous one's
-        # thread not yet back (the reply goes out before it is), so only the sum is exact.
-        first = search(s, "w-flat", q[0], 5)
-        assert first.results[0].hits[0].attributes["id"].int64_value == 0
-        m = scrape(port)
-        assert value(m, "hilbert_work_calls_total", way="inline") == (1 if poll_threads > 1
-                                                                     else 0)
-        for v in q[1:16]:
-            search(s, "w-flat", v, 5)
-        # 48 searches from 16 clients at once: more than the one thread the pool allows.
-        with cf.ThreadPoolExecutor(16) as ex:
-            hits = list(ex.map(lambda v: search(s, "w-flat", v, 1).results[0].hits[0], q[16:]))
-        assert [h.attributes["id"].int64_value for h in hits] == list(range(16, 64))
-        m = scrape(port)
-        inline = value(m, "hilbert_work_calls_total", way="inline")
-        handoff = value(m, "hilbert_work_calls_total", way="handoff")
-        assert inline + handoff == 64, (inline, handoff)
-        if poll_threads > 1:
-            assert inline >= 1, (inline, handoff)
-        else:
-            assert inline == 0, (inline, handoff)
-        assert value(m, "hilbert_work_running_peak") == 1
-        assert s.stop() == 0
