@@ -19,7 +19,7 @@ RUN=(python3 python3-grpcio python3-protobuf python3-numpy python3-pil python3-m
      dataset-fashion-mnist)
 TEST=(libcmocka-dev python3-pytest python3-torch clang libclang-rt-14-dev libomp-dev
       python3-prometheus-client python3-pytest-xdist openssl)
-BENCH=(python3-faiss python3-hnswlib)
+BENCH=(python3-faiss python3-hnswlib linux-perf)
 
 case "${1:-build}" in
   build) want=("${BUILD[@]}") ;;
