@@ -29,6 +29,8 @@
  * Exit status: 0 when every measured call ended OK, 1 when any did not (or the target never
  * became ready), 2 for a bad command line or requests file.
  */
+#include "hdb_err.h"
+
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
@@ -372,28 +374,6 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* The name of a gRPC status code, as gRPC spells it. */
-static const char *status_name(grpc_status_code s) {
-    static const char *const names[] = {"OK",
-                                        "CANCELLED",
-                                        "UNKNOWN",
-                                        "INVALID_ARGUMENT",
-                                        "DEADLINE_EXCEEDED",
-                                        "NOT_FOUND",
-                                        "ALREADY_EXISTS",
-                                        "PERMISSION_DENIED",
-                                        "RESOURCE_EXHAUSTED",
-                                        "FAILED_PRECONDITION",
-                                        "ABORTED",
-                                        "OUT_OF_RANGE",
-                                        "UNIMPLEMENTED",
-                                        "INTERNAL",
-                                        "UNAVAILABLE",
-                                        "DATA_LOSS",
-                                        "UNAUTHENTICATED"};
-    return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "UNKNOWN";
-}
-
 /* The name of a channel connectivity state. */
 static const char *connectivity_name(grpc_connectivity_state s) {
     switch (s) {
@@ -476,8 +456,9 @@ static bool start_call(run_state *r, slot *s) {
 /* Keeps the first error as "CODE details", cut at a UTF-8 character boundary if too long. */
 static void keep_first_error(run_state *r, grpc_status_code code, grpc_slice details) {
     if (r->first_error[0] != '\0') return;
-    int n = snprintf(r->first_error, sizeof r->first_error, "%s %.*s", status_name(code),
-                     (int)GRPC_SLICE_LENGTH(details), (const char *)GRPC_SLICE_START_PTR(details));
+    int n = snprintf(r->first_error, sizeof r->first_error, "%s %.*s",
+                     hdb_status_name((int)code), (int)GRPC_SLICE_LENGTH(details),
+                     (const char *)GRPC_SLICE_START_PTR(details));
     if (n >= (int)sizeof r->first_error) {
         size_t len = sizeof r->first_error - 1;
         /* drop a multi-byte character that snprintf cut in two */

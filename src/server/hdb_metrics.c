@@ -36,12 +36,6 @@ static const double bucket_s[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
                                   0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 #define NBUCKETS (sizeof bucket_s / sizeof bucket_s[0])
 
-static const char *const code_names[NCODES] = {
-    "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
-    "UNAUTHENTICATED"};
 
 typedef struct {
     char *name;
@@ -108,7 +102,7 @@ static void write_calls(FILE *f, const hdb_metrics *m) {
             if (v == 0 && c != 0) continue;
             fputs("hilbert_rpc_calls_total{method=\"", f);
             put_label(f, m->m[i].name);
-            fprintf(f, "\",code=\"%s\"} %llu\n", code_names[c], (unsigned long long)v);
+            fprintf(f, "\",code=\"%s\"} %llu\n", hdb_status_name(c), (unsigned long long)v);
         }
     help(f, "hilbert_rpc_duration_seconds", "histogram",
          "Time from a call's arrival to its reply, by method.");

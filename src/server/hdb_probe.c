@@ -6,6 +6,7 @@
 #include "hdb_probe.h"
 
 #include "grpc/health/v1/health.pb-c.h"
+#include "hdb_err.h"
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -13,28 +14,6 @@
 #include <grpc/support/time.h>
 
 #include <string.h>
-
-/* The names of grpc_status_code 0..16, as gRPC spells them. */
-static const char *status_name(grpc_status_code s) {
-    static const char *const names[] = {"OK",
-                                        "CANCELLED",
-                                        "UNKNOWN",
-                                        "INVALID_ARGUMENT",
-                                        "DEADLINE_EXCEEDED",
-                                        "NOT_FOUND",
-                                        "ALREADY_EXISTS",
-                                        "PERMISSION_DENIED",
-                                        "RESOURCE_EXHAUSTED",
-                                        "FAILED_PRECONDITION",
-                                        "ABORTED",
-                                        "OUT_OF_RANGE",
-                                        "UNIMPLEMENTED",
-                                        "INTERNAL",
-                                        "UNAVAILABLE",
-                                        "DATA_LOSS",
-                                        "UNAUTHENTICATED"};
-    return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "UNKNOWN";
-}
 
 /* The answer's status, or -1 when the message does not decode. */
 static int decode_status(grpc_byte_buffer *bb) {
@@ -93,8 +72,8 @@ int hdb_probe_health(const char *addr, int timeout_ms, FILE *out) {
         grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_OP_COMPLETE && status == GRPC_STATUS_OK) serving = decode_status(resp);
         if (status != GRPC_STATUS_OK) {
-            fprintf(out, "%s: %.*s\n", status_name(status), (int)GRPC_SLICE_LENGTH(details),
-                    (const char *)GRPC_SLICE_START_PTR(details));
+            fprintf(out, "%s: %.*s\n", hdb_status_name((int)status),
+                    (int)GRPC_SLICE_LENGTH(details), (const char *)GRPC_SLICE_START_PTR(details));
         } else if (serving == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING) {
             fprintf(out, "SERVING\n");
         } else if (serving < 0) {

@@ -44,6 +44,10 @@ enum {
 /* Returns a static, human-readable name for rc, e.g. "invalid argument". Never NULL. */
 const char *hdb_strerror(int rc);
 
+/* gRPC's name for status code `code`, one of its canonical codes 0..16 ("OK", "CANCELLED",
+ * ..., "UNAUTHENTICATED"), or "UNKNOWN" for any other number. Static storage; any thread. */
+const char *hdb_status_name(int code);
+
 /* Formats a message into err (at most errlen bytes, always NUL-terminated when errlen > 0).
  * Does nothing when err is NULL or errlen is 0. Returns rc unchanged, so callers can write
  * `return hdb_errf(err, errlen, HDB_EINVAL, "k: must be > 0");`. */
