@@ -1537,10 +1537,10 @@ void hdb_hnsw_mem(hdb_hnsw *h, hdb_hnsw_memory *out) {
         const size_t n = g.cur_element_count;
         out->vector_bytes = (uint64_t)n * h->code_bytes +
                             (uint64_t)h->pending.size() * (h->dim * sizeof(float) + 64);
-        /* Links and labels of every allocated slot, and the vectors of the slots allocated
-         * ahead of use. */
-        uint64_t graph = (uint64_t)g.max_elements_ * (g.size_data_per_element_ - h->code_bytes) +
-                         (uint64_t)(g.max_elements_ - n) * h->code_bytes;
+        /* Every allocated slot (links, label, code) less the codes of the slots in use, which
+         * vector_bytes counts: what is left includes the codes of slots allocated ahead. */
+        uint64_t graph = (uint64_t)g.max_elements_ * g.size_data_per_element_ -
+                         (uint64_t)n * h->code_bytes;
         for (tableint i = 0; i < n; i++)
             graph += upper_bytes(g, i);
         graph += (uint64_t)g.max_elements_ * (sizeof(int) + sizeof(void *) + sizeof(std::mutex) +

@@ -36,7 +36,6 @@ static const double bucket_s[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
                                   0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 #define NBUCKETS (sizeof bucket_s / sizeof bucket_s[0])
 
-
 typedef struct {
     char *name;
     _Atomic uint64_t calls[NCODES];

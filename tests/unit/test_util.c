@@ -89,6 +89,11 @@ static void test_err_helpers(void **state) {
     assert_int_equal(hdb_errf(NULL, 0, HDB_EIO, "ignored"), HDB_EIO);
     assert_string_equal(hdb_strerror(HDB_ENOTFOUND), "not found");
     assert_string_equal(hdb_strerror(12345), "unknown error");
+    assert_string_equal(hdb_status_name(0), "OK");
+    assert_string_equal(hdb_status_name(3), "INVALID_ARGUMENT");
+    assert_string_equal(hdb_status_name(16), "UNAUTHENTICATED");
+    assert_string_equal(hdb_status_name(17), "UNKNOWN");
+    assert_string_equal(hdb_status_name(-1), "UNKNOWN");
 }
 
 static void test_types(void **state) {
